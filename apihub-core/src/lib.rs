@@ -1,0 +1,23 @@
+//! The pure domain of APIHub: money, discounts, API keys and their policies, ledger math and the
+//! storage traits. No HTTP server and no SQL live here.
+//!
+//! ```
+//! use apihub_core::{apply_discounts, DiscountRate, Money};
+//!
+//! let raw = Money::parse("1.25").unwrap();
+//! let charged = apply_discounts(raw, DiscountRate::parse("0.8").unwrap(), DiscountRate::FULL_PRICE);
+//! assert_eq!(charged.to_string(), "1");
+//! ```
+#![warn(missing_docs)]
+
+pub mod decimal;
+pub mod discount;
+pub mod key;
+pub mod ledger;
+pub mod money;
+pub mod policy;
+pub mod store;
+pub mod user;
+
+pub use discount::{DiscountRate, apply_discounts};
+pub use money::Money;

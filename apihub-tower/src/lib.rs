@@ -1,0 +1,1 @@
+//! Tower layers for APIHub (key auth, rate limits, quota, billing). Built on `apihub-core`.
