@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 use crate::money::Money;
 use crate::user::UserId;
 
+/// The largest balance or total an account may reach (10¹² credits), far below `i64::MAX`, so
+/// that a storage layer can add any accepted amount to any stored total without overflow.
+pub const MAX_TOTAL: Money = Money::from_micros(1_000_000_000_000_000_000);
+
 /// Longest accepted order number.
 pub const MAX_ORDER_NO_LEN: usize = 64;
 /// Longest accepted description.
@@ -205,6 +209,9 @@ pub fn plan(account: &Account, op: &LedgerOp) -> Result<Transition, LedgerError>
         total_recharged: add(account.total_recharged, delta.recharged)?,
         total_consumed: add(account.total_consumed, delta.consumed)?,
     };
+    if after.balance > MAX_TOTAL || after.total_recharged > MAX_TOTAL {
+        return Err(LedgerError::Overflow);
+    }
     if after.balance.is_negative() {
         return Err(LedgerError::InsufficientBalance {
             available: account.balance,

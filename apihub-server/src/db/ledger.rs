@@ -1,0 +1,197 @@
+//! The credit ledger on SQL: one conditional update of the account and one row, in one transaction.
+
+use apihub_core::Money;
+use apihub_core::ledger::{
+    Account, Applied, LedgerOp, MAX_TOTAL, Replay, Transaction, TxType, check_order_refund, compare_replay, delta_of, plan,
+};
+use apihub_core::store::{LedgerStore, Page, PageRequest, StoreError};
+use apihub_core::user::UserId;
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::schema::{transactions, users};
+use super::users::UserRow;
+use super::{SqlStore, corrupt, from_millis, now_millis, with_conn, write_tx};
+
+/// A `transactions` row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = transactions)]
+struct TxRow {
+    id: i64,
+    user_id: i64,
+    tx_type: String,
+    amount: i64,
+    balance_before: i64,
+    balance_after: i64,
+    order_no: Option<String>,
+    description: Option<String>,
+    created_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = transactions)]
+struct NewTxRow<'a> {
+    user_id: i64,
+    tx_type: &'static str,
+    amount: i64,
+    balance_before: i64,
+    balance_after: i64,
+    order_no: Option<&'a str>,
+    description: Option<&'a str>,
+    created_at: i64,
+}
+
+impl TxRow {
+    fn into_domain(self) -> Result<Transaction, StoreError> {
+        Ok(Transaction {
+            id: self.id,
+            user_id: self.user_id,
+            tx_type: TxType::parse(&self.tx_type).ok_or_else(|| corrupt("transaction type", &self.tx_type))?,
+            amount: Money::from_micros(self.amount),
+            balance_before: Money::from_micros(self.balance_before),
+            balance_after: Money::from_micros(self.balance_after),
+            order_no: self.order_no,
+            description: self.description,
+            created_at: from_millis(self.created_at),
+        })
+    }
+}
+
+impl SqlStore {
+    async fn apply_once(&self, user_id: UserId, op: &LedgerOp) -> Result<Applied, StoreError> {
+        let delta = delta_of(op)?;
+        write_tx!(self, |conn| {
+            if let Some(order_no) = op.order_no.as_deref() {
+                let earlier: Option<TxRow> = transactions::table
+                    .filter(transactions::tx_type.eq(op.tx_type.as_str()))
+                    .filter(transactions::order_no.eq(order_no))
+                    .select(TxRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                if let Some(earlier) = earlier {
+                    let earlier = earlier.into_domain()?;
+                    return match compare_replay(&earlier, user_id, op) {
+                        Replay::Same => {
+                            let user = users::table.find(user_id).select(UserRow::as_select()).first(conn).await?;
+                            Ok(Applied { transaction: earlier, account: user.into_domain()?.account, replayed: true })
+                        }
+                        Replay::Conflict => Err(StoreError::Conflict(format!(
+                            "order_no `{order_no}` was already used for a different {} operation",
+                            op.tx_type.as_str()
+                        ))
+                        .into()),
+                    };
+                }
+                if op.tx_type == TxType::Refund {
+                    // The unique (tx_type, order_no) index allows one refund per order, so nothing
+                    // was refunded under this number yet.
+                    let consumed: Option<i64> = transactions::table
+                        .filter(transactions::user_id.eq(user_id))
+                        .filter(transactions::tx_type.eq(TxType::Consume.as_str()))
+                        .filter(transactions::order_no.eq(order_no))
+                        .select(transactions::amount)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let consumed = Money::from_micros(consumed.unwrap_or(0).saturating_neg());
+                    check_order_refund(consumed, Money::ZERO, op.amount)?;
+                }
+            }
+
+            let (d_balance, d_recharged, d_consumed) = (delta.balance.micros(), delta.recharged.micros(), delta.consumed.micros());
+            let max = MAX_TOTAL.micros();
+            // The WHERE clause is the whole concurrency story: the row is locked by the UPDATE, and the
+            // condition is evaluated on the current balance, so no interleaving can overspend.
+            let after: Option<(i64, i64, i64)> = diesel::update(
+                users::table
+                    .find(user_id)
+                    .filter((users::token_balance + d_balance).ge(0))
+                    .filter((users::token_balance + d_balance).le(max))
+                    .filter((users::total_consumed + d_consumed).ge(0))
+                    .filter((users::total_recharged + d_recharged).le(max)),
+            )
+            .set((
+                users::token_balance.eq(users::token_balance + d_balance),
+                users::total_recharged.eq(users::total_recharged + d_recharged),
+                users::total_consumed.eq(users::total_consumed + d_consumed),
+                users::updated_at.eq(now_millis()),
+            ))
+            .returning((users::token_balance, users::total_recharged, users::total_consumed))
+            .get_result(conn)
+            .await
+            .optional()?;
+
+            let Some((balance, total_recharged, total_consumed)) = after else {
+                // Refused or unknown: let the pure planner say which rule the current account breaks.
+                let row: Option<UserRow> = users::table.find(user_id).select(UserRow::as_select()).first(conn).await.optional()?;
+                let account = row.ok_or(StoreError::NotFound)?.into_domain()?.account;
+                plan(&account, op)?;
+                return Err(StoreError::Internal("ledger update refused an operation the planner accepts".into()).into());
+            };
+            let account = Account {
+                balance: Money::from_micros(balance),
+                total_recharged: Money::from_micros(total_recharged),
+                total_consumed: Money::from_micros(total_consumed),
+            };
+            let row = NewTxRow {
+                user_id,
+                tx_type: op.tx_type.as_str(),
+                amount: d_balance,
+                balance_before: balance - d_balance,
+                balance_after: balance,
+                order_no: op.order_no.as_deref(),
+                description: op.description.as_deref(),
+                created_at: now_millis(),
+            };
+            let inserted = diesel::insert_into(transactions::table).values(&row).returning(TxRow::as_returning()).get_result(conn).await?;
+            Ok(Applied { transaction: inserted.into_domain()?, account, replayed: false })
+        })
+    }
+}
+
+#[async_trait]
+impl LedgerStore for SqlStore {
+    async fn apply(&self, user_id: UserId, op: LedgerOp) -> Result<Applied, StoreError> {
+        match self.apply_once(user_id, &op).await {
+            // Two concurrent calls with one order number: the loser hit the unique index and rolled
+            // back whole. Once more, it finds the winner's row and answers replay or conflict.
+            Err(StoreError::Conflict(_)) if op.order_no.is_some() => self.apply_once(user_id, &op).await,
+            other => other,
+        }
+    }
+
+    async fn transactions(
+        &self,
+        user_id: Option<UserId>,
+        tx_type: Option<TxType>,
+        page: PageRequest,
+    ) -> Result<Page<Transaction>, StoreError> {
+        macro_rules! filtered {
+            () => {{
+                let mut q = transactions::table.into_boxed();
+                if let Some(user_id) = user_id {
+                    q = q.filter(transactions::user_id.eq(user_id));
+                }
+                if let Some(tx_type) = tx_type {
+                    q = q.filter(transactions::tx_type.eq(tx_type.as_str()));
+                }
+                q
+            }};
+        }
+        let (rows, total): (Vec<TxRow>, i64) = with_conn!(self, |conn| {
+            let total = filtered!().count().get_result(conn).await?;
+            let rows = filtered!()
+                .order(transactions::id.desc())
+                .offset(page.offset())
+                .limit(page.limit())
+                .select(TxRow::as_select())
+                .load(conn)
+                .await?;
+            Ok((rows, total))
+        })?;
+        let items = rows.into_iter().map(TxRow::into_domain).collect::<Result<_, _>>()?;
+        Ok(Page { items, total: total as u64, request: page })
+    }
+}

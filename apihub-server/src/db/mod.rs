@@ -1,0 +1,296 @@
+//! Storage on SQLite (embedded, the default) or PostgreSQL, behind apihub-core's storage traits.
+//!
+//! Both backends share one diesel schema and one body of query code: [`with_conn!`] and
+//! [`write_tx!`] expand a block once per backend, so every query is written once and compiled
+//! twice. On SQLite a write transaction starts with `BEGIN IMMEDIATE` (the write lock is taken up
+//! front, so two writers never deadlock into "database is locked") and writers of this process
+//! queue on an async mutex instead of spinning in SQLite's busy handler. On PostgreSQL every
+//! balance change is one conditional `UPDATE … WHERE balance + delta >= 0`, which row-locks and
+//! re-checks under concurrency.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apihub_core::store::StoreError;
+use chrono::{DateTime, TimeZone, Utc};
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+mod keys;
+mod ledger;
+pub mod schema;
+mod usage;
+mod users;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// How long a SQLite connection waits for a lock held by another process before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// A connection pool to one of the two backends.
+#[derive(Clone)]
+pub enum Db {
+    /// Embedded SQLite; `write_lock` serialises this process's writers.
+    Sqlite { pool: Pool<SqliteConn>, write_lock: Arc<tokio::sync::Mutex<()>> },
+    /// PostgreSQL through diesel-async's native connection.
+    Postgres { pool: Pool<AsyncPgConnection> },
+}
+
+/// Which backend a `DATABASE_URL` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// A SQLite file path (or `:memory:`).
+    Sqlite(String),
+    /// A PostgreSQL URL, passed through.
+    Postgres(String),
+}
+
+impl DbUrl {
+    /// Reads `sqlite://path`, `sqlite:path`, `postgres://…` or `postgresql://…`.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbUrl::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                anyhow::bail!("DATABASE_URL `{url}` names no SQLite file");
+            }
+            return Ok(DbUrl::Sqlite(path.to_owned()));
+        }
+        anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres:// (got `{url}`)")
+    }
+}
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Most connections held open.
+    pub max_connections: usize,
+    /// How long a caller waits for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Db {
+    /// Applies pending migrations, then opens a pool.
+    pub async fn connect(url: &DbUrl, options: &PoolOptions) -> anyhow::Result<Db> {
+        migrate(url).await?;
+        let timeouts = deadpool_timeouts(options.acquire_timeout);
+        match url {
+            DbUrl::Sqlite(path) => {
+                let mut config = ManagerConfig::default();
+                config.custom_setup = Box::new(|url| Box::pin(open_sqlite(url.to_owned())));
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+                let pool = Pool::builder(manager)
+                    .max_size(options.max_connections)
+                    .timeouts(timeouts)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()?;
+                Ok(Db::Sqlite { pool, write_lock: Arc::new(tokio::sync::Mutex::new(())) })
+            }
+            DbUrl::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let pool = Pool::builder(manager)
+                    .max_size(options.max_connections)
+                    .timeouts(timeouts)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()?;
+                Ok(Db::Postgres { pool })
+            }
+        }
+    }
+
+    /// Whether a connection can be had and answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite { pool, .. } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
+            Db::Postgres { pool } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
+        }
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+fn deadpool_timeouts(wait: Duration) -> deadpool::managed::Timeouts {
+    deadpool::managed::Timeouts { wait: Some(wait), create: Some(wait), recycle: Some(wait) }
+}
+
+async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(&path).await?;
+    conn.batch_execute(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+    ))
+    .await
+    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations (used at start-up and by `apihub migrate`); returns how many ran.
+pub async fn migrate(url: &DbUrl) -> anyhow::Result<usize> {
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        use diesel::Connection;
+        let applied = match &url {
+            DbUrl::Sqlite(path) => {
+                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut conn = SqliteConnection::establish(path)?;
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut conn,
+                    &format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"),
+                )?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?.len()
+            }
+            DbUrl::Postgres(url) => {
+                let mut conn = <diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection> as Connection
+                >::establish(url)?;
+                conn.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?.len()
+            }
+        };
+        Ok(applied)
+    })
+    .await?
+}
+
+/// The diesel implementation of every storage trait.
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(crate) db: Db,
+}
+
+impl SqlStore {
+    /// Wraps a pool.
+    pub fn new(db: Db) -> Self {
+        SqlStore { db }
+    }
+
+    /// The pool, for health checks.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// An error inside a query block: diesel's own, or a domain refusal that must roll back.
+#[derive(Debug)]
+pub(crate) struct TxError(pub StoreError);
+
+impl From<diesel::result::Error> for TxError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        TxError(match error {
+            Error::NotFound => StoreError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => StoreError::Conflict(info.message().to_owned()),
+            other => StoreError::Internal(other.to_string()),
+        })
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(error: StoreError) -> Self {
+        TxError(error)
+    }
+}
+
+impl From<apihub_core::ledger::LedgerError> for TxError {
+    fn from(error: apihub_core::ledger::LedgerError) -> Self {
+        TxError(StoreError::Ledger(error))
+    }
+}
+
+pub(crate) fn pool_error(error: PoolError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// Runs `$body` with `$conn: &mut Connection` on whichever backend the store uses.
+/// The body evaluates to `Result<T, TxError>`; the macro yields `Result<T, StoreError>`.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let result: Result<_, $crate::db::TxError> = async {
+            match &$store.db {
+                $crate::db::Db::Sqlite { pool, .. } => {
+                    let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
+                    let $conn = &mut *guard;
+                    $body
+                }
+                $crate::db::Db::Postgres { pool } => {
+                    let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
+                    let $conn = &mut *guard;
+                    $body
+                }
+            }
+        }
+        .await;
+        result.map_err(|e| e.0)
+    }};
+}
+
+/// Runs `$body` inside one write transaction (`BEGIN IMMEDIATE` on SQLite); an `Err` rolls back.
+macro_rules! write_tx {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let result: Result<_, $crate::db::TxError> = async {
+            match &$store.db {
+                $crate::db::Db::Sqlite { pool, write_lock } => {
+                    let _writer = write_lock.lock().await;
+                    let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
+                    guard.immediate_transaction(async |$conn| $body).await
+                }
+                $crate::db::Db::Postgres { pool } => {
+                    let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
+                    diesel_async::AsyncConnection::transaction(&mut *guard, async |$conn| $body).await
+                }
+            }
+        }
+        .await;
+        result.map_err(|e| e.0)
+    }};
+}
+
+pub(crate) use {with_conn, write_tx};
+
+/// Now, in the stored form (Unix milliseconds).
+pub(crate) fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Reads a stored timestamp.
+pub(crate) fn from_millis(millis: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A stored value that does not map back to the domain: the database was edited by hand.
+pub(crate) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("stored {what} `{value}` is not valid"))
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `\` as the escape character.
+pub(crate) fn like_pattern(search: &str) -> String {
+    let mut out = String::with_capacity(search.len() + 2);
+    out.push('%');
+    for c in search.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}

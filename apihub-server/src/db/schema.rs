@@ -1,0 +1,87 @@
+//! The diesel schema, one definition for both backends (see `migrations/`).
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        email -> Nullable<Text>,
+        password_hash -> Text,
+        role -> Text,
+        status -> Text,
+        token_balance -> BigInt,
+        total_recharged -> BigInt,
+        total_consumed -> BigInt,
+        discount_ppm -> Integer,
+        token_version -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        public_id -> Text,
+        secret_hash -> Text,
+        last4 -> Text,
+        name -> Text,
+        status -> Text,
+        expires_at -> Nullable<BigInt>,
+        rate_limit -> Nullable<Integer>,
+        rate_limit_day -> Nullable<Integer>,
+        token_limit -> Nullable<BigInt>,
+        quota_limit -> Nullable<BigInt>,
+        remaining_calls -> Nullable<BigInt>,
+        allowed_models -> Text,
+        discount_ppm -> Integer,
+        batch_id -> Nullable<Text>,
+        tokens_used -> BigInt,
+        quota_used -> BigInt,
+        calls_total -> BigInt,
+        calls_succeeded -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        tx_type -> Text,
+        amount -> BigInt,
+        balance_before -> BigInt,
+        balance_after -> BigInt,
+        order_no -> Nullable<Text>,
+        description -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_logs (id) {
+        id -> BigInt,
+        request_id -> Text,
+        user_id -> BigInt,
+        key_id -> BigInt,
+        model -> Text,
+        endpoint -> Text,
+        stream -> Bool,
+        prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cached_tokens -> BigInt,
+        raw_cost -> BigInt,
+        user_discount_ppm -> Integer,
+        key_discount_ppm -> Integer,
+        charged -> BigInt,
+        status -> Integer,
+        upstream_latency_ms -> BigInt,
+        usage_source -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(transactions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs);

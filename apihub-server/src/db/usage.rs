@@ -1,0 +1,129 @@
+//! The usage log on SQL.
+
+use apihub_core::store::{Page, PageRequest, StoreError, UsageRecord, UsageSource, UsageStore};
+use apihub_core::user::UserId;
+use apihub_core::{DiscountRate, Money};
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::schema::usage_logs;
+use super::{SqlStore, corrupt, from_millis, with_conn, write_tx};
+
+/// A `usage_logs` row (without its id, which only orders rows).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = usage_logs)]
+struct UsageRow {
+    request_id: String,
+    user_id: i64,
+    key_id: i64,
+    model: String,
+    endpoint: String,
+    stream: bool,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cached_tokens: i64,
+    raw_cost: i64,
+    user_discount_ppm: i32,
+    key_discount_ppm: i32,
+    charged: i64,
+    status: i32,
+    upstream_latency_ms: i64,
+    usage_source: String,
+    created_at: i64,
+}
+
+impl UsageRow {
+    fn of(r: &UsageRecord) -> Self {
+        UsageRow {
+            request_id: r.request_id.clone(),
+            user_id: r.user_id,
+            key_id: r.key_id,
+            model: r.model.clone(),
+            endpoint: r.endpoint.clone(),
+            stream: r.stream,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cached_tokens: r.cached_tokens,
+            raw_cost: r.raw_cost.micros(),
+            user_discount_ppm: r.user_discount.ppm() as i32,
+            key_discount_ppm: r.key_discount.ppm() as i32,
+            charged: r.charged.micros(),
+            status: i32::from(r.status),
+            upstream_latency_ms: r.upstream_latency_ms,
+            usage_source: match r.usage_source {
+                UsageSource::Reported => "reported",
+                UsageSource::Estimated => "estimated",
+            }
+            .to_owned(),
+            created_at: r.created_at.timestamp_millis(),
+        }
+    }
+
+    fn into_domain(self) -> Result<UsageRecord, StoreError> {
+        let rate = |ppm: i32| {
+            u32::try_from(ppm).ok().and_then(|p| DiscountRate::from_ppm(p).ok()).ok_or_else(|| corrupt("discount", ppm))
+        };
+        Ok(UsageRecord {
+            user_discount: rate(self.user_discount_ppm)?,
+            key_discount: rate(self.key_discount_ppm)?,
+            usage_source: match self.usage_source.as_str() {
+                "reported" => UsageSource::Reported,
+                "estimated" => UsageSource::Estimated,
+                other => return Err(corrupt("usage source", other)),
+            },
+            status: u16::try_from(self.status).map_err(|_| corrupt("status", self.status))?,
+            request_id: self.request_id,
+            user_id: self.user_id,
+            key_id: self.key_id,
+            model: self.model,
+            endpoint: self.endpoint,
+            stream: self.stream,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cached_tokens: self.cached_tokens,
+            raw_cost: Money::from_micros(self.raw_cost),
+            charged: Money::from_micros(self.charged),
+            upstream_latency_ms: self.upstream_latency_ms,
+            created_at: from_millis(self.created_at),
+        })
+    }
+}
+
+#[async_trait]
+impl UsageStore for SqlStore {
+    async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        let rows: Vec<UsageRow> = records.iter().map(UsageRow::of).collect();
+        write_tx!(self, |conn| {
+            for row in &rows {
+                diesel::insert_into(usage_logs::table).values(row).execute(conn).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn usage(&self, user_id: Option<UserId>, page: PageRequest) -> Result<Page<UsageRecord>, StoreError> {
+        macro_rules! filtered {
+            () => {{
+                let mut q = usage_logs::table.into_boxed();
+                if let Some(user_id) = user_id {
+                    q = q.filter(usage_logs::user_id.eq(user_id));
+                }
+                q
+            }};
+        }
+        let (rows, total): (Vec<UsageRow>, i64) = with_conn!(self, |conn| {
+            let total = filtered!().count().get_result(conn).await?;
+            let rows = filtered!()
+                .order(usage_logs::id.desc())
+                .offset(page.offset())
+                .limit(page.limit())
+                .select(UsageRow::as_select())
+                .load(conn)
+                .await?;
+            Ok((rows, total))
+        })?;
+        let items = rows.into_iter().map(UsageRow::into_domain).collect::<Result<_, _>>()?;
+        Ok(Page { items, total: total as u64, request: page })
+    }
+}

@@ -1,0 +1,3 @@
+//! The APIHub gateway server: routes, storage, accounts and the admin API.
+
+pub mod db;
