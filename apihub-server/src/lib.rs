@@ -1,3 +1,13 @@
-//! The APIHub gateway server: routes, storage, accounts and the admin API.
+//! The APIHub gateway server: axum routes, diesel storage (SQLite or PostgreSQL), session tokens
+//! and the account, key and credit API. `main.rs` is a thin command line over [`app`].
 
+pub mod app;
+pub mod auth;
+pub mod config;
 pub mod db;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+
+pub use routes::{build_app, openapi};

@@ -1,0 +1,200 @@
+//! Settings from environment variables (and an optional `.env` file); `.env.example` documents each.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+
+use crate::db::DbUrl;
+
+/// Secrets that appear in this project's own docs. A server configured with one of them would be
+/// signing sessions with a key anyone can read, so it refuses to start.
+pub const PUBLISHED_SECRETS: &[&str] = &[
+    "change-me-to-a-random-string-of-at-least-32-bytes",
+    "please-replace-this-with-64-random-hex-characters",
+];
+
+/// Shortest accepted `SECRET_KEY`, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Everything the server reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `APP_NAME`: shown in the API docs and dashboard.
+    pub app_name: String,
+    /// `HOST`: the address to bind.
+    pub host: String,
+    /// `PORT`: the port to bind.
+    pub port: u16,
+    /// `DATABASE_URL`: `sqlite://path` (default `sqlite://./data/apihub.db`) or `postgres://…`.
+    pub database_url: DbUrl,
+    /// `DATA_DIR`: where the generated secret key (and the default SQLite file) live.
+    pub data_dir: PathBuf,
+    /// `SECRET_KEY`, vetted; or the generated one kept in `DATA_DIR`.
+    pub secret_key: Secret,
+    /// `ACCESS_TOKEN_EXPIRE_MINUTES`: session token lifetime.
+    pub access_token_expire_minutes: i64,
+    /// `UPSTREAM_URL`: the LLM upstream the gateway forwards to.
+    pub upstream_url: String,
+    /// `UPSTREAM_API_KEY`: the key the gateway presents upstream.
+    pub upstream_api_key: Option<Secret>,
+    /// `ADMIN_USERNAME`: the first administrator's name.
+    pub admin_username: String,
+    /// `ADMIN_PASSWORD`: the first administrator's password (generated and printed once when unset).
+    pub admin_password: Option<Secret>,
+    /// `ADMIN_EMAIL`: the first administrator's email.
+    pub admin_email: Option<String>,
+    /// `MAX_BODY_BYTES`: largest JSON body the account API accepts.
+    pub max_body_bytes: usize,
+    /// `DB_MAX_CONNECTIONS`: pool size.
+    pub db_max_connections: usize,
+}
+
+/// A secret string whose `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|e| anyhow::anyhow!("{name}=`{text}` is not valid: {e}")),
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present) and the environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        // A missing .env is normal; a malformed one is not.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(e).context("reading .env"),
+        }
+        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("apihub.db").display()));
+        let minutes: i64 = parsed("ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 24)?;
+        if !(1..=60 * 24 * 30).contains(&minutes) {
+            bail!("ACCESS_TOKEN_EXPIRE_MINUTES must be between 1 and 43200");
+        }
+        Ok(Config {
+            app_name: var("APP_NAME").unwrap_or_else(|| "APIHub".into()),
+            host: var("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port: parsed("PORT", 8000)?,
+            database_url: DbUrl::parse(&database_url)?,
+            secret_key: load_secret(var("SECRET_KEY"), &data_dir)?,
+            data_dir,
+            access_token_expire_minutes: minutes,
+            upstream_url: var("UPSTREAM_URL").unwrap_or_else(|| "http://127.0.0.1:8317".into()),
+            upstream_api_key: var("UPSTREAM_API_KEY").map(Secret),
+            admin_username: var("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            admin_password: var("ADMIN_PASSWORD").map(Secret),
+            admin_email: var("ADMIN_EMAIL"),
+            max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)?,
+            db_max_connections: parsed("DB_MAX_CONNECTIONS", 16)?,
+        })
+    }
+}
+
+/// Checks a configured secret: long enough and not one printed in our docs.
+pub fn vet_secret(secret: &str) -> anyhow::Result<()> {
+    if secret.len() < MIN_SECRET_LEN {
+        bail!("SECRET_KEY must be at least {MIN_SECRET_LEN} bytes (generate one with `openssl rand -hex 32`)");
+    }
+    if PUBLISHED_SECRETS.contains(&secret) {
+        bail!("SECRET_KEY is the example value from the documentation; set a random one");
+    }
+    Ok(())
+}
+
+/// The configured secret, or the one generated on first start and kept in `data_dir/secret_key`.
+pub fn load_secret(configured: Option<String>, data_dir: &Path) -> anyhow::Result<Secret> {
+    if let Some(secret) = configured {
+        vet_secret(&secret)?;
+        return Ok(Secret(secret));
+    }
+    let path = data_dir.join("secret_key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        vet_secret(&existing).with_context(|| format!("{} holds an unusable secret", path.display()))?;
+        return Ok(Secret(existing));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a new SECRET_KEY and stored it");
+    Ok(Secret(secret))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_published_secrets_are_refused() {
+        assert!(vet_secret("short").is_err());
+        for published in PUBLISHED_SECRETS {
+            assert!(vet_secret(published).is_err());
+        }
+        assert!(vet_secret(&"x".repeat(32)).is_ok());
+    }
+
+    /// Every SECRET_KEY value written in our docs must be on the refusal list.
+    #[test]
+    fn documented_secrets_are_refused() {
+        for doc in [include_str!("../../.env.example"), include_str!("../../README.md")] {
+            for line in doc.lines() {
+                if let Some(value) = line.trim().trim_start_matches('#').trim().strip_prefix("SECRET_KEY=") {
+                    let value = value.trim().trim_matches('"');
+                    if !value.is_empty() && !value.starts_with('$') {
+                        assert!(vet_secret(value).is_err(), "documented SECRET_KEY `{value}` would be accepted");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_generated_secret_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_secret(None, dir.path()).unwrap();
+        let second = load_secret(None, dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.expose().len(), 64);
+    }
+}

@@ -1,0 +1,116 @@
+//! `/api/auth/*`: registration, login, the current user, password change.
+
+use apihub_core::user::{NewUser, Role, UserStatus, validate_email, validate_password, validate_username};
+use axum::extract::State;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::views::UserView;
+use crate::auth::{CurrentUser, password};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Json;
+use crate::state::AppState;
+
+/// Registration form. Any other field (`role`, `token_balance`, …) is refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    pub email: Option<String>,
+}
+
+/// Register a new account (role `user`, balance 0).
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = UserView), (status = 409, description = "username taken", body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn register(State(state): State<AppState>, Json(req): Json<RegisterRequest>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    validate_username(&req.username).map_err(|e| ApiError::Validation(e.to_string()))?;
+    validate_password(&req.password).map_err(|e| ApiError::Validation(e.to_string()))?;
+    let email = req.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+    if let Some(email) = &email {
+        validate_email(email).map_err(|e| ApiError::Validation(e.to_string()))?;
+    }
+    let password_hash = password::hash_blocking(req.password).await?;
+    let user = state.store.create_user(NewUser { username: req.username, email, password_hash, role: Role::User }).await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Login form.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// A session token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+/// Log in with username and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody)))]
+pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Json<TokenResponse>, ApiError> {
+    let invalid = || ApiError::Unauthorized("invalid username or password".into());
+    // Bound the work an attacker can ask for before hashing.
+    if req.username.len() > 64 || req.password.len() > 1024 {
+        return Err(invalid());
+    }
+    let found = state.store.credentials(&req.username).await?;
+    let (user, stored) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    // An unknown user costs one argon2 verification too, so timing does not reveal usernames.
+    let verified = password::verify_blocking(req.password, stored).await;
+    let user = user.filter(|_| verified).ok_or_else(invalid)?;
+    if user.status != UserStatus::Active {
+        return Err(ApiError::Forbidden("this account is disabled".into()));
+    }
+    let access_token = state.jwt.issue(&user)?;
+    Ok(Json(TokenResponse { access_token, token_type: "bearer", expires_in: state.jwt.lifetime_secs() }))
+}
+
+/// The logged-in user.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+pub async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
+    Json(user.into())
+}
+
+/// Password change form.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// At least 8 characters.
+    pub new_password: String,
+}
+
+/// Change the password; every earlier session token stops working.
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(req): Json<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    validate_password(&req.new_password).map_err(|e| ApiError::Validation(e.to_string()))?;
+    let stored = state.store.credentials(&user.username).await?.map(|(_, hash)| hash);
+    if !password::verify_blocking(req.current_password, stored).await {
+        return Err(ApiError::Unauthorized("current password is wrong".into()));
+    }
+    let hash = password::hash_blocking(req.new_password).await?;
+    state.store.set_password(user.id, &hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

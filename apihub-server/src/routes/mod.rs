@@ -1,0 +1,117 @@
+//! The HTTP surface: every route, its OpenAPI document and the middleware around them.
+
+pub mod auth;
+pub mod health;
+pub mod keys;
+pub mod keys_admin;
+pub mod tokens;
+pub mod tokens_admin;
+pub mod users_admin;
+pub mod views;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "APIHub", description = "API-key gateway for LLM APIs: accounts, keys, credit and administration."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login and the current user"),
+        (name = "keys", description = "The caller's API keys"),
+        (name = "tokens", description = "The caller's credit"),
+        (name = "admin", description = "Administration: users, keys and credit"),
+        (name = "health", description = "Probes"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Every documented route, with its OpenAPI document.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::create_batch))
+        .routes(routes!(keys::get_batch))
+        .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
+        .routes(routes!(keys::deactivate_key))
+        .routes(routes!(keys::reset_usage))
+        .routes(routes!(keys_admin::all_keys))
+        .routes(routes!(keys_admin::user_keys, keys_admin::create_user_key))
+        .routes(routes!(keys_admin::create_user_batch))
+        .routes(routes!(tokens::balance))
+        .routes(routes!(tokens::transactions))
+        .routes(routes!(tokens::check))
+        .routes(routes!(tokens_admin::user_balance))
+        .routes(routes!(tokens_admin::recharge))
+        .routes(routes!(tokens_admin::consume))
+        .routes(routes!(tokens_admin::refund))
+        .routes(routes!(tokens_admin::adjust))
+        .routes(routes!(tokens_admin::set_discount))
+        .routes(routes!(users_admin::list_users))
+        .routes(routes!(users_admin::get_user))
+        .routes(routes!(users_admin::disable_user))
+        .routes(routes!(users_admin::enable_user))
+}
+
+/// The OpenAPI document (also served at `/api/openapi.json` and printed by `apihub openapi`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The whole application, shared by `main` and the tests.
+pub fn build_app(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let (api, mut doc) = api_router().split_for_parts();
+    doc.info.title.clone_from(&state.config.app_name);
+    let api = api
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/api/openapi.json", doc))
+        .fallback(|| async { ApiError::NotFound("no such route".into()).into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() });
+
+    // Outermost first: each request gets an id (kept on the response) before it is traced; panics
+    // become a JSON 500 inside the trace; the body limit applies to every JSON route (413 via our
+    // extractor's rejection).
+    api.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(TraceLayer::new_for_http())
+            .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(60)))
+            .layer(DefaultBodyLimit::max(max_body)),
+    )
+}

@@ -1,0 +1,225 @@
+//! Wire types shared by several routes: how users, keys, transactions and pages look in JSON.
+//! Domain types stay in apihub-core; these map them explicitly.
+
+use apihub_core::key::display_mask;
+use apihub_core::ledger::{Transaction, TxType};
+use apihub_core::policy::{ApiKey, KeyStatus};
+use apihub_core::store::{Page, PageRequest};
+use apihub_core::user::{Role, User, UserStatus};
+use apihub_core::{DiscountRate, Money};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+
+/// A user as the API shows it. Money fields are exact decimals of credits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
+    #[schema(value_type = String, example = "active")]
+    pub status: UserStatus,
+    /// Spendable credit.
+    #[schema(value_type = f64, example = 100.5)]
+    pub token_balance: Money,
+    #[schema(value_type = f64)]
+    pub total_recharged: Money,
+    #[schema(value_type = f64)]
+    pub total_consumed: Money,
+    /// Multiplier applied to every charge (1 = full price).
+    #[schema(value_type = f64, example = 1)]
+    pub discount_rate: DiscountRate,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            role: u.role,
+            status: u.status,
+            token_balance: u.account.balance,
+            total_recharged: u.account.total_recharged,
+            total_consumed: u.account.total_consumed,
+            discount_rate: u.discount_rate,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// An API key as the API shows it: never the secret, only a masked preview.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    /// `ahg_<public id>_…<last 4>`.
+    pub key_preview: String,
+    #[schema(value_type = String, example = "active")]
+    pub status: KeyStatus,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Requests per minute; null = unlimited.
+    pub rate_limit: Option<u32>,
+    /// Requests per day; null = unlimited.
+    pub rate_limit_day: Option<u32>,
+    /// Lifetime tokens; null = unlimited.
+    pub token_limit: Option<i64>,
+    /// Lifetime credits; null = unlimited.
+    #[schema(value_type = Option<f64>)]
+    pub quota_limit: Option<Money>,
+    /// Calls left; null = unlimited.
+    pub remaining_calls: Option<i64>,
+    /// Models the key may call; empty = all.
+    pub allowed_models: Vec<String>,
+    #[schema(value_type = f64, example = 1)]
+    pub discount_rate: DiscountRate,
+    pub batch_id: Option<String>,
+    pub tokens_used: i64,
+    #[schema(value_type = f64)]
+    pub quota_used: Money,
+    pub calls_total: i64,
+    pub calls_succeeded: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> Self {
+        KeyView {
+            id: k.id,
+            user_id: k.user_id,
+            key_preview: display_mask(&k.public_id, &k.last4),
+            name: k.policy.name,
+            status: k.policy.status,
+            expires_at: k.policy.expires_at,
+            rate_limit: k.policy.rate_limit,
+            rate_limit_day: k.policy.rate_limit_day,
+            token_limit: k.policy.token_limit,
+            quota_limit: k.policy.quota_limit,
+            remaining_calls: k.policy.remaining_calls,
+            allowed_models: k.policy.allowed_models,
+            discount_rate: k.policy.discount_rate,
+            batch_id: k.batch_id,
+            tokens_used: k.usage.tokens_used,
+            quota_used: k.usage.quota_used,
+            calls_total: k.usage.calls_total,
+            calls_succeeded: k.usage.calls_succeeded,
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+        }
+    }
+}
+
+/// A newly created key: the only response that ever carries the whole key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The whole key. Store it now: it is shown once and never again.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: KeyView,
+}
+
+/// A ledger row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionView {
+    pub id: i64,
+    pub user_id: i64,
+    #[schema(value_type = String, example = "recharge")]
+    pub tx_type: TxType,
+    /// Signed change of the balance.
+    #[schema(value_type = f64)]
+    pub amount: Money,
+    #[schema(value_type = f64)]
+    pub balance_before: Money,
+    #[schema(value_type = f64)]
+    pub balance_after: Money,
+    pub order_no: Option<String>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Transaction> for TransactionView {
+    fn from(t: Transaction) -> Self {
+        TransactionView {
+            id: t.id,
+            user_id: t.user_id,
+            tx_type: t.tx_type,
+            amount: t.amount,
+            balance_before: t.balance_before,
+            balance_after: t.balance_after,
+            order_no: t.order_no,
+            description: t.description,
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// `?page=&page_size=` on every listing.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page number, from 1 (default 1).
+    pub page: Option<u32>,
+    /// Rows per page, 1 to 200 (default 20).
+    pub page_size: Option<u32>,
+}
+
+impl PageQuery {
+    /// Validates the numbers.
+    pub fn request(self) -> Result<PageRequest, ApiError> {
+        let page = self.page.unwrap_or(1);
+        let page_size = self.page_size.unwrap_or(20);
+        if page == 0 || page > 1_000_000 {
+            return Err(ApiError::Validation("page must be between 1 and 1000000".into()));
+        }
+        if page_size == 0 || page_size > PageRequest::MAX_PAGE_SIZE {
+            return Err(ApiError::Validation(format!("page_size must be between 1 and {}", PageRequest::MAX_PAGE_SIZE)));
+        }
+        Ok(PageRequest { page, page_size })
+    }
+}
+
+/// Declares a concrete page type for the OpenAPI document (one per item type).
+macro_rules! page_type {
+    ($name:ident, $item:ty) => {
+        #[doc = concat!("One page of `", stringify!($item), "`.")]
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            /// Rows matching in all.
+            pub total: u64,
+            pub page: u32,
+            pub page_size: u32,
+        }
+
+        impl<T: Into<$item>> From<Page<T>> for $name {
+            fn from(p: Page<T>) -> Self {
+                $name {
+                    items: p.items.into_iter().map(Into::into).collect(),
+                    total: p.total,
+                    page: p.request.page,
+                    page_size: p.request.page_size,
+                }
+            }
+        }
+    };
+}
+
+page_type!(UserPage, UserView);
+page_type!(KeyPage, KeyView);
+page_type!(TransactionPage, TransactionView);
+
+/// Deserializes a field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
