@@ -16,7 +16,9 @@ pub mod key;
 pub mod ledger;
 pub mod money;
 pub mod policy;
+pub mod pricing;
 pub mod store;
+pub mod usage;
 pub mod user;
 
 pub use discount::{DiscountRate, apply_discounts};
