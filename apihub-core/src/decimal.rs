@@ -136,8 +136,7 @@ pub(crate) mod serde_impl {
 
     /// Serializes scaled units as a JSON number written from the exact decimal text.
     pub(crate) fn serialize<S: serde::Serializer>(units: i64, serializer: S) -> Result<S::Ok, S::Error> {
-        let raw = serde_json::value::RawValue::from_string(super::format(units))
-            .map_err(serde::ser::Error::custom)?;
+        let raw = serde_json::value::RawValue::from_string(super::format(units)).map_err(serde::ser::Error::custom)?;
         serde::Serialize::serialize(&raw, serializer)
     }
 }

@@ -172,7 +172,12 @@ mod tests {
     fn a_wrong_secret_does_not_match() {
         let a = GeneratedKey::generate();
         let b = GeneratedKey::generate();
-        let forged = PlainKey::parse(&format!("{PREFIX}{}_{}", a.public_id, &b.plain.expose()[PREFIX.len() + PUBLIC_ID_LEN + 1..])).unwrap();
+        let forged = PlainKey::parse(&format!(
+            "{PREFIX}{}_{}",
+            a.public_id,
+            &b.plain.expose()[PREFIX.len() + PUBLIC_ID_LEN + 1..]
+        ))
+        .unwrap();
         assert!(!forged.matches(&a.secret_hash));
     }
 

@@ -213,10 +213,7 @@ pub fn plan(account: &Account, op: &LedgerOp) -> Result<Transition, LedgerError>
         return Err(LedgerError::Overflow);
     }
     if after.balance.is_negative() {
-        return Err(LedgerError::InsufficientBalance {
-            available: account.balance,
-            required: delta.balance.abs(),
-        });
+        return Err(LedgerError::InsufficientBalance { available: account.balance, required: delta.balance.abs() });
     }
     if after.total_consumed.is_negative() {
         return Err(LedgerError::RefundExceedsConsumed { refundable: account.total_consumed });
@@ -293,7 +290,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn op() -> impl Strategy<Value = LedgerOp> {
-        let kind = prop_oneof![Just(TxType::Recharge), Just(TxType::Consume), Just(TxType::Refund), Just(TxType::Adjust)];
+        let kind =
+            prop_oneof![Just(TxType::Recharge), Just(TxType::Consume), Just(TxType::Refund), Just(TxType::Adjust)];
         (kind, -5_000_000i64..20_000_000).prop_map(|(k, a)| LedgerOp::new(k, Money::from_micros(a)))
     }
 
@@ -310,8 +308,14 @@ mod tests {
     #[test]
     fn refusals() {
         let a = Account { balance: Money::from_credits(1), ..Account::default() };
-        assert!(matches!(plan(&a, &LedgerOp::new(TxType::Consume, Money::from_credits(2))), Err(LedgerError::InsufficientBalance { .. })));
-        assert!(matches!(plan(&a, &LedgerOp::new(TxType::Refund, Money::from_micros(1))), Err(LedgerError::RefundExceedsConsumed { .. })));
+        assert!(matches!(
+            plan(&a, &LedgerOp::new(TxType::Consume, Money::from_credits(2))),
+            Err(LedgerError::InsufficientBalance { .. })
+        ));
+        assert!(matches!(
+            plan(&a, &LedgerOp::new(TxType::Refund, Money::from_micros(1))),
+            Err(LedgerError::RefundExceedsConsumed { .. })
+        ));
         assert_eq!(plan(&a, &LedgerOp::new(TxType::Recharge, Money::ZERO)), Err(LedgerError::NonPositiveAmount));
         assert_eq!(plan(&a, &LedgerOp::new(TxType::Adjust, Money::ZERO)), Err(LedgerError::ZeroAdjustment));
         assert!(plan(&a, &LedgerOp::new(TxType::Adjust, Money::from_credits(-2))).is_err());
@@ -321,7 +325,9 @@ mod tests {
     #[test]
     fn order_refunds_are_bounded() {
         assert!(check_order_refund(Money::from_credits(5), Money::from_credits(2), Money::from_credits(3)).is_ok());
-        assert!(check_order_refund(Money::from_credits(5), Money::from_credits(2), Money::from_micros(3_000_001)).is_err());
+        assert!(
+            check_order_refund(Money::from_credits(5), Money::from_credits(2), Money::from_micros(3_000_001)).is_err()
+        );
     }
 
     proptest! {

@@ -238,4 +238,3 @@ pub trait UsageStore: Send + Sync {
 pub trait Store: UserStore + KeyStore + LedgerStore + UsageStore {}
 
 impl<T: UserStore + KeyStore + LedgerStore + UsageStore> Store for T {}
-

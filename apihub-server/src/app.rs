@@ -48,7 +48,12 @@ pub async fn ensure_admin(state: &AppState) -> anyhow::Result<AdminBootstrap> {
 }
 
 /// Creates an administrator account (used at first start and by `apihub admin create`).
-pub async fn create_admin(store: &dyn Store, username: &str, password: &str, email: Option<String>) -> anyhow::Result<()> {
+pub async fn create_admin(
+    store: &dyn Store,
+    username: &str,
+    password: &str,
+    email: Option<String>,
+) -> anyhow::Result<()> {
     validate_username(username).map_err(|e| anyhow::anyhow!("ADMIN_USERNAME: {e}"))?;
     validate_password(password).map_err(|e| anyhow::anyhow!("ADMIN_PASSWORD: {e}"))?;
     let password_hash = password::hash_blocking(password.to_owned()).await?;

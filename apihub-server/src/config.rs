@@ -9,10 +9,8 @@ use crate::db::DbUrl;
 
 /// Secrets that appear in this project's own docs. A server configured with one of them would be
 /// signing sessions with a key anyone can read, so it refuses to start.
-pub const PUBLISHED_SECRETS: &[&str] = &[
-    "change-me-to-a-random-string-of-at-least-32-bytes",
-    "please-replace-this-with-64-random-hex-characters",
-];
+pub const PUBLISHED_SECRETS: &[&str] =
+    &["change-me-to-a-random-string-of-at-least-32-bytes", "please-replace-this-with-64-random-hex-characters"];
 
 /// Shortest accepted `SECRET_KEY`, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -96,7 +94,8 @@ impl Config {
             Err(e) => return Err(e).context("reading .env"),
         }
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("apihub.db").display()));
+        let database_url =
+            var("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("apihub.db").display()));
         let minutes: i64 = parsed("ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 24)?;
         if !(1..=60 * 24 * 30).contains(&minutes) {
             bail!("ACCESS_TOKEN_EXPIRE_MINUTES must be between 1 and 43200");

@@ -126,7 +126,9 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Conflict(message) => ApiError::Conflict(message),
-            StoreError::Ledger(e @ LedgerError::InsufficientBalance { .. }) => ApiError::InsufficientBalance(e.to_string()),
+            StoreError::Ledger(e @ LedgerError::InsufficientBalance { .. }) => {
+                ApiError::InsufficientBalance(e.to_string())
+            }
             StoreError::Ledger(e) => ApiError::Validation(e.to_string()),
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             StoreError::Internal(detail) => ApiError::Internal(detail),
@@ -148,7 +150,9 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::UnsupportedMediaType("expected a body with `Content-Type: application/json`".into())
             }
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge
+            }
             other => ApiError::BadRequest(other.body_text()),
         }
     }

@@ -94,7 +94,9 @@ async fn serve() -> anyhow::Result<()> {
     let state = init_state(config).await?;
     match ensure_admin(&state).await? {
         AdminBootstrap::Existing => {}
-        AdminBootstrap::Created => tracing::info!(username = %state.config.admin_username, "created the first administrator"),
+        AdminBootstrap::Created => {
+            tracing::info!(username = %state.config.admin_username, "created the first administrator")
+        }
         AdminBootstrap::Generated(password) => {
             // Shown once, on the terminal only; it is not logged anywhere else.
             eprintln!(

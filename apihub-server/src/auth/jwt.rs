@@ -52,7 +52,13 @@ impl JwtKeys {
     /// Issues a token for `user`.
     pub fn issue(&self, user: &User) -> anyhow::Result<String> {
         let now = Utc::now().timestamp();
-        let claims = Claims { sub: user.id.to_string(), ver: user.token_version, role: user.role, iat: now, exp: now + self.lifetime_secs };
+        let claims = Claims {
+            sub: user.id.to_string(),
+            ver: user.token_version,
+            role: user.role,
+            iat: now,
+            exp: now + self.lifetime_secs,
+        };
         Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
     }
 

@@ -26,12 +26,10 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = || ApiError::Unauthorized("missing, invalid or expired session token".into());
-        let header = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(unauthorized)?
-            .trim();
+        let header =
+            parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+        let token =
+            header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or_else(unauthorized)?.trim();
         let (user_id, version) = state.jwt.verify(token).ok_or_else(unauthorized)?;
         let user = state.store.user(user_id).await?.ok_or_else(unauthorized)?;
         if user.token_version != version {

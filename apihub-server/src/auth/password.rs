@@ -14,7 +14,10 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a password into a PHC string. CPU-heavy: call from a blocking task.
 pub fn hash(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(hasher().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?.to_string())
+    Ok(hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?
+        .to_string())
 }
 
 /// Checks a password against a stored PHC string; a malformed hash never verifies.

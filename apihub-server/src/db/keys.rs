@@ -60,7 +60,9 @@ struct PolicyColumns {
 
 impl PolicyColumns {
     fn of(policy: &KeyPolicy, now: i64) -> Result<Self, StoreError> {
-        let limit = |v: Option<u32>| v.map(i32::try_from).transpose().map_err(|_| StoreError::Internal("rate limit out of range".into()));
+        let limit = |v: Option<u32>| {
+            v.map(i32::try_from).transpose().map_err(|_| StoreError::Internal("rate limit out of range".into()))
+        };
         Ok(PolicyColumns {
             name: policy.name.clone(),
             status: key_status_str(policy.status),
@@ -70,7 +72,8 @@ impl PolicyColumns {
             token_limit: policy.token_limit,
             quota_limit: policy.quota_limit.map(Money::micros),
             remaining_calls: policy.remaining_calls,
-            allowed_models: serde_json::to_string(&policy.allowed_models).map_err(|e| StoreError::Internal(e.to_string()))?,
+            allowed_models: serde_json::to_string(&policy.allowed_models)
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
             discount_ppm: policy.discount_rate.ppm() as i32,
             updated_at: now,
         })
@@ -104,7 +107,8 @@ impl KeyRow {
             "disabled" => KeyStatus::Disabled,
             other => return Err(corrupt("key status", other)),
         };
-        let limit = |v: Option<i32>| v.map(u32::try_from).transpose().map_err(|_| corrupt("rate limit", v.unwrap_or_default()));
+        let limit =
+            |v: Option<i32>| v.map(u32::try_from).transpose().map_err(|_| corrupt("rate limit", v.unwrap_or_default()));
         let discount_rate = u32::try_from(self.discount_ppm)
             .ok()
             .and_then(|ppm| DiscountRate::from_ppm(ppm).ok())
@@ -188,7 +192,13 @@ impl KeyStore for SqlStore {
         let created: Vec<KeyRow> = write_tx!(self, |conn| {
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
-                out.push(diesel::insert_into(api_keys::table).values(row).returning(KeyRow::as_returning()).get_result(conn).await?);
+                out.push(
+                    diesel::insert_into(api_keys::table)
+                        .values(row)
+                        .returning(KeyRow::as_returning())
+                        .get_result(conn)
+                        .await?,
+                );
             }
             Ok(out)
         })?;
@@ -245,7 +255,8 @@ impl KeyStore for SqlStore {
     }
 
     async fn delete_key(&self, id: KeyId) -> Result<(), StoreError> {
-        let deleted: usize = write_tx!(self, |conn| { Ok(diesel::delete(api_keys::table.find(id)).execute(conn).await?) })?;
+        let deleted: usize =
+            write_tx!(self, |conn| { Ok(diesel::delete(api_keys::table.find(id)).execute(conn).await?) })?;
         if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 

@@ -2,7 +2,8 @@
 
 use apihub_core::Money;
 use apihub_core::ledger::{
-    Account, Applied, LedgerOp, MAX_TOTAL, Replay, Transaction, TxType, check_order_refund, compare_replay, delta_of, plan,
+    Account, Applied, LedgerOp, MAX_TOTAL, Replay, Transaction, TxType, check_order_refund, compare_replay, delta_of,
+    plan,
 };
 use apihub_core::store::{LedgerStore, Page, PageRequest, StoreError};
 use apihub_core::user::UserId;
@@ -100,7 +101,8 @@ impl SqlStore {
                 }
             }
 
-            let (d_balance, d_recharged, d_consumed) = (delta.balance.micros(), delta.recharged.micros(), delta.consumed.micros());
+            let (d_balance, d_recharged, d_consumed) =
+                (delta.balance.micros(), delta.recharged.micros(), delta.consumed.micros());
             let max = MAX_TOTAL.micros();
             // The WHERE clause is the whole concurrency story: the row is locked by the UPDATE, and the
             // condition is evaluated on the current balance, so no interleaving can overspend.
@@ -125,10 +127,13 @@ impl SqlStore {
 
             let Some((balance, total_recharged, total_consumed)) = after else {
                 // Refused or unknown: let the pure planner say which rule the current account breaks.
-                let row: Option<UserRow> = users::table.find(user_id).select(UserRow::as_select()).first(conn).await.optional()?;
+                let row: Option<UserRow> =
+                    users::table.find(user_id).select(UserRow::as_select()).first(conn).await.optional()?;
                 let account = row.ok_or(StoreError::NotFound)?.into_domain()?.account;
                 plan(&account, op)?;
-                return Err(StoreError::Internal("ledger update refused an operation the planner accepts".into()).into());
+                return Err(
+                    StoreError::Internal("ledger update refused an operation the planner accepts".into()).into()
+                );
             };
             let account = Account {
                 balance: Money::from_micros(balance),
@@ -145,7 +150,11 @@ impl SqlStore {
                 description: op.description.as_deref(),
                 created_at: now_millis(),
             };
-            let inserted = diesel::insert_into(transactions::table).values(&row).returning(TxRow::as_returning()).get_result(conn).await?;
+            let inserted = diesel::insert_into(transactions::table)
+                .values(&row)
+                .returning(TxRow::as_returning())
+                .get_result(conn)
+                .await?;
             Ok(Applied { transaction: inserted.into_domain()?, account, replayed: false })
         })
     }

@@ -193,7 +193,9 @@ impl From<diesel::result::Error> for TxError {
         use diesel::result::{DatabaseErrorKind, Error};
         TxError(match error {
             Error::NotFound => StoreError::NotFound,
-            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => StoreError::Conflict(info.message().to_owned()),
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::Conflict(info.message().to_owned())
+            }
             other => StoreError::Internal(other.to_string()),
         })
     }

@@ -1,10 +1,10 @@
 //! Users on SQL.
 
 use apihub_core::DiscountRate;
+use apihub_core::Money;
 use apihub_core::ledger::Account;
 use apihub_core::store::{Page, PageRequest, StoreError, UserQuery, UserStore};
 use apihub_core::user::{NewUser, Role, User, UserId, UserStatus};
-use apihub_core::Money;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -99,12 +99,10 @@ macro_rules! filtered_users {
         let mut q = users::table.into_boxed();
         if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
             let pattern = like_pattern(search);
-            q = q.filter(
-                lower(users::username)
-                    .like(pattern.clone())
-                    .escape('\\')
-                    .or(lower(users::email.assume_not_null()).like(pattern).escape('\\').and(users::email.is_not_null())),
-            );
+            q =
+                q.filter(lower(users::username).like(pattern.clone()).escape('\\').or(
+                    lower(users::email.assume_not_null()).like(pattern).escape('\\').and(users::email.is_not_null()),
+                ));
         }
         if let Some(role) = query.role {
             q = q.filter(users::role.eq(role_str(role)));
@@ -130,7 +128,11 @@ impl UserStore for SqlStore {
             updated_at: now,
         };
         let created: UserRow = write_tx!(self, |conn| {
-            Ok(diesel::insert_into(users::table).values(&row).returning(UserRow::as_returning()).get_result(conn).await?)
+            Ok(diesel::insert_into(users::table)
+                .values(&row)
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await?)
         })
         .map_err(|e| match e {
             StoreError::Conflict(_) => StoreError::Conflict(format!("username `{}` is taken", user.username)),

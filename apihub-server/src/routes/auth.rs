@@ -26,7 +26,10 @@ pub struct RegisterRequest {
 /// Register a new account (role `user`, balance 0).
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = UserView), (status = 409, description = "username taken", body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn register(State(state): State<AppState>, Json(req): Json<RegisterRequest>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+pub async fn register(
+    State(state): State<AppState>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     validate_username(&req.username).map_err(|e| ApiError::Validation(e.to_string()))?;
     validate_password(&req.password).map_err(|e| ApiError::Validation(e.to_string()))?;
     let email = req.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
@@ -34,7 +37,8 @@ pub async fn register(State(state): State<AppState>, Json(req): Json<RegisterReq
         validate_email(email).map_err(|e| ApiError::Validation(e.to_string()))?;
     }
     let password_hash = password::hash_blocking(req.password).await?;
-    let user = state.store.create_user(NewUser { username: req.username, email, password_hash, role: Role::User }).await?;
+    let user =
+        state.store.create_user(NewUser { username: req.username, email, password_hash, role: Role::User }).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -60,7 +64,10 @@ pub struct TokenResponse {
 /// Log in with username and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody)))]
-pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Json<TokenResponse>, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
     // Bound the work an attacker can ask for before hashing.
     if req.username.len() > 64 || req.password.len() > 1024 {

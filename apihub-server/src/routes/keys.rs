@@ -127,7 +127,9 @@ fn admin_only(field: &str, user: &User) -> Result<(), ApiError> {
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(ApiError::Validation(format!("name must be at most {MAX_NAME_LEN} characters, without control characters")));
+        return Err(ApiError::Validation(format!(
+            "name must be at most {MAX_NAME_LEN} characters, without control characters"
+        )));
     }
     Ok(())
 }
@@ -142,7 +144,10 @@ fn check_limits(
     if rate_limit.is_some_and(|v| v > MAX_LIMIT) || rate_limit_day.is_some_and(|v| v > MAX_LIMIT) {
         return Err(ApiError::Validation(format!("rate limits must be at most {MAX_LIMIT}")));
     }
-    if token_limit.is_some_and(|v| v < 0) || remaining_calls.is_some_and(|v| v < 0) || quota_limit.is_some_and(Money::is_negative) {
+    if token_limit.is_some_and(|v| v < 0)
+        || remaining_calls.is_some_and(|v| v < 0)
+        || quota_limit.is_some_and(Money::is_negative)
+    {
         return Err(ApiError::Validation("limits must not be negative".into()));
     }
     Ok(())
@@ -254,11 +259,20 @@ pub(crate) async fn issue_keys(
         plain.push(generated.plain);
     }
     let stored = state.store.create_keys(owner_id, new).await?;
-    Ok(stored.into_iter().zip(plain).map(|(key, plain)| CreatedKey { key: plain.expose().to_owned(), info: key.into() }).collect())
+    Ok(stored
+        .into_iter()
+        .zip(plain)
+        .map(|(key, plain)| CreatedKey { key: plain.expose().to_owned(), info: key.into() })
+        .collect())
 }
 
 /// Validates a batch request and issues its keys.
-pub(crate) async fn issue_batch(state: &AppState, actor: &User, owner_id: i64, req: BatchCreateRequest) -> Result<BatchCreated, ApiError> {
+pub(crate) async fn issue_batch(
+    state: &AppState,
+    actor: &User,
+    owner_id: i64,
+    req: BatchCreateRequest,
+) -> Result<BatchCreated, ApiError> {
     reject_unknown(&req.unknown)?;
     if req.count == 0 || req.count > MAX_BATCH {
         return Err(ApiError::Validation(format!("count must be between 1 and {MAX_BATCH}")));

@@ -88,9 +88,16 @@ pub struct CheckResponse {
 /// Check whether the caller's balance covers an amount.
 #[utoipa::path(post, path = "/api/tokens/check", tag = "tokens", security(("bearer" = [])), request_body = CheckRequest,
     responses((status = 200, body = CheckResponse), (status = 422, body = ErrorBody)))]
-pub async fn check(CurrentUser(user): CurrentUser, Json(req): Json<CheckRequest>) -> Result<Json<CheckResponse>, ApiError> {
+pub async fn check(
+    CurrentUser(user): CurrentUser,
+    Json(req): Json<CheckRequest>,
+) -> Result<Json<CheckResponse>, ApiError> {
     if req.amount.is_negative() {
         return Err(ApiError::Validation("amount must not be negative".into()));
     }
-    Ok(Json(CheckResponse { sufficient: user.account.balance >= req.amount, token_balance: user.account.balance, amount: req.amount }))
+    Ok(Json(CheckResponse {
+        sufficient: user.account.balance >= req.amount,
+        token_balance: user.account.balance,
+        amount: req.amount,
+    }))
 }

@@ -35,7 +35,13 @@ pub struct CreditResponse {
     pub replayed: bool,
 }
 
-async fn apply(state: &AppState, admin: &apihub_core::user::User, user_id: i64, tx_type: TxType, req: CreditRequest) -> Result<Json<CreditResponse>, ApiError> {
+async fn apply(
+    state: &AppState,
+    admin: &apihub_core::user::User,
+    user_id: i64,
+    tx_type: TxType,
+    req: CreditRequest,
+) -> Result<Json<CreditResponse>, ApiError> {
     let mut op = LedgerOp::new(tx_type, req.amount);
     op.order_no = req.order_no.map(|o| o.trim().to_owned());
     op.description = req.description;
@@ -44,13 +50,21 @@ async fn apply(state: &AppState, admin: &apihub_core::user::User, user_id: i64, 
         tracing::info!(admin = admin.id, user_id, tx = applied.transaction.id, kind = tx_type.as_str(), amount = %req.amount, "credit operation");
     }
     let user = state.store.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(CreditResponse { transaction: applied.transaction.into(), balance: (&user).into(), replayed: applied.replayed }))
+    Ok(Json(CreditResponse {
+        transaction: applied.transaction.into(),
+        balance: (&user).into(),
+        replayed: applied.replayed,
+    }))
 }
 
 /// A user's balance.
 #[utoipa::path(get, path = "/api/tokens/admin/user/{user_id}/balance", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     responses((status = 200, body = BalanceView), (status = 404, body = ErrorBody)))]
-pub async fn user_balance(State(state): State<AppState>, _admin: AdminUser, Path(user_id): Path<i64>) -> Result<Json<BalanceView>, ApiError> {
+pub async fn user_balance(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(user_id): Path<i64>,
+) -> Result<Json<BalanceView>, ApiError> {
     let user = state.store.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json((&user).into()))
 }
@@ -59,7 +73,12 @@ pub async fn user_balance(State(state): State<AppState>, _admin: AdminUser, Path
 #[utoipa::path(post, path = "/api/tokens/admin/user/{user_id}/recharge", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     request_body = CreditRequest,
     responses((status = 200, body = CreditResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn recharge(State(state): State<AppState>, AdminUser(admin): AdminUser, Path(user_id): Path<i64>, Json(req): Json<CreditRequest>) -> Result<Json<CreditResponse>, ApiError> {
+pub async fn recharge(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<i64>,
+    Json(req): Json<CreditRequest>,
+) -> Result<Json<CreditResponse>, ApiError> {
     apply(&state, &admin, user_id, TxType::Recharge, req).await
 }
 
@@ -67,7 +86,12 @@ pub async fn recharge(State(state): State<AppState>, AdminUser(admin): AdminUser
 #[utoipa::path(post, path = "/api/tokens/admin/user/{user_id}/consume", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     request_body = CreditRequest,
     responses((status = 200, body = CreditResponse), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn consume(State(state): State<AppState>, AdminUser(admin): AdminUser, Path(user_id): Path<i64>, Json(req): Json<CreditRequest>) -> Result<Json<CreditResponse>, ApiError> {
+pub async fn consume(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<i64>,
+    Json(req): Json<CreditRequest>,
+) -> Result<Json<CreditResponse>, ApiError> {
     apply(&state, &admin, user_id, TxType::Consume, req).await
 }
 
@@ -75,7 +99,12 @@ pub async fn consume(State(state): State<AppState>, AdminUser(admin): AdminUser,
 #[utoipa::path(post, path = "/api/tokens/admin/user/{user_id}/refund", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     request_body = CreditRequest,
     responses((status = 200, body = CreditResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn refund(State(state): State<AppState>, AdminUser(admin): AdminUser, Path(user_id): Path<i64>, Json(req): Json<CreditRequest>) -> Result<Json<CreditResponse>, ApiError> {
+pub async fn refund(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<i64>,
+    Json(req): Json<CreditRequest>,
+) -> Result<Json<CreditResponse>, ApiError> {
     apply(&state, &admin, user_id, TxType::Refund, req).await
 }
 
@@ -83,7 +112,12 @@ pub async fn refund(State(state): State<AppState>, AdminUser(admin): AdminUser, 
 #[utoipa::path(post, path = "/api/tokens/admin/user/{user_id}/adjust", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     request_body = CreditRequest,
     responses((status = 200, body = CreditResponse), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn adjust(State(state): State<AppState>, AdminUser(admin): AdminUser, Path(user_id): Path<i64>, Json(req): Json<CreditRequest>) -> Result<Json<CreditResponse>, ApiError> {
+pub async fn adjust(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<i64>,
+    Json(req): Json<CreditRequest>,
+) -> Result<Json<CreditResponse>, ApiError> {
     apply(&state, &admin, user_id, TxType::Adjust, req).await
 }
 
@@ -100,6 +134,11 @@ pub struct DiscountRequest {
 #[utoipa::path(post, path = "/api/tokens/admin/user/{user_id}/discount", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     request_body = DiscountRequest,
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn set_discount(State(state): State<AppState>, _admin: AdminUser, Path(user_id): Path<i64>, Json(req): Json<DiscountRequest>) -> Result<Json<UserView>, ApiError> {
+pub async fn set_discount(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(user_id): Path<i64>,
+    Json(req): Json<DiscountRequest>,
+) -> Result<Json<UserView>, ApiError> {
     Ok(Json(state.store.set_user_discount(user_id, req.discount_rate).await?.into()))
 }

@@ -45,14 +45,22 @@ pub async fn list_users(
 /// One user.
 #[utoipa::path(get, path = "/api/admin/users/{user_id}", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
-pub async fn get_user(State(state): State<AppState>, _admin: AdminUser, Path(user_id): Path<i64>) -> Result<Json<UserView>, ApiError> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(user_id): Path<i64>,
+) -> Result<Json<UserView>, ApiError> {
     Ok(Json(state.store.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?.into()))
 }
 
 /// Disable a user: they cannot log in, their sessions end and their keys stop working.
 #[utoipa::path(post, path = "/api/admin/users/{user_id}/disable", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn disable_user(State(state): State<AppState>, AdminUser(admin): AdminUser, Path(user_id): Path<i64>) -> Result<Json<UserView>, ApiError> {
+pub async fn disable_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<i64>,
+) -> Result<Json<UserView>, ApiError> {
     if user_id == admin.id {
         return Err(ApiError::Conflict("administrators cannot disable themselves".into()));
     }
@@ -62,6 +70,10 @@ pub async fn disable_user(State(state): State<AppState>, AdminUser(admin): Admin
 /// Enable a disabled user.
 #[utoipa::path(post, path = "/api/admin/users/{user_id}/enable", tag = "admin", security(("bearer" = [])), params(("user_id" = i64, Path)),
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
-pub async fn enable_user(State(state): State<AppState>, _admin: AdminUser, Path(user_id): Path<i64>) -> Result<Json<UserView>, ApiError> {
+pub async fn enable_user(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(user_id): Path<i64>,
+) -> Result<Json<UserView>, ApiError> {
     Ok(Json(state.store.set_user_status(user_id, UserStatus::Active).await?.into()))
 }

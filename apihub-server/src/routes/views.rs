@@ -179,7 +179,10 @@ impl PageQuery {
             return Err(ApiError::Validation("page must be between 1 and 1000000".into()));
         }
         if page_size == 0 || page_size > PageRequest::MAX_PAGE_SIZE {
-            return Err(ApiError::Validation(format!("page_size must be between 1 and {}", PageRequest::MAX_PAGE_SIZE)));
+            return Err(ApiError::Validation(format!(
+                "page_size must be between 1 and {}",
+                PageRequest::MAX_PAGE_SIZE
+            )));
         }
         Ok(PageRequest { page, page_size })
     }

@@ -89,9 +89,10 @@ impl LedgerStore for MemoryStore {
         page: PageRequest,
     ) -> Result<Page<Transaction>, StoreError> {
         let state = self.lock()?;
-        let rows = state.transactions.iter().rev().filter(|row| {
-            user_id.is_none_or(|id| id == row.user_id) && tx_type.is_none_or(|kind| kind == row.tx_type)
-        });
+        let rows =
+            state.transactions.iter().rev().filter(|row| {
+                user_id.is_none_or(|id| id == row.user_id) && tx_type.is_none_or(|kind| kind == row.tx_type)
+            });
         Ok(page_of(rows, page))
     }
 }
@@ -131,7 +132,8 @@ mod tests {
     async fn each_operation_writes_one_row() {
         let store = MemoryStore::new();
         let alice = funded(&store, "alice", 10).await;
-        let spent = store.apply(alice.id, LedgerOp::new(TxType::Consume, credits(3)).with_description("chat")).await.unwrap();
+        let spent =
+            store.apply(alice.id, LedgerOp::new(TxType::Consume, credits(3)).with_description("chat")).await.unwrap();
         assert!(!spent.replayed);
         let row = &spent.transaction;
         assert_eq!((row.id, row.user_id, row.tx_type), (2, alice.id, TxType::Consume));
@@ -157,7 +159,8 @@ mod tests {
         assert!(matches!(too_much, Err(StoreError::Ledger(LedgerError::InsufficientBalance { .. }))));
         let zero = store.apply(alice.id, LedgerOp::new(TxType::Recharge, Money::ZERO)).await;
         assert!(matches!(zero, Err(StoreError::Ledger(LedgerError::NonPositiveAmount))));
-        let bad_order = store.apply(alice.id, LedgerOp::new(TxType::Recharge, credits(1)).with_order_no("has space")).await;
+        let bad_order =
+            store.apply(alice.id, LedgerOp::new(TxType::Recharge, credits(1)).with_order_no("has space")).await;
         assert!(matches!(bad_order, Err(StoreError::Ledger(LedgerError::InvalidField(_)))));
         let nobody = store.apply(99, LedgerOp::new(TxType::Recharge, credits(1))).await;
         assert!(matches!(nobody, Err(StoreError::NotFound)));
@@ -180,7 +183,8 @@ mod tests {
         assert_eq!(again.account, account(&store, alice.id).await); // the account now, not then
         assert_eq!(again.account.balance, credits(7));
 
-        let other_amount = store.apply(alice.id, LedgerOp::new(TxType::Consume, credits(5)).with_order_no("req-1")).await;
+        let other_amount =
+            store.apply(alice.id, LedgerOp::new(TxType::Consume, credits(5)).with_order_no("req-1")).await;
         assert!(matches!(other_amount, Err(StoreError::Conflict(_))));
         let other_user = store.apply(bob.id, consume).await;
         assert!(matches!(other_user, Err(StoreError::Conflict(_))));

@@ -175,7 +175,8 @@ mod tests {
         let admins = UserQuery { role: Some(Role::Admin), ..UserQuery::default() };
         assert_eq!(store.list_users(&admins, PageRequest::default()).await.unwrap().total, 1);
         store.set_user_status(3, UserStatus::Disabled).await.unwrap();
-        let disabled = UserQuery { status: Some(UserStatus::Disabled), search: Some("user".into()), role: Some(Role::User) };
+        let disabled =
+            UserQuery { status: Some(UserStatus::Disabled), search: Some("user".into()), role: Some(Role::User) };
         let found = store.list_users(&disabled, PageRequest::default()).await.unwrap();
         assert_eq!((found.total, found.items[0].id), (1, 3));
     }

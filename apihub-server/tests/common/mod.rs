@@ -1,0 +1,234 @@
+//! The integration-test harness: the real app on a temporary SQLite file or a fresh PostgreSQL
+//! database, driven in-process with `oneshot` (no socket).
+//!
+//! [`db_tests!`] turns each listed `async fn(TestApp)` into two tests, `sqlite::name` and
+//! `postgres::name`, so every body runs on both backends. PostgreSQL tests need
+//! `APIHUB_TEST_POSTGRES_URL` (`.ci/run` sets it); without it they are skipped locally and fail
+//! under CI, so they can never silently stop running there.
+#![allow(dead_code, reason = "each test file uses a different part of the harness")]
+
+use std::path::PathBuf;
+
+use apihub_server::app::{create_admin, init_state};
+use apihub_server::config::{Config, Secret};
+use apihub_server::db::DbUrl;
+use apihub_server::state::AppState;
+use axum::Router;
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "root_admin";
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// Expands to a `sqlite` and a `postgres` module holding one test per listed body.
+#[macro_export]
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::TestApp::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::postgres().await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A response, with its JSON body parsed (or `Value::Null` for an empty body).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: http::HeaderMap,
+}
+
+impl Reply {
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error response of our JSON shape with this status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: StatusCode, code: &str) -> String {
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "error body: {body}");
+        body["error"]["message"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+pub struct TestApp {
+    pub app: Router,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+    postgres: Option<PgDatabase>,
+}
+
+impl TestApp {
+    /// The app on a fresh SQLite file.
+    pub async fn sqlite() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = DbUrl::Sqlite(dir.path().join("apihub.db").display().to_string());
+        Self::start(url, dir, None).await
+    }
+
+    /// The app on a fresh PostgreSQL database, or `None` (skip) when no server is configured
+    /// outside CI.
+    pub async fn postgres() -> Option<TestApp> {
+        let Ok(base) = std::env::var("APIHUB_TEST_POSTGRES_URL") else {
+            assert!(std::env::var_os("CI").is_none(), "APIHUB_TEST_POSTGRES_URL must be set in CI");
+            eprintln!("skipping: APIHUB_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let database = PgDatabase::create(&base).await;
+        let url = DbUrl::Postgres(database.url.clone());
+        Some(Self::start(url, tempfile::tempdir().expect("temp dir"), Some(database)).await)
+    }
+
+    async fn start(database_url: DbUrl, dir: tempfile::TempDir, postgres: Option<PgDatabase>) -> TestApp {
+        let config = test_config(database_url, dir.path().to_path_buf());
+        let state = init_state(config).await.expect("app state");
+        create_admin(state.store.as_ref(), ADMIN, PASSWORD, None).await.expect("admin");
+        TestApp { app: apihub_server::build_app(state.clone()), state, _dir: dir, postgres }
+    }
+
+    /// Sends a request; `body` is sent as JSON when present.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => builder.header("content-type", "application/json").body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .expect("request");
+        self.send(request).await
+    }
+
+    /// Sends a prepared request.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Logs in and returns the session token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let body = self
+            .call(Method::POST, "/api/auth/login", None, Some(json!({"username": username, "password": password})))
+            .await
+            .expect(StatusCode::OK);
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN, PASSWORD).await
+    }
+
+    /// Registers a user and logs in; returns (user id, session token).
+    pub async fn user(&self, username: &str) -> (i64, String) {
+        let body = self
+            .call(Method::POST, "/api/auth/register", None, Some(json!({"username": username, "password": PASSWORD})))
+            .await
+            .expect(StatusCode::CREATED);
+        (body["id"].as_i64().expect("id"), self.login(username, PASSWORD).await)
+    }
+
+    /// Recharges a user through the admin API.
+    pub async fn recharge(&self, admin: &str, user_id: i64, amount: &str) {
+        self.post(&format!("/api/tokens/admin/user/{user_id}/recharge"), admin, json!({"amount": amount}))
+            .await
+            .expect(StatusCode::OK);
+    }
+}
+
+fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
+    Config {
+        app_name: "APIHub".into(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url,
+        data_dir,
+        secret_key: Secret::new("test-secret-that-is-long-enough-0123456789"),
+        access_token_expire_minutes: 60,
+        upstream_url: "http://127.0.0.1:9".into(),
+        upstream_api_key: None,
+        admin_username: ADMIN.into(),
+        admin_password: None,
+        admin_email: None,
+        max_body_bytes: 64 * 1024,
+        db_max_connections: 8,
+    }
+}
+
+/// A throwaway PostgreSQL database, dropped when the test ends.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create(base: &str) -> PgDatabase {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        let name = format!("apihub_t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = AsyncPgConnection::establish(base).await.expect("connect to APIHUB_TEST_POSTGRES_URL");
+        conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        let (prefix, query) = match base.split_once('?') {
+            Some((p, q)) => (p, format!("?{q}")),
+            None => (base, String::new()),
+        };
+        let root = prefix.rsplit_once('/').map_or(prefix, |(root, _)| root);
+        PgDatabase { admin_url: base.to_owned(), url: format!("{root}/{name}{query}"), name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; do the async cleanup on a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                    let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
