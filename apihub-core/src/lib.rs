@@ -10,6 +10,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod billing;
 pub mod decimal;
 pub mod discount;
 pub mod key;

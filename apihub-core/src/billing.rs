@@ -1,0 +1,233 @@
+//! Reservations: money moves as reserve → settle (or release).
+//!
+//! Before a request is forwarded, the most it can cost is *held* against the user's available
+//! balance (`balance - reserved`) and against the key's quotas, atomically. When the response ends
+//! the actual charge is *settled*: the balance is debited by the charge (never more than the hold),
+//! the key's counters grow, a `consume` ledger row is written, and the rest of the hold is freed.
+//! An upstream error, a timeout or a disconnect before any output *releases* the hold instead.
+//!
+//! The rules here are pure; a store applies them with conditional updates (see
+//! [`BillingStore`]) and calls [`check_hold`] to explain a refusal.
+//!
+//! ```
+//! use apihub_core::billing::{check_hold, HoldRequest, KeyCounters, UserFunds};
+//! use apihub_core::Money;
+//!
+//! let funds = UserFunds { balance: Money::from_credits(1), reserved: Money::ZERO };
+//! let key = KeyCounters::default();
+//! let hold = HoldRequest { amount: Money::from_credits(2), tokens: 100 };
+//! assert!(check_hold(&funds, &key, &hold).is_err());
+//! ```
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ledger::Transaction;
+use crate::money::Money;
+use crate::policy::KeyId;
+use crate::store::StoreError;
+use crate::user::UserId;
+
+/// A stored reservation's id.
+pub type ReservationId = i64;
+
+/// What one request holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldRequest {
+    /// The most the request can be charged (after discounts).
+    pub amount: Money,
+    /// The most tokens it can use (prompt estimate plus output cap).
+    pub tokens: i64,
+}
+
+/// A reservation to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReservation {
+    /// Whose balance.
+    pub user_id: UserId,
+    /// Which key's quotas.
+    pub key_id: KeyId,
+    /// The gateway's request id; becomes the `order_no` of the consume row.
+    pub request_id: String,
+    /// What is held.
+    pub hold: HoldRequest,
+}
+
+/// A user's balance and what is already held against it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserFunds {
+    /// The ledger balance.
+    pub balance: Money,
+    /// Sum of open holds.
+    pub reserved: Money,
+}
+
+impl UserFunds {
+    /// What a new hold may take.
+    pub fn available(&self) -> Money {
+        self.balance.checked_sub(self.reserved).unwrap_or(Money::ZERO).max(Money::ZERO)
+    }
+}
+
+/// A key's limits and counters, including open holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyCounters {
+    /// Lifetime token limit.
+    pub token_limit: Option<i64>,
+    /// Lifetime credit limit.
+    pub quota_limit: Option<Money>,
+    /// Calls left (only successful calls count down).
+    pub remaining_calls: Option<i64>,
+    /// Tokens used so far.
+    pub tokens_used: i64,
+    /// Credits charged so far.
+    pub quota_used: Money,
+    /// Tokens held by open reservations.
+    pub tokens_reserved: i64,
+    /// Credits held by open reservations.
+    pub quota_reserved: Money,
+    /// Calls held by open reservations.
+    pub calls_reserved: i64,
+}
+
+/// Why a hold was refused or a reservation could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    /// The user's available balance does not cover the hold.
+    #[error("insufficient balance: {available} available, up to {required} required")]
+    InsufficientBalance {
+        /// Balance less open holds.
+        available: Money,
+        /// The hold.
+        required: Money,
+    },
+    /// A key limit would be exceeded.
+    #[error("this key's {limit} is exhausted")]
+    KeyLimit {
+        /// `token_limit`, `quota_limit` or `remaining_calls`.
+        limit: &'static str,
+    },
+    /// The reservation was already settled or released.
+    #[error("reservation {0} is not open")]
+    NotOpen(ReservationId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a hold against the user's funds and the key's counters (what a store's conditional
+/// update enforces).
+pub fn check_hold(funds: &UserFunds, key: &KeyCounters, hold: &HoldRequest) -> Result<(), BillingError> {
+    if let Some(limit) = key.remaining_calls {
+        if limit - key.calls_reserved < 1 {
+            return Err(BillingError::KeyLimit { limit: "remaining_calls" });
+        }
+    }
+    if let Some(limit) = key.token_limit {
+        if key.tokens_used.saturating_add(key.tokens_reserved).saturating_add(hold.tokens) > limit {
+            return Err(BillingError::KeyLimit { limit: "token_limit" });
+        }
+    }
+    if let Some(limit) = key.quota_limit {
+        let after = key.quota_used.micros().saturating_add(key.quota_reserved.micros()).saturating_add(hold.amount.micros());
+        if after > limit.micros() {
+            return Err(BillingError::KeyLimit { limit: "quota_limit" });
+        }
+    }
+    if hold.amount > funds.available() {
+        return Err(BillingError::InsufficientBalance { available: funds.available(), required: hold.amount });
+    }
+    Ok(())
+}
+
+/// What a finished request is charged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The charge after discounts; a store clamps it to the hold.
+    pub charge: Money,
+    /// Tokens used.
+    pub tokens: i64,
+    /// Whether the call succeeded (only successes count down `remaining_calls`).
+    pub success: bool,
+    /// Text for the ledger row, e.g. `gpt-4o via key 12`.
+    pub description: String,
+}
+
+/// The outcome of a settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The consume row (none for a zero charge).
+    pub transaction: Option<Transaction>,
+    /// What was charged (the settlement's charge, clamped to the hold).
+    pub charged: Money,
+}
+
+/// Clamps a charge to its hold: a request is never charged more than was reserved.
+pub fn clamp_charge(charge: Money, hold: Money) -> Money {
+    charge.max(Money::ZERO).min(hold)
+}
+
+/// Reservations, applied atomically by the store.
+///
+/// Contract, for every implementation:
+/// - `reserve` succeeds only if [`check_hold`] passes against the current state, and applies the
+///   hold in the same atomic step, so N concurrent reserves can never together exceed a balance or
+///   a limit;
+/// - `settle` and `release` close a reservation exactly once (a second call is
+///   [`BillingError::NotOpen`]);
+/// - the ledger stays consistent: the balance equals the sum of its rows, and holds are not rows.
+#[async_trait]
+pub trait BillingStore: Send + Sync {
+    /// Holds funds and quota for a request.
+    async fn reserve(&self, reservation: &NewReservation) -> Result<ReservationId, BillingError>;
+    /// Charges a finished request and frees the rest of its hold.
+    async fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError>;
+    /// Frees a hold without charging anything.
+    async fn release(&self, id: ReservationId) -> Result<(), BillingError>;
+    /// Frees holds made before `before` (left by a crash); returns how many.
+    async fn release_stale(&self, before: DateTime<Utc>) -> Result<u64, BillingError>;
+    /// Open holds against a user (for tests and the dashboard).
+    async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(credits: i64, tokens: i64) -> HoldRequest {
+        HoldRequest { amount: Money::from_credits(credits), tokens }
+    }
+
+    #[test]
+    fn holds_respect_available_balance() {
+        let funds = UserFunds { balance: Money::from_credits(10), reserved: Money::from_credits(7) };
+        assert!(check_hold(&funds, &KeyCounters::default(), &hold(3, 0)).is_ok());
+        assert!(matches!(
+            check_hold(&funds, &KeyCounters::default(), &hold(4, 0)),
+            Err(BillingError::InsufficientBalance { .. })
+        ));
+    }
+
+    #[test]
+    fn holds_respect_key_limits() {
+        let funds = UserFunds { balance: Money::from_credits(100), reserved: Money::ZERO };
+        let calls = KeyCounters { remaining_calls: Some(2), calls_reserved: 2, ..KeyCounters::default() };
+        assert!(matches!(check_hold(&funds, &calls, &hold(1, 1)), Err(BillingError::KeyLimit { limit: "remaining_calls" })));
+        let tokens = KeyCounters { token_limit: Some(100), tokens_used: 50, tokens_reserved: 30, ..KeyCounters::default() };
+        assert!(check_hold(&funds, &tokens, &hold(1, 20)).is_ok());
+        assert!(check_hold(&funds, &tokens, &hold(1, 21)).is_err());
+        let quota = KeyCounters {
+            quota_limit: Some(Money::from_credits(5)),
+            quota_used: Money::from_credits(4),
+            ..KeyCounters::default()
+        };
+        assert!(check_hold(&funds, &quota, &hold(1, 0)).is_ok());
+        assert!(check_hold(&funds, &quota, &hold(2, 0)).is_err());
+    }
+
+    #[test]
+    fn charges_never_exceed_the_hold() {
+        assert_eq!(clamp_charge(Money::from_credits(5), Money::from_credits(3)), Money::from_credits(3));
+        assert_eq!(clamp_charge(Money::from_credits(-1), Money::from_credits(3)), Money::ZERO);
+    }
+}
