@@ -1,0 +1,203 @@
+//! Reads a response's usage while it passes through, and turns it into a charge.
+
+use apihub_core::pricing::{ModelPrice, cost};
+use apihub_core::store::UsageSource;
+use apihub_core::usage::openai::is_usage_only_chunk;
+use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, SseParser, StreamUsage, Usage};
+use apihub_core::{DiscountRate, Money, apply_discounts};
+use bytes::{Bytes, BytesMut};
+
+/// How a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The body ended normally.
+    Completed,
+    /// The upstream broke off mid-body, or the client went away.
+    Aborted,
+}
+
+/// What a finished response is billed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bill {
+    /// The usage billed (reported, or estimated).
+    pub usage: Usage,
+    /// Whether the usage was reported or estimated.
+    pub source: UsageSource,
+    /// Cost before discounts.
+    pub raw_cost: Money,
+    /// Cost after discounts (before clamping to the hold).
+    pub charge: Money,
+    /// Whether anything is owed at all: false for a stream that ended before any output.
+    pub billable: bool,
+}
+
+/// Observes a response body.
+#[derive(Debug)]
+pub struct Meter {
+    endpoint: Endpoint,
+    prompt_estimate: u64,
+    kind: Kind,
+    response_bytes: u64,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Json { buffer: BytesMut, limit: usize },
+    Sse { parser: SseParser, usage: StreamUsage, strip_usage_chunk: bool },
+}
+
+impl Meter {
+    /// A meter for a JSON body (kept up to `limit` bytes to read its usage).
+    pub fn json(endpoint: Endpoint, prompt_estimate: u64, limit: usize) -> Self {
+        Meter { endpoint, prompt_estimate, kind: Kind::Json { buffer: BytesMut::new(), limit }, response_bytes: 0 }
+    }
+
+    /// A meter for an SSE body; with `strip_usage_chunk`, the usage-only chunk the gateway asked
+    /// for is removed from what the client sees.
+    pub fn sse(endpoint: Endpoint, prompt_estimate: u64, strip_usage_chunk: bool) -> Self {
+        Meter {
+            endpoint,
+            prompt_estimate,
+            kind: Kind::Sse { parser: SseParser::new(), usage: StreamUsage::new(endpoint), strip_usage_chunk },
+            response_bytes: 0,
+        }
+    }
+
+    /// Observes a chunk; returns what to send on (the chunk itself, or the re-encoded events
+    /// without the stripped one).
+    pub fn observe(&mut self, chunk: Bytes) -> Bytes {
+        self.response_bytes += chunk.len() as u64;
+        match &mut self.kind {
+            Kind::Json { buffer, limit } => {
+                if buffer.len() + chunk.len() <= *limit {
+                    buffer.extend_from_slice(&chunk);
+                }
+                chunk
+            }
+            Kind::Sse { parser, usage, strip_usage_chunk } => {
+                let events = parser.push(&chunk);
+                if !*strip_usage_chunk {
+                    events.iter().for_each(|e| usage.push(e));
+                    return chunk;
+                }
+                let mut out = String::new();
+                for event in &events {
+                    usage.push(event);
+                    if !is_usage_only_chunk(event) {
+                        out.push_str(&event.encode());
+                    }
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// Whether chunks leave exactly as they came (everything but a stripping SSE meter).
+    pub fn passes_through_unchanged(&self) -> bool {
+        !matches!(self.kind, Kind::Sse { strip_usage_chunk: true, .. })
+    }
+
+    /// At the end of the body: whatever a stripping meter still holds, to send on.
+    pub fn flush(&mut self) -> Option<Bytes> {
+        match &mut self.kind {
+            Kind::Sse { parser, usage, strip_usage_chunk } => {
+                let last = parser.finish()?;
+                usage.push(&last);
+                (*strip_usage_chunk && !is_usage_only_chunk(&last)).then(|| Bytes::from(last.encode()))
+            }
+            Kind::Json { .. } => None,
+        }
+    }
+
+    /// The bill for what was observed.
+    pub fn bill(&self, outcome: Outcome, price: &ModelPrice, user: DiscountRate, key: DiscountRate) -> Bill {
+        let (reported, produced) = match &self.kind {
+            Kind::Json { buffer, .. } => {
+                let usage = if outcome == Outcome::Completed {
+                    Usage::from_response(self.endpoint, buffer)
+                } else {
+                    Usage::default()
+                };
+                (usage, self.response_bytes > 0)
+            }
+            Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output()),
+        };
+        let (usage, source) = if reported.is_empty() {
+            // Not reported: prompt estimate plus response bytes ÷ 4, documented in the module.
+            let estimate = Usage {
+                input_tokens: Some(self.prompt_estimate),
+                output_tokens: Some(self.response_bytes.div_ceil(BYTES_PER_TOKEN)),
+                ..Usage::default()
+            };
+            (estimate, UsageSource::Estimated)
+        } else {
+            (reported, UsageSource::Reported)
+        };
+        let raw_cost = cost(price, &usage);
+        Bill { usage, source, raw_cost, charge: apply_discounts(raw_cost, user, key), billable: produced }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price() -> ModelPrice {
+        ModelPrice { input: Money::from_credits(1), output: Money::from_credits(2), ..ModelPrice::default() }
+    }
+
+    #[test]
+    fn json_usage_is_read_and_discounted() {
+        let mut meter = Meter::json(Endpoint::ChatCompletions, 10, 1 << 20);
+        let body =
+            br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#;
+        let (a, b) = body.split_at(20);
+        assert_eq!(meter.observe(Bytes::from_static(a)), Bytes::from_static(a));
+        meter.observe(Bytes::from_static(b));
+        let half = DiscountRate::parse("0.5").unwrap();
+        let bill = meter.bill(Outcome::Completed, &price(), half, DiscountRate::FULL_PRICE);
+        assert_eq!(bill.source, UsageSource::Reported);
+        // 1000 × 1 + 500 × 2 = 2000 credits per million tokens → 0.002 credits, halved.
+        assert_eq!(bill.raw_cost, Money::parse("0.002").unwrap());
+        assert_eq!(bill.charge, Money::parse("0.001").unwrap());
+    }
+
+    #[test]
+    fn missing_usage_is_estimated() {
+        let mut meter = Meter::json(Endpoint::ChatCompletions, 100, 1 << 20);
+        meter.observe(Bytes::from_static(br#"{"choices":[]}"#));
+        let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        assert_eq!(bill.source, UsageSource::Estimated);
+        assert_eq!(bill.usage.input_tokens, Some(100));
+        assert_eq!(bill.usage.output_tokens, Some(4));
+    }
+
+    #[test]
+    fn a_stream_without_output_is_not_billable() {
+        let mut meter = Meter::sse(Endpoint::ChatCompletions, 100, false);
+        meter.observe(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"));
+        let bill = meter.bill(Outcome::Aborted, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        assert!(!bill.billable);
+    }
+
+    #[test]
+    fn the_usage_chunk_can_be_stripped() {
+        let mut meter = Meter::sse(Endpoint::ChatCompletions, 1, true);
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let mut out = Vec::new();
+        for byte in stream.as_bytes() {
+            out.extend_from_slice(&meter.observe(Bytes::copy_from_slice(&[*byte])));
+        }
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("\"Hi\""));
+        assert!(!out.contains("usage"));
+        assert!(out.contains("[DONE]"));
+        let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        assert_eq!(bill.usage.input_tokens, Some(5));
+        assert_eq!(bill.source, UsageSource::Reported);
+    }
+}

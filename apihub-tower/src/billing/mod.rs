@@ -1,0 +1,88 @@
+//! Billing: reserve the most a request can cost, forward it, settle the exact charge.
+//!
+//! For each authenticated request to a metered endpoint:
+//! 1. the model's price comes from the [`PriceBook`] (a model with no price is refused, never
+//!    served for free);
+//! 2. the hold is the most the request can cost — every prompt byte counted as a token (a token
+//!    is at least one byte), plus the output cap (`max_tokens` and friends, or
+//!    [`BillingConfig::default_output_cap`]) — with the user's and key's discounts applied. It is
+//!    reserved atomically against the balance and the key's quotas: 402 `insufficient_quota` or
+//!    403 `key_quota_exceeded` when it does not fit, and nothing is forwarded;
+//! 3. the response is passed through chunk by chunk while a [`meter`] reads its usage (JSON
+//!    `usage`, or the dialect's SSE events);
+//! 4. when the body ends the charge — `cost(price, usage) × user rate × key rate`, rounded once,
+//!    never above the hold — is settled and a usage record goes to the [`UsageSink`].
+//!
+//! An upstream error status, a connection failure or a timeout releases the hold (502/504 for the
+//! latter two) and costs nothing. A stream that ends before any output costs nothing. When the
+//! upstream reports no usage, the charge is estimated (prompt bytes ÷ 4 plus response bytes ÷ 4
+//! tokens), recorded as `usage_source = estimated`, and still capped by the hold. The
+//! [`Reservation`] itself releases on drop, so a client disconnect or a panic frees its hold too.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Arc;
+//! use apihub_core::pricing::ModelPrice;
+//! use apihub_tower::billing::{BillingConfig, BillingLayer, DiscardUsage};
+//! use apihub_tower::memory::MemoryStore;
+//!
+//! let prices: HashMap<String, ModelPrice> = HashMap::from([("gpt-4o-mini".into(), ModelPrice::default())]);
+//! let _layer = BillingLayer::new(Arc::new(MemoryStore::new()), Arc::new(prices), Arc::new(DiscardUsage), BillingConfig::default());
+//! ```
+
+mod body;
+mod layer;
+pub mod meter;
+mod reservation;
+mod service;
+
+use std::collections::HashMap;
+
+use apihub_core::pricing::ModelPrice;
+use apihub_core::store::UsageRecord;
+
+pub use body::MeteredBody;
+pub use layer::BillingLayer;
+pub use reservation::Reservation;
+pub use service::Billing;
+
+/// Where prices come from.
+pub trait PriceBook: Send + Sync {
+    /// The price of `model`, or `None` when it may not be served.
+    fn price(&self, model: &str) -> Option<ModelPrice>;
+}
+
+impl PriceBook for HashMap<String, ModelPrice> {
+    fn price(&self, model: &str) -> Option<ModelPrice> {
+        self.get(model).copied()
+    }
+}
+
+/// Where usage records go (a server batches them into its usage log).
+pub trait UsageSink: Send + Sync {
+    /// Takes one record; must not block.
+    fn record(&self, record: UsageRecord);
+}
+
+/// A sink that drops records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiscardUsage;
+
+impl UsageSink for DiscardUsage {
+    fn record(&self, _record: UsageRecord) {}
+}
+
+/// Billing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BillingConfig {
+    /// Output tokens (or images) held for a request that sets no cap.
+    pub default_output_cap: u64,
+    /// Most bytes of a non-streamed response kept to read its usage.
+    pub max_metered_body: usize,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig { default_output_cap: 4096, max_metered_body: 16 * 1024 * 1024 }
+    }
+}

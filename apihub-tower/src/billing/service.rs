@@ -1,0 +1,310 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use apihub_core::billing::{BillingError, HoldRequest, NewReservation, Settlement};
+use apihub_core::pricing::{ModelPrice, max_cost};
+use apihub_core::store::{UsageRecord, UsageSource};
+use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, RequestInfo, openai};
+use apihub_core::{DiscountRate, Money, apply_discounts};
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body;
+use tower::Service;
+
+use super::meter::{Meter, Outcome};
+use super::{BillingLayer, MeteredBody, Reservation, UsageSink};
+use crate::body::{BoxError, GatewayBody, GatewayError, gateway_body, into_gateway};
+use crate::context::{AuthenticatedKey, RequestId};
+use crate::quota::BufferedBody;
+
+/// Reserves, forwards and settles; see the [module docs](crate::billing).
+#[derive(Clone)]
+pub struct Billing<S> {
+    pub(super) inner: S,
+    pub(super) layer: BillingLayer,
+}
+
+/// Everything needed to settle a request once its body ends.
+pub(crate) struct Settle {
+    reservation: Reservation,
+    price: ModelPrice,
+    user_discount: DiscountRate,
+    key_discount: DiscountRate,
+    sink: Arc<dyn UsageSink>,
+    record: UsageRecord,
+}
+
+impl Settle {
+    /// Bills what `meter` saw and returns the work that writes it.
+    pub(crate) fn run(self, meter: &Meter, outcome: Outcome) -> impl Future<Output = ()> + Send + 'static {
+        let bill = meter.bill(outcome, &self.price, self.user_discount, self.key_discount);
+        async move {
+            let Settle { reservation, sink, mut record, .. } = self;
+            if !bill.billable {
+                if let Err(error) = reservation.release().await {
+                    tracing::error!(%error, request = %record.request_id, "releasing a reservation failed");
+                }
+                record.status = if outcome == Outcome::Completed { record.status } else { 499 };
+                sink.record(record);
+                return;
+            }
+            let settlement = Settlement {
+                charge: bill.charge,
+                tokens: i64::try_from(bill.usage.total_tokens()).unwrap_or(i64::MAX),
+                success: outcome == Outcome::Completed,
+                description: format!("{} via key {}", record.model, record.key_id),
+            };
+            match reservation.settle(&settlement).await {
+                Ok(settled) => {
+                    let count = |v: Option<u64>| i64::try_from(v.unwrap_or(0)).unwrap_or(i64::MAX);
+                    record.prompt_tokens = count(bill.usage.input_tokens);
+                    record.completion_tokens = count(bill.usage.output_tokens);
+                    record.cached_tokens = count(bill.usage.cache_read_tokens);
+                    record.raw_cost = bill.raw_cost;
+                    record.charged = settled.charged;
+                    record.usage_source = bill.source;
+                    if outcome == Outcome::Aborted {
+                        record.status = 499;
+                    }
+                    sink.record(record);
+                }
+                Err(error) => {
+                    // The hold stays until the stale-hold sweep; nothing was charged.
+                    tracing::error!(%error, request = %record.request_id, "settling a reservation failed");
+                }
+            }
+        }
+    }
+}
+
+fn reject(error: BillingError) -> GatewayError {
+    match error {
+        BillingError::InsufficientBalance { available, required } => GatewayError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_quota",
+            format!(
+                "insufficient balance: this request may cost up to {required} credits and {available} are available"
+            ),
+        ),
+        BillingError::KeyLimit { limit } => GatewayError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_quota",
+            "key_quota_exceeded",
+            format!("this request would exceed the API key's {limit}"),
+        ),
+        BillingError::NotOpen(_) | BillingError::Store(_) => {
+            tracing::error!(%error, "reserving failed");
+            GatewayError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "service_unavailable",
+                "billing is unavailable",
+            )
+        }
+    }
+}
+
+fn upstream_failure(error: BoxError) -> GatewayError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        GatewayError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "api_error",
+            "upstream_timeout",
+            "the upstream did not answer in time",
+        )
+    } else {
+        tracing::warn!(%error, "upstream request failed");
+        GatewayError::new(
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_unavailable",
+            "the upstream could not be reached",
+        )
+    }
+}
+
+/// What the request asks for, checked: the model, its price and the hold.
+struct Plan {
+    info: RequestInfo,
+    model: String,
+    price: ModelPrice,
+    hold: HoldRequest,
+}
+
+impl BillingLayer {
+    fn plan(&self, identity: &AuthenticatedKey, info: RequestInfo) -> Result<Plan, GatewayError> {
+        let model = info.model.clone().ok_or_else(|| {
+            GatewayError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "model_required",
+                "the request names no model",
+            )
+        })?;
+        let price = self.prices.price(&model).ok_or_else(|| {
+            GatewayError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!("the model `{model}` does not exist or is not available on this gateway"),
+            )
+        })?;
+        // Every prompt byte may be a token: an upper bound, unlike the ÷4 estimate.
+        let prompt_bound = info.prompt_estimate.saturating_mul(BYTES_PER_TOKEN);
+        let output_cap = info.output_cap.unwrap_or(self.config.default_output_cap);
+        let amount = apply_discounts(
+            max_cost(&price, prompt_bound, output_cap),
+            identity.user_discount,
+            identity.key.policy.discount_rate,
+        );
+        let tokens = i64::try_from(prompt_bound.saturating_add(output_cap)).unwrap_or(i64::MAX);
+        Ok(Plan { info, model, price, hold: HoldRequest { amount, tokens } })
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Billing<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: From<Bytes> + Send + 'static,
+    ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<GatewayBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let identity = request.extensions().get::<AuthenticatedKey>().cloned();
+        let info = request.extensions_mut().remove::<RequestInfo>();
+        Box::pin(async move {
+            // Unauthenticated requests and unmetered endpoints (GET /v1/models, …) pass through.
+            let (Some(identity), Some(info)) = (identity, info) else {
+                return inner.call(request).await.map(into_gateway);
+            };
+            let plan = match layer.plan(&identity, info) {
+                Ok(plan) => plan,
+                Err(rejection) => return Ok(rejection.into_response()),
+            };
+            let request_id = RequestId::of(&request);
+            let reservation = NewReservation {
+                user_id: identity.user_id,
+                key_id: identity.key.id,
+                request_id: request_id.0.clone(),
+                hold: plan.hold,
+            };
+            let reservation = match layer.store.reserve(&reservation).await {
+                Ok(id) => Reservation::new(layer.store.clone(), id, plan.hold),
+                Err(error) => return Ok(reject(error).into_response()),
+            };
+
+            // A streaming OpenAI request that did not ask for usage is asked for it anyway, and the
+            // extra usage chunk is removed from what the client sees.
+            let mut strip_usage_chunk = false;
+            if plan.info.stream && matches!(plan.info.endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+                if let Some(BufferedBody(bytes)) = request.extensions().get::<BufferedBody>() {
+                    let rewritten = openai::include_usage(bytes);
+                    if rewritten.added {
+                        let body = Bytes::from(rewritten.body.into_owned());
+                        request.headers_mut().remove(header::CONTENT_LENGTH);
+                        *request.body_mut() = B::from(body);
+                        strip_usage_chunk = true;
+                    }
+                }
+            }
+            request.extensions_mut().insert(request_id.clone());
+
+            let record = UsageRecord {
+                request_id: request_id.0.clone(),
+                user_id: identity.user_id,
+                key_id: identity.key.id,
+                model: plan.model.clone(),
+                endpoint: request.uri().path().to_owned(),
+                stream: plan.info.stream,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cached_tokens: 0,
+                raw_cost: Money::ZERO,
+                user_discount: identity.user_discount,
+                key_discount: identity.key.policy.discount_rate,
+                charged: Money::ZERO,
+                status: 0,
+                upstream_latency_ms: 0,
+                usage_source: UsageSource::Reported,
+                created_at: Utc::now(),
+            };
+            let started = Instant::now();
+            let response = inner.call(request).await;
+            let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            let failed = |mut record: UsageRecord, status: StatusCode| {
+                record.status = status.as_u16();
+                record.upstream_latency_ms = latency_ms;
+                layer.sink.record(record);
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(error) => {
+                    let rejection = upstream_failure(error.into());
+                    release(reservation).await;
+                    failed(record, rejection.status);
+                    return Ok(rejection.into_response());
+                }
+            };
+            let status = response.status();
+            if !status.is_success() {
+                // The upstream's own error passes through, and costs nothing.
+                release(reservation).await;
+                failed(record, status);
+                return Ok(into_gateway(response));
+            }
+            let is_sse = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let meter = if is_sse {
+                Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
+            } else {
+                Meter::json(plan.info.endpoint, plan.info.prompt_estimate, layer.config.max_metered_body)
+            };
+            let mut record = record;
+            record.status = status.as_u16();
+            record.upstream_latency_ms = latency_ms;
+            let settle = Settle {
+                reservation,
+                price: plan.price,
+                user_discount: identity.user_discount,
+                key_discount: identity.key.policy.discount_rate,
+                sink: layer.sink.clone(),
+                record,
+            };
+            let (mut parts, body) = response.into_parts();
+            if !meter.passes_through_unchanged() {
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+                parts.headers.insert("x-apihub-request-id", value);
+            }
+            Ok(Response::from_parts(parts, gateway_body(MeteredBody::new(body, meter, settle))))
+        })
+    }
+}
+
+async fn release(reservation: Reservation) {
+    if let Err(error) = reservation.release().await {
+        tracing::error!(%error, "releasing a reservation failed");
+    }
+}

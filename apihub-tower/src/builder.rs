@@ -1,0 +1,140 @@
+//! The whole gateway stack in one layer, in its documented order.
+
+use std::sync::Arc;
+
+use apihub_core::billing::BillingStore;
+use tower::{Layer, ServiceBuilder};
+
+use crate::auth::{AuthStore, KeyAuth, KeyAuthLayer, KeyCache};
+use crate::billing::{Billing, BillingConfig, BillingLayer, DiscardUsage, PriceBook, UsageSink};
+use crate::clock::{Clock, SystemClock};
+use crate::quota::{Quota, QuotaLayer};
+use crate::rate_limit::{LocalRateLimiter, RateLimit, RateLimitLayer, RateLimiter};
+
+/// Builds a [`GatewayLayer`]: everything has a default but the stores and the prices.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use apihub_core::pricing::ModelPrice;
+/// use apihub_tower::GatewayBuilder;
+/// use apihub_tower::memory::MemoryStore;
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let prices = HashMap::from([("gpt-4o-mini".to_owned(), ModelPrice::default())]);
+/// let gateway = GatewayBuilder::new(store.clone(), store, Arc::new(prices)).build();
+/// let _service = tower::ServiceBuilder::new().layer(gateway).service(tower::service_fn(
+///     |_req: http::Request<String>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) },
+/// ));
+/// ```
+pub struct GatewayBuilder {
+    auth_store: Arc<dyn AuthStore>,
+    billing_store: Arc<dyn BillingStore>,
+    prices: Arc<dyn PriceBook>,
+    sink: Arc<dyn UsageSink>,
+    clock: Arc<dyn Clock>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    cache: Option<Arc<KeyCache>>,
+    max_body_bytes: usize,
+    billing: BillingConfig,
+}
+
+impl GatewayBuilder {
+    /// A builder over the stores that authenticate keys and hold credit, and the price book.
+    pub fn new(
+        auth_store: Arc<dyn AuthStore>,
+        billing_store: Arc<dyn BillingStore>,
+        prices: Arc<dyn PriceBook>,
+    ) -> Self {
+        GatewayBuilder {
+            auth_store,
+            billing_store,
+            prices,
+            sink: Arc::new(DiscardUsage),
+            clock: Arc::new(SystemClock),
+            limiter: None,
+            cache: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            billing: BillingConfig::default(),
+        }
+    }
+
+    /// Sends usage records to `sink` (default: dropped).
+    pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Reads time from `clock` (rate-limit windows, key expiry, cache age).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `limiter` (default: an in-process [`LocalRateLimiter`] on the builder's clock).
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Shares `cache` (so the caller can invalidate it; default: a 1 s cache on the auth store).
+    pub fn key_cache(mut self, cache: Arc<KeyCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Largest request body accepted (default 16 MiB).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Billing settings.
+    pub fn billing_config(mut self, config: BillingConfig) -> Self {
+        self.billing = config;
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> GatewayLayer {
+        let cache = self.cache.unwrap_or_else(|| {
+            Arc::new(KeyCache::with_clock(self.auth_store, self.clock.clone(), KeyCache::DEFAULT_TTL_MILLIS))
+        });
+        let limiter = self.limiter.unwrap_or_else(|| Arc::new(LocalRateLimiter::new(self.clock.clone())));
+        GatewayLayer {
+            auth: KeyAuthLayer::new(cache).with_clock(self.clock),
+            rate_limit: RateLimitLayer::new(limiter),
+            quota: QuotaLayer::new(self.max_body_bytes),
+            billing: BillingLayer::new(self.billing_store, self.prices, self.sink, self.billing),
+        }
+    }
+}
+
+/// Key auth, rate limit, quota and billing around an upstream service.
+#[derive(Clone)]
+pub struct GatewayLayer {
+    auth: KeyAuthLayer,
+    rate_limit: RateLimitLayer,
+    quota: QuotaLayer,
+    billing: BillingLayer,
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = KeyAuth<RateLimit<Quota<Billing<S>>>>;
+
+    fn layer(&self, upstream: S) -> Self::Service {
+        ServiceBuilder::new()
+            // Authentication first: nothing below sees an anonymous request, and no rate-limit or
+            // billing state is ever created for a missing, malformed or unknown key.
+            .layer(self.auth.clone())
+            // Rate limits next: the cheapest refusal for a known key, before its body is even read.
+            .layer(self.rate_limit.clone())
+            // Quota reads the body once (model, cap) and refuses what the key may not call, so a
+            // refused request never reaches billing or the upstream.
+            .layer(self.quota)
+            // Billing last, right around the upstream: the hold covers exactly the forwarded call,
+            // and the response body it wraps is what the client receives.
+            .layer(self.billing.clone())
+            .service(upstream)
+    }
+}

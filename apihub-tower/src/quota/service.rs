@@ -1,0 +1,151 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use apihub_core::policy::ApiKey;
+use apihub_core::usage::RequestInfo;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::Service;
+
+use crate::body::{BoxError, GatewayBody, GatewayError, into_gateway};
+use crate::context::AuthenticatedKey;
+
+/// The request body as received, kept in extensions so a layer inside can rewrite it.
+#[derive(Debug, Clone)]
+pub struct BufferedBody(pub Bytes);
+
+/// Checks the request against its key's policy; see the [module docs](crate::quota).
+#[derive(Debug, Clone)]
+pub struct Quota<S> {
+    pub(super) inner: S,
+    pub(super) max_body_bytes: usize,
+}
+
+fn refuse(code: &'static str, message: String) -> GatewayError {
+    GatewayError::new(StatusCode::FORBIDDEN, "permission_error", code, message)
+}
+
+/// The policy checks, as a pure function of the key and the request.
+pub(crate) fn check(key: &ApiKey, info: Option<&RequestInfo>) -> Result<(), GatewayError> {
+    let policy = &key.policy;
+    if let Some(model) = info.and_then(|i| i.model.as_deref()) {
+        if !policy.allows_model(model) {
+            return Err(refuse("model_not_allowed", format!("this API key may not use the model `{model}`")));
+        }
+    }
+    if policy.remaining_calls.is_some_and(|left| left <= 0) {
+        return Err(refuse("key_quota_exceeded", "this API key has no calls left".into()));
+    }
+    if policy.token_limit.is_some_and(|limit| key.usage.tokens_used >= limit) {
+        return Err(refuse("key_quota_exceeded", "this API key's token limit is used up".into()));
+    }
+    if policy.quota_limit.is_some_and(|limit| key.usage.quota_used >= limit) {
+        return Err(refuse("key_quota_exceeded", "this API key's credit limit is used up".into()));
+    }
+    Ok(())
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Quota<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<GatewayBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.max_body_bytes;
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let bytes = match Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    let rejection = if error.is::<LengthLimitError>() {
+                        GatewayError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "invalid_request_error",
+                            "request_too_large",
+                            format!("request body is larger than {limit} bytes"),
+                        )
+                    } else {
+                        GatewayError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request_error",
+                            "bad_body",
+                            "unreadable request body",
+                        )
+                    };
+                    return Ok(rejection.into_response());
+                }
+            };
+            let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
+            let info = RequestInfo::read(path, &bytes);
+            if let Some(identity) = parts.extensions.get::<AuthenticatedKey>() {
+                if let Err(rejection) = check(&identity.key, info.as_ref()) {
+                    return Ok(rejection.into_response());
+                }
+            }
+            if let Some(info) = info {
+                parts.extensions.insert(info);
+            }
+            parts.extensions.insert(BufferedBody(bytes.clone()));
+            inner.call(Request::from_parts(parts, B::from(bytes))).await.map(into_gateway)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apihub_core::Money;
+    use apihub_core::key::SecretHash;
+    use apihub_core::policy::{KeyPolicy, KeyUsage};
+    use chrono::Utc;
+
+    fn key(policy: KeyPolicy, usage: KeyUsage) -> ApiKey {
+        ApiKey {
+            id: 1,
+            user_id: 1,
+            public_id: "p".into(),
+            secret_hash: SecretHash([0; 32]),
+            last4: "abcd".into(),
+            policy,
+            usage,
+            batch_id: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn info(model: &str) -> RequestInfo {
+        RequestInfo::read("/v1/chat/completions", format!(r#"{{"model":"{model}"}}"#).as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn allow_list_and_limits() {
+        let policy = KeyPolicy { allowed_models: vec!["gpt-4o".into()], ..KeyPolicy::default() };
+        assert!(check(&key(policy.clone(), KeyUsage::default()), Some(&info("gpt-4o"))).is_ok());
+        assert_eq!(check(&key(policy, KeyUsage::default()), Some(&info("o3"))).unwrap_err().code, "model_not_allowed");
+        let calls = KeyPolicy { remaining_calls: Some(0), ..KeyPolicy::default() };
+        assert!(check(&key(calls, KeyUsage::default()), None).is_err());
+        let quota = KeyPolicy { quota_limit: Some(Money::from_credits(1)), ..KeyPolicy::default() };
+        let used = KeyUsage { quota_used: Money::from_credits(1), ..KeyUsage::default() };
+        assert!(check(&key(quota, used), None).is_err());
+        let tokens = KeyPolicy { token_limit: Some(10), ..KeyPolicy::default() };
+        assert!(check(&key(tokens, KeyUsage { tokens_used: 9, ..KeyUsage::default() }), None).is_ok());
+    }
+}
