@@ -9,13 +9,21 @@ use apihub_core::policy::{ApiKey, KeyId, KeyPatch, KeyUsage};
 use apihub_core::store::{KeyQuery, KeyStore, NewKey, Page, PageRequest, StoreError};
 use apihub_core::user::UserId;
 
+use super::billing::KeyHolds;
 use super::{MemoryStore, next_id, page_of};
+
+/// A key with what [`ApiKey`] leaves out: what open reservations hold against it (the SQL store's
+/// `*_reserved` columns).
+pub(super) struct KeyRow {
+    pub(super) key: ApiKey,
+    pub(super) holds: KeyHolds,
+}
 
 impl MemoryStore {
     /// Changes one key under the lock, stamps `updated_at` and returns the result.
     fn update_key_with(&self, id: KeyId, change: impl FnOnce(&mut ApiKey)) -> Result<ApiKey, StoreError> {
         let mut state = self.lock()?;
-        let key = state.keys.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let key = &mut state.keys.get_mut(&id).ok_or(StoreError::NotFound)?.key;
         change(key);
         key.updated_at = Utc::now();
         Ok(key.clone())
@@ -37,7 +45,7 @@ impl KeyStore for MemoryStore {
             return Err(StoreError::NotFound);
         }
         // Check every public id before inserting any: all or none.
-        let mut taken: HashSet<&str> = state.keys.values().map(|key| key.public_id.as_str()).collect();
+        let mut taken: HashSet<&str> = state.keys.values().map(|row| row.key.public_id.as_str()).collect();
         if let Some(dup) = keys.iter().find(|key| !taken.insert(key.public_id.as_str())) {
             return Err(StoreError::Conflict(format!("public id `{}` is taken", dup.public_id)));
         }
@@ -56,23 +64,23 @@ impl KeyStore for MemoryStore {
                 created_at: now,
                 updated_at: now,
             };
-            state.keys.insert(key.id, key.clone());
+            state.keys.insert(key.id, KeyRow { key: key.clone(), holds: KeyHolds::default() });
             created.push(key);
         }
         Ok(created)
     }
 
     async fn key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-        Ok(self.lock()?.keys.get(&id).cloned())
+        Ok(self.lock()?.keys.get(&id).map(|row| row.key.clone()))
     }
 
     async fn key_by_public_id(&self, public_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        Ok(self.lock()?.keys.values().find(|key| key.public_id == public_id).cloned())
+        Ok(self.lock()?.keys.values().map(|row| &row.key).find(|key| key.public_id == public_id).cloned())
     }
 
     async fn list_keys(&self, query: &KeyQuery, page: PageRequest) -> Result<Page<ApiKey>, StoreError> {
         let state = self.lock()?;
-        Ok(page_of(state.keys.values().rev().filter(|key| matches(key, query)), page))
+        Ok(page_of(state.keys.values().rev().map(|row| &row.key).filter(|key| matches(key, query)), page))
     }
 
     async fn update_key(&self, id: KeyId, patch: &KeyPatch) -> Result<ApiKey, StoreError> {
@@ -182,7 +190,7 @@ mod tests {
         let alice = register(&store, "alice", Role::User).await;
         let key = store.create_keys(alice.id, vec![new_key("a", None)]).await.unwrap().remove(0);
         let used = KeyUsage { tokens_used: 10, quota_used: Money::from_credits(1), calls_total: 3, calls_succeeded: 2 };
-        store.lock().unwrap().keys.get_mut(&key.id).unwrap().usage = used;
+        store.lock().unwrap().keys.get_mut(&key.id).unwrap().key.usage = used;
 
         let reset = store.reset_key_usage(key.id).await.unwrap();
         assert_eq!(reset.usage, KeyUsage::default());

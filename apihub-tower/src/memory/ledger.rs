@@ -1,12 +1,14 @@
 //! [`LedgerStore`] for [`MemoryStore`]: the ledger math of [`apihub_core::ledger`] applied under
-//! the store's one lock, with `(tx_type, order_no)` unique.
+//! the store's one lock, with `(tx_type, order_no)` unique, and debits limited to what open holds
+//! (see [`super::billing`]) leave of the balance.
 
 use async_trait::async_trait;
 use chrono::Utc;
 
 use apihub_core::Money;
 use apihub_core::ledger::{
-    Applied, LedgerError, LedgerOp, Replay, Transaction, TxType, check_order_refund, compare_replay, delta_of, plan,
+    Applied, LedgerError, LedgerOp, Replay, Transaction, Transition, TxType, check_order_refund, compare_replay,
+    delta_of, plan,
 };
 use apihub_core::store::{LedgerStore, Page, PageRequest, StoreError};
 use apihub_core::user::UserId;
@@ -15,7 +17,7 @@ use super::{MemoryStore, State, next_id, page_of};
 
 impl State {
     /// The row holding `(tx_type, order_no)`, if any.
-    fn order(&self, tx_type: TxType, order_no: &str) -> Option<&Transaction> {
+    pub(super) fn order(&self, tx_type: TxType, order_no: &str) -> Option<&Transaction> {
         let index = self.orders.get(&(tx_type, order_no.to_owned()))?;
         self.transactions.get(*index)
     }
@@ -38,8 +40,9 @@ impl State {
     /// [`LedgerStore::apply`], with the lock held: replay or refuse by order number, plan, write.
     fn apply(&mut self, user_id: UserId, op: LedgerOp) -> Result<Applied, StoreError> {
         // A malformed operation is refused whatever is stored.
-        delta_of(&op)?;
-        let account = self.user_mut(user_id)?.user.account;
+        let delta = delta_of(&op)?;
+        let row = self.user_mut(user_id)?;
+        let (account, funds) = (row.user.account, row.funds());
         if let Some(order_no) = &op.order_no {
             if let Some(first) = self.order(op.tx_type, order_no) {
                 return match compare_replay(first, user_id, &op) {
@@ -54,7 +57,23 @@ impl State {
                 self.check_refund_of_order(user_id, order_no, op.amount)?;
             }
         }
+        // Open holds are spoken for: a debit may take only what they leave.
+        let debit = if delta.balance.is_negative() { delta.balance.abs() } else { Money::ZERO };
+        if debit > funds.available() {
+            return Err(LedgerError::InsufficientBalance { available: funds.available(), required: debit }.into());
+        }
         let transition = plan(&account, &op)?;
+        let transaction = self.write(user_id, op, &transition)?;
+        Ok(Applied { transaction, account: transition.after, replayed: false })
+    }
+
+    /// Writes a planned operation: the user's account after it, and its row, indexed by order number.
+    pub(super) fn write(
+        &mut self,
+        user_id: UserId,
+        op: LedgerOp,
+        transition: &Transition,
+    ) -> Result<Transaction, StoreError> {
         self.user_mut(user_id)?.user.account = transition.after;
         let LedgerOp { tx_type, order_no, description, .. } = op;
         let transaction = Transaction {
@@ -72,7 +91,7 @@ impl State {
             self.orders.insert((tx_type, order_no.clone()), self.transactions.len());
         }
         self.transactions.push(transaction.clone());
-        Ok(Applied { transaction, account: transition.after, replayed: false })
+        Ok(transaction)
     }
 }
 
@@ -103,25 +122,12 @@ mod tests {
 
     use apihub_core::ledger::Account;
     use apihub_core::store::{Store, UserStore};
-    use apihub_core::user::{Role, User};
 
-    use super::super::register;
+    use super::super::{funded, race, rows};
     use super::*;
 
     fn credits(n: i64) -> Money {
         Money::from_credits(n)
-    }
-
-    /// A user holding `balance` credits from one recharge.
-    async fn funded(store: &MemoryStore, username: &str, balance: i64) -> User {
-        let user = register(store, username, Role::User).await;
-        store.apply(user.id, LedgerOp::new(TxType::Recharge, credits(balance))).await.unwrap();
-        user
-    }
-
-    async fn rows(store: &MemoryStore, user_id: Option<UserId>) -> Vec<Transaction> {
-        let all = PageRequest { page: 1, page_size: PageRequest::MAX_PAGE_SIZE };
-        store.transactions(user_id, None, all).await.unwrap().items
     }
 
     async fn account(store: &MemoryStore, user_id: UserId) -> Account {
@@ -257,19 +263,14 @@ mod tests {
         let memory = MemoryStore::new();
         let alice = funded(&memory, "alice", 50).await;
         let store: Arc<dyn Store> = Arc::new(memory.clone());
-        let start = Arc::new(tokio::sync::Barrier::new(200));
-        let tasks: Vec<_> = (0..200)
-            .map(|_| {
-                let (store, start) = (Arc::clone(&store), Arc::clone(&start));
-                tokio::spawn(async move {
-                    start.wait().await;
-                    store.apply(alice.id, LedgerOp::new(TxType::Consume, credits(1))).await
-                })
-            })
-            .collect();
+        let results = race(200, |_| {
+            let store = Arc::clone(&store);
+            async move { store.apply(alice.id, LedgerOp::new(TxType::Consume, credits(1))).await }
+        })
+        .await;
         let mut succeeded = 0;
-        for task in tasks {
-            match task.await.unwrap() {
+        for result in results {
+            match result {
                 Ok(_) => succeeded += 1,
                 Err(e) => assert!(matches!(e, StoreError::Ledger(LedgerError::InsufficientBalance { .. })), "{e}"),
             }

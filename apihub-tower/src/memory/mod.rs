@@ -1,11 +1,14 @@
 //! An in-memory [`Store`](apihub_core::store::Store): every storage trait of `apihub-core`, with no
 //! database, for tests, examples and single-process demos.
 //!
+//! It also implements [`BillingStore`]: reservations hold credit and key quota before a request
+//! and settle or release it after.
+//!
 //! One mutex guards all the state, so each call is atomic, including [`LedgerStore::apply`]'s
-//! check-plan-write: concurrent consumes can never overspend. The lock is never held across an
-//! `.await`. Ids count from 1 per table and are never reused, listings are newest first (latest
-//! written first, as the SQL store orders by id), and the data lives as long as the last clone of
-//! the store: clones share it.
+//! check-plan-write and [`BillingStore::reserve`]'s check-hold: concurrent consumes and
+//! reservations can never overspend. The lock is never held across an `.await`. Ids count from 1
+//! per table and are never reused, listings are newest first (latest written first, as the SQL
+//! store orders by id), and the data lives as long as the last clone of the store: clones share it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -35,7 +38,10 @@
 //! ```
 //!
 //! [`LedgerStore::apply`]: apihub_core::store::LedgerStore::apply
+//! [`BillingStore`]: apihub_core::billing::BillingStore
+//! [`BillingStore::reserve`]: apihub_core::billing::BillingStore::reserve
 
+mod billing;
 mod keys;
 mod ledger;
 mod usage;
@@ -45,11 +51,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use apihub_core::billing::ReservationId;
 use apihub_core::ledger::{Transaction, TxType};
-use apihub_core::policy::{ApiKey, KeyId};
+use apihub_core::policy::KeyId;
 use apihub_core::store::{Page, PageRequest, StoreError, UsageRecord};
 use apihub_core::user::UserId;
 
+use self::billing::Reservation;
+use self::keys::KeyRow;
 use self::users::UserRow;
 
 /// Every storage trait of `apihub-core`, kept in memory. Cheap to clone; clones share the data.
@@ -80,15 +89,18 @@ impl fmt::Debug for MemoryStore {
 #[derive(Default)]
 struct State {
     users: BTreeMap<UserId, UserRow>,
-    keys: BTreeMap<KeyId, ApiKey>,
+    keys: BTreeMap<KeyId, KeyRow>,
     /// Append-only, oldest first.
     transactions: Vec<Transaction>,
     /// The unique index on `(tx_type, order_no)`: the position of the row in `transactions`.
     orders: HashMap<(TxType, String), usize>,
     usage: Vec<UsageRecord>,
+    /// Open reservations; settling or releasing one removes it.
+    reservations: BTreeMap<ReservationId, Reservation>,
     last_user_id: UserId,
     last_key_id: KeyId,
     last_transaction_id: i64,
+    last_reservation_id: ReservationId,
 }
 
 /// Increments an id counter and returns the new id.
@@ -119,6 +131,50 @@ async fn register(store: &MemoryStore, username: &str, role: apihub_core::user::
     use apihub_core::user::NewUser;
     let password_hash = format!("hash-of-{username}");
     store.create_user(NewUser { username: username.into(), email: None, password_hash, role }).await.unwrap()
+}
+
+/// A user holding `balance` credits from one recharge.
+#[cfg(test)]
+async fn funded(store: &MemoryStore, username: &str, balance: i64) -> apihub_core::user::User {
+    use apihub_core::Money;
+    use apihub_core::ledger::LedgerOp;
+    use apihub_core::store::LedgerStore;
+    let user = register(store, username, apihub_core::user::Role::User).await;
+    store.apply(user.id, LedgerOp::new(TxType::Recharge, Money::from_credits(balance))).await.unwrap();
+    user
+}
+
+/// Spawns `n` tasks made by `task` on the runtime, releases them all at once, and returns their
+/// outputs in order.
+#[cfg(test)]
+async fn race<F>(n: usize, task: impl Fn(usize) -> F) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (start, task) = (Arc::clone(&start), task(i));
+            tokio::spawn(async move {
+                start.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    let mut outputs = Vec::with_capacity(n);
+    for task in tasks {
+        outputs.push(task.await.unwrap());
+    }
+    outputs
+}
+
+/// Every ledger row of one user (or everyone), newest first.
+#[cfg(test)]
+async fn rows(store: &MemoryStore, user_id: Option<UserId>) -> Vec<Transaction> {
+    use apihub_core::store::LedgerStore;
+    let all = PageRequest { page: 1, page_size: PageRequest::MAX_PAGE_SIZE };
+    store.transactions(user_id, None, all).await.unwrap().items
 }
 
 #[cfg(test)]

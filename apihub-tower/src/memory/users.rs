@@ -5,6 +5,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
+use apihub_core::Money;
+use apihub_core::billing::UserFunds;
 use apihub_core::discount::DiscountRate;
 use apihub_core::ledger::Account;
 use apihub_core::store::{Page, PageRequest, StoreError, UserQuery, UserStore};
@@ -12,10 +14,19 @@ use apihub_core::user::{NewUser, Role, User, UserId, UserStatus};
 
 use super::{MemoryStore, State, next_id, page_of};
 
-/// A user with the password hash that [`User`] leaves out.
+/// A user with what [`User`] leaves out: the password hash, and the sum of the user's open holds
+/// (the SQL store's `reserved` column).
 pub(super) struct UserRow {
     pub(super) user: User,
     password_hash: String,
+    pub(super) reserved: Money,
+}
+
+impl UserRow {
+    /// The balance and what is held against it.
+    pub(super) fn funds(&self) -> UserFunds {
+        UserFunds { balance: self.user.account.balance, reserved: self.reserved }
+    }
 }
 
 impl State {
@@ -67,7 +78,9 @@ impl UserStore for MemoryStore {
             token_version: 0,
             created_at: Utc::now(),
         };
-        state.users.insert(user.id, UserRow { user: user.clone(), password_hash: new.password_hash });
+        state
+            .users
+            .insert(user.id, UserRow { user: user.clone(), password_hash: new.password_hash, reserved: Money::ZERO });
         Ok(user)
     }
 
