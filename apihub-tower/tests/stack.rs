@@ -1,0 +1,227 @@
+//! The whole layer stack over an in-memory store and an in-process upstream.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use apihub_core::Money;
+use apihub_core::billing::BillingStore;
+use apihub_core::key::GeneratedKey;
+use apihub_core::ledger::{LedgerOp, TxType};
+use apihub_core::policy::KeyPolicy;
+use apihub_core::pricing::ModelPrice;
+use apihub_core::store::{KeyStore, LedgerStore, NewKey, PageRequest, UserStore};
+use apihub_core::user::{NewUser, Role};
+use apihub_core::{DiscountRate, store::UsageRecord};
+use apihub_tower::GatewayBuilder;
+use apihub_tower::billing::UsageSink;
+use apihub_tower::clock::ManualClock;
+use apihub_tower::memory::MemoryStore;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// An upstream that answers every chat request with 20 prompt and 500 completion tokens.
+fn upstream(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            assert!(request.headers().get("authorization").is_some(), "the stack itself does not strip headers");
+            let body = r#"{"id":"x","choices":[{"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":20,"completion_tokens":500}}"#;
+            let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            Ok::<_, Infallible>(response)
+        }
+    })
+}
+
+#[derive(Default)]
+struct Records(std::sync::Mutex<Vec<UsageRecord>>);
+
+impl UsageSink for Records {
+    fn record(&self, record: UsageRecord) {
+        self.0.lock().unwrap().push(record);
+    }
+}
+
+struct Fixture {
+    store: Arc<MemoryStore>,
+    user_id: i64,
+    key: String,
+    records: Arc<Records>,
+}
+
+/// A user with `credits`, a 0.8 discount, and one key with a 0.5 discount and `policy`.
+async fn fixture(credits: i64, policy: KeyPolicy) -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let user = store
+        .create_user(NewUser { username: "u1".into(), email: None, password_hash: "x".into(), role: Role::User })
+        .await
+        .unwrap();
+    store.set_user_discount(user.id, DiscountRate::parse("0.8").unwrap()).await.unwrap();
+    if credits > 0 {
+        store.apply(user.id, LedgerOp::new(TxType::Recharge, Money::from_credits(credits))).await.unwrap();
+    }
+    let generated = GeneratedKey::generate();
+    let policy = KeyPolicy { discount_rate: DiscountRate::parse("0.5").unwrap(), ..policy };
+    store
+        .create_keys(
+            user.id,
+            vec![NewKey {
+                public_id: generated.public_id.clone(),
+                secret_hash: generated.secret_hash.clone(),
+                last4: generated.last4.clone(),
+                policy,
+                batch_id: None,
+            }],
+        )
+        .await
+        .unwrap();
+    Fixture { store, user_id: user.id, key: generated.plain.expose().to_owned(), records: Arc::default() }
+}
+
+fn prices() -> Arc<HashMap<String, ModelPrice>> {
+    // 1 credit per million input tokens, 2 per million output tokens.
+    Arc::new(HashMap::from([(
+        "gpt-test".to_owned(),
+        ModelPrice { input: Money::from_credits(1), output: Money::from_credits(2), ..ModelPrice::default() },
+    )]))
+}
+
+fn chat(key: &str, model: &str) -> Request<Full<Bytes>> {
+    Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(format!(
+            r#"{{"model":"{model}","max_tokens":500,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        ))))
+        .unwrap()
+}
+
+async fn read(response: Response<apihub_tower::body::GatewayBody>) -> (StatusCode, serde_json::Value) {
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn a_call_is_billed_exactly_with_both_discounts() {
+    let f = fixture(10, KeyPolicy::default()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gateway = GatewayBuilder::new(f.store.clone(), f.store.clone(), prices()).usage_sink(f.records.clone()).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let (status, body) = read(service.oneshot(chat(&f.key, "gpt-test")).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["usage"]["prompt_tokens"], 20, "the body passes through untouched");
+    // raw = (20 × 1 + 500 × 2) / 1e6 = 0.00102; × 0.8 × 0.5 = 0.000408.
+    let user = f.store.user(f.user_id).await.unwrap().unwrap();
+    assert_eq!(user.account.balance, Money::parse("9.999592").unwrap());
+    let funds = f.store.reserved_funds(f.user_id).await.unwrap();
+    assert_eq!(funds.reserved, Money::ZERO, "the hold is gone");
+    let records = f.records.0.lock().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].raw_cost, Money::parse("0.00102").unwrap());
+    assert_eq!(records[0].charged, Money::parse("0.000408").unwrap());
+    assert_eq!(records[0].prompt_tokens, 20);
+    let page = f.store.transactions(Some(f.user_id), Some(TxType::Consume), PageRequest::default()).await.unwrap();
+    assert_eq!(page.items[0].amount, Money::parse("-0.000408").unwrap());
+    assert_eq!(page.items[0].order_no.as_deref(), Some(records[0].request_id.as_str()));
+}
+
+#[tokio::test]
+async fn refusals_never_reach_the_upstream() {
+    let f = fixture(10, KeyPolicy { allowed_models: vec!["gpt-test".into()], ..KeyPolicy::default() }).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gateway = GatewayBuilder::new(f.store.clone(), f.store.clone(), prices()).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let cases = [
+        (chat("sk-not-ours", "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key"),
+        (chat(&format!("{}x", &f.key[..f.key.len() - 1]), "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key"),
+        (chat(&f.key, "gpt-other"), StatusCode::FORBIDDEN, "model_not_allowed"),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = read(service.clone().oneshot(request).await.unwrap()).await;
+        assert_eq!((got, body["error"]["code"].as_str().unwrap()), (status, code));
+    }
+    // Allowed by the key, but unpriced: refused rather than served for free.
+    let open = fixture(10, KeyPolicy::default()).await;
+    let gateway = GatewayBuilder::new(open.store.clone(), open.store.clone(), prices()).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let (status, body) = read(service.oneshot(chat(&open.key, "gpt-free")).await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str().unwrap()), (StatusCode::NOT_FOUND, "model_not_found"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn rate_limits_admit_exactly_n_on_a_paused_clock() {
+    let f = fixture(100, KeyPolicy { rate_limit: Some(3), ..KeyPolicy::default() }).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let clock = ManualClock::at(1_000_000);
+    let gateway =
+        GatewayBuilder::new(f.store.clone(), f.store.clone(), prices()).clock(Arc::new(clock.clone())).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = service.clone().oneshot(chat(&f.key, "gpt-test")).await.unwrap();
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.headers()["x-ratelimit-remaining-requests"], "0");
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        read(response).await;
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 3);
+    clock.advance(60_000);
+    assert_eq!(service.oneshot(chat(&f.key, "gpt-test")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_never_overspend() {
+    // Output-only pricing and an upstream that uses the whole cap: each call holds exactly what it
+    // is charged, 500 × 2 / 1e6 × 0.8 × 0.5 = 0.0004 credits, so 0.02 credits pay for exactly 50.
+    let f = fixture(0, KeyPolicy::default()).await;
+    f.store.apply(f.user_id, LedgerOp::new(TxType::Recharge, Money::parse("0.02").unwrap())).await.unwrap();
+    let prices = Arc::new(HashMap::from([(
+        "gpt-test".to_owned(),
+        ModelPrice { output: Money::from_credits(2), ..ModelPrice::default() },
+    )]));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gateway = GatewayBuilder::new(f.store.clone(), f.store.clone(), prices).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let service = service.clone();
+            let request = chat(&f.key, "gpt-test");
+            tokio::spawn(async move { read(service.oneshot(request).await.unwrap()).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::PAYMENT_REQUIRED => assert_eq!(body["error"]["code"], "insufficient_quota"),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 50);
+    assert_eq!(calls.load(Ordering::SeqCst), 50, "only admitted calls reached the upstream");
+    let user = f.store.user(f.user_id).await.unwrap().unwrap();
+    assert_eq!(user.account.balance, Money::ZERO);
+    assert_eq!(f.store.reserved_funds(f.user_id).await.unwrap().reserved, Money::ZERO);
+    let consumed = f
+        .store
+        .transactions(Some(f.user_id), Some(TxType::Consume), PageRequest { page: 1, page_size: 200 })
+        .await
+        .unwrap();
+    assert_eq!(consumed.total, 50);
+}
