@@ -118,18 +118,17 @@ pub enum BillingError {
 /// Checks a hold against the user's funds and the key's counters (what a store's conditional
 /// update enforces).
 pub fn check_hold(funds: &UserFunds, key: &KeyCounters, hold: &HoldRequest) -> Result<(), BillingError> {
-    if let Some(limit) = key.remaining_calls {
-        if limit - key.calls_reserved < 1 {
+    if let Some(limit) = key.remaining_calls
+        && limit - key.calls_reserved < 1 {
             return Err(BillingError::KeyLimit { limit: "remaining_calls" });
         }
-    }
-    if let Some(limit) = key.token_limit {
-        if key.tokens_used.saturating_add(key.tokens_reserved).saturating_add(hold.tokens) > limit {
+    if let Some(limit) = key.token_limit
+        && key.tokens_used.saturating_add(key.tokens_reserved).saturating_add(hold.tokens) > limit {
             return Err(BillingError::KeyLimit { limit: "token_limit" });
         }
-    }
     if let Some(limit) = key.quota_limit {
-        let after = key.quota_used.micros().saturating_add(key.quota_reserved.micros()).saturating_add(hold.amount.micros());
+        let after =
+            key.quota_used.micros().saturating_add(key.quota_reserved.micros()).saturating_add(hold.amount.micros());
         if after > limit.micros() {
             return Err(BillingError::KeyLimit { limit: "quota_limit" });
         }
@@ -212,8 +211,12 @@ mod tests {
     fn holds_respect_key_limits() {
         let funds = UserFunds { balance: Money::from_credits(100), reserved: Money::ZERO };
         let calls = KeyCounters { remaining_calls: Some(2), calls_reserved: 2, ..KeyCounters::default() };
-        assert!(matches!(check_hold(&funds, &calls, &hold(1, 1)), Err(BillingError::KeyLimit { limit: "remaining_calls" })));
-        let tokens = KeyCounters { token_limit: Some(100), tokens_used: 50, tokens_reserved: 30, ..KeyCounters::default() };
+        assert!(matches!(
+            check_hold(&funds, &calls, &hold(1, 1)),
+            Err(BillingError::KeyLimit { limit: "remaining_calls" })
+        ));
+        let tokens =
+            KeyCounters { token_limit: Some(100), tokens_used: 50, tokens_reserved: 30, ..KeyCounters::default() };
         assert!(check_hold(&funds, &tokens, &hold(1, 20)).is_ok());
         assert!(check_hold(&funds, &tokens, &hold(1, 21)).is_err());
         let quota = KeyCounters {

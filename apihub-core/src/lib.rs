@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod money;
 pub mod policy;
 pub mod pricing;
+pub mod stats;
 pub mod store;
 pub mod usage;
 pub mod user;

@@ -234,7 +234,23 @@ pub trait UsageStore: Send + Sync {
     async fn usage(&self, user_id: Option<UserId>, page: PageRequest) -> Result<Page<UsageRecord>, StoreError>;
 }
 
-/// Everything a gateway stores, as one object.
-pub trait Store: UserStore + KeyStore + LedgerStore + UsageStore {}
+/// Model prices, keyed by model name.
+#[async_trait]
+pub trait PriceStore: Send + Sync {
+    /// Every priced model, sorted by name.
+    async fn prices(&self) -> Result<Vec<(String, crate::pricing::ModelPrice)>, StoreError>;
+    /// Sets (inserts or replaces) a model's price.
+    async fn set_price(&self, model: &str, price: &crate::pricing::ModelPrice) -> Result<(), StoreError>;
+    /// Removes a model's price; [`StoreError::NotFound`] when it had none.
+    async fn delete_price(&self, model: &str) -> Result<(), StoreError>;
+}
 
-impl<T: UserStore + KeyStore + LedgerStore + UsageStore> Store for T {}
+/// Everything a gateway stores, as one object.
+pub trait Store: AuthStore + LedgerStore + UsageStore + PriceStore + crate::billing::BillingStore {}
+
+impl<T: AuthStore + LedgerStore + UsageStore + PriceStore + crate::billing::BillingStore> Store for T {}
+
+/// What API-key authentication reads: keys and their owners.
+pub trait AuthStore: KeyStore + UserStore {}
+
+impl<T: KeyStore + UserStore + ?Sized> AuthStore for T {}

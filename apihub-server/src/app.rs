@@ -2,24 +2,70 @@
 
 use std::sync::Arc;
 
+use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_core::user::{NewUser, Role, validate_password, validate_username};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
+use std::time::Duration;
+
+use apihub_tower::auth::KeyCache;
+
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password;
 use crate::config::Config;
 use crate::db::{Db, PoolOptions, SqlStore};
+use crate::proxy::prices::PriceCache;
+use crate::proxy::usage_log::UsageLog;
 use crate::state::AppState;
 
-/// Opens the database (migrating it) and builds the shared state.
+/// A hold older than this is assumed orphaned (its process died) and released by the sweeper.
+/// It must outlast the longest stream a client may keep open.
+pub const STALE_HOLD: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// Opens the database (migrating it) and builds the shared state, including the usage log writer.
 pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let options = PoolOptions { max_connections: config.db_max_connections, ..PoolOptions::default() };
     let db = Db::connect(&config.database_url, &options).await?;
-    let store: Arc<dyn Store> = Arc::new(SqlStore::new(db.clone()));
+    let sql = Arc::new(SqlStore::new(db.clone()));
+    let store: Arc<dyn Store> = sql.clone();
+    let stats: Arc<dyn StatsStore> = sql.clone();
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
-    Ok(AppState { store, db, jwt, config: Arc::new(config) })
+    let key_cache = Arc::new(KeyCache::new(store.clone()));
+    let prices = Arc::new(PriceCache::load(store.clone()).await?);
+    let (usage_log, _writer) = UsageLog::start(store.clone());
+    let upstream = crate::proxy::upstream_service(&config)?;
+    Ok(AppState { store, stats, db, jwt, config: Arc::new(config), key_cache, prices, usage_log, upstream })
+}
+
+/// Background upkeep for a serving gateway: releases orphaned holds and reloads prices (so a
+/// change made on another node arrives within seconds). Abort the handles at shutdown.
+pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let store = state.store.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let cutoff = chrono::Utc::now() - STALE_HOLD;
+            match store.release_stale(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(released = n, "released orphaned reservations"),
+                Err(error) => tracing::error!(%error, "sweeping orphaned reservations failed"),
+            }
+        }
+    });
+    let prices = state.prices.clone();
+    let refresher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            if let Err(error) = prices.reload().await {
+                tracing::warn!(%error, "reloading model prices failed");
+            }
+        }
+    });
+    vec![sweeper, refresher]
 }
 
 /// What [`ensure_admin`] did.

@@ -36,6 +36,14 @@ pub struct Config {
     pub upstream_url: String,
     /// `UPSTREAM_API_KEY`: the key the gateway presents upstream.
     pub upstream_api_key: Option<Secret>,
+    /// `UPSTREAM_TIMEOUT_SECS`: how long to wait for the upstream's response headers.
+    pub upstream_timeout_secs: u64,
+    /// `UPSTREAM_CONNECT_TIMEOUT_SECS`: how long to wait for a connection to the upstream.
+    pub upstream_connect_timeout_secs: u64,
+    /// `PROXY_MAX_BODY_BYTES`: largest request body forwarded to the upstream.
+    pub proxy_max_body_bytes: usize,
+    /// `DEFAULT_MAX_OUTPUT_TOKENS`: output held for a request that sets no cap.
+    pub default_max_output_tokens: u64,
     /// `ADMIN_USERNAME`: the first administrator's name.
     pub admin_username: String,
     /// `ADMIN_PASSWORD`: the first administrator's password (generated and printed once when unset).
@@ -110,6 +118,10 @@ impl Config {
             access_token_expire_minutes: minutes,
             upstream_url: var("UPSTREAM_URL").unwrap_or_else(|| "http://127.0.0.1:8317".into()),
             upstream_api_key: var("UPSTREAM_API_KEY").map(Secret),
+            upstream_timeout_secs: parsed("UPSTREAM_TIMEOUT_SECS", 600)?,
+            upstream_connect_timeout_secs: parsed("UPSTREAM_CONNECT_TIMEOUT_SECS", 10)?,
+            proxy_max_body_bytes: parsed("PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024)?,
+            default_max_output_tokens: parsed("DEFAULT_MAX_OUTPUT_TOKENS", 4096)?,
             admin_username: var("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
             admin_password: var("ADMIN_PASSWORD").map(Secret),
             admin_email: var("ADMIN_EMAIL"),

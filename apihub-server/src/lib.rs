@@ -7,6 +7,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod mock_upstream;
+pub mod proxy;
 pub mod routes;
 pub mod state;
 

@@ -5,14 +5,17 @@
 //! apihub migrate                      apply pending database migrations and exit
 //! apihub admin create --username NAME [--password PW | password on stdin]
 //! apihub openapi                      print the OpenAPI document as JSON
+//! apihub mock-upstream [--host 127.0.0.1] [--port 9090] [--latency-ms N] [--chunk-delay-ms N] [--api-key KEY]
+//!                                     serve a mock LLM upstream (OpenAI, Anthropic, Gemini) for tests
 //! ```
 
 use std::io::Read;
 
 use anyhow::Context;
-use apihub_server::app::{AdminBootstrap, create_admin, ensure_admin, init_state};
+use apihub_server::app::{AdminBootstrap, create_admin, ensure_admin, init_state, spawn_upkeep};
 use apihub_server::config::Config;
 use apihub_server::{build_app, db};
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +39,25 @@ enum Command {
     },
     /// Print the OpenAPI document as JSON.
     Openapi,
+    /// Serve a mock LLM upstream (OpenAI, Anthropic and Gemini dialects) for tests and benchmarks,
+    /// until interrupted. Requests may override its behaviour with `x-mock-*` headers.
+    MockUpstream {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 9090)]
+        port: u16,
+        /// Milliseconds to wait before each answer.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Milliseconds to wait between streamed events.
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+        /// The key callers must present; any caller is let in when absent.
+        #[arg(long)]
+        api_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,7 +107,33 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve().await,
+        Command::MockUpstream { host, port, latency_ms, chunk_delay_ms, api_key } => {
+            mock_upstream((host, port).into(), latency_ms, chunk_delay_ms, api_key).await
+        }
     }
+}
+
+/// Serves the mock upstream until Ctrl-C or SIGTERM, without recording requests (nobody reads
+/// them here, and it would cost a lock per request).
+async fn mock_upstream(
+    addr: std::net::SocketAddr,
+    latency_ms: u64,
+    chunk_delay_ms: u64,
+    api_key: Option<String>,
+) -> anyhow::Result<()> {
+    use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream};
+    use std::time::Duration;
+
+    let behaviour = Behaviour {
+        latency: Duration::from_millis(latency_ms),
+        chunk_delay: Duration::from_millis(chunk_delay_ms),
+        ..Behaviour::default()
+    };
+    let config = MockConfig { addr, api_key, record_requests: false, behaviour, ..MockConfig::default() };
+    let mock = MockUpstream::start(config).await.with_context(|| format!("binding {addr}"))?;
+    tracing::info!("mock upstream listening on {}", mock.url());
+    shutdown_signal().await;
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {
@@ -106,8 +154,19 @@ async fn serve() -> anyhow::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
+    // Small SSE chunks must leave at once, not wait for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tracing::info!("APIHub listening on http://{address} (API docs at /docs)");
+    let upkeep = spawn_upkeep(&state);
+    let usage_log = state.usage_log.clone();
+    // Graceful shutdown waits for in-flight requests, streams included; each settles its charge
+    // before its body ends. Then the usage log is drained before the process exits.
     axum::serve(listener, build_app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    usage_log.flush().await;
+    upkeep.iter().for_each(tokio::task::JoinHandle::abort);
+    tracing::info!("usage log flushed; bye");
     Ok(())
 }
 

@@ -2,21 +2,36 @@
 
 use std::sync::Arc;
 
+use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
+use apihub_tower::auth::KeyCache;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::db::Db;
+use crate::proxy::UpstreamService;
+use crate::proxy::prices::PriceCache;
+use crate::proxy::usage_log::UsageLog;
 
 /// Shared state: cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// All storage, behind core's traits.
     pub store: Arc<dyn Store>,
+    /// Usage statistics, from the same storage.
+    pub stats: Arc<dyn StatsStore>,
     /// The pool, for readiness checks.
     pub db: Db,
     /// Session token keys.
     pub jwt: Arc<JwtKeys>,
     /// Settings.
     pub config: Arc<Config>,
+    /// API-key lookups; invalidated whenever a key or its owner changes.
+    pub key_cache: Arc<KeyCache>,
+    /// Model prices, as the billing layer reads them.
+    pub prices: Arc<PriceCache>,
+    /// The usage log writer.
+    pub usage_log: UsageLog,
+    /// The upstream client.
+    pub upstream: UpstreamService,
 }

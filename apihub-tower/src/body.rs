@@ -21,11 +21,10 @@ where
     B::Error: Into<BoxError>,
 {
     let mut slot = Some(body);
-    if let Some(already) = (&mut slot as &mut dyn Any).downcast_mut::<Option<GatewayBody>>() {
-        if let Some(body) = already.take() {
+    if let Some(already) = (&mut slot as &mut dyn Any).downcast_mut::<Option<GatewayBody>>()
+        && let Some(body) = already.take() {
             return body;
         }
-    }
     match slot {
         Some(body) => body.map_err(Into::into).boxed_unsync(),
         None => Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync(),

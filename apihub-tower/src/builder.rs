@@ -8,6 +8,7 @@ use tower::{Layer, ServiceBuilder};
 use crate::auth::{AuthStore, KeyAuth, KeyAuthLayer, KeyCache};
 use crate::billing::{Billing, BillingConfig, BillingLayer, DiscardUsage, PriceBook, UsageSink};
 use crate::clock::{Clock, SystemClock};
+use crate::extract::{LlmExtractor, UsageExtractor};
 use crate::quota::{Quota, QuotaLayer};
 use crate::rate_limit::{LocalRateLimiter, RateLimit, RateLimitLayer, RateLimiter};
 
@@ -37,6 +38,7 @@ pub struct GatewayBuilder {
     cache: Option<Arc<KeyCache>>,
     max_body_bytes: usize,
     billing: BillingConfig,
+    extractor: Arc<dyn UsageExtractor>,
 }
 
 impl GatewayBuilder {
@@ -56,7 +58,14 @@ impl GatewayBuilder {
             cache: None,
             max_body_bytes: 16 * 1024 * 1024,
             billing: BillingConfig::default(),
+            extractor: Arc::new(LlmExtractor),
         }
+    }
+
+    /// Reads requests and responses with `extractor` (default: the LLM dialects).
+    pub fn extractor(mut self, extractor: Arc<dyn UsageExtractor>) -> Self {
+        self.extractor = extractor;
+        self
     }
 
     /// Sends usage records to `sink` (default: dropped).
@@ -104,8 +113,9 @@ impl GatewayBuilder {
         GatewayLayer {
             auth: KeyAuthLayer::new(cache).with_clock(self.clock),
             rate_limit: RateLimitLayer::new(limiter),
-            quota: QuotaLayer::new(self.max_body_bytes),
-            billing: BillingLayer::new(self.billing_store, self.prices, self.sink, self.billing),
+            quota: QuotaLayer::new(self.max_body_bytes).with_extractor(self.extractor.clone()),
+            billing: BillingLayer::new(self.billing_store, self.prices, self.sink, self.billing)
+                .with_extractor(self.extractor),
         }
     }
 }
@@ -131,7 +141,7 @@ impl<S> Layer<S> for GatewayLayer {
             .layer(self.rate_limit.clone())
             // Quota reads the body once (model, cap) and refuses what the key may not call, so a
             // refused request never reaches billing or the upstream.
-            .layer(self.quota)
+            .layer(self.quota.clone())
             // Billing last, right around the upstream: the hold covers exactly the forwarded call,
             // and the response body it wraps is what the client receives.
             .layer(self.billing.clone())

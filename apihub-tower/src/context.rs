@@ -18,18 +18,22 @@ pub struct AuthenticatedKey {
     pub user_discount: DiscountRate,
 }
 
-/// The gateway's id for a request. It names the request's consume row, so it is always made
-/// here (a UUID), never taken from the client.
+/// The gateway's id for a request: `gw-` and a UUID. It names the request's consume row (its
+/// `order_no`), so it is always made here, never taken from the client; a server should refuse
+/// order numbers with the [`RequestId::PREFIX`] from anyone else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
 impl RequestId {
+    /// What every gateway request id starts with.
+    pub const PREFIX: &'static str = "gw-";
+
     /// The id a layer further out already assigned, or a new one.
     pub fn of<B>(request: &http::Request<B>) -> RequestId {
         request
             .extensions()
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().simple().to_string()))
+            .unwrap_or_else(|| RequestId(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple())))
     }
 }

@@ -16,6 +16,7 @@ pub mod body;
 mod builder;
 pub mod clock;
 pub mod context;
+pub mod extract;
 pub mod memory;
 pub mod quota;
 pub mod rate_limit;

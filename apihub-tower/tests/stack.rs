@@ -126,7 +126,7 @@ async fn a_call_is_billed_exactly_with_both_discounts() {
     assert_eq!(user.account.balance, Money::parse("9.999592").unwrap());
     let funds = f.store.reserved_funds(f.user_id).await.unwrap();
     assert_eq!(funds.reserved, Money::ZERO, "the hold is gone");
-    let records = f.records.0.lock().unwrap();
+    let records = f.records.0.lock().unwrap().clone();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].raw_cost, Money::parse("0.00102").unwrap());
     assert_eq!(records[0].charged, Money::parse("0.000408").unwrap());

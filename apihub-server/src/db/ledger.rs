@@ -2,8 +2,8 @@
 
 use apihub_core::Money;
 use apihub_core::ledger::{
-    Account, Applied, LedgerOp, MAX_TOTAL, Replay, Transaction, TxType, check_order_refund, compare_replay, delta_of,
-    plan,
+    Account, Applied, LedgerError, LedgerOp, MAX_TOTAL, Replay, Transaction, TxType, check_order_refund,
+    compare_replay, delta_of, plan,
 };
 use apihub_core::store::{LedgerStore, Page, PageRequest, StoreError};
 use apihub_core::user::UserId;
@@ -109,7 +109,8 @@ impl SqlStore {
             let after: Option<(i64, i64, i64)> = diesel::update(
                 users::table
                     .find(user_id)
-                    .filter((users::token_balance + d_balance).ge(0))
+                    // Open holds are spoken for: a debit may only take what is not held.
+                    .filter((users::token_balance - users::reserved + d_balance).ge(0))
                     .filter((users::token_balance + d_balance).le(max))
                     .filter((users::total_consumed + d_consumed).ge(0))
                     .filter((users::total_recharged + d_recharged).le(max)),
@@ -129,8 +130,15 @@ impl SqlStore {
                 // Refused or unknown: let the pure planner say which rule the current account breaks.
                 let row: Option<UserRow> =
                     users::table.find(user_id).select(UserRow::as_select()).first(conn).await.optional()?;
-                let account = row.ok_or(StoreError::NotFound)?.into_domain()?.account;
+                let row = row.ok_or(StoreError::NotFound)?;
+                let reserved = Money::from_micros(row.reserved);
+                let account = row.into_domain()?.account;
                 plan(&account, op)?;
+                let available = account.balance.checked_sub(reserved).unwrap_or(Money::ZERO);
+                if available.checked_add(delta.balance).is_none_or(Money::is_negative) {
+                    let required = delta.balance.abs();
+                    return Err(StoreError::Ledger(LedgerError::InsufficientBalance { available, required }).into());
+                }
                 return Err(
                     StoreError::Internal("ledger update refused an operation the planner accepts".into()).into()
                 );

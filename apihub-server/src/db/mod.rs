@@ -21,9 +21,12 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+mod billing;
 mod keys;
 mod ledger;
+mod prices;
 pub mod schema;
+mod stats;
 mod usage;
 mod users;
 
@@ -242,16 +245,21 @@ macro_rules! with_conn {
 
 /// Runs `$body` inside one write transaction (`BEGIN IMMEDIATE` on SQLite); an `Err` rolls back.
 macro_rules! write_tx {
-    ($store:expr, |$conn:ident| $body:expr) => {{
-        let result: Result<_, $crate::db::TxError> = async {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        $crate::db::write_tx!($store, $crate::db::TxError, |$conn| $body)
+    };
+    // With an explicit error type `$error`: a newtype whose `.0` is what the macro yields, with
+    // `From<diesel::result::Error>` and `From<StoreError>` (for pool errors).
+    ($store:expr, $error:ty, |$conn:ident| $body:expr) => {{
+        let result: Result<_, $error> = async {
             match &$store.db {
                 $crate::db::Db::Sqlite { pool, write_lock } => {
                     let _writer = write_lock.lock().await;
-                    let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
+                    let mut guard = pool.get().await.map_err(|e| <$error>::from($crate::db::pool_error(e)))?;
                     guard.immediate_transaction(async |$conn| $body).await
                 }
                 $crate::db::Db::Postgres { pool } => {
-                    let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
+                    let mut guard = pool.get().await.map_err(|e| <$error>::from($crate::db::pool_error(e)))?;
                     diesel_async::AsyncConnection::transaction(&mut *guard, async |$conn| $body).await
                 }
             }

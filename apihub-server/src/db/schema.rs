@@ -15,6 +15,7 @@ diesel::table! {
         token_version -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        reserved -> BigInt,
     }
 }
 
@@ -42,6 +43,9 @@ diesel::table! {
         calls_succeeded -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        tokens_reserved -> BigInt,
+        quota_reserved -> BigInt,
+        calls_reserved -> BigInt,
     }
 }
 
@@ -82,6 +86,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    reservations (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        key_id -> BigInt,
+        request_id -> Text,
+        amount -> BigInt,
+        tokens -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    model_prices (model) {
+        model -> Text,
+        input_price -> BigInt,
+        output_price -> BigInt,
+        cache_read_price -> Nullable<BigInt>,
+        cache_write_price -> Nullable<BigInt>,
+        per_request_price -> Nullable<BigInt>,
+        per_image_price -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs);
+diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations);

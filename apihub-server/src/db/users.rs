@@ -30,6 +30,7 @@ pub(crate) struct UserRow {
     pub created_at: i64,
     #[allow(dead_code, reason = "selected with the row; the API does not show it yet")]
     pub updated_at: i64,
+    pub reserved: i64,
 }
 
 #[derive(Insertable)]

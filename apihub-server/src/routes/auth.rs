@@ -35,6 +35,10 @@ pub async fn register(
     let email = req.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
     if let Some(email) = &email {
         validate_email(email).map_err(|e| ApiError::Validation(e.to_string()))?;
+        // PostgreSQL cannot store NUL; refuse every control character so both backends agree.
+        if email.chars().any(char::is_control) {
+            return Err(ApiError::Validation("email must not contain control characters".into()));
+        }
     }
     let password_hash = password::hash_blocking(req.password).await?;
     let user =
@@ -69,8 +73,9 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
-    // Bound the work an attacker can ask for before hashing.
-    if req.username.len() > 64 || req.password.len() > 1024 {
+    // Bound the work an attacker can ask for before hashing. A name that could never have been
+    // registered (too long, a NUL PostgreSQL cannot even compare) matches no one.
+    if validate_username(&req.username).is_err() || req.password.len() > 1024 {
         return Err(invalid());
     }
     let found = state.store.credentials(&req.username).await?;

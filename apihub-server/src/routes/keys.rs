@@ -344,6 +344,10 @@ pub async fn get_batch(
     Path(batch_id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
+    // Batch ids are generated hex; anything with a NUL (which PostgreSQL cannot compare) is none.
+    if batch_id.contains('\0') {
+        return Err(ApiError::not_found("batch"));
+    }
     let owner = if user.is_admin() { None } else { Some(user.id) };
     let query = KeyQuery { user_id: owner, batch_id: Some(batch_id), ..KeyQuery::default() };
     let found = state.store.list_keys(&query, page.request()?).await?;
@@ -376,7 +380,9 @@ pub async fn update_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let key = visible_key(&state, &user, key_id).await?;
     let patch = req.into_patch(&user)?;
-    Ok(Json(state.store.update_key(key.id, &patch).await?.into()))
+    let updated = state.store.update_key(key.id, &patch).await?;
+    state.key_cache.invalidate_key(&key.public_id);
+    Ok(Json(updated.into()))
 }
 
 /// Delete a key; it stops working at once.
@@ -389,6 +395,7 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     let key = visible_key(&state, &user, key_id).await?;
     state.store.delete_key(key.id).await?;
+    state.key_cache.invalidate_key(&key.public_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -402,7 +409,9 @@ pub async fn deactivate_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let key = visible_key(&state, &user, key_id).await?;
     let patch = KeyPatch { status: Some(KeyStatus::Disabled), ..KeyPatch::default() };
-    Ok(Json(state.store.update_key(key.id, &patch).await?.into()))
+    let updated = state.store.update_key(key.id, &patch).await?;
+    state.key_cache.invalidate_key(&key.public_id);
+    Ok(Json(updated.into()))
 }
 
 /// Zero a key's usage counters (tokens, credits, calls).
@@ -414,5 +423,7 @@ pub async fn reset_usage(
     Path(key_id): Path<i64>,
 ) -> Result<Json<KeyView>, ApiError> {
     let key = visible_key(&state, &user, key_id).await?;
-    Ok(Json(state.store.reset_key_usage(key.id).await?.into()))
+    let reset = state.store.reset_key_usage(key.id).await?;
+    state.key_cache.invalidate_key(&key.public_id);
+    Ok(Json(reset.into()))
 }

@@ -37,6 +37,9 @@ pub async fn all_keys(
     Query(filter): Query<AllKeysQuery>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
+    if filter.batch_id.as_deref().is_some_and(|b| b.contains('\0')) {
+        return Err(ApiError::Validation("batch_id must not contain NUL characters".into()));
+    }
     let query = KeyQuery { user_id: filter.user_id, batch_id: filter.batch_id, ..KeyQuery::default() };
     Ok(Json(state.store.list_keys(&query, page.request()?).await?.into()))
 }

@@ -4,6 +4,8 @@ pub mod auth;
 pub mod health;
 pub mod keys;
 pub mod keys_admin;
+pub mod prices;
+pub mod stats;
 pub mod tokens;
 pub mod tokens_admin;
 pub mod users_admin;
@@ -36,6 +38,8 @@ use crate::state::AppState;
         (name = "keys", description = "The caller's API keys"),
         (name = "tokens", description = "The caller's credit"),
         (name = "admin", description = "Administration: users, keys and credit"),
+        (name = "stats", description = "Usage statistics"),
+        (name = "prices", description = "Model prices"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -80,6 +84,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens_admin::refund))
         .routes(routes!(tokens_admin::adjust))
         .routes(routes!(tokens_admin::set_discount))
+        .routes(routes!(prices::list_prices))
+        .routes(routes!(prices::set_price, prices::delete_price))
+        .routes(routes!(stats::my_stats))
+        .routes(routes!(stats::key_stats))
+        .routes(routes!(stats::admin_overview))
+        .routes(routes!(stats::admin_user_stats))
         .routes(routes!(users_admin::list_users))
         .routes(routes!(users_admin::get_user))
         .routes(routes!(users_admin::disable_user))
@@ -94,27 +104,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application, shared by `main` and the tests.
 pub fn build_app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let proxy = crate::proxy::router(&state);
     let (api, mut doc) = api_router().split_for_parts();
     doc.info.title.clone_from(&state.config.app_name);
-    let api = api
-        .with_state(state)
-        .merge(SwaggerUi::new("/docs").url("/api/openapi.json", doc))
-        .fallback(|| async { ApiError::NotFound("no such route".into()).into_response() })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() });
-
-    // Outermost first: each request gets an id (kept on the response) before it is traced; panics
-    // become a JSON 500 inside the trace; the body limit applies to every JSON route (413 via our
-    // extractor's rejection).
-    api.layer(
+    // The account API: JSON bodies of at most MAX_BODY_BYTES (413 via our extractor's rejection)
+    // and a minute per request. The proxy has its own limits: LLM calls run long and carry more.
+    let api = api.with_state(state).merge(SwaggerUi::new("/docs").url("/api/openapi.json", doc)).layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(TraceLayer::new_for_http())
-            .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 http::StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(60),
             ))
             .layer(DefaultBodyLimit::max(max_body)),
-    )
+    );
+
+    // Outermost first: each request gets an id (kept on the response) before it is traced, and a
+    // panic anywhere becomes a JSON 500 inside the trace.
+    Router::new()
+        .merge(proxy)
+        .merge(api)
+        .fallback(|| async { ApiError::NotFound("no such route".into()).into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http())
+                .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response())),
+        )
 }

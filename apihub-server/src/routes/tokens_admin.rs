@@ -2,6 +2,7 @@
 
 use apihub_core::ledger::{LedgerOp, TxType};
 use apihub_core::{DiscountRate, Money};
+use apihub_tower::context::RequestId;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -42,8 +43,17 @@ async fn apply(
     tx_type: TxType,
     req: CreditRequest,
 ) -> Result<Json<CreditResponse>, ApiError> {
+    // PostgreSQL cannot store NUL; refuse it so both backends agree.
+    if req.description.as_deref().is_some_and(|d| d.contains('\0')) {
+        return Err(ApiError::Validation("description must not contain NUL characters".into()));
+    }
+    let order_no = req.order_no.map(|o| o.trim().to_owned());
+    // `gw-…` names the gateway's own consume rows; a manual operation may refund one, never take its name.
+    if tx_type != TxType::Refund && order_no.as_deref().is_some_and(|o| o.starts_with(RequestId::PREFIX)) {
+        return Err(ApiError::Validation(format!("order numbers starting with `{}` are reserved", RequestId::PREFIX)));
+    }
     let mut op = LedgerOp::new(tx_type, req.amount);
-    op.order_no = req.order_no.map(|o| o.trim().to_owned());
+    op.order_no = order_no;
     op.description = req.description;
     let applied = state.store.apply(user_id, op).await?;
     if !applied.replayed {
@@ -140,5 +150,7 @@ pub async fn set_discount(
     Path(user_id): Path<i64>,
     Json(req): Json<DiscountRequest>,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(state.store.set_user_discount(user_id, req.discount_rate).await?.into()))
+    let user = state.store.set_user_discount(user_id, req.discount_rate).await?;
+    state.key_cache.invalidate_user(user_id);
+    Ok(Json(user.into()))
 }

@@ -35,8 +35,8 @@ pub async fn list_users(
     Query(filter): Query<UserFilter>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<UserPage>, ApiError> {
-    if filter.search.as_deref().is_some_and(|s| s.len() > 100) {
-        return Err(ApiError::Validation("search must be at most 100 characters".into()));
+    if filter.search.as_deref().is_some_and(|s| s.len() > 100 || s.contains('\0')) {
+        return Err(ApiError::Validation("search must be at most 100 characters, without NUL".into()));
     }
     let query = UserQuery { search: filter.search, role: filter.role, status: filter.status };
     Ok(Json(state.store.list_users(&query, page.request()?).await?.into()))
@@ -64,7 +64,9 @@ pub async fn disable_user(
     if user_id == admin.id {
         return Err(ApiError::Conflict("administrators cannot disable themselves".into()));
     }
-    Ok(Json(state.store.set_user_status(user_id, UserStatus::Disabled).await?.into()))
+    let user = state.store.set_user_status(user_id, UserStatus::Disabled).await?;
+    state.key_cache.invalidate_user(user_id);
+    Ok(Json(user.into()))
 }
 
 /// Enable a disabled user.
@@ -75,5 +77,7 @@ pub async fn enable_user(
     _admin: AdminUser,
     Path(user_id): Path<i64>,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(state.store.set_user_status(user_id, UserStatus::Active).await?.into()))
+    let user = state.store.set_user_status(user_id, UserStatus::Active).await?;
+    state.key_cache.invalidate_user(user_id);
+    Ok(Json(user.into()))
 }

@@ -186,6 +186,10 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         access_token_expire_minutes: 60,
         upstream_url: "http://127.0.0.1:9".into(),
         upstream_api_key: None,
+        upstream_timeout_secs: 5,
+        upstream_connect_timeout_secs: 2,
+        proxy_max_body_bytes: 1024 * 1024,
+        default_max_output_tokens: 4096,
         admin_username: ADMIN.into(),
         admin_password: None,
         admin_email: None,
@@ -231,4 +235,48 @@ impl Drop for PgDatabase {
         })
         .join();
     }
+}
+
+impl TestApp {
+    /// Sends `body` as it is (malformed JSON, raw bytes, …) with an optional content type.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
+        }
+        self.send(builder.body(body.into()).expect("request")).await
+    }
+}
+
+impl Reply {
+    /// Asserts a client error (4xx) in our JSON shape, `{"error": {"code", "message"}}`; returns the code.
+    #[track_caller]
+    pub fn expect_client_error(self) -> String {
+        assert!(self.status.is_client_error(), "expected a 4xx, got {}; body: {}", self.status, self.body);
+        assert_error_shape(&self.body);
+        self.body["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Asserts `body` is exactly `{"error": {"code": <non-empty string>, "message": <string>}}`.
+#[track_caller]
+pub fn assert_error_shape(body: &Value) {
+    let error = body.get("error").and_then(Value::as_object);
+    let ok = body.as_object().is_some_and(|o| o.len() == 1)
+        && error.is_some_and(|e| {
+            e.len() == 2
+                && e.get("code").and_then(Value::as_str).is_some_and(|c| !c.is_empty())
+                && e.get("message").is_some_and(Value::is_string)
+        });
+    assert!(ok, "not our error shape: {body}");
 }

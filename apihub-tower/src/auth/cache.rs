@@ -4,15 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use apihub_core::policy::ApiKey;
-use apihub_core::store::{KeyStore, StoreError, UserStore};
+pub use apihub_core::store::AuthStore;
+use apihub_core::store::StoreError;
 use apihub_core::user::{User, UserId};
 
 use crate::clock::{Clock, SystemClock};
-
-/// What key authentication reads: keys and their owners.
-pub trait AuthStore: KeyStore + UserStore {}
-
-impl<T: KeyStore + UserStore + ?Sized> AuthStore for T {}
 
 /// A cached lookup: the key and its owner.
 #[derive(Debug, Clone)]
@@ -61,13 +57,11 @@ impl KeyCache {
     /// The key with this public id and its owner, from the cache or the store.
     pub async fn get(&self, public_id: &str) -> Result<Option<KeyEntry>, StoreError> {
         let now = self.clock.now_millis();
-        if let Ok(entries) = self.entries.read() {
-            if let Some(entry) = entries.get(public_id) {
-                if now.saturating_sub(entry.fetched_at) < self.ttl_millis {
+        if let Ok(entries) = self.entries.read()
+            && let Some(entry) = entries.get(public_id)
+                && now.saturating_sub(entry.fetched_at) < self.ttl_millis {
                     return Ok(Some(entry.clone()));
                 }
-            }
-        }
         let Some(key) = self.store.key_by_public_id(public_id).await? else {
             return Ok(None);
         };
@@ -75,14 +69,13 @@ impl KeyCache {
             return Ok(None);
         };
         let entry = KeyEntry { key: Arc::new(key), user: Arc::new(user), fetched_at: now };
-        if self.ttl_millis > 0 {
-            if let Ok(mut entries) = self.entries.write() {
+        if self.ttl_millis > 0
+            && let Ok(mut entries) = self.entries.write() {
                 if entries.len() >= self.max_entries {
                     entries.clear();
                 }
                 entries.insert(public_id.to_owned(), entry.clone());
             }
-        }
         Ok(Some(entry))
     }
 

@@ -4,6 +4,7 @@ use apihub_core::billing::BillingStore;
 use tower::Layer;
 
 use super::{Billing, BillingConfig, PriceBook, UsageSink};
+use crate::extract::{LlmExtractor, UsageExtractor};
 
 /// Applies [`Billing`].
 #[derive(Clone)]
@@ -12,6 +13,7 @@ pub struct BillingLayer {
     pub(super) prices: Arc<dyn PriceBook>,
     pub(super) sink: Arc<dyn UsageSink>,
     pub(super) config: BillingConfig,
+    pub(super) extractor: Arc<dyn UsageExtractor>,
 }
 
 impl BillingLayer {
@@ -22,7 +24,13 @@ impl BillingLayer {
         sink: Arc<dyn UsageSink>,
         config: BillingConfig,
     ) -> Self {
-        BillingLayer { store, prices, sink, config }
+        BillingLayer { store, prices, sink, config, extractor: Arc::new(LlmExtractor) }
+    }
+
+    /// Reads non-streamed responses with `extractor` instead of the LLM dialects.
+    pub fn with_extractor(mut self, extractor: Arc<dyn UsageExtractor>) -> Self {
+        self.extractor = extractor;
+        self
     }
 }
 

@@ -3,9 +3,13 @@
 use apihub_core::pricing::{ModelPrice, cost};
 use apihub_core::store::UsageSource;
 use apihub_core::usage::openai::is_usage_only_chunk;
-use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, SseParser, StreamUsage, Usage};
+use std::sync::Arc;
+
+use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, RequestInfo, SseParser, StreamUsage, Usage};
 use apihub_core::{DiscountRate, Money, apply_discounts};
 use bytes::{Bytes, BytesMut};
+
+use crate::extract::UsageExtractor;
 
 /// How a response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,31 +36,31 @@ pub struct Bill {
 }
 
 /// Observes a response body.
-#[derive(Debug)]
 pub struct Meter {
-    endpoint: Endpoint,
     prompt_estimate: u64,
     kind: Kind,
     response_bytes: u64,
 }
 
-#[derive(Debug)]
 enum Kind {
-    Json { buffer: BytesMut, limit: usize },
+    Json { buffer: BytesMut, limit: usize, info: RequestInfo, extractor: Arc<dyn UsageExtractor> },
     Sse { parser: SseParser, usage: StreamUsage, strip_usage_chunk: bool },
 }
 
 impl Meter {
-    /// A meter for a JSON body (kept up to `limit` bytes to read its usage).
-    pub fn json(endpoint: Endpoint, prompt_estimate: u64, limit: usize) -> Self {
-        Meter { endpoint, prompt_estimate, kind: Kind::Json { buffer: BytesMut::new(), limit }, response_bytes: 0 }
+    /// A meter for a JSON body (kept up to `limit` bytes for `extractor` to read its usage).
+    pub fn json(info: RequestInfo, extractor: Arc<dyn UsageExtractor>, limit: usize) -> Self {
+        Meter {
+            prompt_estimate: info.prompt_estimate,
+            kind: Kind::Json { buffer: BytesMut::new(), limit, info, extractor },
+            response_bytes: 0,
+        }
     }
 
     /// A meter for an SSE body; with `strip_usage_chunk`, the usage-only chunk the gateway asked
     /// for is removed from what the client sees.
     pub fn sse(endpoint: Endpoint, prompt_estimate: u64, strip_usage_chunk: bool) -> Self {
         Meter {
-            endpoint,
             prompt_estimate,
             kind: Kind::Sse { parser: SseParser::new(), usage: StreamUsage::new(endpoint), strip_usage_chunk },
             response_bytes: 0,
@@ -68,7 +72,7 @@ impl Meter {
     pub fn observe(&mut self, chunk: Bytes) -> Bytes {
         self.response_bytes += chunk.len() as u64;
         match &mut self.kind {
-            Kind::Json { buffer, limit } => {
+            Kind::Json { buffer, limit, .. } => {
                 if buffer.len() + chunk.len() <= *limit {
                     buffer.extend_from_slice(&chunk);
                 }
@@ -112,12 +116,9 @@ impl Meter {
     /// The bill for what was observed.
     pub fn bill(&self, outcome: Outcome, price: &ModelPrice, user: DiscountRate, key: DiscountRate) -> Bill {
         let (reported, produced) = match &self.kind {
-            Kind::Json { buffer, .. } => {
-                let usage = if outcome == Outcome::Completed {
-                    Usage::from_response(self.endpoint, buffer)
-                } else {
-                    Usage::default()
-                };
+            Kind::Json { buffer, info, extractor, .. } => {
+                let usage =
+                    if outcome == Outcome::Completed { extractor.response(info, buffer) } else { Usage::default() };
                 (usage, self.response_bytes > 0)
             }
             Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output()),
@@ -146,9 +147,19 @@ mod tests {
         ModelPrice { input: Money::from_credits(1), output: Money::from_credits(2), ..ModelPrice::default() }
     }
 
+    fn chat(prompt_estimate: u64) -> RequestInfo {
+        let mut info = RequestInfo::read("/v1/chat/completions", b"{}").unwrap();
+        info.prompt_estimate = prompt_estimate;
+        info
+    }
+
+    fn json(prompt_estimate: u64) -> Meter {
+        Meter::json(chat(prompt_estimate), Arc::new(crate::extract::LlmExtractor), 1 << 20)
+    }
+
     #[test]
     fn json_usage_is_read_and_discounted() {
-        let mut meter = Meter::json(Endpoint::ChatCompletions, 10, 1 << 20);
+        let mut meter = json(10);
         let body =
             br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#;
         let (a, b) = body.split_at(20);
@@ -164,7 +175,7 @@ mod tests {
 
     #[test]
     fn missing_usage_is_estimated() {
-        let mut meter = Meter::json(Endpoint::ChatCompletions, 100, 1 << 20);
+        let mut meter = json(100);
         meter.observe(Bytes::from_static(br#"{"choices":[]}"#));
         let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
         assert_eq!(bill.source, UsageSource::Estimated);

@@ -110,7 +110,13 @@ fn reject(error: BillingError) -> GatewayError {
 }
 
 fn upstream_failure(error: BoxError) -> GatewayError {
-    if error.is::<tower::timeout::error::Elapsed>() {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    let mut timed_out = false;
+    while let Some(e) = cause {
+        timed_out |= e.is::<tower::timeout::error::Elapsed>();
+        cause = e.source();
+    }
+    if timed_out {
         GatewayError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "api_error",
@@ -214,8 +220,8 @@ where
             // A streaming OpenAI request that did not ask for usage is asked for it anyway, and the
             // extra usage chunk is removed from what the client sees.
             let mut strip_usage_chunk = false;
-            if plan.info.stream && matches!(plan.info.endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
-                if let Some(BufferedBody(bytes)) = request.extensions().get::<BufferedBody>() {
+            if plan.info.stream && matches!(plan.info.endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+                && let Some(BufferedBody(bytes)) = request.extensions().get::<BufferedBody>() {
                     let rewritten = openai::include_usage(bytes);
                     if rewritten.added {
                         let body = Bytes::from(rewritten.body.into_owned());
@@ -224,7 +230,6 @@ where
                         strip_usage_chunk = true;
                     }
                 }
-            }
             request.extensions_mut().insert(request_id.clone());
 
             let record = UsageRecord {
@@ -278,7 +283,7 @@ where
             let meter = if is_sse {
                 Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
             } else {
-                Meter::json(plan.info.endpoint, plan.info.prompt_estimate, layer.config.max_metered_body)
+                Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
             };
             let mut record = record;
             record.status = status.as_u16();

@@ -44,6 +44,7 @@
 mod billing;
 mod keys;
 mod ledger;
+mod prices;
 mod usage;
 mod users;
 
@@ -95,6 +96,7 @@ struct State {
     /// The unique index on `(tx_type, order_no)`: the position of the row in `transactions`.
     orders: HashMap<(TxType, String), usize>,
     usage: Vec<UsageRecord>,
+    prices: BTreeMap<String, apihub_core::pricing::ModelPrice>,
     /// Open reservations; settling or releasing one removes it.
     reservations: BTreeMap<ReservationId, Reservation>,
     last_user_id: UserId,

@@ -1,17 +1,27 @@
+use std::sync::Arc;
+
 use tower::Layer;
 
 use super::Quota;
+use crate::extract::{LlmExtractor, UsageExtractor};
 
 /// Applies [`Quota`], buffering request bodies of at most `max_body_bytes`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct QuotaLayer {
     max_body_bytes: usize,
+    extractor: Arc<dyn UsageExtractor>,
 }
 
 impl QuotaLayer {
-    /// Buffers at most `max_body_bytes` of each request body (413 beyond).
+    /// Buffers at most `max_body_bytes` of each request body (413 beyond) and reads LLM requests.
     pub fn new(max_body_bytes: usize) -> Self {
-        QuotaLayer { max_body_bytes }
+        QuotaLayer { max_body_bytes, extractor: Arc::new(LlmExtractor) }
+    }
+
+    /// Reads requests with `extractor` instead.
+    pub fn with_extractor(mut self, extractor: Arc<dyn UsageExtractor>) -> Self {
+        self.extractor = extractor;
+        self
     }
 }
 
@@ -19,6 +29,6 @@ impl<S> Layer<S> for QuotaLayer {
     type Service = Quota<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Quota { inner, max_body_bytes: self.max_body_bytes }
+        Quota { inner, max_body_bytes: self.max_body_bytes, extractor: self.extractor.clone() }
     }
 }

@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use apihub_core::policy::ApiKey;
@@ -12,16 +13,18 @@ use tower::Service;
 
 use crate::body::{BoxError, GatewayBody, GatewayError, into_gateway};
 use crate::context::AuthenticatedKey;
+use crate::extract::UsageExtractor;
 
 /// The request body as received, kept in extensions so a layer inside can rewrite it.
 #[derive(Debug, Clone)]
 pub struct BufferedBody(pub Bytes);
 
 /// Checks the request against its key's policy; see the [module docs](crate::quota).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Quota<S> {
     pub(super) inner: S,
     pub(super) max_body_bytes: usize,
+    pub(super) extractor: Arc<dyn UsageExtractor>,
 }
 
 fn refuse(code: &'static str, message: String) -> GatewayError {
@@ -31,11 +34,10 @@ fn refuse(code: &'static str, message: String) -> GatewayError {
 /// The policy checks, as a pure function of the key and the request.
 pub(crate) fn check(key: &ApiKey, info: Option<&RequestInfo>) -> Result<(), GatewayError> {
     let policy = &key.policy;
-    if let Some(model) = info.and_then(|i| i.model.as_deref()) {
-        if !policy.allows_model(model) {
+    if let Some(model) = info.and_then(|i| i.model.as_deref())
+        && !policy.allows_model(model) {
             return Err(refuse("model_not_allowed", format!("this API key may not use the model `{model}`")));
         }
-    }
     if policy.remaining_calls.is_some_and(|left| left <= 0) {
         return Err(refuse("key_quota_exceeded", "this API key has no calls left".into()));
     }
@@ -69,6 +71,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.max_body_bytes;
+        let extractor = self.extractor.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let bytes = match Limited::new(body, limit).collect().await {
@@ -93,12 +96,11 @@ where
                 }
             };
             let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
-            let info = RequestInfo::read(path, &bytes);
-            if let Some(identity) = parts.extensions.get::<AuthenticatedKey>() {
-                if let Err(rejection) = check(&identity.key, info.as_ref()) {
+            let info = extractor.request(path, &bytes);
+            if let Some(identity) = parts.extensions.get::<AuthenticatedKey>()
+                && let Err(rejection) = check(&identity.key, info.as_ref()) {
                     return Ok(rejection.into_response());
                 }
-            }
             if let Some(info) = info {
                 parts.extensions.insert(info);
             }

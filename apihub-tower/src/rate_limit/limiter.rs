@@ -120,16 +120,14 @@ impl LocalRateLimiter {
         if counters.day.0 != day {
             counters.day = (day, 0);
         }
-        if let Some(limit) = limits.per_minute {
-            if counters.minute.1 >= limit {
+        if let Some(limit) = limits.per_minute
+            && counters.minute.1 >= limit {
                 return Decision::Limited { window: Window::Minute, limit, reset_in_ms: minute_reset };
             }
-        }
-        if let Some(limit) = limits.per_day {
-            if counters.day.1 >= limit {
+        if let Some(limit) = limits.per_day
+            && counters.day.1 >= limit {
                 return Decision::Limited { window: Window::Day, limit, reset_in_ms: day_reset };
             }
-        }
         counters.minute.1 += 1;
         counters.day.1 += 1;
         let minute_left = limits.per_minute.map(|l| Allowance {

@@ -1,0 +1,373 @@
+//! Usage statistics: what the usage log adds up to over a range of time.
+//!
+//! A storage layer aggregates in SQL and buckets days by integer division of the stored Unix
+//! milliseconds ([`day_index`]); this module turns those buckets into a gap-free daily series
+//! ([`fill_days`]) and holds the plain types and the [`StatsStore`] trait. Money stays in integer
+//! micros throughout.
+//!
+//! ```
+//! use apihub_core::stats::{Summary, TimeRange, day_index, fill_days};
+//! use apihub_core::Money;
+//! use chrono::{TimeZone, Utc};
+//!
+//! let from = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+//! let to = Utc.with_ymd_and_hms(2026, 1, 4, 0, 0, 0).unwrap();
+//! let range = TimeRange::new(from, to).unwrap();
+//! let busy = Summary { requests: 2, succeeded: 1, charged: Money::from_micros(5), ..Summary::default() };
+//! let days = fill_days(range.from(), range.to(), [(day_index(from), busy)]);
+//! let dates: Vec<String> = days.iter().map(|d| d.date.to_string()).collect();
+//! assert_eq!(dates, ["2026-01-01", "2026-01-02", "2026-01-03"]);
+//! assert_eq!((days[0].usage, days[1].usage), (busy, Summary::default()));
+//! ```
+
+use std::collections::BTreeMap;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use crate::money::Money;
+use crate::policy::KeyId;
+use crate::store::{StoreError, UsageRecord};
+use crate::user::UserId;
+
+/// Milliseconds in a UTC day: the divisor that buckets stored timestamps into days.
+pub const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// Whether an HTTP status counts as a successful request (2xx).
+pub fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// The UTC day `at` falls in, as days since 1970-01-01: what SQL computes as `created_at / 86400000`
+/// (the two agree for every instant from 1970 on, which is all the usage log holds).
+pub fn day_index(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis().div_euclid(MILLIS_PER_DAY)
+}
+
+/// The date of a [`day_index`], or `None` outside chrono's range.
+pub fn date_of_day(index: i64) -> Option<NaiveDate> {
+    DateTime::<Utc>::UNIX_EPOCH.date_naive().checked_add_signed(Duration::try_days(index)?)
+}
+
+/// Why a [`TimeRange`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// `from` is not before `to`.
+    #[error("`from` must be before `to`")]
+    Empty,
+    /// The range spans more than [`TimeRange::MAX_DAYS`].
+    #[error("a range spans at most {} days", TimeRange::MAX_DAYS)]
+    TooLong,
+}
+
+/// A half-open span of time `[from, to)`, non-empty and at most [`TimeRange::MAX_DAYS`] long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl TimeRange {
+    /// The longest range served, in days.
+    pub const MAX_DAYS: i64 = 366;
+
+    /// `[from, to)`, checked.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Self, RangeError> {
+        if from >= to {
+            return Err(RangeError::Empty);
+        }
+        if to - from > Duration::days(Self::MAX_DAYS) {
+            return Err(RangeError::TooLong);
+        }
+        Ok(TimeRange { from, to })
+    }
+
+    /// The whole UTC day that contains `at`.
+    pub fn utc_day(at: DateTime<Utc>) -> Self {
+        let from = at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+        TimeRange { from, to: from + Duration::days(1) }
+    }
+
+    /// The first instant inside.
+    pub fn from(&self) -> DateTime<Utc> {
+        self.from
+    }
+
+    /// The first instant after (exclusive).
+    pub fn to(&self) -> DateTime<Utc> {
+        self.to
+    }
+}
+
+/// Which usage rows to aggregate: `from <= created_at < to`, optionally one user's or one key's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsFilter {
+    /// Only this user's requests.
+    pub user_id: Option<UserId>,
+    /// Only requests made with this key.
+    pub key_id: Option<KeyId>,
+    /// The first instant counted.
+    pub from: DateTime<Utc>,
+    /// The first instant not counted (exclusive).
+    pub to: DateTime<Utc>,
+}
+
+impl StatsFilter {
+    /// Everyone's usage over `range`; narrow it with struct-update syntax.
+    pub fn over(range: TimeRange) -> Self {
+        StatsFilter { user_id: None, key_id: None, from: range.from, to: range.to }
+    }
+}
+
+/// Usage counters over some set of requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Requests made.
+    pub requests: u64,
+    /// Requests answered with a 2xx status.
+    pub succeeded: u64,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// Cost before discounts.
+    pub raw_cost: Money,
+    /// What was charged.
+    pub charged: Money,
+}
+
+impl Summary {
+    /// Input plus output tokens.
+    pub fn total_tokens(&self) -> i64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+impl From<&UsageRecord> for Summary {
+    fn from(r: &UsageRecord) -> Self {
+        Summary {
+            requests: 1,
+            succeeded: u64::from(is_success(r.status)),
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            raw_cost: r.raw_cost,
+            charged: r.charged,
+        }
+    }
+}
+
+impl AddAssign for Summary {
+    fn add_assign(&mut self, other: Summary) {
+        let money = |a: Money, b: Money| Money::from_micros(a.micros().saturating_add(b.micros()));
+        self.requests = self.requests.saturating_add(other.requests);
+        self.succeeded = self.succeeded.saturating_add(other.succeeded);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(other.completion_tokens);
+        self.raw_cost = money(self.raw_cost, other.raw_cost);
+        self.charged = money(self.charged, other.charged);
+    }
+}
+
+impl Add for Summary {
+    type Output = Summary;
+
+    fn add(mut self, other: Summary) -> Summary {
+        self += other;
+        self
+    }
+}
+
+impl Sum for Summary {
+    fn sum<I: Iterator<Item = Summary>>(iter: I) -> Summary {
+        iter.fold(Summary::default(), Add::add)
+    }
+}
+
+/// One UTC day's usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayPoint {
+    /// The day (UTC); serializes as `YYYY-MM-DD`.
+    pub date: NaiveDate,
+    /// Its counters.
+    pub usage: Summary,
+}
+
+/// One model's usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPoint {
+    /// The model asked for.
+    pub model: String,
+    /// Its counters.
+    pub usage: Summary,
+}
+
+/// One user's usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPoint {
+    /// The user.
+    pub user_id: UserId,
+    /// Their login name (empty if the account is gone).
+    pub username: String,
+    /// Their counters.
+    pub usage: Summary,
+}
+
+/// Every UTC date that `[from, to)` touches, oldest first, each with its bucket's counters or zeros.
+///
+/// `buckets` are keyed by [`day_index`]; duplicates add up and keys outside the range are dropped.
+pub fn fill_days(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    buckets: impl IntoIterator<Item = (i64, Summary)>,
+) -> Vec<DayPoint> {
+    if from >= to {
+        return Vec::new();
+    }
+    let mut by_day = BTreeMap::<i64, Summary>::new();
+    for (day, usage) in buckets {
+        *by_day.entry(day).or_default() += usage;
+    }
+    let last = day_index(to - Duration::milliseconds(1));
+    (day_index(from)..=last)
+        .filter_map(|day| {
+            let usage = by_day.get(&day).copied().unwrap_or_default();
+            date_of_day(day).map(|date| DayPoint { date, usage })
+        })
+        .collect()
+}
+
+/// Aggregates over the usage log (and the ledger, for revenue).
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// Counters over every row the filter selects.
+    async fn usage_summary(&self, filter: &StatsFilter) -> Result<Summary, StoreError>;
+    /// One point per UTC date the range touches, oldest first, zeros on days without requests.
+    async fn usage_by_day(&self, filter: &StatsFilter) -> Result<Vec<DayPoint>, StoreError>;
+    /// One point per model used, most charged first (then by model name).
+    async fn usage_by_model(&self, filter: &StatsFilter) -> Result<Vec<ModelPoint>, StoreError>;
+    /// The `limit` users charged most over `range`, most charged first (then by user id).
+    async fn top_users(&self, range: &TimeRange, limit: u32) -> Result<Vec<UserPoint>, StoreError>;
+    /// Credit recharged over `range`: the sum of positive `recharge` ledger rows.
+    async fn recharge_total(&self, range: &TimeRange) -> Result<Money, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DiscountRate;
+    use crate::store::UsageSource;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    fn record(created_at: DateTime<Utc>, status: u16, tokens: i64, charged: i64) -> UsageRecord {
+        UsageRecord {
+            request_id: "r".into(),
+            user_id: 1,
+            key_id: 1,
+            model: "m".into(),
+            endpoint: "/v1/chat/completions".into(),
+            stream: false,
+            prompt_tokens: tokens,
+            completion_tokens: tokens / 2,
+            cached_tokens: 0,
+            raw_cost: Money::from_micros(charged * 2),
+            user_discount: DiscountRate::FULL_PRICE,
+            key_discount: DiscountRate::FULL_PRICE,
+            charged: Money::from_micros(charged),
+            status,
+            upstream_latency_ms: 1,
+            usage_source: UsageSource::Reported,
+            created_at,
+        }
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let from = at(2026, 1, 1, 0);
+        assert_eq!(TimeRange::new(from, from), Err(RangeError::Empty));
+        assert_eq!(TimeRange::new(from, from - Duration::seconds(1)), Err(RangeError::Empty));
+        assert!(TimeRange::new(from, from + Duration::days(366)).is_ok());
+        assert_eq!(
+            TimeRange::new(from, from + Duration::days(366) + Duration::milliseconds(1)),
+            Err(RangeError::TooLong)
+        );
+    }
+
+    #[test]
+    fn a_utc_day_is_midnight_to_midnight() {
+        let day = TimeRange::utc_day(at(2026, 2, 28, 23) + Duration::minutes(59));
+        assert_eq!((day.from(), day.to()), (at(2026, 2, 28, 0), at(2026, 3, 1, 0)));
+    }
+
+    #[test]
+    fn day_indexes_match_dates() {
+        assert_eq!(day_index(DateTime::<Utc>::UNIX_EPOCH), 0);
+        assert_eq!(date_of_day(0).unwrap().to_string(), "1970-01-01");
+        let t = at(2026, 11, 25, 23) + Duration::milliseconds(3_599_999);
+        assert_eq!(date_of_day(day_index(t)), Some(t.date_naive()));
+        assert_eq!(day_index(t) + 1, day_index(t + Duration::milliseconds(1)));
+    }
+
+    #[test]
+    fn a_partial_last_day_is_included_and_an_exclusive_midnight_is_not() {
+        let dates = |from, to| fill_days(from, to, []).iter().map(|d| d.date.to_string()).collect::<Vec<_>>();
+        assert_eq!(dates(at(2026, 1, 1, 12), at(2026, 1, 2, 0)), ["2026-01-01"]);
+        assert_eq!(dates(at(2026, 1, 1, 12), at(2026, 1, 2, 1)), ["2026-01-01", "2026-01-02"]);
+        assert!(dates(at(2026, 1, 2, 0), at(2026, 1, 1, 0)).is_empty());
+    }
+
+    #[test]
+    fn success_is_2xx() {
+        assert!(is_success(200) && is_success(299));
+        assert!(!is_success(199) && !is_success(300) && !is_success(429) && !is_success(502));
+    }
+
+    proptest! {
+        /// Bucketing by day index and filling gaps agrees with grouping records by their date.
+        #[test]
+        fn filled_days_match_grouping_by_date(
+            start in 0i64..4_000_000_000_000,
+            span in 1i64..(40 * MILLIS_PER_DAY),
+            rows in proptest::collection::vec(
+                (any::<u64>(), any::<u16>(), 0i64..1_000_000, 0i64..1_000_000_000),
+                0..60,
+            ),
+        ) {
+            let from = DateTime::from_timestamp_millis(start).unwrap();
+            let to = from + Duration::milliseconds(span);
+            let records: Vec<UsageRecord> = rows
+                .iter()
+                .map(|&(offset, status, tokens, charged)| {
+                    let created_at = from + Duration::milliseconds((offset % span as u64) as i64);
+                    record(created_at, status, tokens, charged)
+                })
+                .collect();
+            // As SQL buckets them: truncating integer division of the stored milliseconds.
+            let buckets =
+                records.iter().map(|r| (r.created_at.timestamp_millis() / MILLIS_PER_DAY, Summary::from(r)));
+            let days = fill_days(from, to, buckets);
+
+            // Consecutive dates, from `from`'s date through the date of the last instant inside.
+            prop_assert_eq!(days.first().map(|d| d.date), Some(from.date_naive()));
+            prop_assert_eq!(days.last().map(|d| d.date), Some((to - Duration::milliseconds(1)).date_naive()));
+            for pair in days.windows(2) {
+                prop_assert_eq!(pair[0].date.succ_opt(), Some(pair[1].date));
+            }
+            // Each day holds exactly its records; together they hold all of them.
+            for day in &days {
+                let expected: Summary =
+                    records.iter().filter(|r| r.created_at.date_naive() == day.date).map(Summary::from).sum();
+                prop_assert_eq!(day.usage, expected);
+            }
+            let total: Summary = days.iter().map(|d| d.usage).sum();
+            prop_assert_eq!(total, records.iter().map(Summary::from).sum::<Summary>());
+            prop_assert_eq!(total.requests, records.len() as u64);
+        }
+    }
+}

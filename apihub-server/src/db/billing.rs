@@ -1,0 +1,344 @@
+//! Reservations on SQL: each step is one transaction of conditional updates, so concurrent
+//! requests can never hold more than a balance or a key limit allows.
+
+use apihub_core::Money;
+use apihub_core::billing::{
+    BillingError, BillingStore, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
+    clamp_charge,
+};
+use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
+use apihub_core::store::StoreError;
+use apihub_core::user::UserId;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::schema::{api_keys, reservations, transactions, users};
+use super::{SqlStore, now_millis, with_conn, write_tx};
+
+/// Marks a refusal that the rules no longer confirm: funds were freed concurrently (PostgreSQL's
+/// read-committed re-check can see a release that the refused update did not). Retried.
+const RACED: &str = "a hold raced with a concurrent release";
+
+/// The error a billing transaction rolls back with.
+#[derive(Debug)]
+pub(crate) struct BillingTx(pub BillingError);
+
+impl From<diesel::result::Error> for BillingTx {
+    fn from(error: diesel::result::Error) -> Self {
+        BillingTx(BillingError::Store(super::TxError::from(error).0))
+    }
+}
+
+impl From<StoreError> for BillingTx {
+    fn from(error: StoreError) -> Self {
+        BillingTx(BillingError::Store(error))
+    }
+}
+
+impl From<BillingError> for BillingTx {
+    fn from(error: BillingError) -> Self {
+        BillingTx(error)
+    }
+}
+
+/// A `reservations` row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = reservations)]
+struct ReservationRow {
+    user_id: i64,
+    key_id: i64,
+    request_id: String,
+    amount: i64,
+    tokens: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = reservations)]
+struct NewReservationRow<'a> {
+    user_id: i64,
+    key_id: i64,
+    request_id: &'a str,
+    amount: i64,
+    tokens: i64,
+    created_at: i64,
+}
+
+/// The key columns `check_hold` reads.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+struct KeyLimitsRow {
+    user_id: i64,
+    token_limit: Option<i64>,
+    quota_limit: Option<i64>,
+    remaining_calls: Option<i64>,
+    tokens_used: i64,
+    quota_used: i64,
+    tokens_reserved: i64,
+    quota_reserved: i64,
+    calls_reserved: i64,
+}
+
+impl KeyLimitsRow {
+    fn counters(&self) -> KeyCounters {
+        KeyCounters {
+            token_limit: self.token_limit,
+            quota_limit: self.quota_limit.map(Money::from_micros),
+            remaining_calls: self.remaining_calls,
+            tokens_used: self.tokens_used,
+            quota_used: Money::from_micros(self.quota_used),
+            tokens_reserved: self.tokens_reserved,
+            quota_reserved: Money::from_micros(self.quota_reserved),
+            calls_reserved: self.calls_reserved,
+        }
+    }
+}
+
+/// Frees a reservation's holds on its user and key (the row is already deleted).
+macro_rules! free_holds {
+    ($conn:ident, $row:expr) => {{
+        let row: &ReservationRow = $row;
+        diesel::update(users::table.find(row.user_id))
+            .set(users::reserved.eq(users::reserved - row.amount))
+            .execute($conn)
+            .await?;
+        // The key may have been deleted meanwhile; then there is nothing to free on it.
+        diesel::update(api_keys::table.find(row.key_id))
+            .set((
+                api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
+                api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
+                api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
+            ))
+            .execute($conn)
+            .await?;
+    }};
+}
+
+impl SqlStore {
+    async fn release_one(&self, id: ReservationId) -> Result<(), BillingError> {
+        write_tx!(self, BillingTx, |conn| {
+            let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))
+                .returning(ReservationRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            let row = row.ok_or(BillingError::NotOpen(id))?;
+            free_holds!(conn, &row);
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl BillingStore for SqlStore {
+    async fn reserve(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.reserve_once(new).await {
+                Err(BillingError::Store(StoreError::Unavailable(reason))) if reason == RACED && attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
+        self.settle_once(id, settlement).await
+    }
+
+    async fn release(&self, id: ReservationId) -> Result<(), BillingError> {
+        self.release_one(id).await
+    }
+
+    async fn release_stale(&self, before: DateTime<Utc>) -> Result<u64, BillingError> {
+        let cutoff = before.timestamp_millis();
+        let stale: Vec<i64> = with_conn!(self, |conn| {
+            Ok(reservations::table
+                .filter(reservations::created_at.lt(cutoff))
+                .select(reservations::id)
+                .load(conn)
+                .await?)
+        })?;
+        let mut released = 0;
+        for id in stale {
+            match self.release_one(id).await {
+                Ok(()) => released += 1,
+                // Settled or released meanwhile by the request itself.
+                Err(BillingError::NotOpen(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(released)
+    }
+
+    async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError> {
+        let row: Option<(i64, i64)> = with_conn!(self, |conn| {
+            Ok(users::table
+                .find(user_id)
+                .select((users::token_balance, users::reserved))
+                .first(conn)
+                .await
+                .optional()?)
+        })?;
+        let (balance, reserved) = row.ok_or(BillingError::Store(StoreError::NotFound))?;
+        Ok(UserFunds { balance: Money::from_micros(balance), reserved: Money::from_micros(reserved) })
+    }
+}
+
+impl SqlStore {
+    async fn reserve_once(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
+        let (amount, tokens) = (new.hold.amount.micros(), new.hold.tokens);
+        if amount < 0 || tokens < 0 {
+            return Err(BillingError::Store(StoreError::Internal("a hold must not be negative".into())));
+        }
+        write_tx!(self, BillingTx, |conn| {
+            let user_held = diesel::update(
+                users::table.find(new.user_id).filter((users::token_balance - users::reserved).ge(amount)),
+            )
+            .set(users::reserved.eq(users::reserved + amount))
+            .execute(conn)
+            .await?;
+            let key_held = diesel::update(
+                api_keys::table
+                    .find(new.key_id)
+                    .filter(api_keys::user_id.eq(new.user_id))
+                    .filter(
+                        api_keys::remaining_calls
+                            .is_null()
+                            .or((api_keys::remaining_calls.assume_not_null() - api_keys::calls_reserved).ge(1_i64)),
+                    )
+                    .filter(
+                        api_keys::token_limit
+                            .is_null()
+                            .or((api_keys::tokens_used + api_keys::tokens_reserved + tokens)
+                                .le(api_keys::token_limit.assume_not_null())),
+                    )
+                    .filter(
+                        api_keys::quota_limit.is_null().or((api_keys::quota_used + api_keys::quota_reserved + amount)
+                            .le(api_keys::quota_limit.assume_not_null())),
+                    ),
+            )
+            .set((
+                api_keys::tokens_reserved.eq(api_keys::tokens_reserved + tokens),
+                api_keys::quota_reserved.eq(api_keys::quota_reserved + amount),
+                api_keys::calls_reserved.eq(api_keys::calls_reserved + 1),
+            ))
+            .execute(conn)
+            .await?;
+            if user_held == 0 || key_held == 0 {
+                // Refused (the transaction rolls back): let the pure rule say which limit.
+                let user: Option<(i64, i64)> = users::table
+                    .find(new.user_id)
+                    .select((users::token_balance, users::reserved))
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let key: Option<KeyLimitsRow> =
+                    api_keys::table.find(new.key_id).select(KeyLimitsRow::as_select()).first(conn).await.optional()?;
+                let (Some((balance, reserved)), Some(key)) = (user, key) else {
+                    return Err(StoreError::NotFound.into());
+                };
+                if key.user_id != new.user_id {
+                    return Err(StoreError::NotFound.into());
+                }
+                let funds = UserFunds {
+                    balance: Money::from_micros(balance),
+                    // The user update may have applied before the key refused: undo it in the view.
+                    reserved: Money::from_micros(if user_held == 1 { reserved - amount } else { reserved }),
+                };
+                check_hold(&funds, &key.counters(), &new.hold)?;
+                // Funds were freed between the refused update and the re-read: try again.
+                return Err(StoreError::Unavailable(RACED.into()).into());
+            }
+            let row = NewReservationRow {
+                user_id: new.user_id,
+                key_id: new.key_id,
+                request_id: &new.request_id,
+                amount,
+                tokens,
+                created_at: now_millis(),
+            };
+            Ok(diesel::insert_into(reservations::table)
+                .values(&row)
+                .returning(reservations::id)
+                .get_result(conn)
+                .await?)
+        })
+    }
+
+    async fn settle_once(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
+        let description: String = settlement.description.chars().take(MAX_DESCRIPTION_LEN).collect();
+        write_tx!(self, BillingTx, |conn| {
+            let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))
+                .returning(ReservationRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            let row = row.ok_or(BillingError::NotOpen(id))?;
+            let charge = clamp_charge(settlement.charge, Money::from_micros(row.amount)).micros();
+            let tokens = settlement.tokens.max(0);
+            let balance: i64 = diesel::update(users::table.find(row.user_id))
+                .set((
+                    users::reserved.eq(users::reserved - row.amount),
+                    users::token_balance.eq(users::token_balance - charge),
+                    users::total_consumed.eq(users::total_consumed + charge),
+                    users::updated_at.eq(now_millis()),
+                ))
+                .returning(users::token_balance)
+                .get_result(conn)
+                .await?;
+            let success = i64::from(settlement.success);
+            diesel::update(api_keys::table.find(row.key_id))
+                .set((
+                    api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
+                    api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
+                    api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
+                    api_keys::quota_used.eq(api_keys::quota_used + charge),
+                    api_keys::tokens_used.eq(api_keys::tokens_used + tokens),
+                    api_keys::calls_total.eq(api_keys::calls_total + 1),
+                    api_keys::calls_succeeded.eq(api_keys::calls_succeeded + success),
+                    api_keys::updated_at.eq(now_millis()),
+                ))
+                .execute(conn)
+                .await?;
+            if settlement.success {
+                // Stops at zero: an administrator may have lowered the counter while this call ran.
+                diesel::update(api_keys::table.find(row.key_id).filter(api_keys::remaining_calls.gt(0_i64)))
+                    .set(api_keys::remaining_calls.eq(api_keys::remaining_calls - 1_i64))
+                    .execute(conn)
+                    .await?;
+            }
+            let transaction = if charge > 0 {
+                let inserted = diesel::insert_into(transactions::table)
+                    .values((
+                        transactions::user_id.eq(row.user_id),
+                        transactions::tx_type.eq(TxType::Consume.as_str()),
+                        transactions::amount.eq(-charge),
+                        transactions::balance_before.eq(balance + charge),
+                        transactions::balance_after.eq(balance),
+                        transactions::order_no.eq(&row.request_id),
+                        transactions::description.eq(&description),
+                        transactions::created_at.eq(now_millis()),
+                    ))
+                    .returning(transactions::id)
+                    .get_result::<i64>(conn)
+                    .await?;
+                Some(apihub_core::ledger::Transaction {
+                    id: inserted,
+                    user_id: row.user_id,
+                    tx_type: TxType::Consume,
+                    amount: Money::from_micros(-charge),
+                    balance_before: Money::from_micros(balance + charge),
+                    balance_after: Money::from_micros(balance),
+                    order_no: Some(row.request_id.clone()),
+                    description: Some(description.clone()),
+                    created_at: Utc::now(),
+                })
+            } else {
+                None
+            };
+            Ok(Settled { transaction, charged: Money::from_micros(charge) })
+        })
+    }
+}

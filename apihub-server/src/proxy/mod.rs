@@ -1,0 +1,139 @@
+//! The LLM proxy: `/v1/*` (OpenAI and Anthropic dialects) and `/v1beta/*` (Gemini), forwarded to
+//! `UPSTREAM_URL` through apihub-tower's gateway stack (key auth, rate limit, quota, billing).
+//!
+//! Only endpoints the gateway can meter are forwarded (see
+//! [`Endpoint`](apihub_core::usage::Endpoint)); anything else under `/v1` is a 404, so no
+//! upstream feature is ever served unbilled. `GET /v1/models` is answered here: the upstream's
+//! list, filtered to what the key may use and what has a price. Errors are OpenAI-shaped.
+
+mod models;
+pub mod prices;
+pub mod upstream;
+pub mod usage_log;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use apihub_core::usage::Endpoint;
+use apihub_tower::billing::BillingConfig;
+use apihub_tower::body::{BoxError, GatewayError};
+use apihub_tower::{GatewayBuilder, GatewayLayer};
+use axum::Router;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{Method, Request, StatusCode};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceBuilder, ServiceExt};
+
+use crate::state::AppState;
+
+/// What the proxy forwards through: the upstream client behind a time-to-headers timeout.
+pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<hyper::body::Incoming>, UpstreamError>;
+
+/// Why the upstream could not answer (its source may be a timeout's `Elapsed`).
+#[derive(Debug)]
+pub struct UpstreamError(pub BoxError);
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upstream request failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// Builds the upstream service from the configuration.
+pub fn upstream_service(config: &crate::config::Config) -> anyhow::Result<UpstreamService> {
+    let client = upstream::Upstream::new(&upstream::UpstreamConfig {
+        url: config.upstream_url.clone(),
+        api_key: config.upstream_api_key.as_ref().map(|k| k.expose().to_owned()),
+        connect_timeout: Duration::from_secs(config.upstream_connect_timeout_secs),
+    })?;
+    let service = ServiceBuilder::new()
+        .map_err(UpstreamError)
+        // Time to the response headers; a stream may then run as long as it runs.
+        .timeout(Duration::from_secs(config.upstream_timeout_secs))
+        .service(client);
+    Ok(BoxCloneSyncService::new(service))
+}
+
+fn not_found(message: &str) -> Response {
+    response(GatewayError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", message))
+}
+
+fn response(error: GatewayError) -> Response {
+    error.into_response().into_response()
+}
+
+/// The `/v1` and `/v1beta` routes.
+pub fn router(state: &AppState) -> Router {
+    let config = &state.config;
+    let gateway = GatewayBuilder::new(state.store.clone(), state.store.clone(), state.prices.clone())
+        .usage_sink(std::sync::Arc::new(state.usage_log.clone()))
+        .key_cache(state.key_cache.clone())
+        .max_body_bytes(config.proxy_max_body_bytes)
+        .billing_config(BillingConfig {
+            default_output_cap: config.default_max_output_tokens,
+            ..BillingConfig::default()
+        })
+        .build();
+    let metered = gateway.layer(state.upstream.clone());
+    let models = models::service(state);
+    let proxy = tower::service_fn(move |request: Request<Body>| {
+        let future = handle(metered.clone(), models.clone(), request);
+        async move { Ok::<_, Infallible>(future.await) }
+    });
+    Router::new().route_service("/v1/{*path}", proxy.clone()).route_service("/v1beta/{*path}", proxy)
+}
+
+/// The metered stack: key auth, rate limit, quota and billing around the upstream.
+type Metered = <GatewayLayer as Layer<UpstreamService>>::Service;
+
+fn handle(
+    metered: Metered,
+    models: models::ModelsService,
+    request: Request<Body>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if path == "/v1/models" || path == "/v1beta/models" {
+        if method != Method::GET {
+            return Box::pin(std::future::ready(response(method_not_allowed())));
+        }
+        return Box::pin(async move { models.oneshot(request).await.unwrap_or_else(|never| match never {}) });
+    }
+    if Endpoint::from_path(&path).is_none() {
+        return Box::pin(std::future::ready(not_found(&format!("`{path}` is not an endpoint this gateway serves"))));
+    }
+    if method != Method::POST {
+        return Box::pin(std::future::ready(response(method_not_allowed())));
+    }
+    let call = metered.oneshot(request);
+    Box::pin(async move {
+        match call.await {
+            Ok(response) => response.into_response(),
+            Err(error) => {
+                tracing::warn!(%error, "proxy request failed");
+                response(GatewayError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    "upstream_unavailable",
+                    "the upstream could not be reached",
+                ))
+            }
+        }
+    })
+}
+
+fn method_not_allowed() -> GatewayError {
+    GatewayError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        "method not allowed",
+    )
+}

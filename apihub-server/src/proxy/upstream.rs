@@ -1,0 +1,196 @@
+//! The upstream client: a pooled keep-alive HTTP/1 client that rewrites each request for the
+//! upstream (its URL, its key) and drops what must not cross the gateway.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apihub_tower::body::BoxError;
+use axum::body::Body;
+use http::header::{self, HeaderName};
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::Service;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the client's
+/// credentials, which must never reach the upstream.
+const DROPPED: [HeaderName; 12] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+];
+
+/// Upstream settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8317`.
+    pub url: String,
+    /// The key the gateway presents upstream.
+    pub api_key: Option<String>,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+}
+
+/// Forwards gateway requests to the upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    base_path: String,
+    api_key: Option<HeaderValue>,
+    bearer: Option<HeaderValue>,
+}
+
+impl Upstream {
+    /// A client for `config.url` (plain HTTP: put TLS termination in front of a remote upstream).
+    pub fn new(config: &UpstreamConfig) -> anyhow::Result<Self> {
+        let uri: Uri = config.url.parse().map_err(|e| anyhow::anyhow!("UPSTREAM_URL `{}`: {e}", config.url))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| anyhow::anyhow!("UPSTREAM_URL needs a scheme"))?;
+        if scheme != http::uri::Scheme::HTTP {
+            anyhow::bail!("UPSTREAM_URL must be http:// (terminate TLS in front of a remote upstream)");
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| anyhow::anyhow!("UPSTREAM_URL needs a host"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let header = |value: String| {
+            HeaderValue::from_str(&value).map_err(|_| anyhow::anyhow!("UPSTREAM_API_KEY is not a valid header value"))
+        };
+        let api_key = config.api_key.clone().map(header).transpose()?;
+        let bearer = config.api_key.as_ref().map(|key| header(format!("Bearer {key}"))).transpose()?;
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Upstream { client, scheme, authority, base_path, api_key, bearer })
+    }
+
+    fn rewrite(&self, request: &mut Request<Body>) -> Result<(), BoxError> {
+        let path = request.uri().path();
+        let query = request.uri().query().map(strip_key_param).filter(|q| !q.is_empty());
+        let path_and_query = match query {
+            Some(query) => format!("{}{path}?{query}", self.base_path),
+            None => format!("{}{path}", self.base_path),
+        };
+        *request.uri_mut() = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(path_and_query)?)
+            .build()?;
+        scrub(request.headers_mut());
+        if let (Some(key), Some(bearer)) = (&self.api_key, &self.bearer) {
+            // Each dialect's own header, and a bearer token, which CLIProxyAPI accepts for all.
+            let dialect_header = match request.uri().path() {
+                p if p.contains("/v1beta/") => Some("x-goog-api-key"),
+                p if p.ends_with("/v1/messages") => Some("x-api-key"),
+                _ => None,
+            };
+            let headers = request.headers_mut();
+            if let Some(name) = dialect_header {
+                headers.insert(HeaderName::from_static(name), key.clone());
+            }
+            headers.insert(header::AUTHORIZATION, bearer.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Drops hop-by-hop headers (and any named in `Connection`) and the client's credentials.
+fn scrub(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in DROPPED.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Removes a Gemini-style `key=` parameter (the client's key) from a query string.
+fn strip_key_param(query: &str) -> String {
+    query.split('&').filter(|pair| !pair.starts_with("key=") && !pair.is_empty()).collect::<Vec<_>>().join("&")
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let rewritten = self.rewrite(&mut request);
+        let client = self.client.clone();
+        Box::pin(async move {
+            rewritten?;
+            let mut response = client.request(request).await?;
+            scrub(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_and_hop_headers_are_dropped() {
+        let upstream = Upstream::new(&UpstreamConfig {
+            url: "http://127.0.0.1:8317/base/".into(),
+            api_key: Some("up-key".into()),
+            connect_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let mut request = Request::builder()
+            .uri("/v1beta/models/gemini-pro:generateContent?alt=sse&key=ahg_client")
+            .header("authorization", "Bearer ahg_client")
+            .header("x-goog-api-key", "ahg_client")
+            .header("connection", "keep-alive, x-custom")
+            .header("x-custom", "1")
+            .header("x-kept", "1")
+            .body(Body::empty())
+            .unwrap();
+        upstream.rewrite(&mut request).unwrap();
+        assert_eq!(
+            request.uri().to_string(),
+            "http://127.0.0.1:8317/base/v1beta/models/gemini-pro:generateContent?alt=sse"
+        );
+        let headers = request.headers();
+        assert_eq!(headers["authorization"], "Bearer up-key");
+        assert_eq!(headers["x-goog-api-key"], "up-key");
+        assert!(headers.get("x-custom").is_none());
+        assert!(headers.get("connection").is_none());
+        assert_eq!(headers["x-kept"], "1");
+    }
+
+    #[test]
+    fn only_plain_http_upstreams() {
+        let config =
+            |url: &str| UpstreamConfig { url: url.into(), api_key: None, connect_timeout: Duration::from_secs(1) };
+        assert!(Upstream::new(&config("https://api.example.com")).is_err());
+        assert!(Upstream::new(&config("not a url")).is_err());
+    }
+}

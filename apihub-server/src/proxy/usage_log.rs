@@ -1,0 +1,100 @@
+//! The usage log writer: records arrive on a channel from the billing layer (never blocking a
+//! request) and are written in batches; at shutdown the channel is drained before exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apihub_core::store::{UsageRecord, UsageStore};
+use apihub_tower::billing::UsageSink;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Most records written in one statement batch.
+const BATCH: usize = 500;
+/// How long a partial batch waits for company.
+const LINGER: Duration = Duration::from_millis(50);
+
+enum Message {
+    Record(Box<UsageRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, shared by every request.
+#[derive(Clone)]
+pub struct UsageLog {
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+impl UsageLog {
+    /// Starts the writer; returns the log and the writer task (await it after dropping every
+    /// [`UsageLog`] to be sure every record is written).
+    pub fn start(store: Arc<dyn UsageStore>) -> (UsageLog, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (UsageLog { tx }, tokio::spawn(write_batches(store, rx)))
+    }
+
+    /// Waits until every record sent before this call is written.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+impl UsageSink for UsageLog {
+    fn record(&self, record: UsageRecord) {
+        if self.tx.send(Message::Record(Box::new(record))).is_err() {
+            tracing::error!("usage log writer is gone; a usage record was dropped");
+        }
+    }
+}
+
+async fn write_batches(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let take =
+            |message: Message, batch: &mut Vec<UsageRecord>, waiting: &mut Vec<oneshot::Sender<()>>| match message {
+                Message::Record(record) => batch.push(*record),
+                Message::Flush(done) => waiting.push(done),
+            };
+        take(first, &mut batch, &mut waiting);
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < BATCH && waiting.is_empty() {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(message) => take(message, &mut batch, &mut waiting),
+                    None => break,
+                },
+                () = &mut linger => break,
+            }
+        }
+        write(store.as_ref(), &mut batch).await;
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+    write(store.as_ref(), &mut batch).await;
+}
+
+async fn write(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>) {
+    if batch.is_empty() {
+        return;
+    }
+    for attempt in 1..=3u64 {
+        match store.record_usage(batch).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, rows = batch.len(), "writing usage records failed");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+    tracing::error!(rows = batch.len(), "usage records could not be written and were dropped");
+    batch.clear();
+}

@@ -1,0 +1,452 @@
+//! Reservations (reserve → settle or release) on SQLite and PostgreSQL: exact accounting, key
+//! limits, refusals that change nothing, stale holds, admin debits that respect holds, and real
+//! concurrency.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apihub_core::Money;
+use apihub_core::billing::{BillingError, BillingStore, HoldRequest, NewReservation, Settlement, UserFunds};
+use apihub_core::ledger::TxType;
+use apihub_core::policy::KeyPatch;
+use apihub_core::store::{PageRequest, StoreError};
+use apihub_server::db::schema::{api_keys, reservations, transactions, users};
+use apihub_server::db::{Db, SqlStore};
+use common::TestApp;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// The store as the gateway will reach it (`Store` does not include `BillingStore` yet).
+fn billing(app: &TestApp) -> Arc<SqlStore> {
+    Arc::new(SqlStore::new(app.state.db.clone()))
+}
+
+fn credits(text: &str) -> Money {
+    Money::parse(text).expect("amount")
+}
+
+fn hold(user_id: i64, key_id: i64, request_id: &str, amount: &str, tokens: i64) -> NewReservation {
+    NewReservation {
+        user_id,
+        key_id,
+        request_id: request_id.to_owned(),
+        hold: HoldRequest { amount: credits(amount), tokens },
+    }
+}
+
+fn charge(amount: &str, tokens: i64, success: bool) -> Settlement {
+    Settlement { charge: credits(amount), tokens, success, description: "gpt-4o via test key".into() }
+}
+
+/// A user with `balance` credits and a key with the given limits; returns (user id, key id).
+async fn funded_user(app: &TestApp, name: &str, balance: &str, limits: Value) -> (i64, i64) {
+    let admin = app.admin_token().await;
+    let (user_id, token) = app.user(name).await;
+    if balance != "0" {
+        app.recharge(&admin, user_id, balance).await;
+    }
+    let key = app.post("/api/keys", &token, limits).await.expect(StatusCode::CREATED);
+    (user_id, key["id"].as_i64().expect("key id"))
+}
+
+/// Runs a diesel block on whichever backend the app uses.
+macro_rules! on_conn {
+    ($app:expr, |$conn:ident| $body:expr) => {
+        match &$app.state.db {
+            Db::Sqlite { pool, .. } => {
+                let mut guard = pool.get().await.expect("connection");
+                let $conn = &mut *guard;
+                $body
+            }
+            Db::Postgres { pool } => {
+                let mut guard = pool.get().await.expect("connection");
+                let $conn = &mut *guard;
+                $body
+            }
+        }
+    };
+}
+
+/// A key's counters and holds, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+struct KeyState {
+    tokens_used: i64,
+    quota_used: i64,
+    calls_total: i64,
+    calls_succeeded: i64,
+    remaining_calls: Option<i64>,
+    tokens_reserved: i64,
+    quota_reserved: i64,
+    calls_reserved: i64,
+}
+
+/// Everything a reservation may touch for one user and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    /// (token_balance, reserved, total_consumed)
+    user: (i64, i64, i64),
+    key: Option<KeyState>,
+    open_reservations: i64,
+    ledger_rows: i64,
+}
+
+async fn key_state(app: &TestApp, key_id: i64) -> Option<KeyState> {
+    on_conn!(app, |conn| {
+        api_keys::table
+            .find(key_id)
+            .select((
+                api_keys::tokens_used,
+                api_keys::quota_used,
+                api_keys::calls_total,
+                api_keys::calls_succeeded,
+                api_keys::remaining_calls,
+                api_keys::tokens_reserved,
+                api_keys::quota_reserved,
+                api_keys::calls_reserved,
+            ))
+            .first::<KeyState>(conn)
+            .await
+            .optional()
+            .expect("key state")
+    })
+}
+
+async fn snapshot(app: &TestApp, user_id: i64, key_id: i64) -> Snapshot {
+    let (user, open_reservations, ledger_rows) = on_conn!(app, |conn| {
+        let user = users::table
+            .find(user_id)
+            .select((users::token_balance, users::reserved, users::total_consumed))
+            .first::<(i64, i64, i64)>(conn)
+            .await
+            .expect("user");
+        let open = reservations::table
+            .filter(reservations::user_id.eq(user_id))
+            .count()
+            .get_result::<i64>(conn)
+            .await
+            .expect("reservations");
+        let rows = transactions::table
+            .filter(transactions::user_id.eq(user_id))
+            .count()
+            .get_result::<i64>(conn)
+            .await
+            .expect("transactions");
+        (user, open, rows)
+    });
+    Snapshot { user, key: key_state(app, key_id).await, open_reservations, ledger_rows }
+}
+
+/// Asserts that the user's balance is the sum of their ledger rows; returns the consume rows.
+async fn assert_ledger_sums(app: &TestApp, user_id: i64) -> Vec<apihub_core::ledger::Transaction> {
+    let page = PageRequest { page: 1, page_size: PageRequest::MAX_PAGE_SIZE };
+    let rows = app.state.store.transactions(Some(user_id), None, page).await.expect("ledger");
+    assert!(rows.total <= u64::from(PageRequest::MAX_PAGE_SIZE), "ledger larger than one page");
+    let sum: Money = rows.items.iter().map(|t| t.amount).sum();
+    let user = app.state.store.user(user_id).await.expect("user").expect("exists");
+    assert_eq!(sum, user.account.balance, "the balance must equal the sum of the ledger");
+    for row in &rows.items {
+        assert_eq!(row.balance_after, row.balance_before.checked_add(row.amount).unwrap(), "{row:?}");
+    }
+    rows.items.into_iter().filter(|t| t.tx_type == TxType::Consume).collect()
+}
+
+fn funds(balance: &str, reserved: &str) -> UserFunds {
+    UserFunds { balance: credits(balance), reserved: credits(reserved) }
+}
+
+async fn reserve_settle_and_release(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "alice", "10", json!({})).await;
+
+    let id = store.reserve(&hold(user_id, key_id, "req-settle", "3", 100)).await.expect("reserve");
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("10", "3"));
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.tokens_reserved, key.quota_reserved, key.calls_reserved), (100, 3_000_000, 1));
+
+    let settled = store.settle(id, &charge("1.5", 60, true)).await.expect("settle");
+    assert_eq!(settled.charged, credits("1.5"));
+    let row = settled.transaction.expect("a consume row");
+    assert_eq!(row.tx_type, TxType::Consume);
+    assert_eq!(row.user_id, user_id);
+    assert_eq!(row.amount, credits("-1.5"));
+    assert_eq!((row.balance_before, row.balance_after), (credits("10"), credits("8.5")));
+    assert_eq!(row.order_no.as_deref(), Some("req-settle"));
+    assert_eq!(row.description.as_deref(), Some("gpt-4o via test key"));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8.5", "0"));
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!(
+        key,
+        KeyState {
+            tokens_used: 60,
+            quota_used: 1_500_000,
+            calls_total: 1,
+            calls_succeeded: 1,
+            remaining_calls: None,
+            tokens_reserved: 0,
+            quota_reserved: 0,
+            calls_reserved: 0,
+        }
+    );
+    let user = app.state.store.user(user_id).await.unwrap().unwrap();
+    assert_eq!(user.account.total_consumed, credits("1.5"));
+
+    // A closed reservation stays closed.
+    assert!(matches!(store.settle(id, &charge("1", 1, true)).await, Err(BillingError::NotOpen(n)) if n == id));
+    assert!(matches!(store.release(id).await, Err(BillingError::NotOpen(n)) if n == id));
+
+    // A release frees the hold and writes nothing.
+    let before = snapshot(&app, user_id, key_id).await;
+    let id = store.reserve(&hold(user_id, key_id, "req-release", "2", 50)).await.expect("reserve");
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8.5", "2"));
+    store.release(id).await.expect("release");
+    assert_eq!(snapshot(&app, user_id, key_id).await, before);
+    assert!(matches!(store.release(id).await, Err(BillingError::NotOpen(_))));
+    assert!(matches!(store.settle(id, &charge("1", 1, true)).await, Err(BillingError::NotOpen(_))));
+
+    // A failed call with a zero charge counts as a call, writes no row and charges nothing.
+    let id = store.reserve(&hold(user_id, key_id, "req-failed", "1", 10)).await.expect("reserve");
+    let settled = store.settle(id, &charge("0", 0, false)).await.expect("settle");
+    assert_eq!((settled.transaction, settled.charged), (None, Money::ZERO));
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.calls_total, key.calls_succeeded, key.calls_reserved), (2, 1, 0));
+
+    // A zero hold (a free model) is a hold like any other.
+    let id = store.reserve(&hold(user_id, key_id, "req-free", "0", 0)).await.expect("reserve");
+    assert!(store.settle(id, &charge("0", 0, true)).await.unwrap().transaction.is_none());
+
+    let consumed = assert_ledger_sums(&app, user_id).await;
+    assert_eq!(consumed.len(), 1);
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8.5", "0"));
+}
+
+async fn charges_are_clamped_to_the_hold(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "bob", "10", json!({})).await;
+    let id = store.reserve(&hold(user_id, key_id, "req-over", "2", 10)).await.unwrap();
+    let settled = store.settle(id, &charge("5", 10, true)).await.unwrap();
+    assert_eq!(settled.charged, credits("2"));
+    assert_eq!(settled.transaction.unwrap().amount, credits("-2"));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8", "0"));
+    assert_eq!(key_state(&app, key_id).await.unwrap().quota_used, 2_000_000);
+
+    // A negative charge is no charge.
+    let id = store.reserve(&hold(user_id, key_id, "req-negative", "2", 10)).await.unwrap();
+    let settled = store.settle(id, &charge("-1", 10, true)).await.unwrap();
+    assert_eq!((settled.transaction, settled.charged), (None, Money::ZERO));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8", "0"));
+    assert_ledger_sums(&app, user_id).await;
+}
+
+async fn refusals_name_the_rule_and_change_nothing(app: TestApp) {
+    let store = billing(&app);
+
+    // Balance: refused, with what is available once open holds are counted.
+    let (user_id, key_id) = funded_user(&app, "carol", "5", json!({})).await;
+    store.reserve(&hold(user_id, key_id, "req-c1", "3", 0)).await.unwrap();
+    let before = snapshot(&app, user_id, key_id).await;
+    match store.reserve(&hold(user_id, key_id, "req-c2", "2.000001", 0)).await {
+        Err(BillingError::InsufficientBalance { available, required }) => {
+            assert_eq!((available, required), (credits("2"), credits("2.000001")));
+        }
+        other => panic!("expected InsufficientBalance, got {other:?}"),
+    }
+    assert_eq!(snapshot(&app, user_id, key_id).await, before);
+    store.reserve(&hold(user_id, key_id, "req-c3", "2", 0)).await.expect("exactly what is left");
+
+    // Each key limit: the first hold fits, the next is refused by name and rolls back whole
+    // (including the user's hold, which is taken first).
+    let cases = [
+        ("remaining_calls", json!({"remaining_calls": 1}), ("1", 0)),
+        ("token_limit", json!({"token_limit": 100}), ("1", 60)),
+        ("quota_limit", json!({"quota_limit": "1.5"}), ("1", 0)),
+    ];
+    for (i, (limit, limits, (amount, tokens))) in cases.into_iter().enumerate() {
+        let (user_id, key_id) = funded_user(&app, &format!("limited{i}"), "100", limits).await;
+        store.reserve(&hold(user_id, key_id, &format!("req-{limit}-1"), amount, tokens)).await.expect("first fits");
+        let before = snapshot(&app, user_id, key_id).await;
+        match store.reserve(&hold(user_id, key_id, &format!("req-{limit}-2"), amount, tokens)).await {
+            Err(BillingError::KeyLimit { limit: named }) => assert_eq!(named, limit),
+            other => panic!("expected KeyLimit {{ {limit} }}, got {other:?}"),
+        }
+        assert_eq!(snapshot(&app, user_id, key_id).await, before, "{limit}");
+    }
+
+    // Unknown user, unknown key, someone else's key: not found, nothing held.
+    let (dave, dave_key) = funded_user(&app, "dave", "10", json!({})).await;
+    let before = snapshot(&app, dave, dave_key).await;
+    for (user, key) in [(dave, 999_999), (999_999, dave_key), (user_id, dave_key), (dave, key_id)] {
+        let result = store.reserve(&hold(user, key, "req-nf", "1", 0)).await;
+        assert!(matches!(result, Err(BillingError::Store(StoreError::NotFound))), "{user}/{key}: {result:?}");
+    }
+    assert_eq!(snapshot(&app, dave, dave_key).await, before);
+
+    // One hold per request id.
+    store.reserve(&hold(dave, dave_key, "req-dup", "1", 0)).await.unwrap();
+    let before = snapshot(&app, dave, dave_key).await;
+    let result = store.reserve(&hold(dave, dave_key, "req-dup", "1", 0)).await;
+    assert!(matches!(result, Err(BillingError::Store(StoreError::Conflict(_)))), "{result:?}");
+    assert_eq!(snapshot(&app, dave, dave_key).await, before);
+}
+
+async fn settling_survives_key_changes(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "erin", "10", json!({"remaining_calls": 2})).await;
+
+    // An administrator lowers `remaining_calls` below the calls in flight: settling still works,
+    // and the counter stops at zero.
+    let a = store.reserve(&hold(user_id, key_id, "req-e1", "1", 0)).await.unwrap();
+    let b = store.reserve(&hold(user_id, key_id, "req-e2", "1", 0)).await.unwrap();
+    let patch = KeyPatch { remaining_calls: Some(Some(1)), ..KeyPatch::default() };
+    app.state.store.update_key(key_id, &patch).await.unwrap();
+    store.settle(a, &charge("1", 5, true)).await.unwrap();
+    store.settle(b, &charge("1", 5, true)).await.unwrap();
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.remaining_calls, key.calls_succeeded, key.calls_reserved), (Some(0), 2, 0));
+
+    // A key deleted while its request is in flight: the user is still charged, once.
+    let patch = KeyPatch { remaining_calls: Some(None), ..KeyPatch::default() };
+    app.state.store.update_key(key_id, &patch).await.unwrap();
+    let c = store.reserve(&hold(user_id, key_id, "req-e3", "2", 0)).await.unwrap();
+    app.state.store.delete_key(key_id).await.unwrap();
+    let settled = store.settle(c, &charge("1.25", 5, true)).await.unwrap();
+    assert_eq!(settled.charged, credits("1.25"));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("6.75", "0"));
+    assert_eq!(assert_ledger_sums(&app, user_id).await.len(), 3);
+}
+
+async fn stale_holds_are_released(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "frank", "10", json!({"remaining_calls": 5})).await;
+    let old = store.reserve(&hold(user_id, key_id, "req-old", "2", 10)).await.unwrap();
+    let settled_old = store.reserve(&hold(user_id, key_id, "req-old-settled", "1", 10)).await.unwrap();
+    store.settle(settled_old, &charge("1", 10, true)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let fresh = store.reserve(&hold(user_id, key_id, "req-fresh", "3", 20)).await.unwrap();
+
+    assert_eq!(store.release_stale(cutoff).await.unwrap(), 1);
+    assert!(matches!(store.release(old).await, Err(BillingError::NotOpen(_))));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("9", "3"));
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.tokens_reserved, key.quota_reserved, key.calls_reserved), (20, 3_000_000, 1));
+    assert_eq!(store.release_stale(cutoff).await.unwrap(), 0);
+
+    store.settle(fresh, &charge("3", 20, true)).await.unwrap();
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("6", "0"));
+    assert_eq!(key_state(&app, key_id).await.unwrap().remaining_calls, Some(3));
+    assert_ledger_sums(&app, user_id).await;
+}
+
+async fn admin_debits_cannot_take_held_funds(app: TestApp) {
+    let store = billing(&app);
+    let admin = app.admin_token().await;
+    let (user_id, key_id) = funded_user(&app, "grace", "10", json!({})).await;
+    let id = store.reserve(&hold(user_id, key_id, "req-g", "8", 0)).await.unwrap();
+    let path = |op: &str| format!("/api/tokens/admin/user/{user_id}/{op}");
+
+    let before = snapshot(&app, user_id, key_id).await;
+    let message = app
+        .post(&path("consume"), &admin, json!({"amount": "3"}))
+        .await
+        .expect_error(StatusCode::PAYMENT_REQUIRED, "insufficient_balance");
+    assert!(message.contains('2'), "the message names what is available: {message}");
+    app.post(&path("adjust"), &admin, json!({"amount": "-2.5"}))
+        .await
+        .expect_error(StatusCode::PAYMENT_REQUIRED, "insufficient_balance");
+    assert_eq!(snapshot(&app, user_id, key_id).await, before);
+
+    // What is not held can be debited, and credits are never refused because of holds.
+    app.post(&path("consume"), &admin, json!({"amount": "2"})).await.expect(StatusCode::OK);
+    app.post(&path("recharge"), &admin, json!({"amount": "1"})).await.expect(StatusCode::OK);
+    app.post(&path("adjust"), &admin, json!({"amount": "-1"})).await.expect(StatusCode::OK);
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8", "8"));
+
+    // The hold can still be settled in full.
+    store.settle(id, &charge("8", 0, true)).await.unwrap();
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("0", "0"));
+    assert_ledger_sums(&app, user_id).await;
+}
+
+async fn concurrent_reserves_never_overspend(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "heidi", "50", json!({})).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve(&hold(user_id, key_id, &format!("req-h{i}"), "1", 10)).await })
+        })
+        .collect();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(id) => held.push(id),
+            Err(BillingError::InsufficientBalance { required, .. }) => {
+                assert_eq!(required, credits("1"));
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (50, 150));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("50", "50"));
+
+    let tasks: Vec<_> = held
+        .into_iter()
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.settle(id, &charge("1", 10, true)).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task").expect("settle").charged, credits("1"));
+    }
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("0", "0"));
+    let consumed = assert_ledger_sums(&app, user_id).await;
+    assert_eq!(consumed.len(), 50);
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.calls_total, key.quota_used, key.tokens_used, key.calls_reserved), (50, 50_000_000, 500, 0));
+}
+
+async fn concurrent_calls_respect_remaining_calls(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "ivan", "1000", json!({"remaining_calls": 30})).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = store.reserve(&hold(user_id, key_id, &format!("req-i{i}"), "1", 10)).await?;
+                store.settle(id, &charge("0.5", 10, true)).await
+            })
+        })
+        .collect();
+    let (mut succeeded, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => succeeded += 1,
+            Err(BillingError::KeyLimit { limit: "remaining_calls" }) => refused += 1,
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!((succeeded, refused), (30, 70));
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.remaining_calls, key.calls_succeeded, key.calls_reserved), (Some(0), 30, 0));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("985", "0"));
+    assert_eq!(assert_ledger_sums(&app, user_id).await.len(), 30);
+}
+
+db_tests!(
+    reserve_settle_and_release,
+    charges_are_clamped_to_the_hold,
+    refusals_name_the_rule_and_change_nothing,
+    settling_survives_key_changes,
+    stale_holds_are_released,
+    admin_debits_cannot_take_held_funds,
+    concurrent_reserves_never_overspend,
+    concurrent_calls_respect_remaining_calls,
+);
