@@ -119,13 +119,15 @@ pub enum BillingError {
 /// update enforces).
 pub fn check_hold(funds: &UserFunds, key: &KeyCounters, hold: &HoldRequest) -> Result<(), BillingError> {
     if let Some(limit) = key.remaining_calls
-        && limit - key.calls_reserved < 1 {
-            return Err(BillingError::KeyLimit { limit: "remaining_calls" });
-        }
+        && limit - key.calls_reserved < 1
+    {
+        return Err(BillingError::KeyLimit { limit: "remaining_calls" });
+    }
     if let Some(limit) = key.token_limit
-        && key.tokens_used.saturating_add(key.tokens_reserved).saturating_add(hold.tokens) > limit {
-            return Err(BillingError::KeyLimit { limit: "token_limit" });
-        }
+        && key.tokens_used.saturating_add(key.tokens_reserved).saturating_add(hold.tokens) > limit
+    {
+        return Err(BillingError::KeyLimit { limit: "token_limit" });
+    }
     if let Some(limit) = key.quota_limit {
         let after =
             key.quota_used.micros().saturating_add(key.quota_reserved.micros()).saturating_add(hold.amount.micros());

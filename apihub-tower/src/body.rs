@@ -22,9 +22,10 @@ where
 {
     let mut slot = Some(body);
     if let Some(already) = (&mut slot as &mut dyn Any).downcast_mut::<Option<GatewayBody>>()
-        && let Some(body) = already.take() {
-            return body;
-        }
+        && let Some(body) = already.take()
+    {
+        return body;
+    }
     match slot {
         Some(body) => body.map_err(Into::into).boxed_unsync(),
         None => Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync(),

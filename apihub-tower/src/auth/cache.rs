@@ -59,9 +59,10 @@ impl KeyCache {
         let now = self.clock.now_millis();
         if let Ok(entries) = self.entries.read()
             && let Some(entry) = entries.get(public_id)
-                && now.saturating_sub(entry.fetched_at) < self.ttl_millis {
-                    return Ok(Some(entry.clone()));
-                }
+            && now.saturating_sub(entry.fetched_at) < self.ttl_millis
+        {
+            return Ok(Some(entry.clone()));
+        }
         let Some(key) = self.store.key_by_public_id(public_id).await? else {
             return Ok(None);
         };
@@ -70,12 +71,13 @@ impl KeyCache {
         };
         let entry = KeyEntry { key: Arc::new(key), user: Arc::new(user), fetched_at: now };
         if self.ttl_millis > 0
-            && let Ok(mut entries) = self.entries.write() {
-                if entries.len() >= self.max_entries {
-                    entries.clear();
-                }
-                entries.insert(public_id.to_owned(), entry.clone());
+            && let Ok(mut entries) = self.entries.write()
+        {
+            if entries.len() >= self.max_entries {
+                entries.clear();
             }
+            entries.insert(public_id.to_owned(), entry.clone());
+        }
         Ok(Some(entry))
     }
 

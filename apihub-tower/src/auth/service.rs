@@ -30,9 +30,10 @@ pub fn presented_key<B>(request: &Request<B>) -> Option<&str> {
     let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(auth) = header("authorization")
-        && let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
-            return Some(token.trim());
-        }
+        && let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))
+    {
+        return Some(token.trim());
+    }
     header("x-api-key").or_else(|| header("x-goog-api-key")).or_else(|| {
         request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("key=")).filter(|k| !k.is_empty())
     })

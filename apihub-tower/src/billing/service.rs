@@ -220,16 +220,18 @@ where
             // A streaming OpenAI request that did not ask for usage is asked for it anyway, and the
             // extra usage chunk is removed from what the client sees.
             let mut strip_usage_chunk = false;
-            if plan.info.stream && matches!(plan.info.endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
-                && let Some(BufferedBody(bytes)) = request.extensions().get::<BufferedBody>() {
-                    let rewritten = openai::include_usage(bytes);
-                    if rewritten.added {
-                        let body = Bytes::from(rewritten.body.into_owned());
-                        request.headers_mut().remove(header::CONTENT_LENGTH);
-                        *request.body_mut() = B::from(body);
-                        strip_usage_chunk = true;
-                    }
+            if plan.info.stream
+                && matches!(plan.info.endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+                && let Some(BufferedBody(bytes)) = request.extensions().get::<BufferedBody>()
+            {
+                let rewritten = openai::include_usage(bytes);
+                if rewritten.added {
+                    let body = Bytes::from(rewritten.body.into_owned());
+                    request.headers_mut().remove(header::CONTENT_LENGTH);
+                    *request.body_mut() = B::from(body);
+                    strip_usage_chunk = true;
                 }
+            }
             request.extensions_mut().insert(request_id.clone());
 
             let record = UsageRecord {

@@ -35,9 +35,10 @@ fn refuse(code: &'static str, message: String) -> GatewayError {
 pub(crate) fn check(key: &ApiKey, info: Option<&RequestInfo>) -> Result<(), GatewayError> {
     let policy = &key.policy;
     if let Some(model) = info.and_then(|i| i.model.as_deref())
-        && !policy.allows_model(model) {
-            return Err(refuse("model_not_allowed", format!("this API key may not use the model `{model}`")));
-        }
+        && !policy.allows_model(model)
+    {
+        return Err(refuse("model_not_allowed", format!("this API key may not use the model `{model}`")));
+    }
     if policy.remaining_calls.is_some_and(|left| left <= 0) {
         return Err(refuse("key_quota_exceeded", "this API key has no calls left".into()));
     }
@@ -98,9 +99,10 @@ where
             let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
             let info = extractor.request(path, &bytes);
             if let Some(identity) = parts.extensions.get::<AuthenticatedKey>()
-                && let Err(rejection) = check(&identity.key, info.as_ref()) {
-                    return Ok(rejection.into_response());
-                }
+                && let Err(rejection) = check(&identity.key, info.as_ref())
+            {
+                return Ok(rejection.into_response());
+            }
             if let Some(info) = info {
                 parts.extensions.insert(info);
             }

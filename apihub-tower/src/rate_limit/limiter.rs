@@ -121,13 +121,15 @@ impl LocalRateLimiter {
             counters.day = (day, 0);
         }
         if let Some(limit) = limits.per_minute
-            && counters.minute.1 >= limit {
-                return Decision::Limited { window: Window::Minute, limit, reset_in_ms: minute_reset };
-            }
+            && counters.minute.1 >= limit
+        {
+            return Decision::Limited { window: Window::Minute, limit, reset_in_ms: minute_reset };
+        }
         if let Some(limit) = limits.per_day
-            && counters.day.1 >= limit {
-                return Decision::Limited { window: Window::Day, limit, reset_in_ms: day_reset };
-            }
+            && counters.day.1 >= limit
+        {
+            return Decision::Limited { window: Window::Day, limit, reset_in_ms: day_reset };
+        }
         counters.minute.1 += 1;
         counters.day.1 += 1;
         let minute_left = limits.per_minute.map(|l| Allowance {
