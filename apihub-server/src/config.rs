@@ -54,6 +54,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `DB_MAX_CONNECTIONS`: pool size.
     pub db_max_connections: usize,
+    /// `UI_DIR`: the built dashboard (`apihub-ui/dist`), served at `/` when it exists.
+    pub ui_dir: PathBuf,
 }
 
 /// A secret string whose `Debug` does not show it.
@@ -127,6 +129,7 @@ impl Config {
             admin_email: var("ADMIN_EMAIL"),
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)?,
             db_max_connections: parsed("DB_MAX_CONNECTIONS", 16)?,
+            ui_dir: PathBuf::from(var("UI_DIR").unwrap_or_else(|| "apihub-ui/dist".into())),
         })
     }
 }

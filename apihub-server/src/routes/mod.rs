@@ -101,9 +101,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
 
+/// The built dashboard, when `dir` holds one: its files, and `index.html` for every other path so
+/// that deep links survive a reload.
+fn dashboard(dir: &std::path::Path) -> Option<tower_http::services::ServeDir<tower_http::services::ServeFile>> {
+    let index = dir.join("index.html");
+    if !index.is_file() {
+        tracing::info!(dir = %dir.display(), "no built dashboard found; serving the API only");
+        return None;
+    }
+    Some(tower_http::services::ServeDir::new(dir).fallback(tower_http::services::ServeFile::new(index)))
+}
+
 /// The whole application, shared by `main` and the tests.
 pub fn build_app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let ui_dir = state.config.ui_dir.clone();
     let proxy = crate::proxy::router(&state);
     let (api, mut doc) = api_router().split_for_parts();
     doc.info.title.clone_from(&state.config.app_name);
@@ -118,18 +130,25 @@ pub fn build_app(state: AppState) -> Router {
             .layer(DefaultBodyLimit::max(max_body)),
     );
 
-    // Outermost first: each request gets an id (kept on the response) before it is traced, and a
-    // panic anywhere becomes a JSON 500 inside the trace.
-    Router::new()
+    let not_found = || async { ApiError::NotFound("no such route".into()).into_response() };
+    let app = Router::new()
         .merge(proxy)
         .merge(api)
-        .fallback(|| async { ApiError::NotFound("no such route".into()).into_response() })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(TraceLayer::new_for_http())
-                .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response())),
-        )
+        // Unknown API paths stay JSON 404s even when the dashboard answers everything else.
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() });
+    let app = match dashboard(&ui_dir) {
+        Some(files) => app.fallback_service(files),
+        None => app.fallback(not_found),
+    };
+
+    // Outermost first: each request gets an id (kept on the response) before it is traced, and a
+    // panic anywhere becomes a JSON 500 inside the trace.
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(TraceLayer::new_for_http())
+            .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response())),
+    )
 }

@@ -195,6 +195,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         admin_email: None,
         max_body_bytes: 64 * 1024,
         db_max_connections: 8,
+        ui_dir: PathBuf::from("no-ui-in-tests"),
     }
 }
 
