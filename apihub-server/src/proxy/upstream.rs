@@ -17,9 +17,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the client's
-/// credentials, which must never reach the upstream.
-const DROPPED: [HeaderName; 12] = [
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), the client's credentials,
+/// which must never reach the upstream, and `Accept-Encoding`: the billing layer reads usage from
+/// the response as it passes, so the upstream must answer uncompressed.
+const DROPPED: [HeaderName; 13] = [
+    header::ACCEPT_ENCODING,
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
