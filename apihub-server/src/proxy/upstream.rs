@@ -173,6 +173,7 @@ mod tests {
             .header("connection", "keep-alive, x-custom")
             .header("x-custom", "1")
             .header("x-kept", "1")
+            .header("accept-encoding", "gzip, br")
             .body(Body::empty())
             .unwrap();
         upstream.rewrite(&mut request).unwrap();
@@ -185,6 +186,7 @@ mod tests {
         assert_eq!(headers["x-goog-api-key"], "up-key");
         assert!(headers.get("x-custom").is_none());
         assert!(headers.get("connection").is_none());
+        assert!(headers.get("accept-encoding").is_none(), "usage must be readable: no compression");
         assert_eq!(headers["x-kept"], "1");
     }
 

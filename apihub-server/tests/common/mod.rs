@@ -24,14 +24,23 @@ pub const ADMIN: &str = "root_admin";
 pub const PASSWORD: &str = "correct-horse-battery";
 
 /// Expands to a `sqlite` and a `postgres` module holding one test per listed body.
+///
+/// Each body takes a [`TestApp`]; with `fixture = path;` first, it takes what
+/// `path(Backend) -> Option<Fixture>` makes instead (`None` skips, as for PostgreSQL when no
+/// server is configured).
 #[macro_export]
 macro_rules! db_tests {
     ($($name:ident),* $(,)?) => {
+        $crate::db_tests!(fixture = $crate::common::TestApp::on; $($name),*);
+    };
+    (fixture = $fixture:path; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name($crate::common::TestApp::sqlite().await).await;
+                    if let Some(fixture) = $fixture($crate::common::Backend::Sqlite).await {
+                        super::$name(fixture).await;
+                    }
                 }
             )*
         }
@@ -39,13 +48,20 @@ macro_rules! db_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    if let Some(app) = $crate::common::TestApp::postgres().await {
-                        super::$name(app).await;
+                    if let Some(fixture) = $fixture($crate::common::Backend::Postgres).await {
+                        super::$name(fixture).await;
                     }
                 }
             )*
         }
     };
+}
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 /// A response, with its JSON body parsed (or `Value::Null` for an empty body).
@@ -83,14 +99,24 @@ pub struct TestApp {
 impl TestApp {
     /// The app on a fresh SQLite file.
     pub async fn sqlite() -> TestApp {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    /// The app on a fresh SQLite file, with `configure` applied to the test settings.
+    pub async fn sqlite_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = DbUrl::Sqlite(dir.path().join("apihub.db").display().to_string());
-        Self::start(url, dir, None).await
+        Self::start(url, dir, None, configure).await
     }
 
     /// The app on a fresh PostgreSQL database, or `None` (skip) when no server is configured
     /// outside CI.
     pub async fn postgres() -> Option<TestApp> {
+        Self::postgres_with(|_| {}).await
+    }
+
+    /// [`TestApp::postgres`], with `configure` applied to the test settings.
+    pub async fn postgres_with(configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let Ok(base) = std::env::var("APIHUB_TEST_POSTGRES_URL") else {
             assert!(std::env::var_os("CI").is_none(), "APIHUB_TEST_POSTGRES_URL must be set in CI");
             eprintln!("skipping: APIHUB_TEST_POSTGRES_URL is not set");
@@ -98,11 +124,31 @@ impl TestApp {
         };
         let database = PgDatabase::create(&base).await;
         let url = DbUrl::Postgres(database.url.clone());
-        Some(Self::start(url, tempfile::tempdir().expect("temp dir"), Some(database)).await)
+        Some(Self::start(url, tempfile::tempdir().expect("temp dir"), Some(database), configure).await)
     }
 
-    async fn start(database_url: DbUrl, dir: tempfile::TempDir, postgres: Option<PgDatabase>) -> TestApp {
-        let config = test_config(database_url, dir.path().to_path_buf());
+    /// The app on `backend`, or `None` when it is skipped.
+    pub async fn on(backend: Backend) -> Option<TestApp> {
+        Self::on_with(backend, |_| {}).await
+    }
+
+    /// The app on `backend` with `configure` applied to the test settings, or `None` when it is
+    /// skipped.
+    pub async fn on_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        match backend {
+            Backend::Sqlite => Some(Self::sqlite_with(configure).await),
+            Backend::Postgres => Self::postgres_with(configure).await,
+        }
+    }
+
+    async fn start(
+        database_url: DbUrl,
+        dir: tempfile::TempDir,
+        postgres: Option<PgDatabase>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let mut config = test_config(database_url, dir.path().to_path_buf());
+        configure(&mut config);
         let state = init_state(config).await.expect("app state");
         create_admin(state.store.as_ref(), ADMIN, PASSWORD, None).await.expect("admin");
         TestApp { app: apihub_server::build_app(state.clone()), state, _dir: dir, postgres }
