@@ -20,6 +20,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod gateway;
+
 pub const ADMIN: &str = "root_admin";
 pub const PASSWORD: &str = "correct-horse-battery";
 
@@ -242,6 +244,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         max_body_bytes: 64 * 1024,
         db_max_connections: 8,
         ui_dir: PathBuf::from("no-ui-in-tests"),
+        redis: None,
     }
 }
 

@@ -115,22 +115,29 @@ impl Meter {
 
     /// The bill for what was observed.
     pub fn bill(&self, outcome: Outcome, price: &ModelPrice, user: DiscountRate, key: DiscountRate) -> Bill {
-        let (reported, produced) = match &self.kind {
+        let (reported, produced, finished) = match &self.kind {
             Kind::Json { buffer, info, extractor, .. } => {
                 let usage =
                     if outcome == Outcome::Completed { extractor.response(info, buffer) } else { Usage::default() };
-                (usage, self.response_bytes > 0)
+                (usage, self.response_bytes > 0, true)
             }
-            Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output()),
+            Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output(), usage.finished()),
         };
+        let estimated_output = self.response_bytes.div_ceil(BYTES_PER_TOKEN);
         let (usage, source) = if reported.is_empty() {
             // Not reported: prompt estimate plus response bytes ÷ 4, documented in the module.
             let estimate = Usage {
                 input_tokens: Some(self.prompt_estimate),
-                output_tokens: Some(self.response_bytes.div_ceil(BYTES_PER_TOKEN)),
+                output_tokens: Some(estimated_output),
                 ..Usage::default()
             };
             (estimate, UsageSource::Estimated)
+        } else if !finished {
+            // A stream cut short may have reported its input (Anthropic's `message_start`, every
+            // Gemini chunk), even an early output count, but not the output it went on to produce:
+            // that output is estimated as above, never below what was reported.
+            let output = reported.output_tokens.unwrap_or(0).max(estimated_output);
+            (Usage { output_tokens: Some(output), ..reported }, UsageSource::Estimated)
         } else {
             (reported, UsageSource::Reported)
         };
@@ -189,6 +196,24 @@ mod tests {
         meter.observe(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"));
         let bill = meter.bill(Outcome::Aborted, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
         assert!(!bill.billable);
+    }
+
+    #[test]
+    fn a_stream_cut_after_an_early_usage_report_bills_its_output() {
+        // Anthropic reports the input and an early output count of 1 before any text.
+        let mut meter = Meter::sse(Endpoint::Messages, 100, false);
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there\"}}\n\n",
+        );
+        meter.observe(Bytes::from_static(stream.as_bytes()));
+        let bill = meter.bill(Outcome::Aborted, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        assert!(bill.billable);
+        assert_eq!(bill.source, UsageSource::Estimated);
+        assert_eq!(bill.usage.input_tokens, Some(10), "the reported input stands");
+        assert_eq!(bill.usage.output_tokens, Some((stream.len() as u64).div_ceil(4)));
     }
 
     #[test]
