@@ -225,3 +225,31 @@ async fn concurrent_requests_never_overspend() {
         .unwrap();
     assert_eq!(consumed.total, 50);
 }
+
+#[tokio::test]
+async fn a_body_dropped_right_after_its_last_byte_is_billed_as_complete() {
+    // A server that knows the content length stops polling once it has sent that many bytes and
+    // drops the body without reading its end: that is still a complete response.
+    let f = fixture(10, KeyPolicy::default()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gateway = GatewayBuilder::new(f.store.clone(), f.store.clone(), prices()).usage_sink(f.records.clone()).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let response = service.oneshot(chat(&f.key, "gpt-test")).await.unwrap();
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert!(frame.is_data());
+    drop(body);
+    for _ in 0..100 {
+        if !f.records.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let records = f.records.0.lock().unwrap().clone();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].usage_source, apihub_core::store::UsageSource::Reported);
+    assert_eq!(records[0].status, 200);
+    assert_eq!(records[0].charged, Money::parse("0.000408").unwrap());
+    let key = f.store.list_keys(&Default::default(), PageRequest::default()).await.unwrap().items.remove(0);
+    assert_eq!(key.usage.calls_succeeded, 1);
+}

@@ -61,7 +61,16 @@ where
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        let out = this.meter.observe(data);
+                        let mut out = this.meter.observe(data);
+                        if this.inner.is_end_stream() {
+                            // The last bytes of a body of known length: a server may stop polling
+                            // (and drop this body) once it has sent them, so settle now.
+                            this.inner_done = true;
+                            if let Some(rest) = this.meter.flush() {
+                                out = [out, rest].concat().into();
+                            }
+                            this.settling = this.start_settle(Outcome::Completed);
+                        }
                         if out.is_empty() {
                             continue;
                         }
