@@ -1,0 +1,346 @@
+// End-to-end: the real gateway binary, its mock upstream, and the built dashboard in Chromium.
+//
+//   npm run test:e2e            (builds dist/, then runs this file with node's test runner)
+//
+// Environment: APIHUB_BIN (default ../target/debug/apihub, built by `cargo build -p apihub-server`),
+// CHROMIUM (default /usr/bin/chromium: Debian's package; nothing downloads a browser).
+// Screenshots of the main pages land in e2e/screenshots/ (gitignored).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const uiRoot = resolve(here, '..');
+const bin = resolve(uiRoot, process.env.APIHUB_BIN ?? '../target/debug/apihub');
+const uiDir = join(uiRoot, 'dist');
+const shots = join(here, 'screenshots');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+const ADMIN = { username: 'admin', password: 'e2e-admin-password' };
+const USER = { username: `e2e_user.${Date.now() % 100000}`, password: 'e2e-user-password' };
+const MODEL = 'e2e-model-mini';
+// Whole micro-credits per token, so the expected cost is an exact integer of micros.
+const PRICE = { input: '3', output: '6' };
+const RECHARGE = '100.5';
+
+const children = [];
+let tmp;
+let base;
+let context;
+let page;
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => ok(port));
+    });
+  });
+}
+
+function start(name, args, env = {}) {
+  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const keep = (chunk) => {
+    log = (log + chunk.toString()).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const entry = { name, child, log: () => log };
+  children.push(entry);
+  return entry;
+}
+
+async function waitFor(what, probe, entry, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (entry.child.exitCode !== null) {
+      throw new Error(`${entry.name} exited (${entry.child.exitCode}) before ${what}:\n${entry.log()}`);
+    }
+    try {
+      if (await probe()) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${entry.log()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Credits (decimal text) → integer micros, exactly. */
+function micros(text) {
+  const [whole, frac = ''] = text.replace('-', '').split('.');
+  const value = BigInt(whole) * 1_000_000n + BigInt(frac.padEnd(6, '0'));
+  return text.startsWith('-') ? -value : value;
+}
+
+/** Integer micros → the shortest exact decimal text with grouping, as the dashboard shows it. */
+function credits(value) {
+  const negative = value < 0n;
+  const abs = negative ? -value : value;
+  const whole = (abs / 1_000_000n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  const frac = (abs % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return `${negative ? '-' : ''}${whole}${frac ? `.${frac}` : ''}`;
+}
+
+async function shot(name) {
+  await page.waitForTimeout(300); // let antd finish its enter animations
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function login({ username, password }) {
+  await page.goto(`${base}/login`);
+  await page.locator('#login_username').fill(username);
+  await page.locator('#login_password').fill(password);
+  await page.locator('form#login button[type=submit]').click();
+  await page.getByTestId('current-username').getByText(username, { exact: true }).waitFor();
+}
+
+async function logout() {
+  await page.getByTestId('user-menu').click();
+  await page.getByText('Log out', { exact: true }).click();
+  await page.locator('#login_username').waitFor();
+}
+
+/** The visible modal's primary button. */
+async function confirmModal(title) {
+  const modal = page.locator('.ant-modal').filter({ hasText: title }).last();
+  await modal.locator('.ant-modal-footer .ant-btn-primary').click();
+}
+
+before(async () => {
+  assert.ok(existsSync(bin), `no gateway binary at ${bin}: run \`cargo build -p apihub-server\` or set APIHUB_BIN`);
+  assert.ok(existsSync(join(uiDir, 'index.html')), `no build in ${uiDir}: run \`npm run build\``);
+  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath}: apt-get install -y chromium`);
+  mkdirSync(shots, { recursive: true });
+  tmp = mkdtempSync(join(tmpdir(), 'apihub-e2e-'));
+
+  const mockPort = await freePort();
+  const mock = start('mock-upstream', ['mock-upstream', '--host', '127.0.0.1', '--port', String(mockPort)]);
+  await waitFor(
+    'the mock upstream',
+    async () => (await fetch(`http://127.0.0.1:${mockPort}/v1/models`)).status < 500,
+    mock,
+  );
+
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const gateway = start('gateway', ['serve'], {
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATABASE_URL: `sqlite://${join(tmp, 'apihub.db')}`,
+    DATA_DIR: tmp,
+    ADMIN_USERNAME: ADMIN.username,
+    ADMIN_PASSWORD: ADMIN.password,
+    UPSTREAM_URL: `http://127.0.0.1:${mockPort}`,
+    UI_DIR: uiDir,
+    RUST_LOG: process.env.RUST_LOG ?? 'warn',
+  });
+  await waitFor('the gateway', async () => (await fetch(`${base}/healthz`)).ok, gateway);
+
+  const index = await fetch(`${base}/keys`);
+  const html = await index.text();
+  assert.ok(
+    index.ok && html.includes('<div id="root">'),
+    `the gateway does not serve the dashboard from UI_DIR (GET /keys → ${index.status}); ` +
+      'the SPA fallback is the server side of this work',
+  );
+
+  context = await chromium.launchPersistentContext(join(tmp, 'chromium-profile'), {
+    executablePath: chromiumPath,
+    headless: true,
+    locale: 'en-US',
+    viewport: { width: 1360, height: 860 },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  context.setDefaultTimeout(20_000);
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  // The dashboard speaks English here whatever the machine's language.
+  await page.addInitScript(() => localStorage.setItem('apihub.locale', 'en'));
+});
+
+after(async () => {
+  await context?.close().catch(() => {});
+  for (const { child } of children.reverse()) {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  }
+  await Promise.all(
+    children.map(({ child }) => (child.exitCode === null ? new Promise((r) => child.once('exit', r)) : null)),
+  );
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+test('admin prices a model, a new user is recharged, calls it with a key, and sees the call billed', async () => {
+  try {
+    await journey();
+  } catch (e) {
+    await page?.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
+    throw e;
+  }
+});
+
+async function journey() {
+  // An unknown deep link without a session lands on the login page.
+  await page.goto(`${base}/transactions`);
+  await page.locator('#login_username').waitFor();
+  await shot('login');
+
+  // The administrator sets a price.
+  await login(ADMIN);
+  await page.goto(`${base}/admin/prices`);
+  await page.getByRole('button', { name: 'Set a price' }).click();
+  await page.locator('#price_model').fill(MODEL);
+  await page.locator('#price_input_price').fill(PRICE.input);
+  await page.locator('#price_output_price').fill(PRICE.output);
+  await confirmModal('Set a price');
+  await page.locator('tr', { hasText: MODEL }).waitFor();
+  await shot('admin-prices');
+  await logout();
+
+  // A new user registers.
+  await page.goto(`${base}/register`);
+  await page.locator('#register_username').fill(USER.username);
+  await page.locator('#register_password').fill(USER.password);
+  await page.locator('#register_confirm').fill(USER.password);
+  await page.locator('form#register button[type=submit]').click();
+  await page.getByText('Account created. Log in now.').waitFor();
+
+  // The administrator recharges them.
+  await login(ADMIN);
+  await page.goto(`${base}/admin/users`);
+  const row = page.locator('tr', { hasText: USER.username });
+  await row.getByRole('button', { name: 'Credit' }).click();
+  await page.locator('#credit_amount').fill(RECHARGE);
+  await page.locator('#credit_order_no').fill(`E2E-${Date.now()}`);
+  await page.locator('#credit_description').fill('e2e recharge');
+  await confirmModal(`Credit of ${USER.username}`);
+  await page.getByText(`Done. Balance now ${RECHARGE}`).waitFor();
+  await row.getByText(RECHARGE, { exact: true }).first().waitFor();
+  await shot('admin-users');
+  await page.goto(`${base}/admin/keys`);
+  await page.locator('.ant-table').waitFor();
+  await shot('admin-keys');
+  await logout();
+
+  // The user creates a key and sees it once.
+  await login(USER);
+  await page.goto(`${base}/keys`);
+  await page.getByRole('button', { name: 'Create key' }).click();
+  await page.locator('#key-create_name').fill('e2e laptop');
+  await confirmModal('Create an API key');
+  const key = (await page.getByTestId('created-key').textContent())?.trim();
+  assert.match(key ?? '', /^ahg_/, 'the new key is shown');
+  await shot('keys-created');
+  await page.getByRole('button', { name: 'I have saved them' }).click();
+  await page.locator('tr', { hasText: 'e2e laptop' }).waitFor();
+
+  // A call through the gateway with that key.
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Hello from the e2e test' }] }),
+  });
+  const body = await response.text();
+  assert.equal(response.status, 200, body);
+  const { usage } = JSON.parse(body);
+  assert.ok(usage && usage.total_tokens > 0, `usage reported: ${body}`);
+  // What the upstream reported, priced: the gateway must bill exactly this.
+  const expected = {
+    tokens: usage.total_tokens,
+    cost: BigInt(usage.prompt_tokens) * BigInt(PRICE.input) + BigInt(usage.completion_tokens) * BigInt(PRICE.output),
+  };
+
+  // What the gateway recorded, read through its API with the user's session (settlement may
+  // finish just after the response).
+  const token = await page.evaluate(() => localStorage.getItem('apihub.token'));
+  const api = async (path) => (await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } })).text();
+  let recorded;
+  for (let i = 0; i < 50; i++) {
+    const stats = JSON.parse(await api('/api/stats/me'));
+    if (stats.summary.requests >= 1) {
+      // Money fields read as their exact text, not through a double.
+      const charged = /"summary":\{[^}]*"charged":(-?[\d.]+)/.exec(await api('/api/stats/me'))[1];
+      recorded = { tokens: stats.summary.total_tokens, cost: micros(charged) };
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(recorded, 'the call was recorded in the statistics');
+  const balanceMicros = micros(RECHARGE) - recorded.cost;
+
+  // The dashboard shows the call, its tokens and its cost.
+  await page.goto(`${base}/`);
+  await page.getByTestId('today-calls').getByText('1', { exact: true }).waitFor();
+  await page.getByTestId('today-tokens').getByText(recorded.tokens.toLocaleString('en'), { exact: true }).waitFor();
+  await page.getByTestId('today-spend').getByText(credits(recorded.cost), { exact: true }).first().waitFor();
+  await page.getByTestId('balance-card').getByText(credits(balanceMicros), { exact: true }).waitFor();
+  await page.locator('tr', { hasText: MODEL }).waitFor();
+  await shot('dashboard');
+
+  // The transactions show the recharge and the consumption, with the balance before and after.
+  await page.goto(`${base}/transactions`);
+  const consume = page.locator('tr', { hasText: 'Consume' });
+  await consume.getByText(credits(-recorded.cost), { exact: true }).waitFor();
+  await consume.getByText(credits(balanceMicros), { exact: true }).waitFor();
+  await consume.getByText(RECHARGE, { exact: true }).waitFor();
+  await page.locator('tr', { hasText: 'Recharge' }).getByText(`+${RECHARGE}`, { exact: true }).waitFor();
+  await shot('transactions');
+
+  // The rest of the pages, for the record.
+  for (const [path, name] of [
+    ['/keys', 'keys'],
+    ['/models', 'models'],
+    ['/quickstart', 'quickstart'],
+    ['/recharge', 'recharge'],
+  ]) {
+    await page.goto(`${base}${path}`);
+    await page.locator('.page').waitFor();
+    await shot(name);
+  }
+  await page.goto(`${base}/models`);
+  await page.locator('tr', { hasText: MODEL }).waitFor();
+
+  // The administrator's statistics include the call and the revenue.
+  await logout();
+  await login(ADMIN);
+  await page.goto(`${base}/admin/stats`);
+  await page.locator('tr', { hasText: USER.username }).waitFor();
+  await shot('admin-stats');
+
+  // The language switch, remembered.
+  await page.getByText('中文', { exact: true }).click();
+  await page.getByText('统计', { exact: true }).first().waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('apihub.locale')), 'zh-CN');
+  await shot('admin-stats-zh');
+
+  // A session the server no longer accepts returns to the login page.
+  await page.evaluate(() => localStorage.setItem('apihub.token', 'not-a-valid-token'));
+  await page.goto(`${base}/keys`);
+  await page.locator('#login_username').waitFor();
+
+  // Last, so every page above was checked and photographed first: the bill matches the upstream's usage.
+  assert.deepEqual(
+    { tokens: recorded.tokens, cost: credits(recorded.cost) },
+    { tokens: expected.tokens, cost: credits(expected.cost) },
+    `the gateway billed ${recorded.tokens} tokens / ${credits(recorded.cost)} credits, but the upstream reported ` +
+      `${usage.prompt_tokens} + ${usage.completion_tokens} tokens (${credits(expected.cost)} credits at the set prices)`,
+  );
+}

@@ -1,0 +1,10 @@
+// Every server call of the dashboard, by area.
+export * as authApi from './auth';
+export * as creditApi from './credit';
+export * as keysApi from './keys';
+export * as pricesApi from './prices';
+export * as statsApi from './stats';
+export * as usersApi from './users';
+export { ApiError, errorMessage } from './errors';
+export { session } from './session';
+export type { Schemas } from './client';

@@ -1,0 +1,125 @@
+// The dashboard frame: side menu, header with the language switch and the user menu.
+import {
+  ApiOutlined,
+  BarChartOutlined,
+  CodeOutlined,
+  DashboardOutlined,
+  DollarOutlined,
+  DownOutlined,
+  KeyOutlined,
+  LockOutlined,
+  LogoutOutlined,
+  ShoppingOutlined,
+  TagsOutlined,
+  TeamOutlined,
+  TransactionOutlined,
+} from '@ant-design/icons';
+import { Button, Dropdown, Layout, Menu, Segmented, Space, Tag, Typography, type MenuProps } from 'antd';
+import { Suspense, useState, type ReactNode } from 'react';
+import { Outlet, useLocation, useNavigate } from 'react-router';
+import { session } from '../api';
+import { LOCALES, useI18n, type Locale, type MessageKey } from '../i18n';
+import { ChangePasswordModal } from './ChangePasswordModal';
+import { PageSpinner } from './PageSpinner';
+import { useMe } from './useSession';
+
+interface NavItem {
+  path: string;
+  label: MessageKey;
+  icon: ReactNode;
+}
+
+const USER_NAV: NavItem[] = [
+  { path: '/', label: 'nav.dashboard', icon: <DashboardOutlined /> },
+  { path: '/keys', label: 'nav.keys', icon: <KeyOutlined /> },
+  { path: '/transactions', label: 'nav.transactions', icon: <TransactionOutlined /> },
+  { path: '/models', label: 'nav.models', icon: <TagsOutlined /> },
+  { path: '/quickstart', label: 'nav.quickstart', icon: <CodeOutlined /> },
+  { path: '/recharge', label: 'nav.recharge', icon: <ShoppingOutlined /> },
+];
+
+const ADMIN_NAV: NavItem[] = [
+  { path: '/admin/users', label: 'nav.adminUsers', icon: <TeamOutlined /> },
+  { path: '/admin/keys', label: 'nav.adminKeys', icon: <ApiOutlined /> },
+  { path: '/admin/prices', label: 'nav.adminPrices', icon: <DollarOutlined /> },
+  { path: '/admin/stats', label: 'nav.adminStats', icon: <BarChartOutlined /> },
+];
+
+/** The menu entry that owns a path: the longest matching prefix. */
+function selectedKey(pathname: string): string {
+  const all = [...USER_NAV, ...ADMIN_NAV].map((n) => n.path);
+  return (
+    all
+      .filter((p) => (p === '/' ? pathname === '/' : pathname === p || pathname.startsWith(`${p}/`)))
+      .sort((a, b) => b.length - a.length)[0] ?? pathname
+  );
+}
+
+export function AppLayout() {
+  const { t, locale, setLocale } = useI18n();
+  const me = useMe();
+  const navigate = useNavigate();
+  const location = useLocation();
+  const [collapsed, setCollapsed] = useState(false);
+  const [passwordOpen, setPasswordOpen] = useState(false);
+  const isAdmin = me.data?.role === 'admin';
+
+  const item = (n: NavItem) => ({ key: n.path, icon: n.icon, label: t(n.label) });
+  const menuItems: MenuProps['items'] = [
+    ...USER_NAV.map(item),
+    ...(isAdmin ? [{ type: 'group' as const, key: 'admin', label: t('nav.admin'), children: ADMIN_NAV.map(item) }] : []),
+  ];
+
+  const userMenu: MenuProps['items'] = [
+    { key: 'password', icon: <LockOutlined />, label: t('header.changePassword') },
+    { type: 'divider' },
+    { key: 'logout', icon: <LogoutOutlined />, label: t('header.logout') },
+  ];
+  const onUserMenu: MenuProps['onClick'] = ({ key }) => {
+    if (key === 'password') setPasswordOpen(true);
+    if (key === 'logout') session.end('logout');
+  };
+
+  return (
+    <Layout style={{ minHeight: '100vh' }}>
+      <Layout.Sider collapsible collapsed={collapsed} onCollapse={setCollapsed} breakpoint="lg" theme="dark">
+        <div className="logo">{collapsed ? 'AH' : 'APIHub'}</div>
+        <Menu
+          theme="dark"
+          mode="inline"
+          selectedKeys={[selectedKey(location.pathname)]}
+          items={menuItems}
+          onClick={({ key }) => navigate(key)}
+        />
+      </Layout.Sider>
+      <Layout>
+        <Layout.Header className="app-header">
+          <Space size="middle">
+            <Segmented<Locale>
+              size="small"
+              value={locale}
+              options={LOCALES}
+              onChange={setLocale}
+              aria-label={t('header.language')}
+            />
+            <Dropdown menu={{ items: userMenu, onClick: onUserMenu }} trigger={['click']}>
+              <Button type="text" data-testid="user-menu">
+                <Space>
+                  <Typography.Text strong data-testid="current-username">{me.data?.username ?? '…'}</Typography.Text>
+                  {isAdmin ? <Tag color="gold">{t('role.admin')}</Tag> : null}
+                  <DownOutlined />
+                </Space>
+              </Button>
+            </Dropdown>
+          </Space>
+        </Layout.Header>
+        <Layout.Content className="app-content">
+          <Suspense fallback={<PageSpinner />}>
+            <Outlet />
+          </Suspense>
+        </Layout.Content>
+      </Layout>
+      <ChangePasswordModal open={passwordOpen} onClose={() => setPasswordOpen(false)} />
+    </Layout>
+  );
+}

@@ -1,0 +1,50 @@
+// Every page, loaded on demand so each route's code is its own chunk.
+import { lazy, Suspense } from 'react';
+import { Route, Routes } from 'react-router';
+import { AppLayout } from './AppLayout';
+import { RequireAdmin, RequireAuth } from './guards';
+import { PageSpinner } from './PageSpinner';
+
+const Login = lazy(() => import('../pages/login'));
+const Register = lazy(() => import('../pages/register'));
+const Dashboard = lazy(() => import('../pages/dashboard'));
+const Keys = lazy(() => import('../pages/keys'));
+const Transactions = lazy(() => import('../pages/transactions'));
+const Models = lazy(() => import('../pages/models'));
+const Quickstart = lazy(() => import('../pages/quickstart'));
+const Recharge = lazy(() => import('../pages/recharge'));
+const AdminUsers = lazy(() => import('../pages/admin/users'));
+const AdminKeys = lazy(() => import('../pages/admin/keys'));
+const AdminPrices = lazy(() => import('../pages/admin/prices'));
+const AdminStats = lazy(() => import('../pages/admin/stats'));
+const NotFound = lazy(() => import('../pages/not-found'));
+
+export function AppRoutes() {
+  return (
+    <Suspense fallback={<PageSpinner />}>
+      <Routes>
+        <Route path="/login" element={<Login />} />
+        <Route path="/register" element={<Register />} />
+        <Route
+          element={
+            <RequireAuth>
+              <AppLayout />
+            </RequireAuth>
+          }
+        >
+          <Route index element={<Dashboard />} />
+          <Route path="keys" element={<Keys />} />
+          <Route path="transactions" element={<Transactions />} />
+          <Route path="models" element={<Models />} />
+          <Route path="quickstart" element={<Quickstart />} />
+          <Route path="recharge" element={<Recharge />} />
+          <Route path="admin/users" element={<RequireAdmin><AdminUsers /></RequireAdmin>} />
+          <Route path="admin/keys" element={<RequireAdmin><AdminKeys /></RequireAdmin>} />
+          <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
+          <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />
+          <Route path="*" element={<NotFound />} />
+        </Route>
+      </Routes>
+    </Suspense>
+  );
+}

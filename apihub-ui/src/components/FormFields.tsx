@@ -1,0 +1,78 @@
+// Forms declared as data: a page lists its fields (name, label, kind, validators) and this
+// renders them as antd Form.Items with the matching input.
+import { DatePicker, Form, Input, InputNumber, Select } from 'antd';
+import type { ReactNode } from 'react';
+import { useT, type MessageKey, type Translate } from '../i18n';
+import type { Validator } from '../lib/validation';
+
+export type FieldKind = 'text' | 'password' | 'email' | 'integer' | 'decimal' | 'datetime' | 'tags' | 'select' | 'textarea';
+
+export interface FieldDef {
+  name: string;
+  label: MessageKey;
+  kind: FieldKind;
+  validators?: Validator[];
+  /** Shown under the input. */
+  help?: MessageKey;
+  placeholder?: MessageKey;
+  /** For `select` and `tags`: a fixed label, a label to translate, or the value itself. */
+  options?: { value: string; label?: string; labelKey?: MessageKey }[];
+  /** Other fields whose change re-validates this one. */
+  dependencies?: string[];
+  /** For `integer`: bounds the input itself accepts. */
+  min?: number;
+  max?: number;
+  autoComplete?: string;
+  /** Hide the field (e.g. administrator-only fields for users). */
+  hidden?: boolean;
+}
+
+function input(field: FieldDef, t: Translate): ReactNode {
+  const placeholder = field.placeholder ? t(field.placeholder) : undefined;
+  const common = { placeholder, 'aria-label': t(field.label) };
+  const options = field.options?.map((o) => ({ value: o.value, label: o.labelKey ? t(o.labelKey) : (o.label ?? o.value) }));
+  switch (field.kind) {
+    case 'password':
+      return <Input.Password {...common} autoComplete={field.autoComplete ?? 'current-password'} />;
+    case 'email':
+      return <Input {...common} type="email" autoComplete="email" />;
+    case 'integer':
+      return <InputNumber {...common} precision={0} min={field.min} max={field.max} style={{ width: '100%' }} />;
+    case 'decimal':
+      // Text, not InputNumber: amounts stay exact decimal strings all the way to the server.
+      return <Input {...common} inputMode="decimal" autoComplete="off" />;
+    case 'datetime':
+      return <DatePicker {...common} showTime style={{ width: '100%' }} />;
+    case 'tags':
+      return <Select {...common} mode="tags" options={options} allowClear tokenSeparators={[',', ' ']} />;
+    case 'select':
+      return <Select {...common} options={options} allowClear />;
+    case 'textarea':
+      return <Input.TextArea {...common} rows={2} />;
+    default:
+      return <Input {...common} autoComplete={field.autoComplete} />;
+  }
+}
+
+export function FormFields({ fields }: { fields: FieldDef[] }) {
+  const t = useT();
+  return (
+    <>
+      {fields
+        .filter((f) => !f.hidden)
+        .map((field) => (
+          <Form.Item
+            key={field.name}
+            name={field.name}
+            label={t(field.label)}
+            extra={field.help ? t(field.help) : undefined}
+            rules={field.validators?.map((v) => v(t))}
+            dependencies={field.dependencies}
+            validateFirst
+          >
+            {input(field, t)}
+          </Form.Item>
+        ))}
+    </>
+  );
+}

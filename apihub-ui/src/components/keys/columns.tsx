@@ -1,0 +1,102 @@
+// The key table, declared as columns: status, limits and usage (bars where a limit exists).
+import { Space, Tag, Tooltip, Typography } from 'antd';
+import type { ColumnsType } from 'antd/es/table';
+import type { ReactNode } from 'react';
+import type { Key } from '../../api/keys';
+import type { Locale, Translate } from '../../i18n';
+import { formatCount, formatDateTime } from '../../lib/format';
+import { formatMoney } from '../../lib/money';
+import { UsageBar } from '../UsageBar';
+import { isExpired } from './keyForm';
+
+export function KeyStatusTag({ keyView, t }: { keyView: Key; t: Translate }) {
+  if (keyView.status !== 'active') return <Tag>{t('status.disabled')}</Tag>;
+  if (isExpired(keyView)) return <Tag color="orange">{t('status.expired')}</Tag>;
+  return <Tag color="green">{t('status.active')}</Tag>;
+}
+
+function Limits({ k, t, locale }: { k: Key; t: Translate; locale: Locale }) {
+  const items: ReactNode[] = [];
+  if (k.rate_limit != null) items.push(t('keys.perMinuteShort', { n: formatCount(k.rate_limit, locale) }));
+  if (k.rate_limit_day != null) items.push(t('keys.perDayShort', { n: formatCount(k.rate_limit_day, locale) }));
+  if (k.remaining_calls != null) items.push(t('keys.callsLeft', { n: formatCount(k.remaining_calls, locale) }));
+  if (k.expires_at) items.push(t('keys.expires', { at: formatDateTime(k.expires_at, locale) }));
+  return (
+    <Space direction="vertical" size={2}>
+      {items.length ? items.map((x, i) => <Typography.Text key={i} style={{ fontSize: 12 }}>{x}</Typography.Text>) : (
+        <Typography.Text type="secondary" style={{ fontSize: 12 }}>{t('keys.noLimits')}</Typography.Text>
+      )}
+      <span>
+        {k.allowed_models.length ? (
+          k.allowed_models.map((m) => <Tag key={m} style={{ fontSize: 11 }}>{m}</Tag>)
+        ) : (
+          <Typography.Text type="secondary" style={{ fontSize: 12 }}>{t('keys.allModels')}</Typography.Text>
+        )}
+      </span>
+    </Space>
+  );
+}
+
+export interface KeyColumnOptions {
+  t: Translate;
+  locale: Locale;
+  /** Administrators: the owner and the key's discount. */
+  admin?: boolean;
+  actions: (key: Key) => ReactNode;
+}
+
+export function keyColumns({ t, locale, admin = false, actions }: KeyColumnOptions): ColumnsType<Key> {
+  const count = (v: string | number) => formatCount(Number(v), locale);
+  const columns: ColumnsType<Key> = [
+    {
+      title: t('keys.name'),
+      key: 'name',
+      render: (_, k) => (
+        <Space direction="vertical" size={0}>
+          <Typography.Text strong>{k.name || '—'}</Typography.Text>
+          <Typography.Text code style={{ fontSize: 12, whiteSpace: 'nowrap' }}>{k.key_preview}</Typography.Text>
+        </Space>
+      ),
+    },
+    ...(admin
+      ? [
+          { title: t('keys.userId'), dataIndex: 'user_id', key: 'user_id' },
+          {
+            title: t('keys.discountRate'),
+            dataIndex: 'discount_rate',
+            key: 'discount_rate',
+            render: (v: string) => formatMoney(v),
+          },
+        ]
+      : []),
+    { title: t('keys.status'), key: 'status', render: (_, k) => <KeyStatusTag keyView={k} t={t} /> },
+    { title: t('keys.limits'), key: 'limits', render: (_, k) => <Limits k={k} t={t} locale={locale} /> },
+    {
+      title: t('keys.tokensUsed'),
+      key: 'tokens',
+      render: (_, k) => <UsageBar used={k.tokens_used} limit={k.token_limit} render={count} />,
+    },
+    {
+      title: t('keys.quotaUsed'),
+      key: 'quota',
+      render: (_, k) => <UsageBar used={k.quota_used} limit={k.quota_limit} render={(v) => formatMoney(v)} />,
+    },
+    {
+      title: t('keys.calls'),
+      key: 'calls',
+      render: (_, k) => (
+        <Tooltip title={t('keys.callsTooltip')}>
+          {formatCount(k.calls_succeeded, locale)} / {formatCount(k.calls_total, locale)}
+        </Tooltip>
+      ),
+    },
+    {
+      title: t('common.createdAt'),
+      dataIndex: 'created_at',
+      key: 'created_at',
+      render: (v: string) => <span style={{ fontSize: 12, whiteSpace: 'nowrap' }}>{formatDateTime(v, locale)}</span>,
+    },
+    { title: t('common.actions'), key: 'actions', fixed: 'right', width: 310, render: (_, k) => actions(k) },
+  ];
+  return columns;
+}

@@ -1,0 +1,28 @@
+// New keys as CSV, for the one chance to save them.
+import type { CreatedKey } from '../../api/keys';
+
+function cell(value: unknown): string {
+  const text = value === null || value === undefined ? '' : String(value);
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+export function keysToCsv(keys: CreatedKey[]): string {
+  const header = ['id', 'name', 'key', 'batch_id', 'expires_at', 'quota_limit', 'allowed_models'];
+  const rows = keys.map((k) =>
+    [k.id, k.name, k.key, k.batch_id ?? '', k.expires_at ?? '', k.quota_limit ?? '', k.allowed_models.join(' ')]
+      .map(cell)
+      .join(','),
+  );
+  return [header.join(','), ...rows].join('\r\n') + '\r\n';
+}
+
+export function downloadText(filename: string, text: string, type = 'text/csv;charset=utf-8') {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}

@@ -1,0 +1,46 @@
+import { screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
+import { session } from '../../api';
+import { json, mockApi } from '../../test/api';
+import { utcToday } from '../../lib/format';
+import { renderPage } from '../../test/render';
+import DashboardPage from '.';
+
+const zero = '"requests":0,"succeeded":0,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"raw_cost":0,"charged":0';
+
+describe('DashboardPage', () => {
+  it("shows the exact balance and today's calls, tokens and spend", async () => {
+    session.start('tok');
+    const today = utcToday();
+    mockApi({
+      'GET /api/tokens/balance': json(
+        '{"user_id":2,"token_balance":9007199254740993.123456,"total_recharged":100,"total_consumed":0.000123,"discount_rate":0.8}',
+      ),
+      'GET /api/stats/me': json(
+        `{"from":"2025-01-01T00:00:00Z","to":"2025-02-01T00:00:00Z",` +
+          `"summary":{"requests":3,"succeeded":3,"prompt_tokens":30,"completion_tokens":12,"total_tokens":42,"raw_cost":0.000154,"charged":0.000123},` +
+          `"by_day":[{"date":"2000-01-01",${zero}},{"date":"${today}","requests":3,"succeeded":2,"prompt_tokens":30,"completion_tokens":12,"total_tokens":42,"raw_cost":0.000154,"charged":0.000123}],` +
+          `"by_model":[{"model":"gpt-4o-mini","requests":3,"succeeded":3,"prompt_tokens":30,"completion_tokens":12,"total_tokens":42,"raw_cost":0.000154,"charged":0.000123}]}`,
+      ),
+    });
+    renderPage(<DashboardPage />);
+    expect(await within(await screen.findByTestId('balance-card')).findByText('9,007,199,254,740,993.123456')).toBeInTheDocument();
+    expect(await within(screen.getByTestId('today-calls')).findByText('3')).toBeInTheDocument();
+    expect(within(screen.getByTestId('today-spend')).getByText('0.000123')).toBeInTheDocument();
+    expect(within(screen.getByTestId('today-tokens')).getByText('42')).toBeInTheDocument();
+    expect(screen.getByText('gpt-4o-mini')).toBeInTheDocument();
+    expect(screen.getByRole('img', { name: 'Last 30 days, per day' })).toBeInTheDocument();
+  });
+
+  it('shows empty states without usage', async () => {
+    session.start('tok');
+    mockApi({
+      'GET /api/tokens/balance': json('{"user_id":2,"token_balance":0,"total_recharged":0,"total_consumed":0,"discount_rate":1}'),
+      'GET /api/stats/me': json(
+        `{"from":"2025-01-01T00:00:00Z","to":"2025-02-01T00:00:00Z","summary":{${zero}},"by_day":[],"by_model":[]}`,
+      ),
+    });
+    renderPage(<DashboardPage />);
+    await waitFor(() => expect(screen.getAllByText('No usage yet')).toHaveLength(2));
+  });
+});

@@ -1,0 +1,106 @@
+// /: the balance, today's calls and spend, and the last 30 days per day and per model.
+import { useQuery } from '@tanstack/react-query';
+import { Card, Col, Empty, Row, Skeleton, Statistic, Table, Typography } from 'antd';
+import { useMemo, useState } from 'react';
+import { creditApi, statsApi } from '../../api';
+import type { ModelUsage } from '../../api/stats';
+import { BarChart } from '../../components/BarChart';
+import { ErrorAlert } from '../../components/ErrorAlert';
+import { Money } from '../../components/Money';
+import { PageContainer } from '../../components/PageContainer';
+import { EMPTY_USAGE, MetricSwitch, metricOf, modelColumns, type Metric } from '../../components/stats/usage';
+import { useI18n } from '../../i18n';
+import { formatCount, utcToday } from '../../lib/format';
+import { formatMoney } from '../../lib/money';
+
+export default function DashboardPage() {
+  const { t, locale } = useI18n();
+  const balance = useQuery(creditApi.balanceQuery());
+  const stats = useQuery(statsApi.myStatsQuery());
+  const [metric, setMetric] = useState<Metric>('charged');
+
+  const today = useMemo(() => {
+    const date = utcToday();
+    return stats.data?.by_day.find((d) => d.date === date) ?? EMPTY_USAGE;
+  }, [stats.data]);
+  const bars = useMemo(
+    () => (stats.data?.by_day ?? []).map((d) => ({ label: d.date.slice(5), ...metricOf(d, metric, locale) })),
+    [stats.data, metric, locale],
+  );
+  const maxCharged = Math.max(0, ...(stats.data?.by_model ?? []).map((m) => Number(m.charged)));
+
+  return (
+    <PageContainer title={t('dashboard.title')}>
+      {balance.isError ? <ErrorAlert error={balance.error} onRetry={() => balance.refetch()} /> : null}
+      {stats.isError ? <ErrorAlert error={stats.error} onRetry={() => stats.refetch()} /> : null}
+      <Row gutter={[16, 16]}>
+        <Col xs={24} sm={12} lg={6}>
+          <Card loading={balance.isPending} data-testid="balance-card">
+            <Statistic title={t('dashboard.balance')} valueRender={() => <Money value={balance.data?.token_balance} strong />} />
+            <Typography.Text type="secondary" style={{ fontSize: 12 }}>
+              {t('dashboard.recharged')} <Money value={balance.data?.total_recharged} /> · {t('dashboard.consumed')}{' '}
+              <Money value={balance.data?.total_consumed} />
+            </Typography.Text>
+          </Card>
+        </Col>
+        <Col xs={24} sm={12} lg={6}>
+          <Card loading={stats.isPending} data-testid="today-calls">
+            <Statistic title={t('dashboard.todayCalls')} value={formatCount(today.requests, locale)} />
+            <Typography.Text type="secondary" style={{ fontSize: 12 }}>
+              {t('dashboard.succeeded')} {formatCount(today.succeeded, locale)}
+            </Typography.Text>
+          </Card>
+        </Col>
+        <Col xs={24} sm={12} lg={6}>
+          <Card loading={stats.isPending} data-testid="today-spend">
+            <Statistic title={t('dashboard.todaySpend')} valueRender={() => <Money value={today.charged} strong />} />
+            <Typography.Text type="secondary" style={{ fontSize: 12 }}>
+              {t('dashboard.beforeDiscount')} <Money value={today.raw_cost} />
+            </Typography.Text>
+          </Card>
+        </Col>
+        <Col xs={24} sm={12} lg={6}>
+          <Card loading={stats.isPending} data-testid="today-tokens">
+            <Statistic title={t('dashboard.todayTokens')} value={formatCount(today.total_tokens, locale)} />
+            <Typography.Text type="secondary" style={{ fontSize: 12 }}>
+              {t('dashboard.discount')} {balance.data ? formatMoney(balance.data.discount_rate) : '—'}
+            </Typography.Text>
+          </Card>
+        </Col>
+        <Col xs={24} xl={14}>
+          <Card
+            title={t('dashboard.perDay')}
+            extra={<MetricSwitch value={metric} onChange={setMetric} />}
+          >
+            {stats.isPending ? <Skeleton active /> : <BarChart data={bars} emptyText={t('dashboard.noUsage')} ariaLabel={t('dashboard.perDay')} />}
+            <Typography.Text type="secondary" style={{ fontSize: 12 }}>
+              {t('dashboard.utcNote')}
+            </Typography.Text>
+          </Card>
+        </Col>
+        <Col xs={24} xl={10}>
+          <Card title={t('dashboard.perModel')}>
+            <Table<ModelUsage>
+              size="small"
+              rowKey="model"
+              loading={stats.isPending}
+              pagination={false}
+              columns={modelColumns(t, locale, maxCharged)}
+              dataSource={stats.data?.by_model ?? []}
+              locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('dashboard.noUsage')} /> }}
+            />
+            {stats.data ? (
+              <Typography.Text type="secondary" style={{ fontSize: 12 }} data-testid="period-total">
+                {t('dashboard.periodTotal', {
+                  calls: formatCount(stats.data.summary.requests, locale),
+                  tokens: formatCount(stats.data.summary.total_tokens, locale),
+                  spend: formatMoney(stats.data.summary.charged),
+                })}
+              </Typography.Text>
+            ) : null}
+          </Card>
+        </Col>
+      </Row>
+    </PageContainer>
+  );
+}
