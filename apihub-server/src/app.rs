@@ -11,20 +11,25 @@ use rand::distr::Alphanumeric;
 use std::time::Duration;
 
 use apihub_tower::auth::KeyCache;
+use apihub_tower::clock::SystemClock;
+use apihub_tower::rate_limit::{LocalRateLimiter, RateLimiter};
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password;
 use crate::config::Config;
 use crate::db::{Db, PoolOptions, SqlStore};
+use crate::metrics::Metrics;
 use crate::proxy::prices::PriceCache;
 use crate::proxy::usage_log::UsageLog;
+use crate::scale::{Invalidator, RedisRateLimiter, SharedRedis};
 use crate::state::AppState;
 
 /// A hold older than this is assumed orphaned (its process died) and released by the sweeper.
 /// It must outlast the longest stream a client may keep open.
 pub const STALE_HOLD: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// Opens the database (migrating it) and builds the shared state, including the usage log writer.
+/// Opens the database (migrating it) and, with `REDIS_URL`, Redis, and builds the shared state,
+/// including the usage log writer. Fails when either does not answer.
 pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let options = PoolOptions { max_connections: config.db_max_connections, ..PoolOptions::default() };
     let db = Db::connect(&config.database_url, &options).await?;
@@ -34,13 +39,41 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
     let key_cache = Arc::new(KeyCache::new(store.clone()));
     let prices = Arc::new(PriceCache::load(store.clone()).await?);
+    let (rate_limiter, invalidator): (Arc<dyn RateLimiter>, _) = match &config.redis {
+        Some(redis_config) => {
+            let redis = SharedRedis::connect(redis_config).await?;
+            tracing::info!(address = %redis.address(), prefix = redis.prefix(), "rate limits and invalidations shared through Redis");
+            (
+                Arc::new(RedisRateLimiter::new(redis.clone(), Arc::new(SystemClock))),
+                Invalidator::shared(key_cache.clone(), prices.clone(), redis),
+            )
+        }
+        None => (
+            Arc::new(LocalRateLimiter::new(Arc::new(SystemClock))),
+            Invalidator::local(key_cache.clone(), prices.clone()),
+        ),
+    };
     let (usage_log, _writer) = UsageLog::start(store.clone());
     let upstream = crate::proxy::upstream_service(&config)?;
-    Ok(AppState { store, stats, db, jwt, config: Arc::new(config), key_cache, prices, usage_log, upstream })
+    Ok(AppState {
+        store,
+        stats,
+        db,
+        jwt,
+        config: Arc::new(config),
+        key_cache,
+        invalidator,
+        rate_limiter,
+        metrics: Arc::new(Metrics::default()),
+        prices,
+        usage_log,
+        upstream,
+    })
 }
 
-/// Background upkeep for a serving gateway: releases orphaned holds and reloads prices (so a
-/// change made on another node arrives within seconds). Abort the handles at shutdown.
+/// Background upkeep for a serving gateway: releases orphaned holds, reloads prices every few
+/// seconds (the bound for a change made on another node without Redis) and, with Redis, applies
+/// other nodes' invalidations at once. Abort the handles at shutdown.
 pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let store = state.store.clone();
     let sweeper = tokio::spawn(async move {
@@ -65,7 +98,9 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    vec![sweeper, refresher]
+    let mut tasks = vec![sweeper, refresher];
+    tasks.extend(state.invalidator.subscribe());
+    tasks
 }
 
 /// What [`ensure_admin`] did.
@@ -89,7 +124,15 @@ pub async fn ensure_admin(state: &AppState) -> anyhow::Result<AdminBootstrap> {
         Some(p) => (p.expose().to_owned(), false),
         None => (rand::rng().sample_iter(Alphanumeric).take(20).map(char::from).collect::<String>(), true),
     };
-    create_admin(state.store.as_ref(), &config.admin_username, &password, config.admin_email.clone()).await?;
+    if let Err(error) =
+        create_admin(state.store.as_ref(), &config.admin_username, &password, config.admin_email.clone()).await
+    {
+        // Another gateway starting at the same moment on the same database may have won the race.
+        if state.store.count_admins().await? > 0 {
+            return Ok(AdminBootstrap::Existing);
+        }
+        return Err(error);
+    }
     Ok(if generated { AdminBootstrap::Generated(password) } else { AdminBootstrap::Created })
 }
 

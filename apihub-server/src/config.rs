@@ -56,6 +56,43 @@ pub struct Config {
     pub db_max_connections: usize,
     /// `UI_DIR`: the built dashboard (`apihub-ui/dist`), served at `/` when it exists.
     pub ui_dir: PathBuf,
+    /// `REDIS_URL` (and `REDIS_KEY_PREFIX`): rate limits and key-cache invalidation shared by
+    /// several gateways. `None`: in-process limits, and the key cache's TTL bounds staleness.
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where gateways that share state meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `REDIS_URL`: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path` for a
+    /// socket. TLS (`rediss://`) is not built in.
+    pub url: Secret,
+    /// `REDIS_KEY_PREFIX` (default `apihub`): starts every key and channel name, so deployments
+    /// (or test runs) sharing one Redis never see each other's counters or messages.
+    pub key_prefix: String,
+}
+
+impl RedisConfig {
+    /// The default `REDIS_KEY_PREFIX`.
+    pub const DEFAULT_PREFIX: &str = "apihub";
+
+    /// Settings for `url` with the default prefix.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig { url: Secret::new(url), key_prefix: Self::DEFAULT_PREFIX.to_owned() }
+    }
+
+    /// Vets `REDIS_URL` and `REDIS_KEY_PREFIX`; `None` without a URL.
+    pub fn parse(url: Option<String>, key_prefix: Option<String>) -> anyhow::Result<Option<RedisConfig>> {
+        let Some(url) = url else { return Ok(None) };
+        if !["redis://", "redis+unix://", "unix://"].iter().any(|scheme| url.starts_with(scheme)) {
+            bail!("REDIS_URL must start with redis://, redis+unix:// or unix:// (TLS is not built in)");
+        }
+        let key_prefix = key_prefix.unwrap_or_else(|| Self::DEFAULT_PREFIX.to_owned());
+        if key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("REDIS_KEY_PREFIX must not contain whitespace");
+        }
+        Ok(Some(RedisConfig { url: Secret(url), key_prefix }))
+    }
 }
 
 /// A secret string whose `Debug` does not show it.
@@ -130,6 +167,7 @@ impl Config {
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)?,
             db_max_connections: parsed("DB_MAX_CONNECTIONS", 16)?,
             ui_dir: PathBuf::from(var("UI_DIR").unwrap_or_else(|| "apihub-ui/dist".into())),
+            redis: RedisConfig::parse(var("REDIS_URL"), var("REDIS_KEY_PREFIX"))?,
         })
     }
 }
@@ -201,6 +239,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn redis_settings_are_vetted() {
+        assert_eq!(RedisConfig::parse(None, Some("x".into())).unwrap(), None);
+        let config = RedisConfig::parse(Some("redis://:pw@127.0.0.1:6379/2".into()), None).unwrap().unwrap();
+        assert_eq!(config.key_prefix, "apihub");
+        assert!(!format!("{config:?}").contains("pw"), "the URL may hold a password");
+        assert!(RedisConfig::parse(Some("rediss://host".into()), None).is_err());
+        assert!(RedisConfig::parse(Some("127.0.0.1:6379".into()), None).is_err());
+        assert!(RedisConfig::parse(Some("redis://h".into()), Some("a b".into())).is_err());
     }
 
     #[test]

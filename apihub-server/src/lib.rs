@@ -7,9 +7,11 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod mock_upstream;
 pub mod proxy;
 pub mod routes;
+pub mod scale;
 pub mod state;
 
 pub use routes::{build_app, openapi};

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_tower::auth::KeyCache;
+use apihub_tower::rate_limit::RateLimiter;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::proxy::UpstreamService;
 use crate::proxy::prices::PriceCache;
 use crate::proxy::usage_log::UsageLog;
+use crate::scale::Invalidator;
 
 /// Shared state: cheap to clone.
 #[derive(Clone)]
@@ -26,8 +29,14 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Settings.
     pub config: Arc<Config>,
-    /// API-key lookups; invalidated whenever a key or its owner changes.
+    /// API-key lookups; invalidated (through `invalidator`) whenever a key or its owner changes.
     pub key_cache: Arc<KeyCache>,
+    /// Refreshes `key_cache` and `prices` after a change, and with Redis every other node's too.
+    pub invalidator: Invalidator,
+    /// Per-key request counters: in process, or in Redis when shared by several gateways.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
     /// Model prices, as the billing layer reads them.
     pub prices: Arc<PriceCache>,
     /// The usage log writer.

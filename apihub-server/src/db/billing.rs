@@ -116,6 +116,11 @@ macro_rules! free_holds {
 }
 
 impl SqlStore {
+    /// Reservations open now (held, not yet settled or released), whichever node made them.
+    pub async fn open_reservations(&self) -> Result<i64, StoreError> {
+        with_conn!(self, |conn| Ok(reservations::table.count().get_result::<i64>(conn).await?))
+    }
+
     async fn release_one(&self, id: ReservationId) -> Result<(), BillingError> {
         write_tx!(self, BillingTx, |conn| {
             let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))

@@ -33,6 +33,9 @@ mod users;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
+/// The PostgreSQL advisory lock held while migrating (an arbitrary constant: "apihub" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6170_6968_7562;
+
 /// How long a SQLite connection waits for a lock held by another process before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
@@ -116,6 +119,20 @@ impl Db {
         }
     }
 
+    /// The pool's state, for `/metrics`.
+    pub fn pool_status(&self) -> crate::metrics::PoolGauges {
+        let status = match self {
+            Db::Sqlite { pool, .. } => pool.status(),
+            Db::Postgres { pool } => pool.status(),
+        };
+        crate::metrics::PoolGauges {
+            in_use: status.size.saturating_sub(status.available),
+            idle: status.available,
+            max: status.max_size,
+            waiting: status.waiting,
+        }
+    }
+
     /// Whether a connection can be had and answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
@@ -161,6 +178,12 @@ pub async fn migrate(url: &DbUrl) -> anyhow::Result<usize> {
             DbUrl::Postgres(url) => {
                 let mut conn = <diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection> as Connection
                 >::establish(url)?;
+                // Gateways sharing a database may start together: one migrates while the others
+                // wait on this lock, then find nothing left to do. It ends with the connection.
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut conn,
+                    &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
+                )?;
                 conn.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?.len()
             }
         };

@@ -73,8 +73,9 @@ fn response(error: GatewayError) -> Response {
 pub fn router(state: &AppState) -> Router {
     let config = &state.config;
     let gateway = GatewayBuilder::new(state.store.clone(), state.store.clone(), state.prices.clone())
-        .usage_sink(std::sync::Arc::new(state.usage_log.clone()))
+        .usage_sink(state.metrics.observe_usage(state.usage_log.clone()))
         .key_cache(state.key_cache.clone())
+        .rate_limiter(state.rate_limiter.clone())
         .max_body_bytes(config.proxy_max_body_bytes)
         .billing_config(BillingConfig {
             default_output_cap: config.default_max_output_tokens,

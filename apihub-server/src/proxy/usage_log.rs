@@ -2,6 +2,7 @@
 //! request) and are written in batches; at shutdown the channel is drained before exit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apihub_core::store::{UsageRecord, UsageStore};
@@ -23,6 +24,8 @@ enum Message {
 #[derive(Clone)]
 pub struct UsageLog {
     tx: mpsc::UnboundedSender<Message>,
+    /// Records sent and not yet written (or given up on).
+    queued: Arc<AtomicUsize>,
 }
 
 impl UsageLog {
@@ -30,7 +33,13 @@ impl UsageLog {
     /// [`UsageLog`] to be sure every record is written).
     pub fn start(store: Arc<dyn UsageStore>) -> (UsageLog, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (UsageLog { tx }, tokio::spawn(write_batches(store, rx)))
+        let queued = Arc::new(AtomicUsize::new(0));
+        (UsageLog { tx, queued: queued.clone() }, tokio::spawn(write_batches(store, rx, queued)))
+    }
+
+    /// Records waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Waits until every record sent before this call is written.
@@ -44,13 +53,15 @@ impl UsageLog {
 
 impl UsageSink for UsageLog {
     fn record(&self, record: UsageRecord) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Message::Record(Box::new(record))).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("usage log writer is gone; a usage record was dropped");
         }
     }
 }
 
-async fn write_batches(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn write_batches(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiver<Message>, queued: Arc<AtomicUsize>) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -71,15 +82,22 @@ async fn write_batches(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiv
                 () = &mut linger => break,
             }
         }
-        write(store.as_ref(), &mut batch).await;
+        write(store.as_ref(), &mut batch, &queued).await;
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
     }
-    write(store.as_ref(), &mut batch).await;
+    write(store.as_ref(), &mut batch, &queued).await;
 }
 
-async fn write(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>) {
+/// Writes `batch` (retrying), empties it and takes its rows off the `queued` count.
+async fn write(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>, queued: &AtomicUsize) {
+    let rows = batch.len();
+    write_rows(store, batch).await;
+    queued.fetch_sub(rows, Ordering::Relaxed);
+}
+
+async fn write_rows(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>) {
     if batch.is_empty() {
         return;
     }

@@ -381,7 +381,7 @@ pub async fn update_key(
     let key = visible_key(&state, &user, key_id).await?;
     let patch = req.into_patch(&user)?;
     let updated = state.store.update_key(key.id, &patch).await?;
-    state.key_cache.invalidate_key(&key.public_id);
+    state.invalidator.key(&key.public_id).await;
     Ok(Json(updated.into()))
 }
 
@@ -395,7 +395,7 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     let key = visible_key(&state, &user, key_id).await?;
     state.store.delete_key(key.id).await?;
-    state.key_cache.invalidate_key(&key.public_id);
+    state.invalidator.key(&key.public_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -410,7 +410,7 @@ pub async fn deactivate_key(
     let key = visible_key(&state, &user, key_id).await?;
     let patch = KeyPatch { status: Some(KeyStatus::Disabled), ..KeyPatch::default() };
     let updated = state.store.update_key(key.id, &patch).await?;
-    state.key_cache.invalidate_key(&key.public_id);
+    state.invalidator.key(&key.public_id).await;
     Ok(Json(updated.into()))
 }
 
@@ -424,6 +424,6 @@ pub async fn reset_usage(
 ) -> Result<Json<KeyView>, ApiError> {
     let key = visible_key(&state, &user, key_id).await?;
     let reset = state.store.reset_key_usage(key.id).await?;
-    state.key_cache.invalidate_key(&key.public_id);
+    state.invalidator.key(&key.public_id).await;
     Ok(Json(reset.into()))
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod health;
 pub mod keys;
 pub mod keys_admin;
+pub mod metrics;
 pub mod prices;
 pub mod stats;
 pub mod tokens;
@@ -17,6 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -116,7 +118,16 @@ fn dashboard(dir: &std::path::Path) -> Option<tower_http::services::ServeDir<tow
 pub fn build_app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let ui_dir = state.config.ui_dir.clone();
-    let proxy = crate::proxy::router(&state);
+    // Every /v1 response is counted by status class, refusals included; forwarded requests are
+    // counted again by model when their usage record is made.
+    let metrics = state.metrics.clone();
+    let proxy = crate::proxy::router(&state).layer(MapResponseLayer::new(move |response: axum::response::Response| {
+        metrics.count_response(response.status());
+        response
+    }));
+    // For Prometheus, not for API clients: left out of the OpenAPI document (whose generated
+    // client the dashboard is built on).
+    let scrape = Router::new().route("/metrics", axum::routing::get(metrics::metrics)).with_state(state.clone());
     let (api, mut doc) = api_router().split_for_parts();
     doc.info.title.clone_from(&state.config.app_name);
     // The account API: JSON bodies of at most MAX_BODY_BYTES (413 via our extractor's rejection)
@@ -133,6 +144,7 @@ pub fn build_app(state: AppState) -> Router {
     let not_found = || async { ApiError::NotFound("no such route".into()).into_response() };
     let app = Router::new()
         .merge(proxy)
+        .merge(scrape)
         .merge(api)
         // Unknown API paths stay JSON 404s even when the dashboard answers everything else.
         .route("/api/{*rest}", axum::routing::any(not_found))

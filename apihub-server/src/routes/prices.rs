@@ -111,7 +111,7 @@ pub async fn set_price(
         return Err(ApiError::Validation("prices must not be negative".into()));
     }
     state.store.set_price(&model, &price).await?;
-    state.prices.reload().await?;
+    state.invalidator.prices().await?;
     Ok(Json(PriceView::of(model, price)))
 }
 
@@ -127,6 +127,6 @@ pub async fn delete_price(
         apihub_core::store::StoreError::NotFound => ApiError::not_found("price"),
         other => other.into(),
     })?;
-    state.prices.reload().await?;
+    state.invalidator.prices().await?;
     Ok(StatusCode::NO_CONTENT)
 }

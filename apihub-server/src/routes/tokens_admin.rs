@@ -151,6 +151,6 @@ pub async fn set_discount(
     Json(req): Json<DiscountRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = state.store.set_user_discount(user_id, req.discount_rate).await?;
-    state.key_cache.invalidate_user(user_id);
+    state.invalidator.user(user_id).await;
     Ok(Json(user.into()))
 }

@@ -65,7 +65,7 @@ pub async fn disable_user(
         return Err(ApiError::Conflict("administrators cannot disable themselves".into()));
     }
     let user = state.store.set_user_status(user_id, UserStatus::Disabled).await?;
-    state.key_cache.invalidate_user(user_id);
+    state.invalidator.user(user_id).await;
     Ok(Json(user.into()))
 }
 
@@ -78,6 +78,6 @@ pub async fn enable_user(
     Path(user_id): Path<i64>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = state.store.set_user_status(user_id, UserStatus::Active).await?;
-    state.key_cache.invalidate_user(user_id);
+    state.invalidator.user(user_id).await;
     Ok(Json(user.into()))
 }

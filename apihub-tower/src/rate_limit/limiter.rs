@@ -101,48 +101,87 @@ impl LocalRateLimiter {
 
     /// Checks and counts synchronously (the trait method wraps this).
     pub fn check_now(&self, key_id: KeyId, limits: Limits) -> Decision {
-        let now = self.clock.now_millis();
-        let (minute, day) = (now / MINUTE_MS, now / DAY_MS);
-        let minute_reset = (minute + 1) * MINUTE_MS - now;
-        let day_reset = (day + 1) * DAY_MS - now;
+        let windows = Windows::at(self.clock.now_millis());
         let shard = &self.shards[(key_id.unsigned_abs() % SHARDS as u64) as usize];
         let Ok(mut map) = shard.lock() else {
             // A poisoned shard only means a panic elsewhere; its counters are still plain numbers.
             return Decision::Allowed(None);
         };
         if map.len() > 10_000 {
-            map.retain(|_, c| c.day.0 == day);
+            map.retain(|_, c| c.day.0 == windows.day);
         }
         let counters = map.entry(key_id).or_default();
-        if counters.minute.0 != minute {
-            counters.minute = (minute, 0);
+        if counters.minute.0 != windows.minute {
+            counters.minute = (windows.minute, 0);
         }
-        if counters.day.0 != day {
-            counters.day = (day, 0);
+        if counters.day.0 != windows.day {
+            counters.day = (windows.day, 0);
         }
-        if let Some(limit) = limits.per_minute
-            && counters.minute.1 >= limit
-        {
-            return Decision::Limited { window: Window::Minute, limit, reset_in_ms: minute_reset };
-        }
-        if let Some(limit) = limits.per_day
-            && counters.day.1 >= limit
-        {
-            return Decision::Limited { window: Window::Day, limit, reset_in_ms: day_reset };
+        if let Some(refusal) = windows.refusal(limits, counters.minute.1, counters.day.1) {
+            return refusal;
         }
         counters.minute.1 += 1;
         counters.day.1 += 1;
+        windows.admitted(limits, counters.minute.1, counters.day.1)
+    }
+}
+
+/// The fixed windows (UTC minute, UTC day) one moment falls in: what a [`RateLimiter`] counts
+/// under, and how it turns counts into a [`Decision`]. Shared by every implementation so that
+/// they all answer alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    /// Minutes since the Unix epoch.
+    pub minute: u64,
+    /// Days since the Unix epoch.
+    pub day: u64,
+    /// Milliseconds until the minute ends.
+    pub minute_reset_ms: u64,
+    /// Milliseconds until the day ends.
+    pub day_reset_ms: u64,
+}
+
+impl Windows {
+    /// The windows at `now_millis` (Unix milliseconds).
+    pub fn at(now_millis: u64) -> Self {
+        let (minute, day) = (now_millis / MINUTE_MS, now_millis / DAY_MS);
+        Windows {
+            minute,
+            day,
+            minute_reset_ms: (minute + 1) * MINUTE_MS - now_millis,
+            day_reset_ms: (day + 1) * DAY_MS - now_millis,
+        }
+    }
+
+    /// The refusal when a window already holds its limit (`minute` and `day` are the counts
+    /// before this request), or `None` when the request fits.
+    pub fn refusal(&self, limits: Limits, minute: u32, day: u32) -> Option<Decision> {
+        if let Some(limit) = limits.per_minute
+            && minute >= limit
+        {
+            return Some(Decision::Limited { window: Window::Minute, limit, reset_in_ms: self.minute_reset_ms });
+        }
+        if let Some(limit) = limits.per_day
+            && day >= limit
+        {
+            return Some(Decision::Limited { window: Window::Day, limit, reset_in_ms: self.day_reset_ms });
+        }
+        None
+    }
+
+    /// The answer to an admitted request, given the counts including it: the tighter window.
+    pub fn admitted(&self, limits: Limits, minute: u32, day: u32) -> Decision {
         let minute_left = limits.per_minute.map(|l| Allowance {
             window: Window::Minute,
             limit: l,
-            remaining: l - counters.minute.1,
-            reset_in_ms: minute_reset,
+            remaining: l.saturating_sub(minute),
+            reset_in_ms: self.minute_reset_ms,
         });
         let day_left = limits.per_day.map(|l| Allowance {
             window: Window::Day,
             limit: l,
-            remaining: l - counters.day.1,
-            reset_in_ms: day_reset,
+            remaining: l.saturating_sub(day),
+            reset_in_ms: self.day_reset_ms,
         });
         Decision::Allowed(match (minute_left, day_left) {
             (Some(m), Some(d)) => Some(if d.remaining < m.remaining { d } else { m }),

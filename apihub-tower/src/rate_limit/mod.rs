@@ -21,5 +21,5 @@ mod limiter;
 mod service;
 
 pub use layer::RateLimitLayer;
-pub use limiter::{Decision, Limits, LocalRateLimiter, RateLimiter, Window};
+pub use limiter::{Allowance, Decision, Limits, LocalRateLimiter, RateLimiter, Window, Windows};
 pub use service::RateLimit;
