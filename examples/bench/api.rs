@@ -1,0 +1,273 @@
+//! The gateway's account API as the benchmark uses it: provisioning an administrator's world (a
+//! funded user, a key with limits too high to trigger, a price, filler keys) and, afterwards,
+//! checking that the ledger charged exactly what the usage log says.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use apihub_core::Money;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::procs::ADMIN_PASSWORD;
+
+/// The model every benchmark request names.
+pub const MODEL: &str = "gpt-4o-mini";
+
+/// A small JSON client for one gateway.
+pub struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        Api { client: Client::builder(TokioExecutor::new()).build_http(), base: format!("http://{addr}") }
+    }
+
+    /// Sends a request and returns the JSON answer; any status but 2xx is an error.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = Request::builder().method(method.clone()).uri(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(json.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let response = self.client.request(request.body(Full::new(body))?).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("{method} {path}: {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: the answer is not JSON"))
+    }
+
+    async fn typed<T: for<'de> Deserialize<'de>>(&self, path: &str, token: &str) -> anyhow::Result<T> {
+        let value = self.call(Method::GET, path, Some(token), None).await?;
+        serde_json::from_value(value).with_context(|| format!("GET {path}: unexpected shape"))
+    }
+
+    async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let body = json!({ "username": username, "password": password });
+        let answer = self.call(Method::POST, "/api/auth/login", None, Some(body)).await?;
+        answer["access_token"].as_str().map(str::to_owned).context("login answered no access_token")
+    }
+
+    /// Registers `username` and returns their user id.
+    async fn register(&self, username: &str, password: &str) -> anyhow::Result<i64> {
+        let body = json!({ "username": username, "password": password });
+        let answer = self.call(Method::POST, "/api/auth/register", None, Some(body)).await?;
+        answer["id"].as_i64().context("register answered no id")
+    }
+}
+
+/// Who the benchmark is on one gateway.
+pub struct Tenant {
+    admin: String,
+    user_id: i64,
+    user_token: String,
+    key_id: i64,
+    /// The whole key the load sends.
+    pub key: String,
+}
+
+/// The credit the benchmark user starts with.
+const FUNDING: &str = "1000000";
+/// Most keys one batch call may create.
+const BATCH: u32 = 1000;
+
+/// Prices the model, creates and funds user `bench`, gives them a key with every limit set (and
+/// set too high to trigger), and creates `filler_keys` more keys for user `filler` in batches.
+pub async fn provision(api: &Api, filler_keys: u32) -> anyhow::Result<Tenant> {
+    let admin = api.login("admin", ADMIN_PASSWORD).await?;
+    let price = json!({ "input_price": "0.15", "output_price": "0.6" });
+    api.call(Method::PUT, &format!("/api/admin/prices/{MODEL}"), Some(&admin), Some(price)).await?;
+    let password = "bench-user-password";
+    let user_id = api.register("bench", password).await?;
+    let funding = json!({ "amount": FUNDING, "order_no": "bench-funding" });
+    api.call(Method::POST, &format!("/api/tokens/admin/user/{user_id}/recharge"), Some(&admin), Some(funding)).await?;
+    let limits = json!({
+        "name": "bench",
+        "rate_limit": 1_000_000_000,
+        "rate_limit_day": 1_000_000_000,
+        "token_limit": 1_000_000_000_000_i64,
+        "quota_limit": FUNDING,
+        "allowed_models": [MODEL],
+    });
+    let key = api.call(Method::POST, &format!("/api/keys/admin/user/{user_id}"), Some(&admin), Some(limits)).await?;
+    let key_id = key["id"].as_i64().context("the new key has no id")?;
+    let key = key["key"].as_str().context("the new key is not shown")?.to_owned();
+    if filler_keys > 0 {
+        let filler = api.register("filler", password).await?;
+        let mut left = filler_keys;
+        while left > 0 {
+            let count = left.min(BATCH);
+            let batch = json!({ "count": count, "name_prefix": "filler", "rate_limit": 60 });
+            let path = format!("/api/keys/admin/user/{filler}/batch");
+            api.call(Method::POST, &path, Some(&admin), Some(batch)).await?;
+            left -= count;
+        }
+    }
+    let user_token = api.login("bench", password).await?;
+    Ok(Tenant { admin, user_id, user_token, key_id, key })
+}
+
+#[derive(Deserialize)]
+struct Summary {
+    requests: u64,
+    succeeded: u64,
+    charged: Money,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    summary: Summary,
+}
+
+#[derive(Deserialize)]
+struct Balance {
+    token_balance: Money,
+    total_consumed: Money,
+}
+
+#[derive(Deserialize)]
+struct Tx {
+    tx_type: String,
+    amount: Money,
+}
+
+#[derive(Deserialize)]
+struct TxPage {
+    items: Vec<Tx>,
+    total: u64,
+}
+
+#[derive(Deserialize)]
+struct KeyInfo {
+    quota_used: Money,
+    calls_succeeded: i64,
+}
+
+/// What the ledger check found.
+#[derive(Debug, Serialize)]
+pub struct LedgerCheck {
+    /// Usage-log rows (one per forwarded request) and their charges, from the stats API.
+    pub usage_requests: u64,
+    pub usage_succeeded: u64,
+    pub usage_charged: Money,
+    /// `consume` rows of the ledger and the credit they took.
+    pub consume_rows: u64,
+    pub consumed: Money,
+    /// Every ledger row added up, and the balance.
+    pub ledger_sum: Money,
+    pub balance: Money,
+    /// The key's own running totals.
+    pub key_quota_used: Money,
+    pub key_calls_succeeded: i64,
+    /// What did not add up; empty when the check passed.
+    pub problems: Vec<String>,
+}
+
+/// Waits until the usage log holds `sent` rows, then checks that consume transactions add up to
+/// the usage log's charges, that the ledger adds up to the balance, and that the key's totals agree.
+pub async fn check_ledger(api: &Api, tenant: &Tenant, sent: u64, succeeded: u64) -> anyhow::Result<LedgerCheck> {
+    let stats_path = format!("/api/stats/admin/users/{}", tenant.user_id);
+    // The usage log is written in batches off the request path: wait for the last batch.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let usage = loop {
+        let report: Report = api.typed(&stats_path, &tenant.admin).await?;
+        if report.summary.requests >= sent || Instant::now() > deadline {
+            break report.summary;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let balance: Balance =
+        api.typed(&format!("/api/tokens/admin/user/{}/balance", tenant.user_id), &tenant.admin).await?;
+    let key: KeyInfo = api.typed(&format!("/api/keys/{}", tenant.key_id), &tenant.admin).await?;
+
+    let (mut consume_rows, mut consumed, mut ledger_sum, mut seen) = (0u64, 0i64, 0i64, 0u64);
+    for page in 1.. {
+        let path = format!("/api/tokens/transactions?page={page}&page_size=200");
+        let rows: TxPage = api.typed(&path, &tenant.user_token).await?;
+        if rows.items.is_empty() {
+            if seen != rows.total {
+                bail!("the ledger listing ended after {seen} of {} rows", rows.total);
+            }
+            break;
+        }
+        for tx in rows.items {
+            seen += 1;
+            ledger_sum += tx.amount.micros();
+            if tx.tx_type == "consume" {
+                consume_rows += 1;
+                consumed -= tx.amount.micros();
+            }
+        }
+    }
+
+    let mut check = LedgerCheck {
+        usage_requests: usage.requests,
+        usage_succeeded: usage.succeeded,
+        usage_charged: usage.charged,
+        consume_rows,
+        consumed: Money::from_micros(consumed),
+        ledger_sum: Money::from_micros(ledger_sum),
+        balance: balance.token_balance,
+        key_quota_used: key.quota_used,
+        key_calls_succeeded: key.calls_succeeded,
+        problems: Vec::new(),
+    };
+    let mut expect = |ok: bool, problem: String| {
+        if !ok {
+            check.problems.push(problem);
+        }
+    };
+    expect(usage.requests == sent, format!("usage log has {} rows for {sent} requests sent", usage.requests));
+    expect(
+        usage.succeeded == succeeded,
+        format!("usage log counts {} successes, the load saw {succeeded}", usage.succeeded),
+    );
+    expect(
+        consumed == usage.charged.micros(),
+        format!("consume rows total {}, usage log charged {}", check.consumed, usage.charged),
+    );
+    expect(
+        consume_rows == usage.succeeded,
+        format!("{consume_rows} consume rows for {} charged requests", usage.succeeded),
+    );
+    expect(
+        ledger_sum == balance.token_balance.micros(),
+        format!("ledger sums to {}, balance is {}", check.ledger_sum, balance.token_balance),
+    );
+    expect(
+        balance.total_consumed == usage.charged,
+        format!("total_consumed {} ≠ charged {}", balance.total_consumed, usage.charged),
+    );
+    expect(key.quota_used == usage.charged, format!("key quota_used {} ≠ charged {}", key.quota_used, usage.charged));
+    expect(
+        u64::try_from(key.calls_succeeded).ok() == Some(usage.succeeded),
+        format!("key calls_succeeded {} ≠ {}", key.calls_succeeded, usage.succeeded),
+    );
+    Ok(check)
+}

@@ -1,0 +1,271 @@
+//! cargo run --release -p apihub-examples --example bench -- [--quick] [--json out.json]
+//!
+//! The benchmark harness: how much APIHub adds to every request, next to a bare reverse proxy.
+//!
+//! It builds the `apihub` binary first (`cargo build [--release] -p apihub-server`, in the
+//! profile the harness itself was built with; a debug build measures nothing worth reading),
+//! then starts, each on a free port of 127.0.0.1 and inside one temporary directory:
+//!
+//! - the mock upstream (`apihub mock-upstream`: answers at once with usage, records nothing);
+//! - nginx as a bare reverse proxy in front of it, when `nginx` is installed (Debian's package);
+//! - the gateway with everything on (key auth, rate limits, quota, billing, usage log) on a
+//!   temporary SQLite file, and on a fresh PostgreSQL database when `APIHUB_BENCH_POSTGRES_URL`
+//!   names a server (for example `postgres://postgres@127.0.0.1:5432/postgres`). Each gateway
+//!   gets an administrator, a funded user, a key whose limits are all set but too high to
+//!   trigger, a price for the model, and 100,000 more keys made through the admin batch API.
+//!
+//! Through each target (direct to the mock, nginx, APIHub on SQLite, on PostgreSQL) its own load
+//! generator (tokio and hyper, keep-alive connections) measures: one client in a closed loop; 64
+//! clients in a closed loop (the maximum throughput); an open loop at 5,000 requests per second
+//! over 64 connections, each latency counted from the request's due time; and streamed chat
+//! completions whose events the mock spaces 20 ms apart (time to first byte, and whether the
+//! events still arrive spaced). For a gateway it records the peak RSS (`VmHWM`) and then checks
+//! through the admin and stats APIs that the ledger's consume rows add up to exactly what the
+//! usage log charged, and the ledger to the balance.
+//!
+//! It prints Markdown tables and, with `--json PATH`, writes everything as JSON. `--quick` runs
+//! a few seconds in all with small counts, to prove the harness works (CI). The exit status is
+//! non-zero when a request fails or the ledger does not add up, never because a performance
+//! target is missed.
+
+mod api;
+mod load;
+mod procs;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use api::{Api, MODEL};
+use load::RequestSpec;
+use procs::Proc;
+use report::{Run, TargetResult};
+
+/// How long and how hard each phase runs.
+struct Plan {
+    quick: bool,
+    c1_warmup: Duration,
+    c1_window: Duration,
+    concurrency: usize,
+    many_warmup: Duration,
+    many_window: Duration,
+    rate: u64,
+    rate_window: Duration,
+    streams: usize,
+    stream_concurrency: usize,
+    stream_tokens: u64,
+    chunk_delay_ms: u64,
+    filler_keys: u32,
+}
+
+impl Plan {
+    fn full() -> Self {
+        Plan {
+            quick: false,
+            c1_warmup: Duration::from_millis(500),
+            c1_window: Duration::from_secs(5),
+            concurrency: 64,
+            many_warmup: Duration::from_secs(1),
+            many_window: Duration::from_secs(8),
+            rate: 5000,
+            rate_window: Duration::from_secs(8),
+            streams: 16,
+            stream_concurrency: 4,
+            stream_tokens: 12,
+            chunk_delay_ms: 20,
+            filler_keys: 100_000,
+        }
+    }
+
+    fn quick() -> Self {
+        Plan {
+            quick: true,
+            c1_warmup: Duration::from_millis(50),
+            c1_window: Duration::from_millis(300),
+            many_warmup: Duration::from_millis(100),
+            many_window: Duration::from_millis(500),
+            rate: 1000,
+            rate_window: Duration::from_millis(500),
+            streams: 2,
+            stream_concurrency: 2,
+            stream_tokens: 4,
+            chunk_delay_ms: 10,
+            filler_keys: 1000,
+            ..Plan::full()
+        }
+    }
+}
+
+struct Args {
+    quick: bool,
+    json: Option<PathBuf>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = Args { quick: false, json: None };
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--json" => args.json = Some(given.next().context("--json needs a path")?.into()),
+            "-h" | "--help" => {
+                println!("usage: bench [--quick] [--json PATH]   (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL)");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}` (usage: bench [--quick] [--json PATH])"),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<bool> {
+    let args = args()?;
+    let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    if cfg!(debug_assertions) && !plan.quick {
+        eprintln!("bench: this is a debug build; run with --release for numbers worth reading");
+    }
+    let apihub = procs::build_apihub()?;
+    let work = tempfile::Builder::new().prefix("apihub-bench-").tempdir()?;
+    let started = Instant::now();
+    let (_mock, mock) = procs::start_mock(&apihub, work.path())?;
+    let mut run = Run {
+        mode: if plan.quick { "quick" } else { "full" },
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        // Other work on the machine skews every number; say how busy it was.
+        load_average: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned(),
+        concurrency: plan.concurrency,
+        rate_per_second: plan.rate,
+        targets: Vec::new(),
+        skipped: Vec::new(),
+        goals: Vec::new(),
+        failures: Vec::new(),
+    };
+
+    // Direct to the mock: the baseline. The mock takes any key.
+    run.targets.push(measure("direct", mock, "ahg_direct_baseline", &plan, None).await);
+
+    match procs::nginx_binary() {
+        None => run.skipped.push("nginx: not installed (apt-get install nginx-light)".into()),
+        Some(nginx) => match procs::start_nginx(&nginx, &work.path().join("nginx"), mock) {
+            Err(error) => run.skipped.push(format!("nginx: could not start: {error:#}")),
+            Ok((mut proc, addr)) => {
+                run.targets.push(measure("nginx", addr, "ahg_direct_baseline", &plan, Some(&proc)).await);
+                proc.stop(Duration::from_secs(5));
+            }
+        },
+    }
+
+    let dir = work.path().join("sqlite");
+    let sqlite = format!("sqlite://{}", dir.join("apihub.db").display());
+    match bench_gateway(&apihub, "apihub-sqlite", &dir, &sqlite, mock, &plan).await {
+        Ok(result) => run.targets.push(result),
+        Err(error) => run.failures.push(format!("apihub-sqlite: {error:#}")),
+    }
+
+    match std::env::var("APIHUB_BENCH_POSTGRES_URL").ok().filter(|url| !url.is_empty()) {
+        None => run.skipped.push("apihub-postgres: APIHUB_BENCH_POSTGRES_URL is not set".into()),
+        Some(base) => {
+            let database = procs::PgDatabase::create(&base).await?;
+            let outcome =
+                bench_gateway(&apihub, "apihub-postgres", &work.path().join("postgres"), &database.url, mock, &plan)
+                    .await;
+            if let Err(error) = database.drop_database().await {
+                eprintln!("bench: could not drop the benchmark database: {error:#}");
+            }
+            match outcome {
+                Ok(result) => run.targets.push(result),
+                Err(error) => run.failures.push(format!("apihub-postgres: {error:#}")),
+            }
+        }
+    }
+
+    run.finish();
+    run.print();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "\n({} run in {seconds:.0} s on {} cores; load average before: {})",
+        run.mode, run.cores, run.load_average
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&run)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(run.failures.is_empty())
+}
+
+/// Starts a gateway on `database_url`, provisions it, measures it, checks its ledger, stops it.
+async fn bench_gateway(
+    apihub: &Path,
+    name: &str,
+    dir: &Path,
+    database_url: &str,
+    mock: SocketAddr,
+    plan: &Plan,
+) -> anyhow::Result<TargetResult> {
+    let (mut proc, addr) = procs::start_gateway(apihub, name, dir, database_url, mock)?;
+    let api = Api::new(addr);
+    eprintln!("bench: {name}: provisioning (with {} filler keys)", plan.filler_keys);
+    let begun = Instant::now();
+    let tenant = api::provision(&api, plan.filler_keys).await.with_context(|| format!("{name}: provisioning"))?;
+    let filler_seconds = begun.elapsed().as_secs_f64();
+    let mut result = measure(name, addr, &tenant.key, plan, Some(&proc)).await;
+    result.filler_keys = plan.filler_keys;
+    result.filler_seconds = filler_seconds;
+    let (sent, succeeded) = result.sent_and_succeeded();
+    eprintln!("bench: {name}: checking the ledger against the usage log ({sent} requests)");
+    result.ledger = Some(api::check_ledger(&api, &tenant, sent, succeeded).await?);
+    proc.stop(Duration::from_secs(10));
+    Ok(result)
+}
+
+/// Runs every load phase through `addr`; `proc` is the proxy whose memory is reported.
+async fn measure(name: &str, addr: SocketAddr, key: &str, plan: &Plan, proc: Option<&Proc>) -> TargetResult {
+    let chat = format!(
+        r#"{{"model":"{MODEL}","max_tokens":16,"messages":[{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
+    );
+    let spec = RequestSpec::new(addr, "/v1/chat/completions", key, chat, &[]);
+    eprintln!("bench: {name}: concurrency 1");
+    let c1 = load::closed_loop(&spec, 1, plan.c1_warmup, plan.c1_window).await;
+    eprintln!("bench: {name}: concurrency {}", plan.concurrency);
+    let c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
+    eprintln!("bench: {name}: {} req/s, open loop", plan.rate);
+    let rate = load::open_loop(&spec, plan.rate, plan.concurrency, plan.rate_window).await;
+    eprintln!("bench: {name}: streams");
+    let stream = format!(
+        r#"{{"model":"{MODEL}","stream":true,"max_tokens":{},"messages":[{{"role":"user","content":"Stream to the benchmark."}}]}}"#,
+        plan.stream_tokens
+    );
+    let delay = [("x-mock-chunk-delay-ms", plan.chunk_delay_ms.to_string())];
+    let stream_spec = RequestSpec::new(addr, "/v1/chat/completions", key, stream, &delay);
+    let streams = load::streams(&stream_spec, plan.stream_concurrency, plan.streams, plan.chunk_delay_ms).await;
+    TargetResult {
+        name: name.to_owned(),
+        c1,
+        c64,
+        rate,
+        streams,
+        peak_rss_kib: proc.and_then(Proc::peak_rss_kib),
+        filler_keys: 0,
+        filler_seconds: 0.0,
+        ledger: None,
+        added: None,
+        throughput_vs_nginx: None,
+    }
+}
