@@ -1,18 +1,16 @@
 //! Start-up: open storage, make sure an administrator exists, build the state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_core::user::{NewUser, Role, validate_password, validate_username};
-use rand::Rng;
-use rand::distr::Alphanumeric;
-
-use std::time::Duration;
-
 use apihub_tower::auth::KeyCache;
 use apihub_tower::clock::SystemClock;
 use apihub_tower::rate_limit::{LocalRateLimiter, RateLimiter};
+use rand::Rng;
+use rand::distr::Alphanumeric;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password;
