@@ -13,11 +13,13 @@
 pub mod billing;
 pub mod decimal;
 pub mod discount;
+pub mod epay;
 pub mod key;
 pub mod ledger;
 pub mod money;
 pub mod policy;
 pub mod pricing;
+pub mod redemption;
 pub mod stats;
 pub mod store;
 pub mod usage;

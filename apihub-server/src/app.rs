@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apihub_core::redemption::RedemptionStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_core::user::{NewUser, Role, validate_password, validate_username};
@@ -34,6 +35,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let sql = Arc::new(SqlStore::new(db.clone()));
     let store: Arc<dyn Store> = sql.clone();
     let stats: Arc<dyn StatsStore> = sql.clone();
+    let redemption: Arc<dyn RedemptionStore> = sql.clone();
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
     let key_cache = Arc::new(KeyCache::new(store.clone()));
     let prices = Arc::new(PriceCache::load(store.clone()).await?);
@@ -56,6 +58,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState {
         store,
         stats,
+        redemption,
         db,
         jwt,
         config: Arc::new(config),

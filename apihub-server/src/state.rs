@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use apihub_core::redemption::RedemptionStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_tower::auth::KeyCache;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Usage statistics, from the same storage.
     pub stats: Arc<dyn StatsStore>,
+    /// Redemption codes, from the same storage.
+    pub redemption: Arc<dyn RedemptionStore>,
     /// The pool, for readiness checks.
     pub db: Db,
     /// Session token keys.

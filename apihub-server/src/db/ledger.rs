@@ -18,7 +18,7 @@ use super::{SqlStore, corrupt, from_millis, now_millis, with_conn, write_tx};
 /// A `transactions` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = transactions)]
-struct TxRow {
+pub(super) struct TxRow {
     id: i64,
     user_id: i64,
     tx_type: String,
@@ -32,19 +32,19 @@ struct TxRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = transactions)]
-struct NewTxRow<'a> {
-    user_id: i64,
-    tx_type: &'static str,
-    amount: i64,
-    balance_before: i64,
-    balance_after: i64,
-    order_no: Option<&'a str>,
-    description: Option<&'a str>,
-    created_at: i64,
+pub(super) struct NewTxRow<'a> {
+    pub(super) user_id: i64,
+    pub(super) tx_type: &'static str,
+    pub(super) amount: i64,
+    pub(super) balance_before: i64,
+    pub(super) balance_after: i64,
+    pub(super) order_no: Option<&'a str>,
+    pub(super) description: Option<&'a str>,
+    pub(super) created_at: i64,
 }
 
 impl TxRow {
-    fn into_domain(self) -> Result<Transaction, StoreError> {
+    pub(super) fn into_domain(self) -> Result<Transaction, StoreError> {
         Ok(Transaction {
             id: self.id,
             user_id: self.user_id,

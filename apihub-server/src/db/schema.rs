@@ -111,6 +111,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    redemption_codes (id) {
+        id -> BigInt,
+        code -> Text,
+        amount -> BigInt,
+        name -> Text,
+        expires_at -> Nullable<BigInt>,
+        status -> Text,
+        batch_id -> Text,
+        created_by -> BigInt,
+        redeemed_by -> Nullable<BigInt>,
+        redeemed_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations);

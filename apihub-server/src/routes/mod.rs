@@ -6,6 +6,7 @@ pub mod keys;
 pub mod keys_admin;
 pub mod metrics;
 pub mod prices;
+pub mod redemption;
 pub mod stats;
 pub mod tokens;
 pub mod tokens_admin;
@@ -86,6 +87,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens_admin::refund))
         .routes(routes!(tokens_admin::adjust))
         .routes(routes!(tokens_admin::set_discount))
+        .routes(routes!(redemption::redeem))
+        .routes(routes!(redemption::create_codes, redemption::list_codes))
+        .routes(routes!(redemption::disable_code))
         .routes(routes!(prices::list_prices))
         .routes(routes!(prices::set_price, prices::delete_price))
         .routes(routes!(stats::my_stats))

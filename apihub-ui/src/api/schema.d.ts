@@ -22,6 +22,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/redemption-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List redemption codes, newest first. */
+        get: operations["list_codes"];
+        put?: never;
+        /** Generate a batch of redemption codes (128 random bits each). */
+        post: operations["create_codes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/redemption-codes/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Disable a redemption code (a redeemed code keeps its credit). */
+        post: operations["disable_code"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/users": {
         parameters: {
             query?: never;
@@ -536,6 +571,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tokens/redeem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Redeem a code into a recharge of the caller's balance. Unknown codes are 404; used, disabled
+         *     and expired codes are 409; either way nothing changes.
+         */
+        post: operations["redeem"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/tokens/transactions": {
         parameters: {
             query?: never;
@@ -644,8 +699,34 @@ export interface components {
             /** Format: double */
             token_balance: string;
         };
+        /** @description Body of `POST /api/admin/redemption-codes`. */
+        CreateCodesRequest: {
+            /**
+             * Format: double
+             * @description Credit per code, positive.
+             * @example 10
+             */
+            amount: string;
+            /**
+             * Format: int32
+             * @description How many codes, 1 to 1000.
+             */
+            count: number;
+            /**
+             * Format: date-time
+             * @description When the codes stop redeeming; never when absent.
+             */
+            expires_at?: string | null;
+            /** @description The batch's name. */
+            name: string;
+        };
         /** @description Body of `POST /api/keys`: [`KeyFields`], and nothing else. */
         CreateKeyRequest: components["schemas"]["KeyFields"];
+        /** @description The generated batch. */
+        CreatedCodes: {
+            batch_id: string;
+            codes: components["schemas"]["RedemptionCodeView"][];
+        };
         /** @description A newly created key: the only response that ever carries the whole key. */
         CreatedKey: components["schemas"]["KeyView"] & {
             /** @description The whole key. Store it now: it is shown once and never again. */
@@ -903,6 +984,56 @@ export interface components {
              */
             per_request_price?: string | null;
         };
+        /** @description Body of `POST /api/tokens/redeem`. */
+        RedeemRequest: {
+            code: string;
+        };
+        /** @description The recharge written and the balance after it. */
+        RedeemResponse: {
+            balance: components["schemas"]["BalanceView"];
+            transaction: components["schemas"]["TransactionView"];
+        };
+        RedemptionCodePage: {
+            items: components["schemas"]["RedemptionCodeView"][];
+            /** Format: int32 */
+            page: number;
+            /** Format: int32 */
+            page_size: number;
+            /**
+             * Format: int64
+             * @description Rows matching in all.
+             */
+            total: number;
+        };
+        /** @description A redemption code, as administrators see it. */
+        RedemptionCodeView: {
+            /**
+             * Format: double
+             * @description Credit granted.
+             */
+            amount: string;
+            batch_id: string;
+            /** @description The secret a user redeems. */
+            code: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: int64 */
+            created_by: number;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: int64 */
+            id: number;
+            name: string;
+            /** Format: date-time */
+            redeemed_at?: string | null;
+            /** Format: int64 */
+            redeemed_by?: number | null;
+            /**
+             * @description `active` or `disabled`.
+             * @example active
+             */
+            status: string;
+        };
         /** @description Registration form. Any other field (`role`, `token_balance`, …) is refused. */
         RegisterRequest: {
             email?: string | null;
@@ -1142,6 +1273,119 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_codes: {
+        parameters: {
+            query?: {
+                /** @description `active` or `disabled`. */
+                status?: string;
+                batch_id?: string;
+                /** @description Only redeemed (`true`) or unredeemed (`false`) codes. */
+                redeemed?: boolean;
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Rows per page, 1 to 200 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedemptionCodePage"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_codes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCodesRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedCodes"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disable_code: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedemptionCodeView"];
+                };
             };
             404: {
                 headers: {
@@ -2403,6 +2647,45 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    redeem: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RedeemRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedeemResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
