@@ -5,6 +5,8 @@
 //! them the test is skipped locally and fails under CI. Each run gets a fresh database and a
 //! Redis key prefix of its own, so runs never see each other's counters or messages.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,42 +38,6 @@ fn service_url(name: &str) -> Option<String> {
             eprintln!("skipping: {name} is not set");
             None
         }
-    }
-}
-
-/// A fresh PostgreSQL database, dropped with this value.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create(base: &str) -> Database {
-        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-        let name = format!("apihub_scale_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = AsyncPgConnection::establish(base).await.expect("connect to APIHUB_TEST_POSTGRES_URL");
-        conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
-        let (prefix, query) = base.split_once('?').map_or((base, String::new()), |(p, q)| (p, format!("?{q}")));
-        let root = prefix.rsplit_once('/').map_or(prefix, |(root, _)| root);
-        Database { admin_url: base.to_owned(), url: format!("{root}/{name}{query}"), name }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Inside the test's runtime: clean up on a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                    let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -252,7 +218,7 @@ async fn two_gateways_share_credit_limits_and_key_changes() {
     else {
         return;
     };
-    let database = Database::create(&postgres).await;
+    let database = common::PgDatabase::create(&postgres).await;
     let redis_keys =
         RedisKeys { url: redis_url.clone(), prefix: format!("apihub-scale-{}", uuid::Uuid::new_v4().simple()) };
     let mock = MockUpstream::start(MockConfig {

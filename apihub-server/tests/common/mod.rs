@@ -249,14 +249,16 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
 }
 
 /// A throwaway PostgreSQL database, dropped when the test ends.
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    /// Where the fresh database is.
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create(base: &str) -> PgDatabase {
+    /// Creates a database named `apihub_t_<uuid>` on the server `base` names.
+    pub async fn create(base: &str) -> PgDatabase {
         use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
         let name = format!("apihub_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = AsyncPgConnection::establish(base).await.expect("connect to APIHUB_TEST_POSTGRES_URL");
