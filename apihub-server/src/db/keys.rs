@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::schema::api_keys;
-use super::{SqlStore, corrupt, from_millis, now_millis, with_conn, write_tx};
+use super::{SqlStore, corrupt, from_millis, load_page, now_millis, with_conn, write_tx};
 
 /// An `api_keys` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -225,18 +225,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn list_keys(&self, query: &KeyQuery, page: PageRequest) -> Result<Page<ApiKey>, StoreError> {
-        let (rows, total): (Vec<KeyRow>, i64) = with_conn!(self, |conn| {
-            let total = filtered_keys!(query).count().get_result(conn).await?;
-            let rows = filtered_keys!(query)
-                .order(api_keys::id.desc())
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(KeyRow::as_select())
-                .load(conn)
-                .await?;
-            Ok((rows, total))
-        })?;
-        Ok(Page { items: rows_to_keys(rows)?, total: total as u64, request: page })
+        load_page!(self, page, filtered_keys!(query), api_keys::id.desc(), KeyRow)
     }
 
     async fn update_key(&self, id: KeyId, patch: &KeyPatch) -> Result<ApiKey, StoreError> {

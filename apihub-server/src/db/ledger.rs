@@ -13,7 +13,7 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::{transactions, users};
 use super::users::UserRow;
-use super::{SqlStore, corrupt, from_millis, now_millis, with_conn, write_tx};
+use super::{SqlStore, corrupt, from_millis, load_page, now_millis, write_tx};
 
 /// A `transactions` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -197,18 +197,6 @@ impl LedgerStore for SqlStore {
                 q
             }};
         }
-        let (rows, total): (Vec<TxRow>, i64) = with_conn!(self, |conn| {
-            let total = filtered!().count().get_result(conn).await?;
-            let rows = filtered!()
-                .order(transactions::id.desc())
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(TxRow::as_select())
-                .load(conn)
-                .await?;
-            Ok((rows, total))
-        })?;
-        let items = rows.into_iter().map(TxRow::into_domain).collect::<Result<_, _>>()?;
-        Ok(Page { items, total: total as u64, request: page })
+        load_page!(self, page, filtered!(), transactions::id.desc(), TxRow)
     }
 }

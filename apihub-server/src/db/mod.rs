@@ -293,7 +293,33 @@ macro_rules! write_tx {
     }};
 }
 
-pub(crate) use {with_conn, write_tx};
+/// One page of a listing, newest first (`$order`), with the count of every match.
+///
+/// `$query` builds the boxed, filtered query; it is expanded twice, once to count and once to
+/// load the page, so both always apply the same filters. Rows map to the domain with
+/// `<$row>::into_domain`; the macro evaluates to `Result<Page<_>, StoreError>`.
+macro_rules! load_page {
+    ($store:expr, $page:expr, $query:expr, $order:expr, $row:ty) => {{
+        let page: apihub_core::store::PageRequest = $page;
+        let loaded: Result<(Vec<$row>, i64), apihub_core::store::StoreError> = $crate::db::with_conn!($store, |conn| {
+            let total = $query.count().get_result(conn).await?;
+            let rows = $query
+                .order($order)
+                .offset(page.offset())
+                .limit(page.limit())
+                .select(<$row>::as_select())
+                .load(conn)
+                .await?;
+            Ok((rows, total))
+        });
+        loaded.and_then(|(rows, total)| {
+            let items = rows.into_iter().map(<$row>::into_domain).collect::<Result<_, _>>()?;
+            Ok(apihub_core::store::Page { items, total: total as u64, request: page })
+        })
+    }};
+}
+
+pub(crate) use {load_page, with_conn, write_tx};
 
 /// Now, in the stored form (Unix milliseconds).
 pub(crate) fn now_millis() -> i64 {

@@ -16,7 +16,7 @@ use diesel_async::RunQueryDsl;
 
 use super::ledger::{NewTxRow, TxRow};
 use super::schema::{redemption_codes, transactions, users};
-use super::{SqlStore, corrupt, from_millis, now_millis, with_conn, write_tx};
+use super::{SqlStore, corrupt, from_millis, load_page, now_millis, with_conn, write_tx};
 
 /// A `redemption_codes` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -124,19 +124,7 @@ impl RedemptionStore for SqlStore {
                 q
             }};
         }
-        let (rows, total): (Vec<CodeRow>, i64) = with_conn!(self, |conn| {
-            let total = filtered!().count().get_result(conn).await?;
-            let rows = filtered!()
-                .order(redemption_codes::id.desc())
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(CodeRow::as_select())
-                .load(conn)
-                .await?;
-            Ok((rows, total))
-        })?;
-        let items = rows.into_iter().map(CodeRow::into_domain).collect::<Result<_, _>>()?;
-        Ok(Page { items, total: total as u64, request: page })
+        load_page!(self, page, filtered!(), redemption_codes::id.desc(), CodeRow)
     }
 
     async fn disable_code(&self, id: i64) -> Result<RedemptionCode, StoreError> {

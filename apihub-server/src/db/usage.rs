@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::schema::usage_logs;
-use super::{SqlStore, corrupt, from_millis, with_conn, write_tx};
+use super::{SqlStore, corrupt, from_millis, load_page, write_tx};
 
 /// A `usage_logs` row (without its id, which only orders rows).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -112,18 +112,6 @@ impl UsageStore for SqlStore {
                 q
             }};
         }
-        let (rows, total): (Vec<UsageRow>, i64) = with_conn!(self, |conn| {
-            let total = filtered!().count().get_result(conn).await?;
-            let rows = filtered!()
-                .order(usage_logs::id.desc())
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(UsageRow::as_select())
-                .load(conn)
-                .await?;
-            Ok((rows, total))
-        })?;
-        let items = rows.into_iter().map(UsageRow::into_domain).collect::<Result<_, _>>()?;
-        Ok(Page { items, total: total as u64, request: page })
+        load_page!(self, page, filtered!(), usage_logs::id.desc(), UsageRow)
     }
 }

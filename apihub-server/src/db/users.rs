@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::schema::users;
-use super::{SqlStore, corrupt, from_millis, like_pattern, lower, now_millis, with_conn, write_tx};
+use super::{SqlStore, corrupt, from_millis, like_pattern, load_page, lower, now_millis, with_conn, write_tx};
 
 /// A `users` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -167,19 +167,7 @@ impl UserStore for SqlStore {
     }
 
     async fn list_users(&self, query: &UserQuery, page: PageRequest) -> Result<Page<User>, StoreError> {
-        let (rows, total): (Vec<UserRow>, i64) = with_conn!(self, |conn| {
-            let total = filtered_users!(query).count().get_result(conn).await?;
-            let rows = filtered_users!(query)
-                .order(users::id.desc())
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(UserRow::as_select())
-                .load(conn)
-                .await?;
-            Ok((rows, total))
-        })?;
-        let items = rows.into_iter().map(UserRow::into_domain).collect::<Result<_, _>>()?;
-        Ok(Page { items, total: total as u64, request: page })
+        load_page!(self, page, filtered_users!(query), users::id.desc(), UserRow)
     }
 
     async fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<User, StoreError> {
