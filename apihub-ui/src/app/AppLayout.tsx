@@ -6,6 +6,7 @@ import {
   DashboardOutlined,
   DollarOutlined,
   DownOutlined,
+  GiftOutlined,
   KeyOutlined,
   LockOutlined,
   LogoutOutlined,
@@ -43,6 +44,7 @@ const ADMIN_NAV: NavItem[] = [
   { path: '/admin/keys', label: 'nav.adminKeys', icon: <ApiOutlined /> },
   { path: '/admin/prices', label: 'nav.adminPrices', icon: <DollarOutlined /> },
   { path: '/admin/stats', label: 'nav.adminStats', icon: <BarChartOutlined /> },
+  { path: '/admin/redemption-codes', label: 'nav.adminCodes', icon: <GiftOutlined /> },
 ];
 
 /** The menu entry that owns a path: the longest matching prefix. */

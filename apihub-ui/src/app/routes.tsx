@@ -17,6 +17,7 @@ const AdminUsers = lazy(() => import('../pages/admin/users'));
 const AdminKeys = lazy(() => import('../pages/admin/keys'));
 const AdminPrices = lazy(() => import('../pages/admin/prices'));
 const AdminStats = lazy(() => import('../pages/admin/stats'));
+const AdminRedemptionCodes = lazy(() => import('../pages/admin/redemption-codes'));
 const NotFound = lazy(() => import('../pages/not-found'));
 
 export function AppRoutes() {
@@ -42,6 +43,7 @@ export function AppRoutes() {
           <Route path="admin/keys" element={<RequireAdmin><AdminKeys /></RequireAdmin>} />
           <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
           <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />
+          <Route path="admin/redemption-codes" element={<RequireAdmin><AdminRedemptionCodes /></RequireAdmin>} />
           <Route path="*" element={<NotFound />} />
         </Route>
       </Routes>

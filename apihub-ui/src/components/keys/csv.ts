@@ -15,14 +15,3 @@ export function keysToCsv(keys: CreatedKey[]): string {
   );
   return [header.join(','), ...rows].join('\r\n') + '\r\n';
 }
-
-export function downloadText(filename: string, text: string, type = 'text/csv;charset=utf-8') {
-  const url = URL.createObjectURL(new Blob([text], { type }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = filename;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
-}

@@ -1,0 +1,219 @@
+// /admin/redemption-codes: generate batches of codes (shown once, to copy or download), list them
+// filtered by status, batch and whether redeemed, and disable one.
+import { PlusOutlined } from '@ant-design/icons';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { App, Button, Card, Empty, Form, Input, Popconfirm, Select, Space, Table, Tag, Typography } from 'antd';
+import type { ColumnsType } from 'antd/es/table';
+import { useState } from 'react';
+import { useSearchParams } from 'react-router';
+import { errorMessage, redemptionApi } from '../../../api';
+import type { CodeFilter, CreatedCodes, RedemptionCode } from '../../../api/redemption';
+import { ErrorAlert } from '../../../components/ErrorAlert';
+import { Money } from '../../../components/Money';
+import { PageContainer } from '../../../components/PageContainer';
+import { tablePagination } from '../../../components/tablePagination';
+import { useI18n, useT, type Locale, type Translate } from '../../../i18n';
+import { formatDateTime } from '../../../lib/format';
+import { CreatedCodesModal } from './components/CreatedCodesModal';
+import { GenerateCodesModal } from './components/GenerateCodesModal';
+
+export type CodeState = 'redeemed' | 'disabled' | 'expired' | 'active';
+
+const STATE_COLORS: Record<CodeState, string> = { active: 'green', redeemed: 'blue', disabled: 'red', expired: 'default' };
+
+/** What a code is now: redeemed wins, then disabled, then past its expiry. */
+export function codeState(code: RedemptionCode, now = Date.now()): CodeState {
+  if (code.redeemed_at) return 'redeemed';
+  if (code.status !== 'active') return 'disabled';
+  if (code.expires_at && new Date(code.expires_at).getTime() <= now) return 'expired';
+  return 'active';
+}
+
+function DisableCode({ code }: { code: RedemptionCode }) {
+  const t = useT();
+  const { message } = App.useApp();
+  const queryClient = useQueryClient();
+  const mutation = useMutation({
+    mutationFn: () => redemptionApi.disableCode(code.id),
+    onSuccess: () => {
+      message.success(t('codes.disabled'));
+      queryClient.invalidateQueries({ queryKey: ['redemption-codes'] });
+    },
+    onError: (e) => message.error(errorMessage(e)),
+  });
+  return (
+    <Popconfirm title={t('codes.confirmDisable')} okButtonProps={{ danger: true }} onConfirm={() => mutation.mutate()}>
+      <Button type="link" size="small" danger loading={mutation.isPending}>
+        {t('codes.disable')}
+      </Button>
+    </Popconfirm>
+  );
+}
+
+const codeColumns = (t: Translate, locale: Locale, onBatch: (batchId: string) => void): ColumnsType<RedemptionCode> => [
+  { title: 'ID', dataIndex: 'id', key: 'id', width: 70 },
+  {
+    title: t('codes.code'),
+    dataIndex: 'code',
+    key: 'code',
+    render: (v: string) => (
+      <Typography.Text code copyable style={{ whiteSpace: 'nowrap' }}>
+        {v}
+      </Typography.Text>
+    ),
+  },
+  { title: t('codes.amount'), dataIndex: 'amount', key: 'amount', align: 'right', render: (v: string) => <Money value={v} strong /> },
+  { title: t('codes.name'), dataIndex: 'name', key: 'name', ellipsis: true },
+  {
+    title: t('codes.batch'),
+    dataIndex: 'batch_id',
+    key: 'batch_id',
+    render: (v: string) => (
+      <Button type="link" size="small" onClick={() => onBatch(v)} style={{ padding: 0 }}>
+        {v}
+      </Button>
+    ),
+  },
+  {
+    title: t('codes.state'),
+    key: 'state',
+    render: (_, c) => {
+      const state = codeState(c);
+      return <Tag color={STATE_COLORS[state]}>{t(`codes.state.${state}`)}</Tag>;
+    },
+  },
+  {
+    title: t('codes.expiresAt'),
+    dataIndex: 'expires_at',
+    key: 'expires_at',
+    render: (v: string | null) => (v ? formatDateTime(v, locale) : t('codes.never')),
+  },
+  { title: t('codes.redeemedBy'), dataIndex: 'redeemed_by', key: 'redeemed_by', render: (v: number | null) => v ?? '—' },
+  { title: t('codes.redeemedAt'), dataIndex: 'redeemed_at', key: 'redeemed_at', render: (v: string | null) => formatDateTime(v, locale) },
+  { title: t('common.createdAt'), dataIndex: 'created_at', key: 'created_at', render: (v: string) => formatDateTime(v, locale) },
+  {
+    title: t('common.actions'),
+    key: 'actions',
+    fixed: 'right',
+    width: 100,
+    render: (_, c) => (c.status === 'active' && !c.redeemed_at ? <DisableCode code={c} /> : null),
+  },
+];
+
+type Filter = Omit<CodeFilter, 'page' | 'page_size'>;
+
+function filterFrom(params: URLSearchParams): Filter {
+  const status = params.get('status');
+  const redeemed = params.get('redeemed');
+  return {
+    status: status === 'active' || status === 'disabled' ? status : undefined,
+    batch_id: params.get('batch_id') || undefined,
+    redeemed: redeemed === 'true' ? true : redeemed === 'false' ? false : undefined,
+  };
+}
+
+interface FilterValues {
+  status?: string;
+  batch_id?: string;
+  redeemed?: string;
+}
+
+export default function AdminRedemptionCodesPage() {
+  const { t, locale } = useI18n();
+  const [params, setParams] = useSearchParams();
+  const filter = filterFrom(params);
+  const [paging, setPaging] = useState({ page: 1, page_size: 20 });
+  const codes = useQuery(redemptionApi.codesQuery({ ...filter, ...paging }));
+  const [generating, setGenerating] = useState(false);
+  const [created, setCreated] = useState<CreatedCodes | null>(null);
+
+  const show = (next: URLSearchParams) => {
+    setPaging((p) => ({ ...p, page: 1 }));
+    setParams(next);
+  };
+  const apply = (values: FilterValues) => {
+    const next = new URLSearchParams();
+    if (values.status) next.set('status', values.status);
+    if (values.batch_id?.trim()) next.set('batch_id', values.batch_id.trim());
+    if (values.redeemed) next.set('redeemed', values.redeemed);
+    show(next);
+  };
+  const showBatch = (batchId: string) => {
+    const next = new URLSearchParams(params);
+    next.set('batch_id', batchId);
+    show(next);
+  };
+
+  return (
+    <PageContainer
+      title={t('codes.title')}
+      subTitle={t('codes.subtitle')}
+      extra={
+        <Button type="primary" icon={<PlusOutlined />} onClick={() => setGenerating(true)}>
+          {t('codes.generate')}
+        </Button>
+      }
+    >
+      {codes.isError ? <ErrorAlert error={codes.error} onRetry={() => codes.refetch()} /> : null}
+      <Card>
+        <Form<FilterValues>
+          layout="inline"
+          key={params.toString()}
+          initialValues={{ status: filter.status, batch_id: filter.batch_id, redeemed: params.get('redeemed') ?? undefined }}
+          onFinish={apply}
+          style={{ marginBottom: 16, rowGap: 8 }}
+        >
+          <Form.Item name="status" label={t('codes.status')}>
+            <Select
+              allowClear
+              style={{ width: 130 }}
+              options={[
+                { value: 'active', label: t('status.active') },
+                { value: 'disabled', label: t('status.disabled') },
+              ]}
+            />
+          </Form.Item>
+          <Form.Item name="redeemed" label={t('codes.redeemed')}>
+            <Select
+              allowClear
+              style={{ width: 150 }}
+              options={[
+                { value: 'true', label: t('codes.redeemed') },
+                { value: 'false', label: t('codes.notRedeemed') },
+              ]}
+            />
+          </Form.Item>
+          <Form.Item name="batch_id" label={t('codes.batch')}>
+            <Input allowClear style={{ width: 200 }} />
+          </Form.Item>
+          <Space>
+            <Button htmlType="submit" type="primary">
+              {t('common.filter')}
+            </Button>
+            <Button onClick={() => apply({})}>{t('common.reset')}</Button>
+          </Space>
+        </Form>
+        <Table<RedemptionCode>
+          rowKey="id"
+          size="middle"
+          columns={codeColumns(t, locale, showBatch)}
+          dataSource={codes.data?.items ?? []}
+          loading={codes.isPending}
+          scroll={{ x: 1500 }}
+          locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('codes.empty')} /> }}
+          pagination={tablePagination(t, paging, codes.data?.total ?? 0, setPaging)}
+        />
+      </Card>
+      <GenerateCodesModal
+        open={generating}
+        onClose={() => setGenerating(false)}
+        onCreated={(batch) => {
+          setGenerating(false);
+          setCreated(batch);
+          show(new URLSearchParams({ batch_id: batch.batch_id }));
+        }}
+      />
+      <CreatedCodesModal batch={created} onClose={() => setCreated(null)} />
+    </PageContainer>
+  );
+}
