@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decimalProblem, formatMoney, ratio, signOf } from './money';
+import { decimalProblem, formatMoney, multiply, ratio, signOf } from './money';
 
 describe('formatMoney', () => {
   it('shows every digit the server sent, grouped', () => {
@@ -83,5 +83,19 @@ describe('ratio', () => {
     expect(ratio('20', '10')).toBe(1);
     expect(ratio('1', null)).toBe(0);
     expect(ratio(5, 0)).toBe(0);
+  });
+});
+
+describe('multiply', () => {
+  it('multiplies exactly and rounds half away from zero', () => {
+    expect(multiply('2.5', '7.3', 2)).toBe('18.25');
+    expect(multiply('10', '1', 2)).toBe('10.00');
+    expect(multiply('0.001', '0.5', 2)).toBe('0.00');
+    expect(multiply('0.01', '0.5', 2)).toBe('0.01');
+    expect(multiply('-0.01', '0.5', 2)).toBe('-0.01');
+    expect(multiply('999999999.999999', '7.3', 2)).toBe('7300000000.00');
+    expect(multiply('0.1', 0.7, 2)).toBe('0.07');
+    expect(multiply('3', '2', 0)).toBe('6');
+    expect(multiply('abc', '1', 2)).toBeNull();
   });
 });

@@ -142,3 +142,29 @@ export function ratio(used: Decimal | number | null | undefined, limit: Decimal 
   if (!Number.isFinite(u) || !Number.isFinite(l) || l <= 0) return 0;
   return Math.min(1, Math.max(0, u / l));
 }
+
+/**
+ * The exact product of two decimals, rounded half away from zero to `digits` fractional digits
+ * (the server's rounding), as plain text with exactly that many digits: `multiply("2.5", "7.3", 2)`
+ * → `"18.25"`. Null when either is not a plain decimal number.
+ */
+export function multiply(a: Decimal | number, b: Decimal | number, digits: number): Decimal | null {
+  const x = PLAIN.exec(String(a).trim());
+  const y = PLAIN.exec(String(b).trim());
+  if (!x || !y) return null;
+  const negative = (x[1] === '-') !== (y[1] === '-');
+  const scale = (x[3] ?? '').length + (y[3] ?? '').length;
+  let value = BigInt(x[2] + (x[3] ?? '')) * BigInt(y[2] + (y[3] ?? ''));
+  if (scale > digits) {
+    const divisor = 10n ** BigInt(scale - digits);
+    const rest = value % divisor;
+    value = value / divisor + (rest * 2n >= divisor ? 1n : 0n);
+  } else {
+    value *= 10n ** BigInt(digits - scale);
+  }
+  const text = value.toString().padStart(digits + 1, '0');
+  const whole = text.slice(0, text.length - digits);
+  const fraction = text.slice(text.length - digits);
+  const sign = negative && value !== 0n ? '-' : '';
+  return `${sign}${whole}${digits > 0 ? `.${fraction}` : ''}`;
+}
