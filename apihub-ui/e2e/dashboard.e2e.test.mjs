@@ -28,6 +28,7 @@ const MODEL = 'e2e-model-mini';
 // Whole micro-credits per token, so the expected cost is an exact integer of micros.
 const PRICE = { input: '3', output: '6' };
 const RECHARGE = '100.5';
+const CODE_AMOUNT = '2.25';
 
 const children = [];
 let tmp;
@@ -188,7 +189,7 @@ after(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-test('admin prices a model, a new user is recharged, calls it with a key, and sees the call billed', async () => {
+test('admin prices a model and makes a code, a new user is recharged, calls it with a key, sees the call billed, and redeems the code', async () => {
   try {
     await journey();
   } catch (e) {
@@ -238,6 +239,20 @@ async function journey() {
   await page.goto(`${base}/admin/keys`);
   await page.locator('.ant-table').waitFor();
   await shot('admin-keys');
+
+  // The administrator generates a redemption code, shown once, and the list shows its batch.
+  await page.goto(`${base}/admin/redemption-codes`);
+  await page.getByRole('button', { name: 'Generate codes' }).click();
+  await page.locator('#codes_count').fill('1');
+  await page.locator('#codes_amount').fill(CODE_AMOUNT);
+  await page.locator('#codes_name').fill('e2e batch');
+  await confirmModal('Generate redemption codes');
+  const code = (await page.getByTestId('created-code').textContent())?.trim();
+  assert.match(code ?? '', /^[0-9a-f]{32}$/, 'the new code is shown');
+  await shot('admin-codes-created');
+  await page.getByRole('button', { name: 'I have saved them' }).click();
+  await page.locator('tr', { hasText: code }).getByText('active', { exact: true }).waitFor();
+  await shot('admin-codes');
   await logout();
 
   // The user creates a key and sees it once.
@@ -303,6 +318,23 @@ async function journey() {
   await consume.getByText(RECHARGE, { exact: true }).waitFor();
   await page.locator('tr', { hasText: 'Recharge' }).getByText(`+${RECHARGE}`, { exact: true }).waitFor();
   await shot('transactions');
+
+  // The user redeems the code on /recharge and sees the balance grow by its amount; a second
+  // try is refused with the server's reason.
+  await page.goto(`${base}/recharge`);
+  const redeemCard = page.getByTestId('redeem-card');
+  await redeemCard.getByTestId('recharge-balance').getByText(credits(balanceMicros), { exact: true }).waitFor();
+  const redeemedBalance = credits(balanceMicros + micros(CODE_AMOUNT));
+  await redeemCard.getByLabel('Redemption code').fill(code);
+  await redeemCard.getByRole('button', { name: 'Redeem' }).click();
+  await redeemCard.getByText(`Redeemed ${CODE_AMOUNT} credits. Your balance is now ${redeemedBalance}.`).waitFor();
+  await redeemCard.getByTestId('recharge-balance').getByText(redeemedBalance, { exact: true }).waitFor();
+  await shot('recharge-redeemed');
+  await redeemCard.getByLabel('Redemption code').fill(code);
+  await redeemCard.getByRole('button', { name: 'Redeem' }).click();
+  await redeemCard.getByText('this redemption code has already been redeemed').waitFor();
+  await page.goto(`${base}/transactions`);
+  await page.locator('tr', { hasText: `redeem-${code}` }).getByText(`+${CODE_AMOUNT}`, { exact: true }).waitFor();
 
   // The rest of the pages, for the record.
   for (const [path, name] of [

@@ -3,6 +3,7 @@ export * as authApi from './auth';
 export * as creditApi from './credit';
 export * as keysApi from './keys';
 export * as pricesApi from './prices';
+export * as rechargeApi from './recharge';
 export * as redemptionApi from './redemption';
 export * as statsApi from './stats';
 export * as usersApi from './users';

@@ -10,6 +10,7 @@ import {
   KeyOutlined,
   LockOutlined,
   LogoutOutlined,
+  ShoppingCartOutlined,
   ShoppingOutlined,
   TagsOutlined,
   TeamOutlined,
@@ -45,6 +46,7 @@ const ADMIN_NAV: NavItem[] = [
   { path: '/admin/prices', label: 'nav.adminPrices', icon: <DollarOutlined /> },
   { path: '/admin/stats', label: 'nav.adminStats', icon: <BarChartOutlined /> },
   { path: '/admin/redemption-codes', label: 'nav.adminCodes', icon: <GiftOutlined /> },
+  { path: '/admin/recharge-orders', label: 'nav.adminOrders', icon: <ShoppingCartOutlined /> },
 ];
 
 /** The menu entry that owns a path: the longest matching prefix. */

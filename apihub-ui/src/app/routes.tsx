@@ -13,11 +13,13 @@ const Transactions = lazy(() => import('../pages/transactions'));
 const Models = lazy(() => import('../pages/models'));
 const Quickstart = lazy(() => import('../pages/quickstart'));
 const Recharge = lazy(() => import('../pages/recharge'));
+const RechargeResult = lazy(() => import('../pages/recharge-result'));
 const AdminUsers = lazy(() => import('../pages/admin/users'));
 const AdminKeys = lazy(() => import('../pages/admin/keys'));
 const AdminPrices = lazy(() => import('../pages/admin/prices'));
 const AdminStats = lazy(() => import('../pages/admin/stats'));
 const AdminRedemptionCodes = lazy(() => import('../pages/admin/redemption-codes'));
+const AdminRechargeOrders = lazy(() => import('../pages/admin/recharge-orders'));
 const NotFound = lazy(() => import('../pages/not-found'));
 
 export function AppRoutes() {
@@ -39,11 +41,13 @@ export function AppRoutes() {
           <Route path="models" element={<Models />} />
           <Route path="quickstart" element={<Quickstart />} />
           <Route path="recharge" element={<Recharge />} />
+          <Route path="recharge/result" element={<RechargeResult />} />
           <Route path="admin/users" element={<RequireAdmin><AdminUsers /></RequireAdmin>} />
           <Route path="admin/keys" element={<RequireAdmin><AdminKeys /></RequireAdmin>} />
           <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
           <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />
           <Route path="admin/redemption-codes" element={<RequireAdmin><AdminRedemptionCodes /></RequireAdmin>} />
+          <Route path="admin/recharge-orders" element={<RequireAdmin><AdminRechargeOrders /></RequireAdmin>} />
           <Route path="*" element={<NotFound />} />
         </Route>
       </Routes>

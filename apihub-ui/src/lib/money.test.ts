@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decimalProblem, formatMoney, multiply, ratio, signOf } from './money';
+import { compare, decimalProblem, formatMoney, multiply, ratio, signOf } from './money';
 
 describe('formatMoney', () => {
   it('shows every digit the server sent, grouped', () => {
@@ -97,5 +97,16 @@ describe('multiply', () => {
     expect(multiply('0.1', 0.7, 2)).toBe('0.07');
     expect(multiply('3', '2', 0)).toBe('6');
     expect(multiply('abc', '1', 2)).toBeNull();
+  });
+});
+
+describe('compare', () => {
+  it('compares exactly, whatever the digits', () => {
+    expect(compare('1', '1.000000')).toBe(0);
+    expect(compare('0.000001', '0')).toBe(1);
+    expect(compare('999999999.999999', '1000000000')).toBe(-1);
+    expect(compare('-2', '1')).toBe(-1);
+    expect(compare(1000, '999.5')).toBe(1);
+    expect(compare('x', '1')).toBeNull();
   });
 });

@@ -168,3 +168,13 @@ export function multiply(a: Decimal | number, b: Decimal | number, digits: numbe
   const sign = negative && value !== 0n ? '-' : '';
   return `${sign}${whole}${digits > 0 ? `.${fraction}` : ''}`;
 }
+
+/** Compares two plain decimals exactly: -1, 0 or 1; null when either is not a plain decimal. */
+export function compare(a: Decimal | number, b: Decimal | number): -1 | 0 | 1 | null {
+  const x = multiply(a, 1, MAX_FRACTION_DIGITS * 2);
+  const y = multiply(b, 1, MAX_FRACTION_DIGITS * 2);
+  if (x === null || y === null) return null;
+  const scaled = (text: string) => BigInt(text.replace('.', ''));
+  const diff = scaled(x) - scaled(y);
+  return diff < 0n ? -1 : diff > 0n ? 1 : 0;
+}

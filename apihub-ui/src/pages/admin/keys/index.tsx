@@ -1,9 +1,8 @@
 // /admin/keys: every key, or one user's or one batch's; keys and batches for a user, with a discount.
 import { PlusOutlined, UnorderedListOutlined } from '@ant-design/icons';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Button, Card, Form, Input, InputNumber, Space } from 'antd';
+import { Button, Card, Form, Input, InputNumber } from 'antd';
 import { useState } from 'react';
-import { useSearchParams } from 'react-router';
 import { keysApi } from '../../../api';
 import type { CreatedKey } from '../../../api/keys';
 import { ErrorAlert } from '../../../components/ErrorAlert';
@@ -12,15 +11,16 @@ import { KeyFormModal } from '../../../components/keys/KeyFormModal';
 import { toBatchRequest, toKeyFields, type KeyFormValues } from '../../../components/keys/keyForm';
 import { KeyTable } from '../../../components/keys/KeyTable';
 import { PageContainer } from '../../../components/PageContainer';
+import { UrlFilterForm, useUrlFilter } from '../../../components/UrlFilterForm';
 import { useT } from '../../../i18n';
 
 export default function AdminKeysPage() {
   const t = useT();
   const queryClient = useQueryClient();
-  const [params, setParams] = useSearchParams();
+  const [paging, setPaging] = useState({ page: 1, page_size: 20 });
+  const { params, apply } = useUrlFilter(() => setPaging((p) => ({ ...p, page: 1 })));
   const userId = params.get('user_id') ? Number(params.get('user_id')) : undefined;
   const batchId = params.get('batch_id') ?? undefined;
-  const [paging, setPaging] = useState({ page: 1, page_size: 20 });
   const keys = useQuery(keysApi.allKeysQuery({ ...paging, user_id: userId, batch_id: batchId }));
   const [mode, setMode] = useState<'create' | 'batch' | null>(null);
   const [created, setCreated] = useState<{ keys: CreatedKey[]; batchId?: string } | null>(null);
@@ -41,14 +41,6 @@ export default function AdminKeysPage() {
     },
   });
 
-  const filter = (values: { user_id?: number | null; batch_id?: string }) => {
-    const next = new URLSearchParams();
-    if (values.user_id) next.set('user_id', String(values.user_id));
-    if (values.batch_id?.trim()) next.set('batch_id', values.batch_id.trim());
-    setPaging((p) => ({ ...p, page: 1 }));
-    setParams(next);
-  };
-
   return (
     <PageContainer
       title={t('adminKeys.title')}
@@ -65,26 +57,14 @@ export default function AdminKeysPage() {
     >
       {keys.isError ? <ErrorAlert error={keys.error} onRetry={() => keys.refetch()} /> : null}
       <Card>
-        <Form
-          layout="inline"
-          key={`${userId ?? ''}-${batchId ?? ''}`}
-          initialValues={{ user_id: userId, batch_id: batchId }}
-          onFinish={filter}
-          style={{ marginBottom: 16 }}
-        >
+        <UrlFilterForm params={params} apply={apply}>
           <Form.Item name="user_id" label={t('keys.userId')}>
             <InputNumber min={1} precision={0} style={{ width: 120 }} />
           </Form.Item>
           <Form.Item name="batch_id" label={t('keys.batchId')}>
             <Input allowClear style={{ width: 240 }} />
           </Form.Item>
-          <Space>
-            <Button htmlType="submit" type="primary">
-              {t('common.filter')}
-            </Button>
-            <Button onClick={() => filter({})}>{t('common.reset')}</Button>
-          </Space>
-        </Form>
+        </UrlFilterForm>
         <KeyTable
           admin
           keys={keys.data?.items ?? []}

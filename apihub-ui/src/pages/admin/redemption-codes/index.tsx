@@ -2,16 +2,16 @@
 // filtered by status, batch and whether redeemed, and disable one.
 import { PlusOutlined } from '@ant-design/icons';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { App, Button, Card, Empty, Form, Input, Popconfirm, Select, Space, Table, Tag, Typography } from 'antd';
+import { App, Button, Card, Empty, Form, Input, Popconfirm, Select, Table, Tag, Typography } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
 import { useState } from 'react';
-import { useSearchParams } from 'react-router';
 import { errorMessage, redemptionApi } from '../../../api';
 import type { CodeFilter, CreatedCodes, RedemptionCode } from '../../../api/redemption';
 import { ErrorAlert } from '../../../components/ErrorAlert';
 import { Money } from '../../../components/Money';
 import { PageContainer } from '../../../components/PageContainer';
 import { tablePagination } from '../../../components/tablePagination';
+import { UrlFilterForm, useUrlFilter } from '../../../components/UrlFilterForm';
 import { useI18n, useT, type Locale, type Translate } from '../../../i18n';
 import { formatDateTime } from '../../../lib/format';
 import { CreatedCodesModal } from './components/CreatedCodesModal';
@@ -56,6 +56,7 @@ const codeColumns = (t: Translate, locale: Locale, onBatch: (batchId: string) =>
     title: t('codes.code'),
     dataIndex: 'code',
     key: 'code',
+    width: 360,
     render: (v: string) => (
       <Typography.Text code copyable style={{ whiteSpace: 'nowrap' }}>
         {v}
@@ -100,9 +101,8 @@ const codeColumns = (t: Translate, locale: Locale, onBatch: (batchId: string) =>
   },
 ];
 
-type Filter = Omit<CodeFilter, 'page' | 'page_size'>;
-
-function filterFrom(params: URLSearchParams): Filter {
+/** The listing's filter from the query string: `?status=&batch_id=&redeemed=`. */
+function filterFrom(params: URLSearchParams): Omit<CodeFilter, 'page' | 'page_size'> {
   const status = params.get('status');
   const redeemed = params.get('redeemed');
   return {
@@ -112,37 +112,14 @@ function filterFrom(params: URLSearchParams): Filter {
   };
 }
 
-interface FilterValues {
-  status?: string;
-  batch_id?: string;
-  redeemed?: string;
-}
-
 export default function AdminRedemptionCodesPage() {
   const { t, locale } = useI18n();
-  const [params, setParams] = useSearchParams();
-  const filter = filterFrom(params);
   const [paging, setPaging] = useState({ page: 1, page_size: 20 });
-  const codes = useQuery(redemptionApi.codesQuery({ ...filter, ...paging }));
+  const { params, apply } = useUrlFilter(() => setPaging((p) => ({ ...p, page: 1 })));
+  const codes = useQuery(redemptionApi.codesQuery({ ...filterFrom(params), ...paging }));
   const [generating, setGenerating] = useState(false);
   const [created, setCreated] = useState<CreatedCodes | null>(null);
-
-  const show = (next: URLSearchParams) => {
-    setPaging((p) => ({ ...p, page: 1 }));
-    setParams(next);
-  };
-  const apply = (values: FilterValues) => {
-    const next = new URLSearchParams();
-    if (values.status) next.set('status', values.status);
-    if (values.batch_id?.trim()) next.set('batch_id', values.batch_id.trim());
-    if (values.redeemed) next.set('redeemed', values.redeemed);
-    show(next);
-  };
-  const showBatch = (batchId: string) => {
-    const next = new URLSearchParams(params);
-    next.set('batch_id', batchId);
-    show(next);
-  };
+  const showBatch = (batchId: string) => apply({ ...Object.fromEntries(params), batch_id: batchId });
 
   return (
     <PageContainer
@@ -156,13 +133,7 @@ export default function AdminRedemptionCodesPage() {
     >
       {codes.isError ? <ErrorAlert error={codes.error} onRetry={() => codes.refetch()} /> : null}
       <Card>
-        <Form<FilterValues>
-          layout="inline"
-          key={params.toString()}
-          initialValues={{ status: filter.status, batch_id: filter.batch_id, redeemed: params.get('redeemed') ?? undefined }}
-          onFinish={apply}
-          style={{ marginBottom: 16, rowGap: 8 }}
-        >
+        <UrlFilterForm params={params} apply={apply}>
           <Form.Item name="status" label={t('codes.status')}>
             <Select
               allowClear
@@ -186,20 +157,14 @@ export default function AdminRedemptionCodesPage() {
           <Form.Item name="batch_id" label={t('codes.batch')}>
             <Input allowClear style={{ width: 200 }} />
           </Form.Item>
-          <Space>
-            <Button htmlType="submit" type="primary">
-              {t('common.filter')}
-            </Button>
-            <Button onClick={() => apply({})}>{t('common.reset')}</Button>
-          </Space>
-        </Form>
+        </UrlFilterForm>
         <Table<RedemptionCode>
           rowKey="id"
           size="middle"
           columns={codeColumns(t, locale, showBatch)}
           dataSource={codes.data?.items ?? []}
           loading={codes.isPending}
-          scroll={{ x: 1500 }}
+          scroll={{ x: 1600 }}
           locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('codes.empty')} /> }}
           pagination={tablePagination(t, paging, codes.data?.total ?? 0, setPaging)}
         />
@@ -210,7 +175,7 @@ export default function AdminRedemptionCodesPage() {
         onCreated={(batch) => {
           setGenerating(false);
           setCreated(batch);
-          show(new URLSearchParams({ batch_id: batch.batch_id }));
+          apply({ batch_id: batch.batch_id });
         }}
       />
       <CreatedCodesModal batch={created} onClose={() => setCreated(null)} />

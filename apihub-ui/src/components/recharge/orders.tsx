@@ -1,0 +1,89 @@
+// Recharge orders as table columns and tags, for the user's "My orders" and the administrators' list.
+import { Empty, Table, Tag, Typography } from 'antd';
+import type { ColumnsType } from 'antd/es/table';
+import type { ReactNode } from 'react';
+import type { Paging } from '../../api/keys';
+import type { OrderPage, RechargeOrder } from '../../api/recharge';
+import type { Locale, MessageKey, Translate } from '../../i18n';
+import { formatDateTime } from '../../lib/format';
+import { formatMoney } from '../../lib/money';
+import { Money } from '../Money';
+import { tablePagination } from '../tablePagination';
+
+const PAYMENT_TYPES: Record<string, MessageKey> = { alipay: 'pay.alipay', wxpay: 'pay.wxpay', qqpay: 'pay.qqpay' };
+
+/** A payment type's name: the known ones translated, any other as the provider calls it. */
+export function paymentTypeLabel(t: Translate, type: string): string {
+  return PAYMENT_TYPES[type] ? t(PAYMENT_TYPES[type]) : type;
+}
+
+export function OrderStatusTag({ status, t }: { status: string; t: Translate }) {
+  if (status === 'paid') return <Tag color="green">{t('orders.status.paid')}</Tag>;
+  if (status === 'pending') return <Tag color="orange">{t('orders.status.pending')}</Tag>;
+  return <Tag>{status}</Tag>;
+}
+
+/** Money to pay, always with its cents. */
+export const formatPayment = (money: string | number | null | undefined) => formatMoney(money, { minFractionDigits: 2 });
+
+interface Options {
+  t: Translate;
+  locale: Locale;
+  /** Administrators see whose order it is, the provider's trade number and manual completions. */
+  admin?: boolean;
+  actions?: (order: RechargeOrder) => ReactNode;
+}
+
+export function orderColumns({ t, locale, admin = false, actions }: Options): ColumnsType<RechargeOrder> {
+  const columns: ColumnsType<RechargeOrder> = [
+    {
+      title: t('orders.outTradeNo'),
+      dataIndex: 'out_trade_no',
+      key: 'out_trade_no',
+      render: (v: string) => <Typography.Text code copyable={admin}>{v}</Typography.Text>,
+    },
+    ...(admin ? [{ title: t('orders.user'), dataIndex: 'user_id', key: 'user_id', width: 90 }] : []),
+    { title: t('orders.amount'), dataIndex: 'amount', key: 'amount', align: 'right', render: (v: string) => <Money value={v} strong /> },
+    { title: t('orders.money'), dataIndex: 'money', key: 'money', align: 'right', render: (v: string) => formatPayment(v) },
+    { title: t('orders.paymentType'), dataIndex: 'payment_type', key: 'payment_type', render: (v: string) => paymentTypeLabel(t, v) },
+    { title: t('orders.status'), dataIndex: 'status', key: 'status', render: (v: string) => <OrderStatusTag status={v} t={t} /> },
+    { title: t('orders.createdAt'), dataIndex: 'created_at', key: 'created_at', render: (v: string) => formatDateTime(v, locale) },
+    { title: t('orders.paidAt'), dataIndex: 'paid_at', key: 'paid_at', render: (v?: string | null) => formatDateTime(v, locale) },
+  ];
+  if (admin) {
+    columns.push(
+      { title: t('orders.tradeNo'), dataIndex: 'trade_no', key: 'trade_no', render: (v?: string | null) => v || '—' },
+      {
+        title: t('orders.completedBy'),
+        key: 'completed_by',
+        render: (_, o) => (o.completed_by ? `${o.completed_by}${o.note ? `: ${o.note}` : ''}` : '—'),
+      },
+    );
+  }
+  if (actions) columns.push({ title: t('common.actions'), key: 'actions', fixed: 'right', render: (_, o) => actions(o) });
+  return columns;
+}
+
+interface TableProps extends Options {
+  page: OrderPage | undefined;
+  loading: boolean;
+  paging: Paging;
+  onPage: (paging: Paging) => void;
+  emptyText: string;
+}
+
+/** A page of orders. */
+export function OrderTable({ page, loading, paging, onPage, emptyText, ...options }: TableProps) {
+  return (
+    <Table<RechargeOrder>
+      rowKey="id"
+      size="middle"
+      columns={orderColumns(options)}
+      dataSource={page?.items ?? []}
+      loading={loading}
+      scroll={{ x: options.admin ? 1500 : 1000 }}
+      locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={emptyText} /> }}
+      pagination={tablePagination(options.t, paging, page?.total ?? 0, onPage)}
+    />
+  );
+}

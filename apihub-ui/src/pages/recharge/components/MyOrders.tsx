@@ -1,0 +1,36 @@
+// The caller's recharge orders, newest first; each links to its result page.
+import { useQuery } from '@tanstack/react-query';
+import { Button, Card } from 'antd';
+import { useState } from 'react';
+import { Link } from 'react-router';
+import { rechargeApi } from '../../../api';
+import { ErrorAlert } from '../../../components/ErrorAlert';
+import { OrderTable } from '../../../components/recharge/orders';
+import { useI18n } from '../../../i18n';
+
+export const resultPath = (outTradeNo: string) => `/recharge/result?out_trade_no=${encodeURIComponent(outTradeNo)}`;
+
+export function MyOrders() {
+  const { t, locale } = useI18n();
+  const [paging, setPaging] = useState({ page: 1, page_size: 10 });
+  const orders = useQuery(rechargeApi.myOrdersQuery(paging));
+  return (
+    <Card title={t('orders.title')}>
+      {orders.isError ? <ErrorAlert error={orders.error} onRetry={() => orders.refetch()} /> : null}
+      <OrderTable
+        t={t}
+        locale={locale}
+        page={orders.data}
+        loading={orders.isPending}
+        paging={paging}
+        onPage={setPaging}
+        emptyText={t('orders.empty')}
+        actions={(o) => (
+          <Link to={resultPath(o.out_trade_no)}>
+            <Button type="link" size="small">{t('orders.details')}</Button>
+          </Link>
+        )}
+      />
+    </Card>
+  );
+}
