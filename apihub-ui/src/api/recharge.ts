@@ -97,4 +97,4 @@ export const completeOrder = (outTradeNo: string, note: string) =>
       params: { path: { out_trade_no: outTradeNo } },
       body: { note },
     }),
-  ) as Promise<RechargeOrder>;
+  ) as Promise<{ order: RechargeOrder; transaction: unknown; balance: unknown }>;

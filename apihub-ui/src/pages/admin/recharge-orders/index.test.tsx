@@ -33,7 +33,11 @@ describe('AdminRechargeOrdersPage', () => {
         page: 1,
         page_size: 20,
       }),
-      [`POST /api/admin/recharge-orders/${pending.out_trade_no}/complete`]: json({ ...pending, status: 'paid', completed_by: 1, note: 'bank ref 42' }),
+      [`POST /api/admin/recharge-orders/${pending.out_trade_no}/complete`]: json({
+        order: { ...pending, status: 'paid', completed_by: 1, note: 'bank ref 42' },
+        transaction: { id: 5, user_id: 2, tx_type: 'recharge', amount: 12345.123456, balance_before: 0, balance_after: 12345.123456, order_no: pending.out_trade_no, description: null, created_at: '2025-01-01T00:06:00Z' },
+        balance: { user_id: 2, token_balance: 12345.123456, total_recharged: 12345.123456, total_consumed: 0, discount_rate: 1 },
+      }),
     });
     renderPage(<AdminRechargeOrdersPage />, { path: '/admin/recharge-orders?status=pending' });
     const row = (await screen.findByText(pending.out_trade_no)).closest('tr')!;

@@ -91,7 +91,11 @@ export function RechargeForm({ options }: { options: RechargeOptions }) {
           />
         </Form.Item>
         <Space align="end" size="large" wrap>
-          <Statistic title={t('recharge.toPay')} value={toPay === null ? '—' : formatPayment(toPay)} data-testid="to-pay" />
+          <Statistic
+            title={t('recharge.toPay')}
+            valueRender={() => <span>{toPay === null ? '—' : formatPayment(toPay)}</span>}
+            data-testid="to-pay"
+          />
           <Button type="primary" htmlType="submit" size="large" loading={create.isPending || create.isSuccess}>
             {t('recharge.pay')}
           </Button>

@@ -21,7 +21,7 @@ export function CompleteOrderModal({ order, onClose }: { order: RechargeOrder | 
   const mutation = useMutation({
     mutationFn: (note: string) => rechargeApi.completeOrder(order!.out_trade_no, note),
     onSuccess: (done) => {
-      message.success(t('adminOrders.completed', { amount: formatMoney(done.amount) }));
+      message.success(t('adminOrders.completed', { amount: formatMoney(done.order.amount) }));
       queryClient.invalidateQueries({ queryKey: ['recharge'] });
       queryClient.invalidateQueries({ queryKey: ['users'] });
       onClose();
