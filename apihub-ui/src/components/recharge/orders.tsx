@@ -23,6 +23,10 @@ export function OrderStatusTag({ status, t }: { status: string; t: Translate }) 
   return <Tag>{status}</Tag>;
 }
 
+function Time({ iso, locale }: { iso?: string | null; locale: Locale }) {
+  return <span style={{ whiteSpace: 'nowrap' }}>{formatDateTime(iso, locale)}</span>;
+}
+
 /** Money to pay, always with its cents. */
 export const formatPayment = (money: string | number | null | undefined) => formatMoney(money, { minFractionDigits: 2 });
 
@@ -40,15 +44,20 @@ export function orderColumns({ t, locale, admin = false, actions }: Options): Co
       title: t('orders.outTradeNo'),
       dataIndex: 'out_trade_no',
       key: 'out_trade_no',
-      render: (v: string) => <Typography.Text code copyable={admin}>{v}</Typography.Text>,
+      width: admin ? 320 : 290,
+      render: (v: string) => (
+        <Typography.Text code copyable={admin} style={{ whiteSpace: 'nowrap' }}>
+          {v}
+        </Typography.Text>
+      ),
     },
     ...(admin ? [{ title: t('orders.user'), dataIndex: 'user_id', key: 'user_id', width: 90 }] : []),
     { title: t('orders.amount'), dataIndex: 'amount', key: 'amount', align: 'right', render: (v: string) => <Money value={v} strong /> },
     { title: t('orders.money'), dataIndex: 'money', key: 'money', align: 'right', render: (v: string) => formatPayment(v) },
     { title: t('orders.paymentType'), dataIndex: 'payment_type', key: 'payment_type', render: (v: string) => paymentTypeLabel(t, v) },
     { title: t('orders.status'), dataIndex: 'status', key: 'status', render: (v: string) => <OrderStatusTag status={v} t={t} /> },
-    { title: t('orders.createdAt'), dataIndex: 'created_at', key: 'created_at', render: (v: string) => formatDateTime(v, locale) },
-    { title: t('orders.paidAt'), dataIndex: 'paid_at', key: 'paid_at', render: (v?: string | null) => formatDateTime(v, locale) },
+    { title: t('orders.createdAt'), dataIndex: 'created_at', key: 'created_at', render: (v: string) => <Time iso={v} locale={locale} /> },
+    { title: t('orders.paidAt'), dataIndex: 'paid_at', key: 'paid_at', render: (v?: string | null) => <Time iso={v} locale={locale} /> },
   ];
   if (admin) {
     columns.push(
@@ -81,7 +90,7 @@ export function OrderTable({ page, loading, paging, onPage, emptyText, ...option
       columns={orderColumns(options)}
       dataSource={page?.items ?? []}
       loading={loading}
-      scroll={{ x: options.admin ? 1500 : 1000 }}
+      scroll={{ x: options.admin ? 1600 : 1100 }}
       locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={emptyText} /> }}
       pagination={tablePagination(options.t, paging, page?.total ?? 0, onPage)}
     />
