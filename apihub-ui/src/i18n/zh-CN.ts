@@ -222,7 +222,7 @@ export const zhCN: Record<MessageKey, string> = {
   'recharge.balance': '当前余额：',
 
   'recharge.buy': '购买额度',
-  'recharge.amount': '购买额度',
+  'recharge.amount': '购买数量（额度）',
   'recharge.amountRange': '{min} 到 {max} 额度，最多 6 位小数',
   'recharge.outOfRange': '须在 {min} 到 {max} 额度之间',
   'recharge.paymentType': '支付方式',

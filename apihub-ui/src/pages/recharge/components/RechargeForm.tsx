@@ -4,6 +4,7 @@
 import { CreditCardOutlined } from '@ant-design/icons';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, Button, Card, Form, Input, Radio, Space, Statistic, Typography } from 'antd';
+import { useEffect } from 'react';
 import { errorMessage, rechargeApi } from '../../../api';
 import type { RechargeOptions } from '../../../api/recharge';
 import { formatPayment, paymentTypeLabel } from '../../../components/recharge/orders';
@@ -54,6 +55,14 @@ export function RechargeForm({ options }: { options: RechargeOptions }) {
       submitPayment(created.payment);
     },
   });
+  // Back from the payment page, a browser may show this page as it was left: ready to pay again.
+  useEffect(() => {
+    const onShow = (event: PageTransitionEvent) => {
+      if (event.persisted) create.reset();
+    };
+    window.addEventListener('pageshow', onShow);
+    return () => window.removeEventListener('pageshow', onShow);
+  }, [create.reset]);
   return (
     <Card title={<Space><CreditCardOutlined />{t('recharge.buy')}</Space>} data-testid="recharge-form">
       <Typography.Paragraph type="secondary">{t('recharge.price', { price: formatMoney(price) })}</Typography.Paragraph>
