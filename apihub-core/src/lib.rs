@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod money;
 pub mod policy;
 pub mod pricing;
+pub mod recharge;
 pub mod redemption;
 pub mod stats;
 pub mod store;

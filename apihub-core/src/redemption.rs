@@ -157,9 +157,12 @@ pub fn generate_batch_id() -> String {
     hex::encode(bytes)
 }
 
+/// Starts the order number of every redemption's recharge.
+pub const ORDER_PREFIX: &str = "redeem-";
+
 /// The order number of the recharge a code turns into (unique per code, so it credits once).
 pub fn order_no(code: &str) -> String {
-    format!("redeem-{code}")
+    format!("{ORDER_PREFIX}{code}")
 }
 
 /// Filters of the administrators' listing.

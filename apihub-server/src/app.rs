@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
@@ -36,6 +37,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let store: Arc<dyn Store> = sql.clone();
     let stats: Arc<dyn StatsStore> = sql.clone();
     let redemption: Arc<dyn RedemptionStore> = sql.clone();
+    let recharge: Arc<dyn RechargeStore> = sql.clone();
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
     let key_cache = Arc::new(KeyCache::new(store.clone()));
     let prices = Arc::new(PriceCache::load(store.clone()).await?);
@@ -59,6 +61,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         store,
         stats,
         redemption,
+        recharge,
         db,
         jwt,
         config: Arc::new(config),

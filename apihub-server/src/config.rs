@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use apihub_core::Money;
+use apihub_core::recharge::RechargePolicy;
 use rand::RngCore;
 
 use crate::db::DbUrl;
@@ -59,6 +61,97 @@ pub struct Config {
     /// `REDIS_URL` (and `REDIS_KEY_PREFIX`): rate limits and key-cache invalidation shared by
     /// several gateways. `None`: in-process limits, and the key cache's TTL bounds staleness.
     pub redis: Option<RedisConfig>,
+    /// `EPAY_*` and `PUBLIC_URL`: online recharge through an EPay (易支付) merchant. `None`: the
+    /// recharge routes answer that online payment is not configured.
+    pub epay: Option<EpayConfig>,
+}
+
+/// An EPay merchant account and what the operator sells through it.
+#[derive(Debug, Clone)]
+pub struct EpayConfig {
+    /// `EPAY_URL`: the provider's base URL (`https://pay.example.com/`); orders go to its
+    /// `submit.php`, or to this URL itself when it already names a `.php` page.
+    pub submit_url: String,
+    /// `EPAY_PID`: our merchant id.
+    pub pid: String,
+    /// `EPAY_KEY`: the merchant key that signs both ways.
+    pub key: Secret,
+    /// `PUBLIC_URL`: where users and the provider reach this gateway (`https://gw.example.com`);
+    /// the notify URL is `{PUBLIC_URL}/api/tokens/recharge/callback` and the return page
+    /// `{PUBLIC_URL}/recharge/result`.
+    pub public_url: String,
+    /// `EPAY_MIN_AMOUNT`, `EPAY_MAX_AMOUNT` (credits per order, default 1 and 10000),
+    /// `EPAY_PRICE` (money per credit, default 1) and `EPAY_PAYMENT_TYPES` (comma-separated,
+    /// default `alipay,wxpay`).
+    pub policy: RechargePolicy,
+}
+
+impl EpayConfig {
+    /// The page users are sent to, the notify URL and the return URL.
+    pub fn notify_url(&self) -> String {
+        format!("{}/api/tokens/recharge/callback", self.public_url)
+    }
+
+    /// Where the provider sends the user back to after paying.
+    pub fn return_url(&self) -> String {
+        format!("{}/recharge/result", self.public_url)
+    }
+
+    /// Reads the `EPAY_*` settings: all of `EPAY_URL`, `EPAY_PID`, `EPAY_KEY` and `PUBLIC_URL`, or
+    /// none (online recharge off). Anything in between is a configuration error.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<EpayConfig>> {
+        const REQUIRED: [&str; 4] = ["EPAY_URL", "EPAY_PID", "EPAY_KEY", "PUBLIC_URL"];
+        let values: Vec<Option<String>> = REQUIRED.iter().map(|name| get(name)).collect();
+        if values.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = REQUIRED.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+        if !missing.is_empty() {
+            bail!("online recharge needs {} too (set all of {} or none)", missing.join(", "), REQUIRED.join(", "));
+        }
+        let [Some(url), Some(pid), Some(key), Some(public_url)] =
+            <[Option<String>; 4]>::try_from(values).map_err(|_| anyhow::anyhow!("unreachable: four settings"))?
+        else {
+            bail!("unreachable: every setting is present");
+        };
+        for (name, value) in [("EPAY_URL", &url), ("PUBLIC_URL", &public_url)] {
+            if !(value.starts_with("https://") || value.starts_with("http://")) {
+                bail!("{name} must start with https:// or http://");
+            }
+        }
+        if !pid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            bail!("EPAY_PID must be letters and digits");
+        }
+        if key.len() < 8 {
+            bail!("EPAY_KEY looks too short to be a merchant key");
+        }
+        let submit_url = if url.ends_with(".php") { url } else { format!("{}/submit.php", url.trim_end_matches('/')) };
+        let money = |name: &str, default: &str| -> anyhow::Result<Money> {
+            let text = get(name).unwrap_or_else(|| default.to_owned());
+            Money::parse(&text).map_err(|e| anyhow::anyhow!("{name}=`{text}` is not an amount: {e}"))
+        };
+        let policy = RechargePolicy {
+            min_amount: money("EPAY_MIN_AMOUNT", "1")?,
+            max_amount: money("EPAY_MAX_AMOUNT", "10000")?,
+            price: money("EPAY_PRICE", "1")?,
+            payment_types: get("EPAY_PAYMENT_TYPES")
+                .unwrap_or_else(|| "alipay,wxpay".into())
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        };
+        policy
+            .check()
+            .map_err(|e| anyhow::anyhow!("EPAY_MIN_AMOUNT / EPAY_MAX_AMOUNT / EPAY_PRICE / EPAY_PAYMENT_TYPES: {e}"))?;
+        Ok(Some(EpayConfig {
+            submit_url,
+            pid,
+            key: Secret(key),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            policy,
+        }))
+    }
 }
 
 /// Where gateways that share state meet.
@@ -168,6 +261,7 @@ impl Config {
             db_max_connections: parsed("DB_MAX_CONNECTIONS", 16)?,
             ui_dir: PathBuf::from(var("UI_DIR").unwrap_or_else(|| "apihub-ui/dist".into())),
             redis: RedisConfig::parse(var("REDIS_URL"), var("REDIS_KEY_PREFIX"))?,
+            epay: EpayConfig::from_vars(var)?,
         })
     }
 }
@@ -250,6 +344,37 @@ mod tests {
         assert!(RedisConfig::parse(Some("rediss://host".into()), None).is_err());
         assert!(RedisConfig::parse(Some("127.0.0.1:6379".into()), None).is_err());
         assert!(RedisConfig::parse(Some("redis://h".into()), Some("a b".into())).is_err());
+    }
+
+    #[test]
+    fn epay_settings_are_all_or_nothing() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert!(EpayConfig::from_vars(vars(&[])).unwrap().is_none());
+        let partial = EpayConfig::from_vars(vars(&[("EPAY_URL", "https://pay.example.com")])).unwrap_err();
+        assert!(partial.to_string().contains("EPAY_PID, EPAY_KEY, PUBLIC_URL"), "{partial}");
+        let full = EpayConfig::from_vars(vars(&[
+            ("EPAY_URL", "https://pay.example.com/"),
+            ("EPAY_PID", "1001"),
+            ("EPAY_KEY", "testkey123"),
+            ("PUBLIC_URL", "https://gw.example.com/"),
+            ("EPAY_PAYMENT_TYPES", "alipay, qqpay"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(full.submit_url, "https://pay.example.com/submit.php");
+        assert_eq!(full.notify_url(), "https://gw.example.com/api/tokens/recharge/callback");
+        assert_eq!(full.policy.payment_types, ["alipay", "qqpay"]);
+        assert!(!format!("{full:?}").contains("testkey123"));
+        let bad_price = EpayConfig::from_vars(vars(&[
+            ("EPAY_URL", "https://pay.example.com/pay.php"),
+            ("EPAY_PID", "1001"),
+            ("EPAY_KEY", "testkey123"),
+            ("PUBLIC_URL", "https://gw.example.com"),
+            ("EPAY_PRICE", "0"),
+        ]));
+        assert!(bad_price.is_err());
     }
 
     #[test]

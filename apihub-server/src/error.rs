@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 422: well-formed, but a value is invalid.
     #[error("{0}")]
     Validation(String),
+    /// 503: a feature the operator has not configured (the message says which).
+    #[error("{0}")]
+    NotConfigured(String),
     /// 503: a dependency (the database) is unavailable.
     #[error("service unavailable")]
     Unavailable(String),
@@ -80,7 +83,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotConfigured(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +101,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation(_) => "validation_error",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }

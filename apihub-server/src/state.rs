@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub stats: Arc<dyn StatsStore>,
     /// Redemption codes, from the same storage.
     pub redemption: Arc<dyn RedemptionStore>,
+    /// Online recharge orders, from the same storage.
+    pub recharge: Arc<dyn RechargeStore>,
     /// The pool, for readiness checks.
     pub db: Db,
     /// Session token keys.

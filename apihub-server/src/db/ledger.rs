@@ -59,6 +59,62 @@ impl TxRow {
     }
 }
 
+/// Inside a write transaction: credits `$amount` micros to `$user_id` as a recharge and writes its
+/// ledger row (order number `$order_no`, text `$description`). Evaluates to
+/// `Result<(TxRow, Account), TxError>`; an overflow of the balance or of the running total is a
+/// refusal that rolls the transaction back.
+macro_rules! credit_recharge {
+    ($conn:expr, $user_id:expr, $amount:expr, $order_no:expr, $description:expr) => {{
+        let (conn, user_id, amount): (_, apihub_core::user::UserId, i64) = ($conn, $user_id, $amount);
+        let result: Result<_, $crate::db::TxError> = async {
+            let max = apihub_core::ledger::MAX_TOTAL.micros();
+            let after: Option<(i64, i64, i64)> = diesel::update(
+                users::table
+                    .find(user_id)
+                    .filter((users::token_balance + amount).le(max))
+                    .filter((users::total_recharged + amount).le(max)),
+            )
+            .set((
+                users::token_balance.eq(users::token_balance + amount),
+                users::total_recharged.eq(users::total_recharged + amount),
+                users::updated_at.eq($crate::db::now_millis()),
+            ))
+            .returning((users::token_balance, users::total_recharged, users::total_consumed))
+            .get_result(&mut *conn)
+            .await
+            .optional()?;
+            let Some((balance, total_recharged, total_consumed)) = after else {
+                return Err(apihub_core::store::StoreError::Ledger(apihub_core::ledger::LedgerError::Overflow).into());
+            };
+            let row = $crate::db::ledger::NewTxRow {
+                user_id,
+                tx_type: apihub_core::ledger::TxType::Recharge.as_str(),
+                amount,
+                balance_before: balance - amount,
+                balance_after: balance,
+                order_no: Some($order_no),
+                description: Some($description),
+                created_at: $crate::db::now_millis(),
+            };
+            let inserted: $crate::db::ledger::TxRow = diesel::insert_into(transactions::table)
+                .values(&row)
+                .returning($crate::db::ledger::TxRow::as_returning())
+                .get_result(&mut *conn)
+                .await?;
+            let account = apihub_core::ledger::Account {
+                balance: apihub_core::Money::from_micros(balance),
+                total_recharged: apihub_core::Money::from_micros(total_recharged),
+                total_consumed: apihub_core::Money::from_micros(total_consumed),
+            };
+            Ok((inserted, account))
+        }
+        .await;
+        result
+    }};
+}
+
+pub(super) use credit_recharge;
+
 impl SqlStore {
     async fn apply_once(&self, user_id: UserId, op: &LedgerOp) -> Result<Applied, StoreError> {
         let delta = delta_of(op)?;

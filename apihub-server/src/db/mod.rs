@@ -25,6 +25,7 @@ mod billing;
 mod keys;
 mod ledger;
 mod prices;
+mod recharge;
 mod redemption;
 pub mod schema;
 mod stats;

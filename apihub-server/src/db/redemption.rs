@@ -3,7 +3,7 @@
 //! and, in the same transaction, the recharge: the balance update and its ledger row.
 
 use apihub_core::Money;
-use apihub_core::ledger::{Account, LedgerError, MAX_TOTAL, TxType};
+use apihub_core::ledger::Account;
 use apihub_core::redemption::{
     CodeFilter, CodeStatus, NewBatch, RedeemRefusal, Redeemed, RedemptionCode, RedemptionStore, order_no,
 };
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::ledger::{NewTxRow, TxRow};
+use super::ledger::{TxRow, credit_recharge};
 use super::schema::{redemption_codes, transactions, users};
 use super::{SqlStore, corrupt, from_millis, load_page, now_millis, with_conn, write_tx};
 
@@ -161,47 +161,8 @@ impl RedemptionStore for SqlStore {
             .await
             .optional()?;
             let Some(won) = won else { return Ok(None) };
-            let amount = won.amount;
-            let max = MAX_TOTAL.micros();
-            let after: Option<(i64, i64, i64)> = diesel::update(
-                users::table
-                    .find(user_id)
-                    .filter((users::token_balance + amount).le(max))
-                    .filter((users::total_recharged + amount).le(max)),
-            )
-            .set((
-                users::token_balance.eq(users::token_balance + amount),
-                users::total_recharged.eq(users::total_recharged + amount),
-                users::updated_at.eq(now_millis()),
-            ))
-            .returning((users::token_balance, users::total_recharged, users::total_consumed))
-            .get_result(conn)
-            .await
-            .optional()?;
-            let Some((balance, total_recharged, total_consumed)) = after else {
-                return Err(StoreError::Ledger(LedgerError::Overflow).into());
-            };
             let description = format!("redemption code ({})", won.name);
-            let row = NewTxRow {
-                user_id,
-                tx_type: TxType::Recharge.as_str(),
-                amount,
-                balance_before: balance - amount,
-                balance_after: balance,
-                order_no: Some(&order),
-                description: Some(&description),
-                created_at: now_millis(),
-            };
-            let inserted: TxRow = diesel::insert_into(transactions::table)
-                .values(&row)
-                .returning(TxRow::as_returning())
-                .get_result(conn)
-                .await?;
-            let account = Account {
-                balance: Money::from_micros(balance),
-                total_recharged: Money::from_micros(total_recharged),
-                total_consumed: Money::from_micros(total_consumed),
-            };
+            let (inserted, account) = credit_recharge!(conn, user_id, won.amount, &order, &description)?;
             Ok(Some((inserted, account)))
         })?;
         if let Some((row, account)) = done {

@@ -127,6 +127,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    recharge_orders (id) {
+        id -> BigInt,
+        out_trade_no -> Text,
+        user_id -> BigInt,
+        amount -> BigInt,
+        money -> BigInt,
+        payment_type -> Text,
+        status -> Text,
+        trade_no -> Nullable<Text>,
+        completed_by -> Nullable<BigInt>,
+        note -> Nullable<Text>,
+        created_at -> BigInt,
+        paid_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations);

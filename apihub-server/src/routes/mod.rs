@@ -6,6 +6,7 @@ pub mod keys;
 pub mod keys_admin;
 pub mod metrics;
 pub mod prices;
+pub mod recharge;
 pub mod redemption;
 pub mod stats;
 pub mod tokens;
@@ -90,6 +91,13 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(redemption::redeem))
         .routes(routes!(redemption::create_codes, redemption::list_codes))
         .routes(routes!(redemption::disable_code))
+        .routes(routes!(recharge::options))
+        .routes(routes!(recharge::create_order))
+        .routes(routes!(recharge::my_orders))
+        .routes(routes!(recharge::my_order))
+        .routes(routes!(recharge::callback_get, recharge::callback_post))
+        .routes(routes!(recharge::admin_orders))
+        .routes(routes!(recharge::complete_order))
         .routes(routes!(prices::list_prices))
         .routes(routes!(prices::set_price, prices::delete_price))
         .routes(routes!(stats::my_stats))

@@ -48,9 +48,13 @@ async fn apply(
         return Err(ApiError::Validation("description must not contain NUL characters".into()));
     }
     let order_no = req.order_no.map(|o| o.trim().to_owned());
-    // `gw-…` names the gateway's own consume rows; a manual operation may refund one, never take its name.
-    if tx_type != TxType::Refund && order_no.as_deref().is_some_and(|o| o.starts_with(RequestId::PREFIX)) {
-        return Err(ApiError::Validation(format!("order numbers starting with `{}` are reserved", RequestId::PREFIX)));
+    // `gw-…` names the gateway's own consume rows, `redeem-…` redemptions and `epay…` online
+    // orders; a manual operation may refund one, never take its name.
+    let reserved = [RequestId::PREFIX, apihub_core::redemption::ORDER_PREFIX, apihub_core::recharge::ORDER_PREFIX];
+    if let Some(prefix) = order_no.as_deref().and_then(|o| reserved.into_iter().find(|p| o.starts_with(p)))
+        && tx_type != TxType::Refund
+    {
+        return Err(ApiError::Validation(format!("order numbers starting with `{prefix}` are reserved")));
     }
     let mut op = LedgerOp::new(tx_type, req.amount);
     op.order_no = order_no;

@@ -218,6 +218,7 @@ page_type!(UserPage, UserView);
 page_type!(KeyPage, KeyView);
 page_type!(TransactionPage, TransactionView);
 page_type!(RedemptionCodePage, super::redemption::RedemptionCodeView);
+page_type!(RechargeOrderPage, super::recharge::RechargeOrderView);
 
 /// Deserializes a field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
 pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod epay;
 pub mod gateway;
 
 pub const ADMIN: &str = "root_admin";
@@ -245,6 +246,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         db_max_connections: 8,
         ui_dir: PathBuf::from("no-ui-in-tests"),
         redis: None,
+        epay: None,
     }
 }
 

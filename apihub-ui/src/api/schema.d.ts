@@ -22,6 +22,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/recharge-orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List every recharge order, newest first. */
+        get: operations["admin_orders"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/recharge-orders/{out_trade_no}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Complete a pending order by hand: mark it paid and credit it, with a ledger row that says so.
+         *     A paid order is 409 and changes nothing.
+         */
+        post: operations["complete_order"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/redemption-codes": {
         parameters: {
             query?: never;
@@ -571,6 +608,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tokens/recharge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a pending recharge order and the signed request that starts its payment. */
+        post: operations["create_order"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/tokens/recharge/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The provider's notification, sent as a query string. */
+        get: operations["callback_get"];
+        put?: never;
+        /** The provider's notification, sent as a form body (`application/x-www-form-urlencoded`). */
+        post: operations["callback_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/tokens/recharge/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The recharge settings: bounds, price and payment methods. */
+        get: operations["options"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/tokens/recharge/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's recharge orders, newest first. */
+        get: operations["my_orders"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/tokens/recharge/orders/{out_trade_no}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the caller's orders (what the return page shows). */
+        get: operations["my_order"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/tokens/redeem": {
         parameters: {
             query?: never;
@@ -699,6 +822,20 @@ export interface components {
             /** Format: double */
             token_balance: string;
         };
+        /** @description Body of `POST /api/admin/recharge-orders/{out_trade_no}/complete`. */
+        CompleteRequest: {
+            /**
+             * @description Why (for example the provider's trade number seen in its console); kept on the order and
+             *     in the ledger row.
+             */
+            note: string;
+        };
+        /** @description The order, paid by hand, its recharge and the balance after it. */
+        CompletedOrder: {
+            balance: components["schemas"]["BalanceView"];
+            order: components["schemas"]["RechargeOrderView"];
+            transaction: components["schemas"]["TransactionView"];
+        };
         /** @description Body of `POST /api/admin/redemption-codes`. */
         CreateCodesRequest: {
             /**
@@ -731,6 +868,13 @@ export interface components {
         CreatedKey: components["schemas"]["KeyView"] & {
             /** @description The whole key. Store it now: it is shown once and never again. */
             key: string;
+        };
+        /** @description A new order and where to pay it. */
+        CreatedOrder: {
+            order: components["schemas"]["RechargeOrderView"];
+            /** @description The same request as a GET URL with the fields in its query string. */
+            pay_url: string;
+            payment: components["schemas"]["PaymentForm"];
         };
         /** @description Body of the recharge, consume, refund and adjust routes. */
         CreditRequest: {
@@ -935,6 +1079,20 @@ export interface components {
             /** @description The 10 users charged most in the range, most first. */
             top_users: components["schemas"]["UserUsage"][];
         };
+        /** @description How to send the user to the provider: post `fields` to `url` (or open `pay_url`). */
+        PaymentForm: {
+            /** @description The signed form fields. */
+            fields: {
+                [key: string]: string;
+            };
+            /**
+             * @description Always `POST`.
+             * @example POST
+             */
+            method: string;
+            /** @description The provider's `submit.php`. */
+            url: string;
+        };
         /** @description Body of `PUT /api/admin/prices/{model}`. */
         PriceRequest: {
             /** Format: double */
@@ -983,6 +1141,87 @@ export interface components {
              * @description Added once per call.
              */
             per_request_price?: string | null;
+        };
+        /** @description What a user may buy online. */
+        RechargeOptions: {
+            /** @description False when online payment is not configured; the other fields are then empty or zero. */
+            enabled: boolean;
+            /** Format: double */
+            max_amount: string;
+            /** Format: double */
+            min_amount: string;
+            /** @description Accepted `payment_type` values. */
+            payment_types: string[];
+            /**
+             * Format: double
+             * @description Money to pay per credit.
+             */
+            price: string;
+        };
+        RechargeOrderPage: {
+            items: components["schemas"]["RechargeOrderView"][];
+            /** Format: int32 */
+            page: number;
+            /** Format: int32 */
+            page_size: number;
+            /**
+             * Format: int64
+             * @description Rows matching in all.
+             */
+            total: number;
+        };
+        /** @description A recharge order. */
+        RechargeOrderView: {
+            /**
+             * Format: double
+             * @description Credit bought.
+             * @example 10
+             */
+            amount: string;
+            /**
+             * Format: int64
+             * @description The administrator who completed the order by hand.
+             */
+            completed_by?: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: int64 */
+            id: number;
+            /**
+             * @description Money paid to the provider, with two decimals.
+             * @example 10.00
+             */
+            money: string;
+            note?: string | null;
+            /** @description Our order number; also the recharge transaction's `order_no`. */
+            out_trade_no: string;
+            /** Format: date-time */
+            paid_at?: string | null;
+            /** @example alipay */
+            payment_type: string;
+            /**
+             * @description `pending` or `paid`.
+             * @example pending
+             */
+            status: string;
+            /** @description The provider's trade number, once notified. */
+            trade_no?: string | null;
+            /** Format: int64 */
+            user_id: number;
+        };
+        /** @description Body of `POST /api/tokens/recharge`. */
+        RechargeRequest: {
+            /**
+             * Format: double
+             * @description Credit to buy, within the configured bounds.
+             * @example 10
+             */
+            amount: string;
+            /**
+             * @description One of the configured payment types (`alipay`, `wxpay`, `qqpay`, …).
+             * @example alipay
+             */
+            payment_type: string;
         };
         /** @description Body of `POST /api/tokens/redeem`. */
         RedeemRequest: {
@@ -1275,6 +1514,99 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_orders: {
+        parameters: {
+            query?: {
+                /** @description `pending` or `paid`. */
+                status?: string;
+                user_id?: number;
+                out_trade_no?: string;
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Rows per page, 1 to 200 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RechargeOrderPage"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    complete_order: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                out_trade_no: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompletedOrder"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2647,6 +2979,188 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_order: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RechargeRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedOrder"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    callback_get: {
+        parameters: {
+            query: {
+                pid: string;
+                trade_no: string;
+                out_trade_no: string;
+                type: string;
+                name: string;
+                money: string;
+                trade_status: string;
+                sign: string;
+                sign_type: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `success` when the order is (now or already) paid, `fail` otherwise */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    callback_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The same fields as the GET form */
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": string;
+            };
+        };
+        responses: {
+            /** @description `success` when the order is (now or already) paid, `fail` otherwise */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RechargeOptions"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    my_orders: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Rows per page, 1 to 200 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RechargeOrderPage"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    my_order: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                out_trade_no: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RechargeOrderView"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,1 @@
+DROP TABLE recharge_orders;
