@@ -87,9 +87,12 @@ async fn refusals_change_nothing(app: TestApp) {
     let (used, disabled) = (batch["codes"][0]["code"].as_str().unwrap(), &batch["codes"][1]);
     app.post(REDEEM, &bob, json!({"code": used})).await.expect(StatusCode::OK);
     app.post(&format!("{CODES}/{}/disable", disabled["id"]), &admin, json!({})).await.expect(StatusCode::OK);
-    let expired =
-        generate(&app, &admin, json!({"count": 1, "amount": 5, "name": "old", "expires_at": "2020-01-01T00:00:00Z"}))
-            .await;
+    // An expiry in the past is refused at generation; one that passes afterwards stops the code.
+    let past = json!({"count": 1, "amount": 5, "name": "old", "expires_at": "2020-01-01T00:00:00Z"});
+    app.post(CODES, &admin, past).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let expired = generate(&app, &admin, json!({"count": 1, "amount": 5, "name": "old", "expires_at": soon})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
 
     app.post(REDEEM, &token, json!({"code": "0123456789abcdef0123456789abcdef"})).await.expect(StatusCode::NOT_FOUND);
     app.post(REDEEM, &token, json!({"code": "x'; DROP TABLE users; --"})).await.expect(StatusCode::NOT_FOUND);

@@ -67,7 +67,7 @@ pub struct CreateCodesRequest {
     pub amount: Money,
     /// The batch's name.
     pub name: String,
-    /// When the codes stop redeeming; never when absent.
+    /// When the codes stop redeeming (in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -88,6 +88,9 @@ pub async fn create_codes(
 ) -> Result<(http::StatusCode, Json<CreatedCodes>), ApiError> {
     let batch = NewBatch { count: req.count, amount: req.amount, name: req.name, expires_at: req.expires_at };
     batch.check().map_err(ApiError::Validation)?;
+    if batch.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(ApiError::Validation("expires_at must be in the future".into()));
+    }
     let batch_id = generate_batch_id();
     let codes: Vec<String> = (0..batch.count).map(|_| generate_code()).collect();
     let created = state.redemption.create_codes(admin.id, &batch, &batch_id, &codes).await?;

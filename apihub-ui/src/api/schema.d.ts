@@ -851,7 +851,7 @@ export interface components {
             count: number;
             /**
              * Format: date-time
-             * @description When the codes stop redeeming; never when absent.
+             * @description When the codes stop redeeming (in the future); never when absent.
              */
             expires_at?: string | null;
             /** @description The batch's name. */
