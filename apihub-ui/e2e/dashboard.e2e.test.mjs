@@ -7,6 +7,7 @@
 // Screenshots of the main pages land in e2e/screenshots/ (gitignored).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,9 @@ const MODEL = 'e2e-model-mini';
 const PRICE = { input: '3', output: '6' };
 const RECHARGE = '100.5';
 const CODE_AMOUNT = '2.25';
+// A stand-in EPay provider: the browser's POST to it is intercepted, and the test signs the
+// provider's notification with the merchant key, as EPay would.
+const EPAY = { url: 'http://epay.e2e.test', pid: '1001', key: 'e2e-merchant-key', price: '7.3', amount: '2.5', money: '18.25' };
 
 const children = [];
 let tmp;
@@ -81,6 +85,16 @@ function micros(text) {
   const [whole, frac = ''] = text.replace('-', '').split('.');
   const value = BigInt(whole) * 1_000_000n + BigInt(frac.padEnd(6, '0'));
   return text.startsWith('-') ? -value : value;
+}
+
+/** EPay's MD5 signature: the non-empty fields but `sign`/`sign_type`, sorted, as `k=v&…`, then the key. */
+function epaySign(fields, key) {
+  const text = Object.entries(fields)
+    .filter(([k, v]) => k !== 'sign' && k !== 'sign_type' && v !== '')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join('&');
+  return createHash('md5').update(text + key).digest('hex');
 }
 
 /** Integer micros → the shortest exact decimal text with grouping, as the dashboard shows it. */
@@ -143,6 +157,12 @@ before(async () => {
     ADMIN_PASSWORD: ADMIN.password,
     UPSTREAM_URL: `http://127.0.0.1:${mockPort}`,
     UI_DIR: uiDir,
+    PUBLIC_URL: base,
+    EPAY_URL: EPAY.url,
+    EPAY_PID: EPAY.pid,
+    EPAY_KEY: EPAY.key,
+    EPAY_PRICE: EPAY.price,
+    EPAY_PAYMENT_TYPES: 'alipay,wxpay',
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
   });
   await waitFor('the gateway', async () => (await fetch(`${base}/healthz`)).ok, gateway);
@@ -249,6 +269,7 @@ async function journey() {
   await confirmModal('Generate redemption codes');
   const code = (await page.getByTestId('created-code').textContent())?.trim();
   assert.match(code ?? '', /^[0-9a-f]{32}$/, 'the new code is shown');
+  await page.getByTestId('created-code').waitFor();
   await shot('admin-codes-created');
   await page.getByRole('button', { name: 'I have saved them' }).click();
   await page.locator('tr', { hasText: code }).getByText('active', { exact: true }).waitFor();
@@ -336,6 +357,70 @@ async function journey() {
   await page.goto(`${base}/transactions`);
   await page.locator('tr', { hasText: `redeem-${code}` }).getByText(`+${CODE_AMOUNT}`, { exact: true }).waitFor();
 
+  // Online recharge: the form shows the money to pay and sends the browser to the provider with
+  // the signed order...
+  const posted = [];
+  await page.route(`${EPAY.url}/**`, async (route) => {
+    posted.push(new URLSearchParams(route.request().postData() ?? ''));
+    await route.fulfill({ contentType: 'text/html', body: '<h1>Stand-in EPay</h1>' });
+  });
+  await page.goto(`${base}/recharge`);
+  const rechargeForm = page.getByTestId('recharge-form');
+  await rechargeForm.getByLabel('Credits to buy').fill(EPAY.amount);
+  await rechargeForm.getByText('WeChat Pay', { exact: true }).click();
+  await rechargeForm.getByTestId('to-pay').getByText(EPAY.money, { exact: true }).waitFor();
+  await shot('recharge-form');
+  await rechargeForm.getByRole('button', { name: 'Pay' }).click();
+  await page.getByText('Stand-in EPay').waitFor();
+  await page.unroute(`${EPAY.url}/**`);
+  const fields = Object.fromEntries(posted[0]);
+  assert.equal(fields.money, EPAY.money);
+  assert.equal(fields.type, 'wxpay');
+  assert.equal(fields.pid, EPAY.pid);
+  assert.equal(fields.sign, epaySign(fields, EPAY.key), 'the order reaches the provider as signed');
+  const outTradeNo = fields.out_trade_no;
+
+  // ...the provider sends the user back before its notification: the order is still pending...
+  const notice = {
+    pid: EPAY.pid,
+    trade_no: 'E2E-TRADE-1',
+    out_trade_no: outTradeNo,
+    type: 'wxpay',
+    name: fields.name,
+    money: EPAY.money,
+    trade_status: 'TRADE_SUCCESS',
+  };
+  const signed = new URLSearchParams({ ...notice, sign: epaySign(notice, EPAY.key), sign_type: 'MD5' });
+  await page.goto(`${fields.return_url}?${signed}`);
+  const result = page.getByTestId('recharge-result');
+  await result.getByText('Waiting for the payment to be confirmed…').waitFor();
+  await result.getByText(outTradeNo, { exact: true }).waitFor();
+  await shot('recharge-pending');
+
+  // ...then its signed notification credits the order (once, however often it comes), and the
+  // page, asking again by itself, shows it paid.
+  for (let i = 0; i < 2; i++) {
+    const answer = await fetch(`${base}/api/tokens/recharge/callback?${signed}`);
+    assert.equal(await answer.text(), 'success');
+  }
+  await result.getByText('Payment received').waitFor();
+  await result.getByText(`${EPAY.amount} credits were added to your balance.`).waitFor();
+  await shot('recharge-paid');
+  await result.getByRole('button', { name: 'Back to Recharge' }).click();
+  const paidBalance = credits(balanceMicros + micros(CODE_AMOUNT) + micros(EPAY.amount));
+  await page.getByTestId('recharge-balance').getByText(paidBalance, { exact: true }).waitFor();
+  await page.locator('tr', { hasText: outTradeNo }).getByText('paid', { exact: true }).waitFor();
+
+  // An order whose notification never comes, for the administrator to complete by hand below.
+  const userToken = await page.evaluate(() => localStorage.getItem('apihub.token'));
+  const stuck = await fetch(`${base}/api/tokens/recharge`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${userToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ amount: '1', payment_type: 'alipay' }),
+  });
+  assert.equal(stuck.status, 201);
+  const stuckNo = JSON.parse(await stuck.text()).order.out_trade_no;
+
   // The rest of the pages, for the record.
   for (const [path, name] of [
     ['/keys', 'keys'],
@@ -353,6 +438,22 @@ async function journey() {
   // The administrator's statistics include the call and the revenue.
   await logout();
   await login(ADMIN);
+
+  // The administrator completes the stuck order by hand, with a note, and the user is credited.
+  await page.goto(`${base}/admin/recharge-orders?status=pending`);
+  const stuckRow = page.locator('tr', { hasText: stuckNo });
+  await stuckRow.getByText('pending', { exact: true }).waitFor();
+  await shot('admin-orders');
+  await stuckRow.getByRole('button', { name: 'Complete by hand' }).click();
+  await page.locator('#complete_note').fill('e2e: bank statement checked');
+  await confirmModal(`Complete order ${stuckNo} by hand`);
+  await page.getByText('Order completed: 1 credits added').waitFor();
+  await stuckRow.waitFor({ state: 'detached' });
+  const completed = JSON.parse(
+    await (await fetch(`${base}/api/tokens/recharge/orders/${stuckNo}`, { headers: { authorization: `Bearer ${userToken}` } })).text(),
+  );
+  assert.equal(completed.status, 'paid');
+  assert.equal(completed.note, 'e2e: bank statement checked');
   await page.goto(`${base}/admin/stats`);
   await page.locator('tr', { hasText: USER.username }).waitFor();
   await shot('admin-stats');
