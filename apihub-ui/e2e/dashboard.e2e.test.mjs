@@ -209,7 +209,7 @@ after(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-test('admin prices a model and makes a code, a new user is recharged, calls it with a key, sees the call billed, and redeems the code', async () => {
+test('admin prices a model and makes a code, a new user is recharged, calls it with a key, sees the call billed, redeems the code and buys credit through EPay', async () => {
   try {
     await journey();
   } catch (e) {

@@ -287,6 +287,7 @@ export const en = {
   'codes.name': 'Batch name',
   'codes.expiresAt': 'Expires at',
   'codes.neverExpires': 'Empty: never',
+  'codes.createdOne': 'Your new code',
   'codes.createdMany': '{n} new codes',
   'codes.handOut': 'Save these codes now and hand them out privately: anyone who has a code can redeem it.',
   'codes.downloadTxt': 'Download .txt',

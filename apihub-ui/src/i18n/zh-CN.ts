@@ -289,6 +289,7 @@ export const zhCN: Record<MessageKey, string> = {
   'codes.name': '批次名称',
   'codes.expiresAt': '过期时间',
   'codes.neverExpires': '留空：永不过期',
+  'codes.createdOne': '新兑换码',
   'codes.createdMany': '{n} 个新兑换码',
   'codes.handOut': '请立即保存这些兑换码并私下发放：任何持有兑换码的人都可以兑换。',
   'codes.downloadTxt': '下载 .txt',

@@ -12,7 +12,7 @@ export function CreatedCodesModal({ batch, onClose }: { batch: CreatedCodes | nu
   return (
     <ShownOnceModal<RedemptionCode>
       items={batch?.codes ?? null}
-      title={(n) => t('codes.createdMany', { n })}
+      title={(n) => (n > 1 ? t('codes.createdMany', { n }) : t('codes.createdOne'))}
       warning={t('codes.handOut')}
       batchId={batch?.batch_id}
       secret={(c) => c.code}
