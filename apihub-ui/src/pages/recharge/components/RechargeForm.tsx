@@ -44,9 +44,7 @@ export function RechargeForm({ options }: { options: RechargeOptions }) {
   const queryClient = useQueryClient();
   const [form] = Form.useForm<Values>();
   const amount = Form.useWatch('amount', form);
-  const min = String(options.min_amount);
-  const max = String(options.max_amount);
-  const price = String(options.price);
+  const { min_amount: min, max_amount: max, price } = options;
   const toPay = moneyToPay(amount, price);
   const create = useMutation({
     mutationFn: (v: Values) => rechargeApi.createRecharge({ amount: v.amount.trim(), payment_type: v.payment_type }),
