@@ -68,6 +68,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         key_cache,
         invalidator,
         rate_limiter,
+        login_throttle: Arc::default(),
         metrics: Arc::new(Metrics::default()),
         prices,
         usage_log,

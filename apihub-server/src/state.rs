@@ -10,6 +10,7 @@ use apihub_tower::auth::KeyCache;
 use apihub_tower::rate_limit::RateLimiter;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub invalidator: Invalidator,
     /// Per-key request counters: in process, or in Redis when shared by several gateways.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Failed-login counters (in this process).
+    pub login_throttle: Arc<LoginThrottle>,
     /// What `GET /metrics` reports.
     pub metrics: Arc<Metrics>,
     /// Model prices, as the billing layer reads them.

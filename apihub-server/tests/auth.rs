@@ -75,6 +75,36 @@ async fn bad_logins_are_refused(app: TestApp) {
     login("DAVE", PASSWORD).await.expect(StatusCode::OK);
 }
 
+/// Five attempts without a success lock a username (even a parallel burst gets no more); the
+/// right password is refused too until the lock ends; other accounts are untouched.
+async fn repeated_failures_lock_the_username(app: TestApp) {
+    app.user("frank").await;
+    app.user("heidi").await;
+    let app = std::sync::Arc::new(app);
+    let attempts = (0..12).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let body = json!({"username": "frank", "password": "wrong-password"});
+            app.call(Method::POST, "/api/auth/login", None, Some(body)).await.status
+        })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        statuses.push(attempt.await.expect("task"));
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert_eq!(unauthorized, 5, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(s)));
+
+    let body = json!({"username": "FRANK", "password": PASSWORD});
+    let locked = app.call(Method::POST, "/api/auth/login", None, Some(body)).await;
+    let retry_after: u64 = locked.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let message = locked.expect_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    assert!(message.contains("try again"), "{message}");
+    app.login("heidi", PASSWORD).await;
+}
+
 async fn session_tokens_are_checked(app: TestApp) {
     let (user_id, token) = app.user("erin").await;
     app.call(Method::GET, "/api/auth/me", None, None).await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
@@ -132,6 +162,7 @@ db_tests!(
     register_login_and_me,
     registration_is_validated,
     bad_logins_are_refused,
+    repeated_failures_lock_the_username,
     session_tokens_are_checked,
     password_change_revokes_sessions,
     disabling_a_user_ends_their_sessions,

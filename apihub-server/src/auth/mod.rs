@@ -2,6 +2,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod throttle;
 
 use apihub_core::user::{User, UserStatus};
 use axum::extract::FromRequestParts;

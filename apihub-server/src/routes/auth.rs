@@ -1,6 +1,8 @@
 //! `/api/auth/*`: registration, login, the current user, password change.
 
 use apihub_core::user::{NewUser, Role, UserStatus, validate_email, validate_password, validate_username};
+use std::time::Instant;
+
 use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -67,7 +69,8 @@ pub struct TokenResponse {
 
 /// Log in with username and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody),
+        (status = 429, description = "too many failed attempts for this username (see `Retry-After`)", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     Json(req): Json<LoginRequest>,
@@ -78,6 +81,15 @@ pub async fn login(
     if validate_username(&req.username).is_err() || req.password.len() > 1024 {
         return Err(invalid());
     }
+    // Locked usernames are refused before any password work; every attempt counts as it starts.
+    if let Err(wait) = state.login_throttle.attempt(&req.username, Instant::now()) {
+        let retry_after_secs = wait.as_secs().max(1);
+        tracing::warn!(username = req.username, retry_after_secs, "login refused: too many failed attempts");
+        return Err(ApiError::TooManyRequests {
+            message: format!("too many failed logins for this account; try again in {retry_after_secs} s"),
+            retry_after_secs,
+        });
+    }
     let found = state.store.credentials(&req.username).await?;
     let (user, stored) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
@@ -86,6 +98,7 @@ pub async fn login(
     // An unknown user costs one argon2 verification too, so timing does not reveal usernames.
     let verified = password::verify_blocking(req.password, stored).await;
     let user = user.filter(|_| verified).ok_or_else(invalid)?;
+    state.login_throttle.succeeded(&req.username);
     if user.status != UserStatus::Active {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
