@@ -43,6 +43,12 @@ pub const TRADE_SUCCESS: &str = "TRADE_SUCCESS";
 /// Every order number starts with this, and administrators' manual operations may not use it.
 pub const ORDER_PREFIX: &str = "epay";
 
+/// Most unpaid orders one user may open within [`PENDING_WINDOW_MINUTES`]: enough for a few
+/// abandoned attempts, not for filling the table.
+pub const MAX_RECENT_PENDING: u64 = 10;
+/// The window [`MAX_RECENT_PENDING`] counts over.
+pub const PENDING_WINDOW_MINUTES: i64 = 60;
+
 /// Longest accepted provider trade number.
 pub const MAX_TRADE_NO_LEN: usize = 64;
 
@@ -374,6 +380,8 @@ pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     /// Only this order number.
     pub out_trade_no: Option<String>,
+    /// Only orders created at or after this instant.
+    pub created_since: Option<DateTime<Utc>>,
 }
 
 /// Storage of recharge orders.

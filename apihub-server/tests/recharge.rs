@@ -251,6 +251,15 @@ async fn bad_orders_are_refused(gw: EpayGateway) {
         .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(app.get(ORDERS, &token).await.expect(StatusCode::OK)["total"], 0);
 
+    // Ten unpaid orders within the hour are the most one user may open.
+    for _ in 0..10 {
+        gw.order(&token, "5", "wxpay").await;
+    }
+    post(json!({"amount": "5", "payment_type": "wxpay"}))
+        .await
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    assert_eq!(app.get(ORDERS, &token).await.expect(StatusCode::OK)["total"], 10);
+
     // Online orders' numbers are reserved: an administrator's manual recharge cannot take one.
     let admin = app.admin_token().await;
     let (user_id, _) = app.user("bob").await;

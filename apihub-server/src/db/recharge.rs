@@ -119,6 +119,9 @@ impl RechargeStore for SqlStore {
                 if let Some(out_trade_no) = filter.out_trade_no.as_deref() {
                     q = q.filter(recharge_orders::out_trade_no.eq(out_trade_no));
                 }
+                if let Some(since) = filter.created_since {
+                    q = q.filter(recharge_orders::created_at.ge(since.timestamp_millis()));
+                }
                 q
             }};
         }

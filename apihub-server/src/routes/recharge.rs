@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use apihub_core::Money;
 use apihub_core::epay;
 use apihub_core::recharge::{
-    CompleteRefusal, Completed, Completion, Merchant, NewOrder, OrderFilter, OrderStatus, RechargeOrder,
-    check_notification, format_cents, generate_out_trade_no, is_out_trade_no,
+    CompleteRefusal, Completed, Completion, MAX_RECENT_PENDING, Merchant, NewOrder, OrderFilter, OrderStatus,
+    PENDING_WINDOW_MINUTES, RechargeOrder, check_notification, format_cents, generate_out_trade_no, is_out_trade_no,
 };
+use apihub_core::store::PageRequest;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
@@ -165,7 +166,7 @@ pub struct CreatedOrder {
 
 /// Create a pending recharge order and the signed request that starts its payment.
 #[utoipa::path(post, path = "/api/tokens/recharge", tag = "tokens", security(("bearer" = [])), request_body = RechargeRequest,
-    responses((status = 201, body = CreatedOrder), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = CreatedOrder), (status = 422, body = ErrorBody), (status = 429, description = "too many unpaid orders lately", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_order(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -173,6 +174,20 @@ pub async fn create_order(
 ) -> Result<(http::StatusCode, Json<CreatedOrder>), ApiError> {
     let epay = epay_config(&state)?;
     let money = epay.policy.quote(req.amount, &req.payment_type).map_err(ApiError::Validation)?;
+    let recent = OrderFilter {
+        user_id: Some(user.id),
+        status: Some(OrderStatus::Pending),
+        created_since: Some(Utc::now() - chrono::Duration::minutes(PENDING_WINDOW_MINUTES)),
+        ..OrderFilter::default()
+    };
+    if state.recharge.orders(&recent, PageRequest { page: 1, page_size: 1 }).await?.total >= MAX_RECENT_PENDING {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "{MAX_RECENT_PENDING} unpaid orders in the last {PENDING_WINDOW_MINUTES} minutes; pay one of them or try later"
+            ),
+            retry_after_secs: 60,
+        });
+    }
     let order = NewOrder {
         out_trade_no: generate_out_trade_no(Utc::now()),
         user_id: user.id,
@@ -322,7 +337,7 @@ pub async fn admin_orders(
     if out_trade_no.as_deref().is_some_and(|o| !is_out_trade_no(o)) {
         return Err(ApiError::Validation("out_trade_no is not an order number of this gateway".into()));
     }
-    let filter = OrderFilter { user_id: query.user_id, status, out_trade_no };
+    let filter = OrderFilter { user_id: query.user_id, status, out_trade_no, created_since: None };
     Ok(Json(state.recharge.orders(&filter, page.request()?).await?.into()))
 }
 
