@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::cached::Cached;
 use super::schema::{api_keys, reservations, transactions, users};
-use super::{SqlStore, now_millis, with_conn, write_tx};
+use super::{SqlStore, now_millis, with_conn, write_op};
 
 /// Marks a refusal that the rules no longer confirm: funds were freed concurrently (PostgreSQL's
 /// read-committed re-check can see a release that the refused update did not). Retried.
@@ -99,19 +100,17 @@ impl KeyLimitsRow {
 macro_rules! free_holds {
     ($conn:ident, $row:expr) => {{
         let row: &ReservationRow = $row;
-        diesel::update(users::table.find(row.user_id))
-            .set(users::reserved.eq(users::reserved - row.amount))
+        Cached(diesel::update(users::table.find(row.user_id)).set(users::reserved.eq(users::reserved - row.amount)))
             .execute($conn)
             .await?;
         // The key may have been deleted meanwhile; then there is nothing to free on it.
-        diesel::update(api_keys::table.find(row.key_id))
-            .set((
-                api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
-                api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
-                api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
-            ))
-            .execute($conn)
-            .await?;
+        Cached(diesel::update(api_keys::table.find(row.key_id)).set((
+            api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
+            api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
+            api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
+        )))
+        .execute($conn)
+        .await?;
     }};
 }
 
@@ -122,7 +121,7 @@ impl SqlStore {
     }
 
     async fn release_one(&self, id: ReservationId) -> Result<(), BillingError> {
-        write_tx!(self, BillingTx, |conn| {
+        write_op!(self, BillingTx, move |conn| {
             let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))
                 .returning(ReservationRow::as_returning())
                 .get_result(conn)
@@ -197,38 +196,45 @@ impl SqlStore {
         if amount < 0 || tokens < 0 {
             return Err(BillingError::Store(StoreError::Internal("a hold must not be negative".into())));
         }
-        write_tx!(self, BillingTx, |conn| {
-            let user_held = diesel::update(
-                users::table.find(new.user_id).filter((users::token_balance - users::reserved).ge(amount)),
+        let new = new.clone();
+        write_op!(self, BillingTx, move |conn| {
+            let user_held = Cached(
+                diesel::update(
+                    users::table.find(new.user_id).filter((users::token_balance - users::reserved).ge(amount)),
+                )
+                .set(users::reserved.eq(users::reserved + amount)),
             )
-            .set(users::reserved.eq(users::reserved + amount))
             .execute(conn)
             .await?;
-            let key_held = diesel::update(
-                api_keys::table
-                    .find(new.key_id)
-                    .filter(api_keys::user_id.eq(new.user_id))
-                    .filter(
-                        api_keys::remaining_calls
-                            .is_null()
-                            .or((api_keys::remaining_calls.assume_not_null() - api_keys::calls_reserved).ge(1_i64)),
-                    )
-                    .filter(
-                        api_keys::token_limit
-                            .is_null()
-                            .or((api_keys::tokens_used + api_keys::tokens_reserved + tokens)
-                                .le(api_keys::token_limit.assume_not_null())),
-                    )
-                    .filter(
-                        api_keys::quota_limit.is_null().or((api_keys::quota_used + api_keys::quota_reserved + amount)
-                            .le(api_keys::quota_limit.assume_not_null())),
-                    ),
+            let key_held = Cached(
+                diesel::update(
+                    api_keys::table
+                        .find(new.key_id)
+                        .filter(api_keys::user_id.eq(new.user_id))
+                        .filter(
+                            api_keys::remaining_calls
+                                .is_null()
+                                .or((api_keys::remaining_calls.assume_not_null() - api_keys::calls_reserved).ge(1_i64)),
+                        )
+                        .filter(
+                            api_keys::token_limit
+                                .is_null()
+                                .or((api_keys::tokens_used + api_keys::tokens_reserved + tokens)
+                                    .le(api_keys::token_limit.assume_not_null())),
+                        )
+                        .filter(
+                            api_keys::quota_limit
+                                .is_null()
+                                .or((api_keys::quota_used + api_keys::quota_reserved + amount)
+                                    .le(api_keys::quota_limit.assume_not_null())),
+                        ),
+                )
+                .set((
+                    api_keys::tokens_reserved.eq(api_keys::tokens_reserved + tokens),
+                    api_keys::quota_reserved.eq(api_keys::quota_reserved + amount),
+                    api_keys::calls_reserved.eq(api_keys::calls_reserved + 1),
+                )),
             )
-            .set((
-                api_keys::tokens_reserved.eq(api_keys::tokens_reserved + tokens),
-                api_keys::quota_reserved.eq(api_keys::quota_reserved + amount),
-                api_keys::calls_reserved.eq(api_keys::calls_reserved + 1),
-            ))
             .execute(conn)
             .await?;
             if user_held == 0 || key_held == 0 {
@@ -264,9 +270,7 @@ impl SqlStore {
                 tokens,
                 created_at: now_millis(),
             };
-            Ok(diesel::insert_into(reservations::table)
-                .values(&row)
-                .returning(reservations::id)
+            Ok(Cached(diesel::insert_into(reservations::table).values(&row).returning(reservations::id))
                 .get_result(conn)
                 .await?)
         })
@@ -274,61 +278,65 @@ impl SqlStore {
 
     async fn settle_once(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
         let description: String = settlement.description.chars().take(MAX_DESCRIPTION_LEN).collect();
-        write_tx!(self, BillingTx, |conn| {
+        let (charge, tokens, success) = (settlement.charge, settlement.tokens.max(0), i64::from(settlement.success));
+        write_op!(self, BillingTx, move |conn| {
             let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))
                 .returning(ReservationRow::as_returning())
                 .get_result(conn)
                 .await
                 .optional()?;
             let row = row.ok_or(BillingError::NotOpen(id))?;
-            let charge = clamp_charge(settlement.charge, Money::from_micros(row.amount)).micros();
-            let tokens = settlement.tokens.max(0);
-            let balance: i64 = diesel::update(users::table.find(row.user_id))
-                .set((
-                    users::reserved.eq(users::reserved - row.amount),
-                    users::token_balance.eq(users::token_balance - charge),
-                    users::total_consumed.eq(users::total_consumed + charge),
-                    users::updated_at.eq(now_millis()),
-                ))
-                .returning(users::token_balance)
-                .get_result(conn)
-                .await?;
-            let success = i64::from(settlement.success);
-            diesel::update(api_keys::table.find(row.key_id))
-                .set((
-                    api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
-                    api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
-                    api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
-                    api_keys::quota_used.eq(api_keys::quota_used + charge),
-                    api_keys::tokens_used.eq(api_keys::tokens_used + tokens),
-                    api_keys::calls_total.eq(api_keys::calls_total + 1),
-                    api_keys::calls_succeeded.eq(api_keys::calls_succeeded + success),
-                    api_keys::updated_at.eq(now_millis()),
-                ))
+            let charge = clamp_charge(charge, Money::from_micros(row.amount)).micros();
+            let balance: i64 = Cached(
+                diesel::update(users::table.find(row.user_id))
+                    .set((
+                        users::reserved.eq(users::reserved - row.amount),
+                        users::token_balance.eq(users::token_balance - charge),
+                        users::total_consumed.eq(users::total_consumed + charge),
+                        users::updated_at.eq(now_millis()),
+                    ))
+                    .returning(users::token_balance),
+            )
+            .get_result(conn)
+            .await?;
+            Cached(diesel::update(api_keys::table.find(row.key_id)).set((
+                api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
+                api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
+                api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
+                api_keys::quota_used.eq(api_keys::quota_used + charge),
+                api_keys::tokens_used.eq(api_keys::tokens_used + tokens),
+                api_keys::calls_total.eq(api_keys::calls_total + 1),
+                api_keys::calls_succeeded.eq(api_keys::calls_succeeded + success),
+                api_keys::updated_at.eq(now_millis()),
+            )))
+            .execute(conn)
+            .await?;
+            if success == 1 {
+                // Stops at zero: an administrator may have lowered the counter while this call ran.
+                Cached(
+                    diesel::update(api_keys::table.find(row.key_id).filter(api_keys::remaining_calls.gt(0_i64)))
+                        .set(api_keys::remaining_calls.eq(api_keys::remaining_calls - 1_i64)),
+                )
                 .execute(conn)
                 .await?;
-            if settlement.success {
-                // Stops at zero: an administrator may have lowered the counter while this call ran.
-                diesel::update(api_keys::table.find(row.key_id).filter(api_keys::remaining_calls.gt(0_i64)))
-                    .set(api_keys::remaining_calls.eq(api_keys::remaining_calls - 1_i64))
-                    .execute(conn)
-                    .await?;
             }
             let transaction = if charge > 0 {
-                let inserted = diesel::insert_into(transactions::table)
-                    .values((
-                        transactions::user_id.eq(row.user_id),
-                        transactions::tx_type.eq(TxType::Consume.as_str()),
-                        transactions::amount.eq(-charge),
-                        transactions::balance_before.eq(balance + charge),
-                        transactions::balance_after.eq(balance),
-                        transactions::order_no.eq(&row.request_id),
-                        transactions::description.eq(&description),
-                        transactions::created_at.eq(now_millis()),
-                    ))
-                    .returning(transactions::id)
-                    .get_result::<i64>(conn)
-                    .await?;
+                let inserted = Cached(
+                    diesel::insert_into(transactions::table)
+                        .values((
+                            transactions::user_id.eq(row.user_id),
+                            transactions::tx_type.eq(TxType::Consume.as_str()),
+                            transactions::amount.eq(-charge),
+                            transactions::balance_before.eq(balance + charge),
+                            transactions::balance_after.eq(balance),
+                            transactions::order_no.eq(&row.request_id),
+                            transactions::description.eq(&description),
+                            transactions::created_at.eq(now_millis()),
+                        ))
+                        .returning(transactions::id),
+                )
+                .get_result::<i64>(conn)
+                .await?;
                 Some(apihub_core::ledger::Transaction {
                     id: inserted,
                     user_id: row.user_id,

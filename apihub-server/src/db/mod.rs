@@ -3,8 +3,9 @@
 //! Both backends share one diesel schema and one body of query code: [`with_conn!`] and
 //! [`write_tx!`] expand a block once per backend, so every query is written once and compiled
 //! twice. On SQLite a write transaction starts with `BEGIN IMMEDIATE` (the write lock is taken up
-//! front, so two writers never deadlock into "database is locked") and writers of this process
-//! queue on an async mutex instead of spinning in SQLite's busy handler. On PostgreSQL every
+//! front, so two writers never deadlock into "database is locked") on the process's one write
+//! connection, whose statements run without a hop to the blocking pool, and the request path's
+//! writes share group commits ([`writer`], [`write_op!`]). On PostgreSQL every
 //! balance change is one conditional `UPDATE … WHERE balance + delta >= 0`, which row-locks and
 //! re-checks under concurrency.
 
@@ -22,6 +23,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 mod billing;
+mod cached;
 mod keys;
 mod ledger;
 mod prices;
@@ -31,6 +33,7 @@ pub mod schema;
 mod stats;
 mod usage;
 mod users;
+mod writer;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -43,11 +46,15 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
 type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
+/// Every SQLite connection's settings (10 s: `SQLITE_BUSY_TIMEOUT_MS`).
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
 /// A connection pool to one of the two backends.
 #[derive(Clone)]
 pub enum Db {
-    /// Embedded SQLite; `write_lock` serialises this process's writers.
-    Sqlite { pool: Pool<SqliteConn>, write_lock: Arc<tokio::sync::Mutex<()>> },
+    /// Embedded SQLite: `pool` for reads, `writer` the one connection every write goes through.
+    Sqlite { pool: Pool<SqliteConn>, writer: Arc<writer::SqliteWriter> },
     /// PostgreSQL through diesel-async's native connection.
     Postgres { pool: Pool<AsyncPgConnection> },
 }
@@ -107,7 +114,11 @@ impl Db {
                     .timeouts(timeouts)
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()?;
-                Ok(Db::Sqlite { pool, write_lock: Arc::new(tokio::sync::Mutex::new(())) })
+                let writer = writer::SqliteWriter::new(open_sqlite_writer(path.clone()).await?, {
+                    let path = path.clone();
+                    move || open_sqlite_sync(&path, "")
+                })?;
+                Ok(Db::Sqlite { pool, writer })
             }
             DbUrl::Postgres(url) => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
@@ -151,12 +162,21 @@ fn deadpool_timeouts(wait: Duration) -> deadpool::managed::Timeouts {
 
 async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(&path).await?;
-    conn.batch_execute(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
-         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-    ))
-    .await
-    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    conn.batch_execute(SQLITE_PRAGMAS).await.map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// The write connection: [`SQLITE_PRAGMAS`], and no checkpoint on commit (a thread of the writer's
+/// own checkpoints instead).
+async fn open_sqlite_writer(path: String) -> anyhow::Result<SqliteConnection> {
+    tokio::task::spawn_blocking(move || open_sqlite_sync(&path, "PRAGMA wal_autocheckpoint = 0;")).await?
+}
+
+/// A plain connection with [`SQLITE_PRAGMAS`] and then `more`.
+fn open_sqlite_sync(path: &str, more: &str) -> anyhow::Result<SqliteConnection> {
+    use diesel::Connection;
+    let mut conn = SqliteConnection::establish(path)?;
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, &format!("{SQLITE_PRAGMAS} {more}"))?;
     Ok(conn)
 }
 
@@ -278,19 +298,35 @@ macro_rules! write_tx {
     ($store:expr, $error:ty, |$conn:ident| $body:expr) => {{
         let result: Result<_, $error> = async {
             match &$store.db {
-                $crate::db::Db::Sqlite { pool, write_lock } => {
-                    let _writer = write_lock.lock().await;
-                    let mut guard = pool.get().await.map_err(|e| <$error>::from($crate::db::pool_error(e)))?;
-                    guard.immediate_transaction(async |$conn| $body).await
-                }
-                $crate::db::Db::Postgres { pool } => {
-                    let mut guard = pool.get().await.map_err(|e| <$error>::from($crate::db::pool_error(e)))?;
-                    diesel_async::AsyncConnection::transaction(&mut *guard, async |$conn| $body).await
-                }
+                $crate::db::Db::Sqlite { writer, .. } => writer.transaction(async |$conn| $body).await,
+                $crate::db::Db::Postgres { pool } => $crate::db::pg_tx!(pool, $error, |$conn| $body),
             }
         }
         .await;
         result.map_err(|e| e.0)
+    }};
+}
+
+/// [`write_tx!`] for the request path's writes: on SQLite the body (`move`: it owns what it uses)
+/// joins the next group commit ([`writer`]), in a savepoint of its own; on PostgreSQL it is its
+/// own transaction, as with `write_tx!`.
+macro_rules! write_op {
+    ($store:expr, $error:ty, move |$conn:ident| $body:expr) => {{
+        let result: Result<_, $error> = match &$store.db {
+            $crate::db::Db::Sqlite { writer, .. } => {
+                writer.batched(async move |$conn| -> Result<_, $error> { $body }).await
+            }
+            $crate::db::Db::Postgres { pool } => async { $crate::db::pg_tx!(pool, $error, |$conn| $body) }.await,
+        };
+        result.map_err(|e| e.0)
+    }};
+}
+
+/// One PostgreSQL transaction on a pooled connection; evaluates to `Result<_, $error>`.
+macro_rules! pg_tx {
+    ($pool:expr, $error:ty, |$conn:ident| $body:expr) => {{
+        let mut guard = $pool.get().await.map_err(|e| <$error>::from($crate::db::pool_error(e)))?;
+        diesel_async::AsyncConnection::transaction(&mut *guard, async |$conn| $body).await
     }};
 }
 
@@ -320,7 +356,7 @@ macro_rules! load_page {
     }};
 }
 
-pub(crate) use {load_page, with_conn, write_tx};
+pub(crate) use {load_page, pg_tx, with_conn, write_op, write_tx};
 
 /// Now, in the stored form (Unix milliseconds).
 pub(crate) fn now_millis() -> i64 {

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::cached::Cached;
 use super::schema::usage_logs;
-use super::{SqlStore, corrupt, from_millis, load_page, write_tx};
+use super::{SqlStore, TxError, corrupt, from_millis, load_page, write_op};
 
 /// A `usage_logs` row (without its id, which only orders rows).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -94,9 +95,9 @@ impl UsageRow {
 impl UsageStore for SqlStore {
     async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let rows: Vec<UsageRow> = records.iter().map(UsageRow::of).collect();
-        write_tx!(self, |conn| {
+        write_op!(self, TxError, move |conn| {
             for row in &rows {
-                diesel::insert_into(usage_logs::table).values(row).execute(conn).await?;
+                Cached(diesel::insert_into(usage_logs::table).values(row)).execute(conn).await?;
             }
             Ok(())
         })
