@@ -122,6 +122,10 @@ async fn a_notification_credits_exactly_once(gw: EpayGateway) {
     assert_eq!(txs["total"], 2, "one recharge per order: {txs}");
     let user = app.get("/api/auth/me", &token).await.expect(StatusCode::OK);
     assert_eq!(user["total_recharged"], 32.5);
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.expect(StatusCode::OK);
+    let metrics = metrics.as_str().expect("text");
+    assert!(metrics.contains("apihub_payment_notifications_total{result=\"paid\"} 2\n"), "{metrics}");
+    assert!(metrics.contains("apihub_payment_notifications_total{result=\"repeated\"} 18\n"), "{metrics}");
 }
 
 async fn forged_and_wrong_notifications_credit_nothing(gw: EpayGateway) {
@@ -166,6 +170,11 @@ async fn forged_and_wrong_notifications_credit_nothing(gw: EpayGateway) {
     assert_eq!(balance(app, &token).await, 0);
     assert_eq!(order(app, &token, &no).await["status"], "pending");
     assert_eq!(transactions(app, &token).await["total"], 0);
+    // Every refusal is counted for the operator's alerts (and logged with its reason).
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.expect(StatusCode::OK);
+    let metrics = metrics.as_str().expect("text");
+    assert!(metrics.contains("apihub_payment_notifications_total{result=\"refused\"} 20\n"), "{metrics}");
+    assert!(metrics.contains("apihub_payment_notifications_total{result=\"paid\"} 0\n"), "{metrics}");
 
     // The genuine notification still works afterwards.
     assert_eq!(epay.deliver(&no, &epay.notification(&no), Delivery::Post).await, "success");

@@ -16,6 +16,7 @@
 //! | `apihub_usage_log_queue` | gauge | usage records waiting to be written by this node |
 //! | `apihub_db_pool_connections{state}` | gauge | this node's pool: `in_use`, `idle` |
 //! | `apihub_db_pool_max_connections`, `apihub_db_pool_waiting` | gauge | its size limit, and callers waiting for a connection |
+//! | `apihub_payment_notifications_total{result}` | counter | EPay notifications: `paid` (credited now), `repeated` (already paid), `refused` (forged, wrong amount, unknown order, …), `error` (storage failed; the provider retries) |
 //!
 //! ```
 //! use apihub_server::metrics::{Gauges, Metrics};
@@ -49,6 +50,33 @@ fn class(status: u16) -> usize {
     usize::from(status / 100).clamp(1, 5) - 1
 }
 
+/// What became of a payment provider's notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notification {
+    /// The order was paid and credited now.
+    Paid,
+    /// The order had been paid before; nothing changed.
+    Repeated,
+    /// A check failed; nothing changed.
+    Refused,
+    /// Storage failed; the provider will retry.
+    Error,
+}
+
+impl Notification {
+    const ALL: [Notification; 4] =
+        [Notification::Paid, Notification::Repeated, Notification::Refused, Notification::Error];
+
+    fn label(self) -> &'static str {
+        match self {
+            Notification::Paid => "paid",
+            Notification::Repeated => "repeated",
+            Notification::Refused => "refused",
+            Notification::Error => "error",
+        }
+    }
+}
+
 /// Per-model counters of forwarded requests.
 #[derive(Default)]
 struct ModelCounters {
@@ -80,6 +108,7 @@ pub struct Metrics {
     responses: [AtomicU64; 5],
     models: RwLock<BTreeMap<String, Arc<ModelCounters>>>,
     upstream_latency: Histogram,
+    notifications: [AtomicU64; 4],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +145,11 @@ impl Metrics {
     /// Counts one `/v1` response.
     pub fn count_response(&self, status: StatusCode) {
         self.responses[class(status.as_u16())].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one payment notification by what became of it.
+    pub fn count_notification(&self, outcome: Notification) {
+        self.notifications[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one forwarded request from its usage record.
@@ -217,6 +251,16 @@ impl Metrics {
             exposition::seconds(self.upstream_latency.sum_ms.load(Ordering::Relaxed)),
         );
         out.sample(&format!("{name}_count"), &[], cumulative);
+
+        out.family(
+            "apihub_payment_notifications_total",
+            "counter",
+            "Payment provider notifications by result: paid, repeated (already paid), refused, error.",
+        );
+        for outcome in Notification::ALL {
+            let value = self.notifications[outcome as usize].load(Ordering::Relaxed);
+            out.sample("apihub_payment_notifications_total", &[("result", outcome.label())], value);
+        }
 
         if let Some(open) = gauges.reservations_open {
             out.family(

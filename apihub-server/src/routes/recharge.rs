@@ -27,6 +27,7 @@ use crate::auth::{AdminUser, CurrentUser};
 use crate::config::EpayConfig;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::metrics::Notification;
 use crate::state::AppState;
 
 /// The callback's answer when the order is (now or already) paid.
@@ -276,34 +277,44 @@ pub async fn callback_post(State(state): State<AppState>, RawQuery(query): RawQu
 }
 
 async fn notify(state: &AppState, form: &[u8]) -> &'static str {
+    let outcome = settle_notification(state, form).await;
+    state.metrics.count_notification(outcome);
+    match outcome {
+        Notification::Paid | Notification::Repeated => SUCCESS,
+        Notification::Refused | Notification::Error => FAIL,
+    }
+}
+
+/// Checks a notification and, when it holds, completes its order; logs every refusal.
+async fn settle_notification(state: &AppState, form: &[u8]) -> Notification {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(form).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let out_trade_no = params.iter().find(|(k, _)| k == "out_trade_no").map(|(_, v)| v.clone()).unwrap_or_default();
     let Some(epay) = state.config.epay.as_ref() else {
         tracing::warn!(out_trade_no, "EPay notification received, but online recharge is not configured");
-        return FAIL;
+        return Notification::Refused;
     };
     let merchant = Merchant { pid: &epay.pid, key: epay.key.expose() };
     let notice = match check_notification(&params, merchant) {
         Ok(notice) => notice,
         Err(refusal) => {
             tracing::warn!(out_trade_no, reason = %refusal, "EPay notification refused; nothing credited");
-            return FAIL;
+            return Notification::Refused;
         }
     };
     match state.recharge.complete(&notice.out_trade_no, &Completion::Notified(notice.clone())).await {
         Ok(Ok(Completed::Now { order, transaction, .. })) => {
             tracing::info!(out_trade_no, trade_no = notice.trade_no, user_id = order.user_id, tx = transaction.id, amount = %order.amount, "recharge order paid");
-            SUCCESS
+            Notification::Paid
         }
-        Ok(Ok(Completed::Already(_))) => SUCCESS,
+        Ok(Ok(Completed::Already(_))) => Notification::Repeated,
         Ok(Err(refusal)) => {
             tracing::warn!(out_trade_no, trade_no = notice.trade_no, reason = %refusal, "EPay notification refused; nothing credited");
-            FAIL
+            Notification::Refused
         }
         Err(error) => {
             tracing::error!(out_trade_no, %error, "EPay notification could not be applied; the provider will retry");
-            FAIL
+            Notification::Error
         }
     }
 }
