@@ -27,6 +27,9 @@ pub enum StoreError {
     /// The ledger refused the operation; nothing changed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A value the database cannot store (PostgreSQL refuses NUL characters in text).
+    #[error("invalid value: {0}")]
+    Invalid(String),
     /// The database could not be reached (pool exhausted, connection refused).
     #[error("storage unavailable: {0}")]
     Unavailable(String),

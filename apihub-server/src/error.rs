@@ -143,6 +143,7 @@ impl From<StoreError> for ApiError {
                 ApiError::InsufficientBalance(e.to_string())
             }
             StoreError::Ledger(e) => ApiError::Validation(e.to_string()),
+            StoreError::Invalid(detail) => ApiError::Validation(detail),
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }

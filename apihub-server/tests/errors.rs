@@ -270,11 +270,29 @@ async fn nul_characters_are_refused_alike(app: TestApp) {
         (Method::GET, "/api/admin/users?search=%00", Some(&admin), None, StatusCode::UNPROCESSABLE_ENTITY),
         (Method::GET, "/api/keys/admin/all?batch_id=%00", Some(&admin), None, StatusCode::UNPROCESSABLE_ENTITY),
         (Method::GET, "/api/keys/batch/%00", Some(&admin), None, StatusCode::NOT_FOUND),
+        (Method::GET, "/api/admin/redemption-codes?batch_id=%00", Some(&admin), None, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            Method::GET,
+            "/api/admin/recharge-orders?out_trade_no=%00",
+            Some(&admin),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (Method::GET, "/api/tokens/recharge/orders/%00", Some(&token), None, StatusCode::NOT_FOUND),
     ];
     for (method, path, auth, body, status) in cases {
         let reply = app.call(method.clone(), path, auth.map(String::as_str), body).await;
         assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
         reply.expect_client_error();
+    }
+    // Below the routes, a NUL that reaches PostgreSQL is the client's error (422), never a 500.
+    match app.state.store.credentials(nul).await {
+        Ok(found) => assert!(found.is_none() && matches!(app.state.db, apihub_server::db::Db::Sqlite { .. })),
+        Err(error) => {
+            assert!(matches!(error, apihub_core::store::StoreError::Invalid(_)), "{error:?}");
+            let status = apihub_server::error::ApiError::from(error).status_code();
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        }
     }
     // A model name is stored JSON-encoded, so a NUL in it is harmless on both backends.
     app.post("/api/keys", &token, json!({"allowed_models": [nul]})).await.expect(StatusCode::CREATED);

@@ -244,6 +244,13 @@ impl From<diesel::result::Error> for TxError {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 StoreError::Conflict(info.message().to_owned())
             }
+            // PostgreSQL cannot hold NUL in text (SQLSTATE 22021, or 22P05 in JSON); the value
+            // came from the request, so this is the client's error, not ours.
+            Error::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().contains("0x00") || info.message().contains("\\u0000") =>
+            {
+                StoreError::Invalid("text must not contain NUL characters".into())
+            }
             other => StoreError::Internal(other.to_string()),
         })
     }

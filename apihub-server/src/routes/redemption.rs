@@ -127,6 +127,10 @@ pub async fn list_codes(
             CodeStatus::parse(s).ok_or_else(|| ApiError::Validation("status must be `active` or `disabled`".into()))?,
         ),
     };
+    // Batch ids are hex; anything else matches nothing and is refused alike on both backends.
+    if query.batch_id.as_deref().is_some_and(|b| !b.bytes().all(|c| c.is_ascii_alphanumeric())) {
+        return Err(ApiError::Validation("batch_id must be letters and digits".into()));
+    }
     let filter = CodeFilter { status, batch_id: query.batch_id, redeemed: query.redeemed };
     Ok(Json(state.redemption.codes(&filter, page.request()?).await?.into()))
 }
