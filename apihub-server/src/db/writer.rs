@@ -107,9 +107,11 @@ where
     }
 }
 
-/// One queued operation: runs in its savepoint and returns what tells its caller the result once
-/// the commit is known (`Some` error when the commit failed).
-type Job = Box<dyn FnOnce(&mut WriteConn) -> Box<dyn FnOnce(Option<&StoreError>) + Send> + Send>;
+/// One queued operation: runs (in a savepoint of its own unless it is `alone` in its transaction)
+/// and returns whether it succeeded and what tells its caller the result once the commit is known
+/// (`Some` error when the commit failed).
+type Job = Box<dyn FnOnce(&mut WriteConn, bool) -> (bool, Tell) + Send>;
+type Tell = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 #[derive(Default)]
 struct Queue {
@@ -161,15 +163,21 @@ impl SqliteWriter {
         F: AsyncFnOnce(&mut WriteConn) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut WriteConn| {
-            let result = scoped(conn, AnsiTransactionManager::begin_transaction, op);
-            Box::new(move |commit: Option<&StoreError>| {
+        let job: Job = Box::new(move |conn: &mut WriteConn, alone: bool| {
+            let result = if alone {
+                run_now(op(conn)).unwrap_or_else(|| Err(E::from(suspended())))
+            } else {
+                scoped(conn, AnsiTransactionManager::begin_transaction, op)
+            };
+            let ok = result.is_ok();
+            let tell: Tell = Box::new(move |commit: Option<&StoreError>| {
                 let result = match commit {
                     None => result,
                     Some(error) => Err(E::from(StoreError::Unavailable(error.to_string()))),
                 };
                 let _ = tx.send(result);
-            })
+            });
+            (ok, tell)
         });
         let lead = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -222,20 +230,29 @@ impl SqliteWriter {
     /// Runs `jobs` in one transaction and tells each its result once the commit is known.
     fn run_batch(&self, conn: &mut WriteConn, jobs: Vec<Job>) {
         self.last_batch.store(jobs.len(), Ordering::Relaxed);
+        // An operation alone needs no savepoint: the transaction is its own.
+        let alone = jobs.len() == 1;
+        let mut failed_alone = false;
         let mut done = Vec::with_capacity(jobs.len());
         let committed: Result<(), StoreError> = scoped(
             conn,
             |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
             async |conn| {
-                done.extend(jobs.into_iter().map(|job| job(conn)));
-                Ok(())
+                for job in jobs {
+                    let (ok, tell) = job(conn, alone);
+                    failed_alone |= alone && !ok;
+                    done.push(tell);
+                }
+                // Rolls back the failed operation's transaction; it reports its own error.
+                if failed_alone { Err(StoreError::Internal("rolled back".into())) } else { Ok(()) }
             },
         );
-        if let Err(error) = &committed {
+        let commit_error = committed.err().filter(|_| !failed_alone);
+        if let Some(error) = &commit_error {
             tracing::error!(%error, operations = done.len(), "a SQLite group commit failed");
         }
         for tell in done {
-            tell(committed.as_ref().err());
+            tell(commit_error.as_ref());
         }
     }
 }

@@ -10,10 +10,11 @@ use apihub_tower::billing::UsageSink;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// Most records written in one statement batch.
-const BATCH: usize = 500;
+/// Most records written in one statement batch (on SQLite a batch runs inside a group commit of
+/// the request path's writes, so a big one would hold up the holds behind it).
+const BATCH: usize = 100;
 /// How long a partial batch waits for company.
-const LINGER: Duration = Duration::from_millis(50);
+const LINGER: Duration = Duration::from_millis(20);
 
 enum Message {
     Record(Box<UsageRecord>),
