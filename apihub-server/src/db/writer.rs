@@ -164,6 +164,11 @@ impl SqliteWriter {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn: &mut WriteConn, alone: bool| {
+            if tx.is_closed() {
+                // The caller is gone (its request was dropped while queued): nobody would learn of
+                // a hold placed now, so it is not placed.
+                return (true, Box::new(|_: Option<&StoreError>| {}) as Tell);
+            }
             let result = if alone {
                 run_now(op(conn)).unwrap_or_else(|| Err(E::from(suspended())))
             } else {
