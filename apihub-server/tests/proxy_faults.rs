@@ -103,8 +103,9 @@ async fn a_stream_reset_midway_bills_what_was_produced(gw: Gateway) {
     assert!(!got.text().contains("[DONE]"));
 
     // No usage was reported: the prompt is estimated from the request's bytes, the output from the
-    // response's, and the charge is capped by the hold.
-    let (input, output) = (quarter(body.to_string().len()), quarter(got.body.len()));
+    // text the stream carried (not its SSE and JSON wrapping), and the charge is capped by the hold.
+    let (input, output) = (quarter(body.to_string().len()), quarter(got.streamed_text_bytes()));
+    assert!(output > 0);
     let estimate = PRICE.raw(input, output);
     let charge = estimate.min(hold(PRICE, &body, 20));
     assert!(charge.is_positive());
@@ -120,8 +121,7 @@ async fn a_stream_reset_midway_bills_what_was_produced(gw: Gateway) {
 async fn dialects_that_report_usage_early_still_bill_a_cut_stream(gw: Gateway) {
     // Anthropic reports the input (and an early output count of 1) in message_start, Gemini the
     // prompt in every chunk: a stream cut after some text keeps its reported input and has its
-    // output estimated (a quarter of the response's bytes), not billed as if there were none. The
-    // output price is low enough for that estimate to stay under the hold.
+    // output estimated (a quarter of the streamed text's bytes), not billed as if there were none.
     let price = Price { input: "6", output: "0.01" };
     let nina = gw.customer("nina", "10", "1", json!({})).await;
     let claude = json!({
@@ -155,7 +155,8 @@ async fn dialects_that_report_usage_early_still_bill_a_cut_stream(gw: Gateway) {
                 gw.assert_settled(nina.user_id).await
             };
 
-            let (input, output) = (quarter(body[prompt_field].to_string().len()), quarter(got.body.len()));
+            let (input, output) = (quarter(body[prompt_field].to_string().len()), quarter(got.streamed_text_bytes()));
+            assert!(output > 0, "{path}: some text arrived");
             let charge = price.raw(input, output);
             assert!(charge < hold(price, body, 20), "{path}: the case is meant to stay under the hold");
             assert_eq!(before.checked_sub(after), Some(charge), "{path}, {knob}");
@@ -175,16 +176,18 @@ async fn a_truncated_stream_is_estimated_within_its_hold(gw: Gateway) {
     let body = chat(20, true);
     let mut balance = Money::from_credits(10);
     // Priced by input only, the estimate (a quarter of the request's bytes) is below the hold (all
-    // of them); priced by output only, the estimate (a quarter of the response's bytes, 3 events of
-    // JSON) is far above the hold (20 tokens), and the hold is what is charged.
-    for (price, below_hold) in [(Price { input: "3", output: "0" }, true), (Price { input: "0", output: "7" }, false)] {
+    // of them); priced by output only, the estimate (a quarter of the streamed text's bytes) is
+    // below the hold too (20 tokens). Were the SSE and JSON wrapping counted, 3 events would be
+    // estimated far above the hold.
+    for (price, below_hold) in [(Price { input: "3", output: "0" }, true), (Price { input: "0", output: "7" }, true)] {
         gw.price(MODEL, price.input, price.output).await;
         let got =
             gw.post("/v1/chat/completions", Auth::Bearer(&olga.key), &[(header::TRUNCATE_AFTER, "3")], &body).await;
         got.expect(StatusCode::OK);
         assert!(got.error.is_none());
         assert_eq!(got.events().len(), 3, "{}", got.text());
-        let estimate = price.raw(quarter(body.to_string().len()), quarter(got.body.len()));
+        assert!(quarter(got.body.len()) > 20, "the wrapping alone would exceed the hold");
+        let estimate = price.raw(quarter(body.to_string().len()), quarter(got.streamed_text_bytes()));
         let cap = hold(price, &body, 20);
         assert_eq!(estimate < cap, below_hold, "estimate {estimate}, hold {cap}");
         let charge = estimate.min(cap);

@@ -83,8 +83,13 @@ pub(super) fn push(event: &SseEvent, reported: &mut Reported) -> Seen {
         "message_start" => data.pointer("/message/usage"),
         "message_delta" => data.get("usage"),
         // Text, thinking and tool-input deltas.
-        "content_block_delta" => return Seen { output: true, finished: false },
-        "message_stop" => return Seen { output: false, finished: true },
+        "content_block_delta" => {
+            let delta = data.get("delta");
+            let field = |name: &str| super::openai::str_bytes(delta.and_then(|d| d.get(name)));
+            let output_bytes = field("text") + field("thinking") + field("partial_json");
+            return Seen { output: true, output_bytes, finished: false };
+        }
+        "message_stop" => return Seen { finished: true, ..Seen::default() },
         _ => None,
     };
     if let Some(usage) = usage.filter(|u| u.is_object()) {

@@ -59,13 +59,25 @@ pub(super) fn push(event: &SseEvent, reported: &mut Usage) -> Seen {
         *reported = usage(m);
     }
     let candidates = chunk.get("candidates").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let parts = || {
+        candidates.iter().flat_map(|candidate| {
+            candidate.pointer("/content/parts").and_then(Value::as_array).map_or(&[][..], Vec::as_slice)
+        })
+    };
     Seen {
-        output: candidates.iter().any(|candidate| {
-            let parts = candidate.pointer("/content/parts").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-            parts.iter().any(part_has_output)
-        }),
+        output: parts().any(part_has_output),
+        output_bytes: parts().map(part_output_bytes).sum(),
         finished: candidates.iter().any(|candidate| candidate.get("finishReason").is_some_and(Value::is_string)),
     }
+}
+
+/// Bytes of content in a part: its text (thoughts included), or a function call's name and
+/// arguments as JSON.
+fn part_output_bytes(part: &Value) -> u64 {
+    let call = part.get("functionCall").map_or(0, |call| {
+        super::openai::str_bytes(call.get("name")) + call.get("args").map_or(0, |args| args.to_string().len() as u64)
+    });
+    super::openai::str_bytes(part.get("text")) + call
 }
 
 /// Whether a content part carries output: non-empty text (thoughts included), a function call,

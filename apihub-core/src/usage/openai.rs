@@ -61,7 +61,7 @@ pub(super) fn response_usage(endpoint: Endpoint, body: &Value) -> Usage {
 /// One chat or completions chunk: a `usage` object replaces the previous one.
 pub(super) fn push_chat(event: &SseEvent, reported: &mut Usage) -> Seen {
     if event.data.trim() == "[DONE]" {
-        return Seen { output: false, finished: true };
+        return Seen { finished: true, ..Seen::default() };
     }
     let Some(chunk) = event.json() else {
         return Seen::default();
@@ -70,7 +70,31 @@ pub(super) fn push_chat(event: &SseEvent, reported: &mut Usage) -> Seen {
         *reported = usage(u);
     }
     let choices = chunk.get("choices").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    Seen { output: choices.iter().any(choice_has_output), finished: false }
+    Seen {
+        output: choices.iter().any(choice_has_output),
+        output_bytes: choices.iter().map(choice_output_bytes).sum(),
+        finished: false,
+    }
+}
+
+/// Bytes of content in a streamed choice: its text, reasoning and refusal, and its tool calls'
+/// names and arguments.
+fn choice_output_bytes(choice: &Value) -> u64 {
+    let Some(delta) = choice.get("delta") else {
+        return str_bytes(choice.get("text")); // legacy completions
+    };
+    let text: u64 =
+        ["content", "refusal", "reasoning_content", "reasoning"].iter().map(|f| str_bytes(delta.get(f))).sum();
+    let calls = delta.get("tool_calls").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let call_bytes =
+        |function: Option<&Value>| function.map_or(0, |f| str_bytes(f.get("name")) + str_bytes(f.get("arguments")));
+    text + calls.iter().map(|call| call_bytes(call.get("function"))).sum::<u64>()
+        + call_bytes(delta.get("function_call"))
+}
+
+/// The length of a JSON string, or 0.
+pub(super) fn str_bytes(value: Option<&Value>) -> u64 {
+    value.and_then(Value::as_str).map_or(0, |s| s.len() as u64)
 }
 
 /// Whether a streamed choice carries content: text, reasoning, a refusal, a tool call or audio.
@@ -95,10 +119,13 @@ pub(super) fn push_responses(event: &SseEvent, reported: &mut Usage) -> Seen {
             if let Some(u) = data.pointer("/response/usage").filter(|u| u.is_object()) {
                 *reported = usage(u);
             }
-            Seen { output: false, finished: true }
+            Seen { finished: true, ..Seen::default() }
         }
         // Text, reasoning, refusals, function-call arguments and audio all arrive as deltas.
-        kind => Seen { output: kind.starts_with("response.") && kind.ends_with(".delta"), finished: false },
+        kind if kind.starts_with("response.") && kind.ends_with(".delta") => {
+            Seen { output: true, output_bytes: str_bytes(data.get("delta")), finished: false }
+        }
+        _ => Seen::default(),
     }
 }
 

@@ -19,6 +19,7 @@ use super::{Endpoint, SseEvent, Usage, anthropic, gemini, openai};
 pub struct StreamUsage {
     state: State,
     produced_output: bool,
+    output_bytes: u64,
     finished: bool,
 }
 
@@ -36,6 +37,9 @@ enum State {
 pub(super) struct Seen {
     /// The event carried generated content.
     pub(super) output: bool,
+    /// Bytes of that content: text, reasoning and tool-call arguments, without the SSE and JSON
+    /// wrapping around them.
+    pub(super) output_bytes: u64,
     /// The event was the upstream's end-of-stream marker.
     pub(super) finished: bool,
 }
@@ -50,7 +54,7 @@ impl StreamUsage {
             Endpoint::GenerateContent | Endpoint::StreamGenerateContent => State::Gemini(Usage::default()),
             Endpoint::Embeddings | Endpoint::ImageGenerations => State::NotStreamed,
         };
-        StreamUsage { state, produced_output: false, finished: false }
+        StreamUsage { state, produced_output: false, output_bytes: 0, finished: false }
     }
 
     /// Takes one event into account. Events that are not JSON, or not understood, are ignored.
@@ -63,6 +67,7 @@ impl StreamUsage {
             State::NotStreamed => Seen::default(),
         };
         self.produced_output |= seen.output;
+        self.output_bytes = self.output_bytes.saturating_add(seen.output_bytes);
         self.finished |= seen.finished;
     }
 
@@ -79,6 +84,12 @@ impl StreamUsage {
     /// before any output can be charged nothing.
     pub fn produced_output(&self) -> bool {
         self.produced_output
+    }
+
+    /// Bytes of generated content seen so far (text, reasoning, tool-call arguments; not the SSE
+    /// and JSON around them): what an estimate of output the upstream did not report counts.
+    pub fn output_bytes(&self) -> u64 {
+        self.output_bytes
     }
 
     /// Whether the upstream's end-of-stream marker arrived (`[DONE]`, `message_stop`,
@@ -113,6 +124,47 @@ mod tests {
             let whole = outcome(&stream(endpoint, [body]));
             assert!(!whole.0.is_empty(), "{endpoint:?}");
             assert_eq!(outcome(&stream(endpoint, body.chunks(1))), whole, "{endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn output_bytes_count_the_content_not_its_wrapping() {
+        let cases: [(Endpoint, &str, u64); 4] = [
+            (
+                Endpoint::ChatCompletions,
+                concat!(
+                    "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
+                    "data: {\"choices\":[{\"delta\":{\"content\":\"lo\",\"reasoning_content\":\"hm\"}}]}\n\n",
+                    "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
+                    "data: [DONE]\n\n",
+                ),
+                3 + 2 + 2 + 1 + 7,
+            ),
+            (
+                Endpoint::Responses,
+                "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abc\"}\n\n",
+                3,
+            ),
+            (
+                Endpoint::Messages,
+                concat!(
+                    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n",
+                    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+                    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"x\\\"\"}}\n\n",
+                ),
+                3 + 2 + 4,
+            ),
+            (
+                Endpoint::StreamGenerateContent,
+                "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hey\"},{\"functionCall\":{\"name\":\"f\",\"args\":{\"a\":1}}}]}}]}\n\n",
+                3 + 1 + 7,
+            ),
+        ];
+        for (endpoint, body, expected) in cases {
+            let usage = stream(endpoint, [body.as_bytes()]);
+            assert!(usage.produced_output(), "{endpoint:?}");
+            assert_eq!(usage.output_bytes(), expected, "{endpoint:?}");
+            assert_eq!(stream(endpoint, body.as_bytes().chunks(1)).output_bytes(), expected, "{endpoint:?}");
         }
     }
 

@@ -90,6 +90,27 @@ impl Raw {
         events
     }
 
+    /// Bytes of generated text the stream carried (OpenAI `choices[].delta.content`, Anthropic
+    /// `delta.text`, Gemini `candidates[].content.parts[].text`): what an unreported stream's
+    /// output is estimated from.
+    pub fn streamed_text_bytes(&self) -> usize {
+        let len = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, str::len);
+        let each = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+        self.events()
+            .iter()
+            .filter_map(|event| serde_json::from_str::<Value>(&event.data).ok())
+            .map(|data| {
+                let chat: usize = each(data.get("choices")).iter().map(|c| len(c.pointer("/delta/content"))).sum();
+                let gemini: usize = each(data.get("candidates"))
+                    .iter()
+                    .flat_map(|c| each(c.pointer("/content/parts")))
+                    .map(|part| len(part.get("text")))
+                    .sum();
+                chat + gemini + len(data.pointer("/delta/text"))
+            })
+            .sum()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

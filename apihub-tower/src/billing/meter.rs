@@ -115,17 +115,17 @@ impl Meter {
 
     /// The bill for what was observed.
     pub fn bill(&self, outcome: Outcome, price: &ModelPrice, user: DiscountRate, key: DiscountRate) -> Bill {
-        let (reported, produced, finished) = match &self.kind {
+        let (reported, produced, finished, output_bytes) = match &self.kind {
             Kind::Json { buffer, info, extractor, .. } => {
                 let usage =
                     if outcome == Outcome::Completed { extractor.response(info, buffer) } else { Usage::default() };
-                (usage, self.response_bytes > 0, true)
+                (usage, self.response_bytes > 0, true, self.response_bytes)
             }
-            Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output(), usage.finished()),
+            Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output(), usage.finished(), usage.output_bytes()),
         };
-        let estimated_output = self.response_bytes.div_ceil(BYTES_PER_TOKEN);
+        let estimated_output = output_bytes.div_ceil(BYTES_PER_TOKEN);
         let (usage, source) = if reported.is_empty() {
-            // Not reported: prompt estimate plus response bytes ÷ 4, documented in the module.
+            // Not reported: prompt estimate plus output bytes ÷ 4, documented in the module.
             let estimate = Usage {
                 input_tokens: Some(self.prompt_estimate),
                 output_tokens: Some(estimated_output),
@@ -213,7 +213,8 @@ mod tests {
         assert!(bill.billable);
         assert_eq!(bill.source, UsageSource::Estimated);
         assert_eq!(bill.usage.input_tokens, Some(10), "the reported input stands");
-        assert_eq!(bill.usage.output_tokens, Some((stream.len() as u64).div_ceil(4)));
+        // "Hello there": 11 bytes of text, not the ~180 bytes of SSE and JSON around them.
+        assert_eq!(bill.usage.output_tokens, Some(3));
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //!
 //! An upstream error status, a connection failure or a timeout releases the hold (502/504 for the
 //! latter two) and costs nothing. A stream that ends before any output costs nothing. When the
-//! upstream reports no usage, the charge is estimated (prompt bytes ÷ 4 plus response bytes ÷ 4
-//! tokens), recorded as `usage_source = estimated`, and still capped by the hold; so is the output
+//! upstream reports no usage, the charge is estimated (prompt bytes ÷ 4 plus output bytes ÷ 4
+//! tokens, where a stream's output bytes are its generated text, reasoning and tool-call
+//! arguments without the SSE and JSON around them, and a JSON body's are the whole body),
+//! recorded as `usage_source = estimated`, and still capped by the hold; so is the output
 //! of a stream cut short after reporting only part of its usage (the input, an early output
 //! count), never below what was reported. The [`Reservation`] itself releases on drop, so a
 //! client disconnect or a panic frees its hold too.
