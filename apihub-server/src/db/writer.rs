@@ -147,12 +147,21 @@ impl SqliteWriter {
     }
 
     /// Runs `body` alone in one `BEGIN IMMEDIATE` transaction, after any batch already running.
+    ///
+    /// These are the account API's writes, some of them long (a batch of 1,000 keys) or waiting on
+    /// another process's lock (up to the busy timeout): on a multi-threaded runtime the worker's
+    /// other tasks move to a fresh thread meanwhile ([`tokio::task::block_in_place`]), so the
+    /// proxy never stalls behind one.
     pub(crate) async fn transaction<T, E>(&self, body: impl AsyncFnOnce(&mut WriteConn) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let mut conn = self.conn.lock().await;
-        scoped(&mut conn, |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"), body)
+        let run = || scoped(&mut conn, |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"), body);
+        match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
     }
 
     /// Runs `op` in the next group commit and returns its result once that commit is done.
