@@ -260,14 +260,6 @@ pub enum NoticeRefusal {
     /// `money` is not a decimal amount.
     #[error("money `{0}` is not an amount")]
     BadMoney(String),
-    /// `money` differs from the order's.
-    #[error("money {paid} does not match the order's {expected}")]
-    WrongMoney {
-        /// What the notification says.
-        paid: String,
-        /// What the order asks.
-        expected: String,
-    },
     /// The trade number is too long or has control characters.
     #[error("trade_no is not valid")]
     BadTradeNo,
@@ -360,15 +352,6 @@ pub enum CompleteRefusal {
         /// What the order asks.
         expected: String,
     },
-}
-
-impl From<CompleteRefusal> for NoticeRefusal {
-    fn from(refusal: CompleteRefusal) -> Self {
-        match refusal {
-            CompleteRefusal::UnknownOrder => NoticeRefusal::UnknownOrder(String::new()),
-            CompleteRefusal::WrongMoney { paid, expected } => NoticeRefusal::WrongMoney { paid, expected },
-        }
-    }
 }
 
 /// Filters of the order listings.

@@ -101,19 +101,15 @@ impl EpayConfig {
     /// none (online recharge off). Anything in between is a configuration error.
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<EpayConfig>> {
         const REQUIRED: [&str; 4] = ["EPAY_URL", "EPAY_PID", "EPAY_KEY", "PUBLIC_URL"];
-        let values: Vec<Option<String>> = REQUIRED.iter().map(|name| get(name)).collect();
-        if values.iter().all(Option::is_none) {
+        let values = REQUIRED.map(&get);
+        let missing: Vec<&str> = REQUIRED.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+        if missing.len() == REQUIRED.len() {
             return Ok(None);
         }
-        let missing: Vec<&str> = REQUIRED.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
         if !missing.is_empty() {
             bail!("online recharge needs {} too (set all of {} or none)", missing.join(", "), REQUIRED.join(", "));
         }
-        let [Some(url), Some(pid), Some(key), Some(public_url)] =
-            <[Option<String>; 4]>::try_from(values).map_err(|_| anyhow::anyhow!("unreachable: four settings"))?
-        else {
-            bail!("unreachable: every setting is present");
-        };
+        let [url, pid, key, public_url] = values.map(Option::unwrap_or_default);
         for (name, value) in [("EPAY_URL", &url), ("PUBLIC_URL", &public_url)] {
             if !(value.starts_with("https://") || value.starts_with("http://")) {
                 bail!("{name} must start with https:// or http://");

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::BalanceView;
-use super::views::{PageQuery, RechargeOrderPage, TransactionView};
+use super::views::{PageQuery, RechargeOrderPage, TransactionView, parse_filter};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::config::EpayConfig;
 use crate::error::{ApiError, ErrorBody};
@@ -338,12 +338,7 @@ pub async fn admin_orders(
     Query(query): Query<OrderQuery>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<RechargeOrderPage>, ApiError> {
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            OrderStatus::parse(s).ok_or_else(|| ApiError::Validation("status must be `pending` or `paid`".into()))?,
-        ),
-    };
+    let status = parse_filter(query.status.as_deref(), OrderStatus::parse, "status must be `pending` or `paid`")?;
     let out_trade_no = query.out_trade_no.map(|o| o.trim().to_owned()).filter(|o| !o.is_empty());
     if out_trade_no.as_deref().is_some_and(|o| !is_out_trade_no(o)) {
         return Err(ApiError::Validation("out_trade_no is not an order number of this gateway".into()));
@@ -384,7 +379,8 @@ pub async fn complete_order(
     if note.is_empty() || note.chars().count() > MAX_NOTE_LEN || note.contains('\0') {
         return Err(ApiError::Validation(format!("note must be 1 to {MAX_NOTE_LEN} characters, without NUL")));
     }
-    if find_order(&state, &out_trade_no).await?.is_none() {
+    // The store answers an unknown order itself; a string that cannot be one is not looked up.
+    if !is_out_trade_no(&out_trade_no) {
         return Err(ApiError::not_found("order"));
     }
     match state.recharge.complete(&out_trade_no, &Completion::ByHand { admin: admin.id, note }).await? {

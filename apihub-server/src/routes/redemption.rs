@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::BalanceView;
-use super::views::{PageQuery, RedemptionCodePage, TransactionView};
+use super::views::{PageQuery, RedemptionCodePage, TransactionView, parse_filter};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
@@ -121,12 +121,7 @@ pub async fn list_codes(
     Query(query): Query<CodeQuery>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<RedemptionCodePage>, ApiError> {
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            CodeStatus::parse(s).ok_or_else(|| ApiError::Validation("status must be `active` or `disabled`".into()))?,
-        ),
-    };
+    let status = parse_filter(query.status.as_deref(), CodeStatus::parse, "status must be `active` or `disabled`")?;
     // Batch ids are hex; anything else matches nothing and is refused alike on both backends.
     if query.batch_id.as_deref().is_some_and(|b| !b.bytes().all(|c| c.is_ascii_alphanumeric())) {
         return Err(ApiError::Validation("batch_id must be letters and digits".into()));

@@ -188,6 +188,16 @@ impl PageQuery {
     }
 }
 
+/// An optional filter from the query string, read by `parse`; a value it does not know is a 422
+/// with `refusal` as its message.
+pub fn parse_filter<T>(
+    value: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+    refusal: &str,
+) -> Result<Option<T>, ApiError> {
+    value.map(|v| parse(v).ok_or_else(|| ApiError::Validation(refusal.to_owned()))).transpose()
+}
+
 /// Declares a concrete page type for the OpenAPI document (one per item type).
 macro_rules! page_type {
     ($name:ident, $item:ty) => {
