@@ -85,7 +85,7 @@ pub(super) fn push(event: &SseEvent, reported: &mut Reported) -> Seen {
         // Text, thinking and tool-input deltas.
         "content_block_delta" => {
             let delta = data.get("delta");
-            let field = |name: &str| super::openai::str_bytes(delta.and_then(|d| d.get(name)));
+            let field = |name: &str| super::stream::str_bytes(delta.and_then(|d| d.get(name)));
             let output_bytes = field("text") + field("thinking") + field("partial_json");
             return Seen { output: true, output_bytes, finished: false };
         }

@@ -75,9 +75,9 @@ pub(super) fn push(event: &SseEvent, reported: &mut Usage) -> Seen {
 /// arguments as JSON.
 fn part_output_bytes(part: &Value) -> u64 {
     let call = part.get("functionCall").map_or(0, |call| {
-        super::openai::str_bytes(call.get("name")) + call.get("args").map_or(0, |args| args.to_string().len() as u64)
+        super::stream::str_bytes(call.get("name")) + call.get("args").map_or(0, |args| args.to_string().len() as u64)
     });
-    super::openai::str_bytes(part.get("text")) + call
+    super::stream::str_bytes(part.get("text")) + call
 }
 
 /// Whether a content part carries output: non-empty text (thoughts included), a function call,

@@ -29,7 +29,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::stream::Seen;
+use super::stream::{Seen, str_bytes};
 use super::{Endpoint, SseEvent, Usage, count, event_type};
 
 /// Reads an OpenAI `usage` object, in either spelling.
@@ -90,11 +90,6 @@ fn choice_output_bytes(choice: &Value) -> u64 {
         |function: Option<&Value>| function.map_or(0, |f| str_bytes(f.get("name")) + str_bytes(f.get("arguments")));
     text + calls.iter().map(|call| call_bytes(call.get("function"))).sum::<u64>()
         + call_bytes(delta.get("function_call"))
-}
-
-/// The length of a JSON string, or 0.
-pub(super) fn str_bytes(value: Option<&Value>) -> u64 {
-    value.and_then(Value::as_str).map_or(0, |s| s.len() as u64)
 }
 
 /// Whether a streamed choice carries content: text, reasoning, a refusal, a tool call or audio.

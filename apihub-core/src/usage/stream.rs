@@ -44,6 +44,11 @@ pub(super) struct Seen {
     pub(super) finished: bool,
 }
 
+/// The length of a JSON string, or 0: how every dialect counts an event's content bytes.
+pub(super) fn str_bytes(value: Option<&serde_json::Value>) -> u64 {
+    value.and_then(serde_json::Value::as_str).map_or(0, |s| s.len() as u64)
+}
+
 impl StreamUsage {
     /// An accumulator for a stream from `endpoint`, before any event.
     pub fn new(endpoint: Endpoint) -> Self {
