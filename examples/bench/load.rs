@@ -171,6 +171,9 @@ pub struct LoadResult {
     /// Completed requests per second.
     pub throughput: f64,
     pub latency: Latency,
+    /// The proxy's CPU time (user and system) per request sent, warm-up included, in µs; none
+    /// for `direct`.
+    pub cpu_us_per_request: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }

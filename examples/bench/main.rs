@@ -235,6 +235,18 @@ async fn bench_gateway(
     Ok(result)
 }
 
+/// Sets `phase`'s CPU time per request from the proxy's CPU time `before` it; returns the CPU
+/// time now, for the next phase.
+fn cpu_per_request(proc: Option<&Proc>, before: Option<f64>, phase: &mut load::LoadResult) -> Option<f64> {
+    let now = proc.and_then(Proc::cpu_seconds);
+    if let (Some(before), Some(now)) = (before, now)
+        && phase.sent > 0
+    {
+        phase.cpu_us_per_request = Some((now - before) * 1e6 / phase.sent as f64);
+    }
+    now
+}
+
 /// Runs every load phase through `addr`; `proc` is the proxy whose memory is reported.
 async fn measure(name: &str, addr: SocketAddr, key: &str, plan: &Plan, proc: Option<&Proc>) -> TargetResult {
     let chat = format!(
@@ -242,9 +254,12 @@ async fn measure(name: &str, addr: SocketAddr, key: &str, plan: &Plan, proc: Opt
     );
     let spec = RequestSpec::new(addr, "/v1/chat/completions", key, chat, &[]);
     eprintln!("bench: {name}: concurrency 1");
-    let c1 = load::closed_loop(&spec, 1, plan.c1_warmup, plan.c1_window).await;
+    let cpu = proc.and_then(Proc::cpu_seconds);
+    let mut c1 = load::closed_loop(&spec, 1, plan.c1_warmup, plan.c1_window).await;
+    let cpu = cpu_per_request(proc, cpu, &mut c1);
     eprintln!("bench: {name}: concurrency {}", plan.concurrency);
-    let c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
+    let mut c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
+    cpu_per_request(proc, cpu, &mut c64);
     eprintln!("bench: {name}: {} req/s, open loop", plan.rate);
     let rate = load::open_loop(&spec, plan.rate, plan.concurrency, plan.rate_window).await;
     eprintln!("bench: {name}: streams");

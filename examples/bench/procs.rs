@@ -40,6 +40,15 @@ impl Proc {
         pids.map(|pid| vm_hwm_kib(&pid)).sum()
     }
 
+    /// CPU time (user and system) the process and its children (nginx's workers) have used so
+    /// far, from `/proc/PID/stat` (in `USER_HZ` ticks, 100 a second on Linux: 10 ms resolution).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.pid();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let pids = std::iter::once(pid.to_string()).chain(children.split_whitespace().map(str::to_owned));
+        pids.map(|pid| cpu_ticks(&pid)).sum::<Option<u64>>().map(|ticks| ticks as f64 / 100.0)
+    }
+
     /// The last lines of the process's output, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -95,6 +104,16 @@ fn vm_hwm_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `utime + stime` of one process, in ticks: fields 14 and 15 of its `stat`, counted after the
+/// command name (which may hold spaces, so the split starts after its closing parenthesis).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// A free port on 127.0.0.1 (free when asked; taken by the process it is given to).

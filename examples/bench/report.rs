@@ -160,7 +160,7 @@ impl Run {
         };
         println!("\n### Concurrency 1 (closed loop, one keep-alive connection)\n");
         table(
-            &["target", "req/s", "p50", "p99", "p99.9", "added p50", "added p99"],
+            &["target", "req/s", "p50", "p99", "p99.9", "added p50", "added p99", "CPU/req"],
             rows(&|t| {
                 let l = t.c1.latency;
                 vec![
@@ -171,16 +171,25 @@ impl Run {
                     us(l.p999_us),
                     added(t, |a| a.c1_p50_us),
                     added(t, |a| a.c1_p99_us),
+                    cpu(&t.c1),
                 ]
             }),
         );
         println!("\n### Concurrency {} (closed loop, maximum throughput)\n", self.concurrency);
         table(
-            &["target", "req/s", "× nginx", "p50", "p99", "p99.9"],
+            &["target", "req/s", "× nginx", "p50", "p99", "p99.9", "CPU/req"],
             rows(&|t| {
                 let l = t.c64.latency;
                 let ratio = t.throughput_vs_nginx.map_or("–".into(), |r| format!("{r:.2}"));
-                vec![t.name.clone(), rps(t.c64.throughput), ratio, us(l.p50_us), us(l.p99_us), us(l.p999_us)]
+                vec![
+                    t.name.clone(),
+                    rps(t.c64.throughput),
+                    ratio,
+                    us(l.p50_us),
+                    us(l.p99_us),
+                    us(l.p999_us),
+                    cpu(&t.c64),
+                ]
             }),
         );
         println!("\n### Fixed rate {} req/s (open loop, latency from the intended send time)\n", self.rate_per_second);
@@ -275,6 +284,11 @@ fn us(value: f64) -> String {
         v if v < 1_000_000.0 => format!("{:.2} ms", value / 1000.0),
         _ => format!("{:.2} s", value / 1_000_000.0),
     }
+}
+
+/// The proxy's CPU time per request, or `–` for `direct`.
+fn cpu(phase: &LoadResult) -> String {
+    phase.cpu_us_per_request.map_or("–".into(), |v| format!("{v:.0} µs"))
 }
 
 fn us_signed(value: f64) -> String {
