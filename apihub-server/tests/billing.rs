@@ -57,7 +57,8 @@ async fn funded_user(app: &TestApp, name: &str, balance: &str, limits: Value) ->
 macro_rules! on_conn {
     ($app:expr, |$conn:ident| $body:expr) => {
         match &$app.state.db {
-            Db::Sqlite { pool, .. } => {
+            Db::Sqlite { pool, writer } => {
+                writer.visible().await;
                 let mut guard = pool.get().await.expect("connection");
                 let $conn = &mut *guard;
                 $body

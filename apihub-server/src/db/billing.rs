@@ -121,7 +121,7 @@ impl SqlStore {
     }
 
     async fn release_one(&self, id: ReservationId) -> Result<(), BillingError> {
-        write_op!(self, BillingTx, move |conn| {
+        write_op!(self, Applied, BillingTx, move |conn| {
             let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))
                 .returning(ReservationRow::as_returning())
                 .get_result(conn)
@@ -197,7 +197,7 @@ impl SqlStore {
             return Err(BillingError::Store(StoreError::Internal("a hold must not be negative".into())));
         }
         let new = new.clone();
-        write_op!(self, BillingTx, move |conn| {
+        write_op!(self, Applied, BillingTx, move |conn| {
             let user_held = Cached(
                 diesel::update(
                     users::table.find(new.user_id).filter((users::token_balance - users::reserved).ge(amount)),
@@ -279,7 +279,7 @@ impl SqlStore {
     async fn settle_once(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
         let description: String = settlement.description.chars().take(MAX_DESCRIPTION_LEN).collect();
         let (charge, tokens, success) = (settlement.charge, settlement.tokens.max(0), i64::from(settlement.success));
-        write_op!(self, BillingTx, move |conn| {
+        write_op!(self, Applied, BillingTx, move |conn| {
             let row: Option<ReservationRow> = diesel::delete(reservations::table.find(id))
                 .returning(ReservationRow::as_returning())
                 .get_result(conn)

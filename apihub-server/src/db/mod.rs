@@ -278,7 +278,9 @@ macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {{
         let result: Result<_, $crate::db::TxError> = async {
             match &$store.db {
-                $crate::db::Db::Sqlite { pool, .. } => {
+                $crate::db::Db::Sqlite { pool, writer } => {
+                    // Never older than what a write was answered with.
+                    writer.visible().await;
                     let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
                     let $conn = &mut *guard;
                     $body
@@ -315,13 +317,16 @@ macro_rules! write_tx {
 }
 
 /// [`write_tx!`] for the request path's writes: on SQLite the body (`move`: it owns what it uses)
-/// joins the next group commit ([`writer`]), in a savepoint of its own; on PostgreSQL it is its
-/// own transaction, as with `write_tx!`.
+/// joins the next group commit ([`writer`]), in a savepoint of its own, and its caller hears the
+/// result when `$answer` ([`writer::Answer`]) says; on PostgreSQL it is its own transaction, as
+/// with `write_tx!`.
 macro_rules! write_op {
-    ($store:expr, $error:ty, move |$conn:ident| $body:expr) => {{
+    ($store:expr, $answer:ident, $error:ty, move |$conn:ident| $body:expr) => {{
         let result: Result<_, $error> = match &$store.db {
             $crate::db::Db::Sqlite { writer, .. } => {
-                writer.batched(async move |$conn| -> Result<_, $error> { $body }).await
+                writer
+                    .batched($crate::db::writer::Answer::$answer, async move |$conn| -> Result<_, $error> { $body })
+                    .await
             }
             $crate::db::Db::Postgres { pool } => async { $crate::db::pg_tx!(pool, $error, |$conn| $body) }.await,
         };

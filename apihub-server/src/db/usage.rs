@@ -95,7 +95,7 @@ impl UsageRow {
 impl UsageStore for SqlStore {
     async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let rows: Vec<UsageRow> = records.iter().map(UsageRow::of).collect();
-        write_op!(self, TxError, move |conn| {
+        write_op!(self, Committed, TxError, move |conn| {
             for row in &rows {
                 Cached(diesel::insert_into(usage_logs::table).values(row)).execute(conn).await?;
             }

@@ -11,12 +11,18 @@
 //! [`SqliteWriter::batched`] queues an owned operation; whoever finds no batch running becomes
 //! the leader, takes every queued operation and runs them in one `BEGIN IMMEDIATE` transaction,
 //! each inside its own savepoint, so an operation that fails or is refused rolls back alone and
-//! the others still commit. Each caller learns its result once the commit is done. One commit
-//! (and one write of each touched page to the WAL) then serves a whole queue of requests.
+//! the others still commit. One commit (and one write of each touched page to the WAL) then
+//! serves a whole queue of requests.
+//!
+//! The request path's operations are answered as soon as they have run ([`Answer::Applied`]):
+//! the transaction stays open and a task of its own commits it right after, together with
+//! whatever queued meanwhile, while the request goes on to the upstream. No commit then sits on
+//! a request's path, and a read through the pool first waits for the commit of anything already
+//! answered ([`SqliteWriter::visible`]), so nobody reads older than what they were told.
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -26,7 +32,7 @@ use diesel::SqliteConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use futures_util::future::BoxFuture;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The write connection: statements run on the calling thread.
 pub(crate) type WriteConn = SyncConnectionWrapper<SqliteConnection, Inline>;
@@ -107,10 +113,24 @@ where
     }
 }
 
-/// One queued operation: runs (in a savepoint of its own unless it is `alone` in its transaction)
-/// and returns whether it succeeded and what tells its caller the result once the commit is known
-/// (`Some` error when the commit failed).
-type Job = Box<dyn FnOnce(&mut WriteConn, bool) -> (bool, Tell) + Send>;
+/// When the caller of a queued operation learns its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// As soon as its statements have run, before the commit that follows at once (see
+    /// [`SqliteWriter::batched`]). For the request path's holds, settlements and releases.
+    Applied,
+    /// Once its transaction has committed.
+    Committed,
+}
+
+/// One queued operation. `run` runs it (in a savepoint of its own unless it is `alone` in its
+/// transaction) and returns whether it succeeded and what tells its caller the result (`Some`
+/// error when the commit failed).
+struct Job {
+    answer: Answer,
+    run: Run,
+}
+type Run = Box<dyn FnOnce(&mut WriteConn, bool) -> (bool, Tell) + Send>;
 type Tell = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 #[derive(Default)]
@@ -120,12 +140,28 @@ struct Queue {
     draining: bool,
 }
 
+/// The write connection and the transaction left open on it, if any.
+struct Writing {
+    conn: WriteConn,
+    /// The sequence number of the transaction whose operations were answered and whose commit
+    /// is still to come.
+    open: Option<u64>,
+}
+
 /// The write connection and its group-commit queue.
 pub struct SqliteWriter {
-    conn: tokio::sync::Mutex<WriteConn>,
+    writing: tokio::sync::Mutex<Writing>,
     queue: Mutex<Queue>,
     /// Operations in the last group commit: more than one means requests are queueing.
     last_batch: AtomicUsize,
+    /// Numbers the write transactions.
+    transactions: AtomicU64,
+    /// The newest transaction with an operation answered before its commit.
+    answered: AtomicU64,
+    /// The newest transaction that has ended (committed or rolled back).
+    ended: watch::Sender<u64>,
+    /// A task to commit the open transaction is on its way.
+    committing: AtomicBool,
 }
 
 impl SqliteWriter {
@@ -137,16 +173,33 @@ impl SqliteWriter {
         open: impl Fn() -> anyhow::Result<SqliteConnection> + Send + 'static,
     ) -> std::io::Result<Arc<Self>> {
         let writer = Arc::new(SqliteWriter {
-            conn: tokio::sync::Mutex::new(WriteConn::with_runtime(conn, Inline)),
+            writing: tokio::sync::Mutex::new(Writing { conn: WriteConn::with_runtime(conn, Inline), open: None }),
             queue: Mutex::new(Queue::default()),
             last_batch: AtomicUsize::new(0),
+            transactions: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            ended: watch::Sender::new(0),
+            committing: AtomicBool::new(false),
         });
         let alive = Arc::downgrade(&writer);
         std::thread::Builder::new().name("apihub-checkpoint".into()).spawn(move || checkpoint(&alive, &open))?;
         Ok(writer)
     }
 
-    /// Runs `body` alone in one `BEGIN IMMEDIATE` transaction, after any batch already running.
+    /// Waits until every operation answered so far has committed (or failed to), so that a read
+    /// on another connection sees what its caller was told. Immediate when nothing is pending.
+    /// Every read through the store calls it; so must a caller reading the pool directly.
+    pub async fn visible(&self) {
+        let answered = self.answered.load(Ordering::Acquire);
+        if *self.ended.borrow() >= answered {
+            return;
+        }
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|ended| *ended >= answered).await;
+    }
+
+    /// Runs `body` alone in one `BEGIN IMMEDIATE` transaction, after any batch already running
+    /// (and after committing the operations it left open).
     ///
     /// These are the account API's writes, some of them long (a batch of 1,000 keys) or waiting on
     /// another process's lock (up to the busy timeout): on a multi-threaded runtime the worker's
@@ -156,23 +209,35 @@ impl SqliteWriter {
     where
         E: From<StoreError>,
     {
-        let mut conn = self.conn.lock().await;
-        let run = || scoped(&mut conn, |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"), body);
+        let mut writing = self.writing.lock().await;
+        let run = || {
+            self.commit(&mut writing)?;
+            scoped(&mut writing.conn, |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"), body)
+        };
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
             _ => run(),
         }
     }
 
-    /// Runs `op` in the next group commit and returns its result once that commit is done.
-    pub(crate) async fn batched<T, E, F>(self: &Arc<Self>, op: F) -> Result<T, E>
+    /// Runs `op` in the next group commit and returns its result: at once when it has run, for
+    /// [`Answer::Applied`], or once it has committed.
+    ///
+    /// An applied operation is already what every later write sees (they all go through this
+    /// connection, in this transaction or after it), and a read through the pool waits for its
+    /// commit ([`Self::visible`]); the commit follows on a task of its own, so the caller's
+    /// request goes on meanwhile. Should that commit fail (a full disk, an I/O error), the
+    /// operations answered early are lost together, and the failure is logged: a lost hold frees
+    /// nothing it had not taken, a lost settlement leaves its request unbilled (and its hold to
+    /// the stale-hold sweep, when the hold had committed before).
+    pub(crate) async fn batched<T, E, F>(self: &Arc<Self>, answer: Answer, op: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: AsyncFnOnce(&mut WriteConn) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut WriteConn, alone: bool| {
+        let run: Run = Box::new(move |conn: &mut WriteConn, alone: bool| {
             if tx.is_closed() {
                 // The caller is gone (its request was dropped while queued): nobody would learn of
                 // a hold placed now, so it is not placed.
@@ -195,7 +260,7 @@ impl SqliteWriter {
         });
         let lead = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.jobs.push(job);
+            queue.jobs.push(Job { answer, run });
             !std::mem::replace(&mut queue.draining, true)
         };
         if lead {
@@ -209,23 +274,23 @@ impl SqliteWriter {
     ///
     /// Under load (the last commit served several operations) the batch waits for one turn of the
     /// scheduler instead, so the requests already runnable queue their operations first and share
-    /// the commit; alone, an operation commits at once.
+    /// the commit; alone, an operation runs at once.
     fn lead(self: &Arc<Self>) {
         if self.last_batch.load(Ordering::Relaxed) <= 1
-            && let Ok(mut conn) = self.conn.try_lock()
+            && let Ok(mut writing) = self.writing.try_lock()
         {
             for _ in 0..LEADER_BATCHES {
                 let Some(jobs) = self.take() else { return };
-                self.run_batch(&mut conn, jobs);
+                self.run_batch(&mut writing, jobs);
             }
         }
         let writer = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::task::yield_now().await;
-                let mut conn = writer.conn.lock().await;
+                let mut writing = writer.writing.lock().await;
                 let Some(jobs) = writer.take() else { return };
-                writer.run_batch(&mut conn, jobs);
+                writer.run_batch(&mut writing, jobs);
             }
         });
     }
@@ -241,33 +306,96 @@ impl SqliteWriter {
         Some(queue.jobs.drain(..n).collect())
     }
 
-    /// Runs `jobs` in one transaction and tells each its result once the commit is known.
-    fn run_batch(&self, conn: &mut WriteConn, jobs: Vec<Job>) {
+    /// Runs `jobs` in the open transaction (or a new one), answers the applied ones, and commits
+    /// now when one waits for it, on a task of its own otherwise.
+    fn run_batch(self: &Arc<Self>, writing: &mut Writing, jobs: Vec<Job>) {
         self.last_batch.store(jobs.len(), Ordering::Relaxed);
-        // An operation alone needs no savepoint: the transaction is its own.
-        let alone = jobs.len() == 1;
-        let mut failed_alone = false;
-        let mut done = Vec::with_capacity(jobs.len());
-        let committed: Result<(), StoreError> = scoped(
-            conn,
-            |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
-            async |conn| {
-                for job in jobs {
-                    let (ok, tell) = job(conn, alone);
-                    failed_alone |= alone && !ok;
-                    done.push(tell);
+        let (seq, opened) = match writing.open {
+            Some(seq) => (seq, false),
+            None => {
+                let begin =
+                    |c: &mut SqliteConnection| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+                if let Err(error) = raw(&mut writing.conn, begin) {
+                    // Dropping the jobs tells their callers the writer went away.
+                    tracing::error!(%error, operations = jobs.len(), "a SQLite write transaction could not begin");
+                    return;
                 }
-                // Rolls back the failed operation's transaction; it reports its own error.
-                if failed_alone { Err(StoreError::Internal("rolled back".into())) } else { Ok(()) }
-            },
-        );
-        let commit_error = committed.err().filter(|_| !failed_alone);
-        if let Some(error) = &commit_error {
-            tracing::error!(%error, operations = done.len(), "a SQLite group commit failed");
+                (self.transactions.fetch_add(1, Ordering::Relaxed) + 1, true)
+            }
+        };
+        writing.open = Some(seq);
+        // An operation alone in a new transaction needs no savepoint: the transaction is its own.
+        let alone = opened && jobs.len() == 1;
+        let mut after_commit = Vec::new();
+        for job in jobs {
+            let (ok, tell) = (job.run)(&mut writing.conn, alone);
+            if alone && !ok {
+                // Its transaction rolls back whole; it reports its own error.
+                writing.open = None;
+                let _ = raw(&mut writing.conn, AnsiTransactionManager::rollback_transaction);
+                self.ended.send_replace(seq);
+                tell(None);
+                return;
+            }
+            match job.answer {
+                Answer::Applied => {
+                    self.answered.fetch_max(seq, Ordering::AcqRel);
+                    tell(None);
+                }
+                Answer::Committed => after_commit.push(tell),
+            }
         }
-        for tell in done {
-            tell(commit_error.as_ref());
+        if after_commit.is_empty() {
+            self.commit_soon();
+            return;
         }
+        let committed = self.commit(writing);
+        for tell in after_commit {
+            tell(committed.as_ref().err());
+        }
+    }
+
+    /// Commits the open transaction, if any.
+    fn commit(&self, writing: &mut Writing) -> Result<(), StoreError> {
+        writing.commit(&self.ended)
+    }
+
+    /// Has the open transaction committed by a task of its own, after whatever already waits for
+    /// the connection (which joins the transaction).
+    fn commit_soon(self: &Arc<Self>) {
+        if self.committing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let writer = self.clone();
+        tokio::spawn(async move {
+            let mut writing = writer.writing.lock().await;
+            writer.committing.store(false, Ordering::Release);
+            let _ = writer.commit(&mut writing);
+        });
+    }
+}
+
+impl Writing {
+    /// Commits the open transaction, if any, and marks it ended in `ended`.
+    fn commit(&mut self, ended: &watch::Sender<u64>) -> Result<(), StoreError> {
+        let Some(seq) = self.open.take() else { return Ok(()) };
+        let committed = raw(&mut self.conn, AnsiTransactionManager::commit_transaction);
+        if committed.is_err() {
+            // A failed COMMIT leaves the transaction open: end it.
+            let _ = raw(&mut self.conn, AnsiTransactionManager::rollback_transaction);
+        }
+        ended.send_replace(seq);
+        if let Err(error) = &committed {
+            tracing::error!(%error, "a SQLite group commit failed; the operations it held are lost");
+        }
+        committed
+    }
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        // A commit task dropped with its runtime leaves the last operations open: keep them.
+        let _ = self.writing.get_mut().commit(&self.ended);
     }
 }
 
@@ -290,5 +418,123 @@ fn checkpoint(alive: &Weak<SqliteWriter>, open: &dyn Fn() -> anyhow::Result<Sqli
         if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::warn!(%error, "checkpointing the SQLite WAL failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::sql_types::BigInt;
+    use diesel_async::SimpleAsyncConnection;
+
+    use super::*;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    /// A writer on a fresh file with a table `t`, and a path to open a second connection on.
+    fn writer() -> (tempfile::TempDir, String, Arc<SqliteWriter>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.db").display().to_string();
+        let mut conn = super::super::open_sqlite_sync(&path, "PRAGMA wal_autocheckpoint = 0;").expect("open");
+        conn.batch_execute("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)").expect("create");
+        let open = {
+            let path = path.clone();
+            move || super::super::open_sqlite_sync(&path, "")
+        };
+        (dir, path.clone(), SqliteWriter::new(conn, open).expect("writer"))
+    }
+
+    /// Rows in `t`, read on a connection of its own (what the read pool sees).
+    fn rows(path: &str) -> i64 {
+        let mut conn = super::super::open_sqlite_sync(path, "").expect("open");
+        diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query("SELECT count(*) AS n FROM t"), &mut conn)
+            .expect("count")
+            .n
+    }
+
+    async fn exec(conn: &mut WriteConn, sql: &str) -> Result<(), StoreError> {
+        conn.batch_execute(sql).await.map_err(|e| StoreError::Invalid(e.to_string()))
+    }
+
+    async fn insert(writer: &Arc<SqliteWriter>, answer: Answer, v: i64) -> Result<(), StoreError> {
+        writer
+            .batched(answer, async move |conn: &mut WriteConn| {
+                exec(conn, &format!("INSERT INTO t (v) VALUES ({v})")).await
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_applied_operation_is_answered_before_its_commit_and_read_after_it() {
+        let (_dir, path, writer) = writer();
+        insert(&writer, Answer::Applied, 1).await.expect("insert");
+        // Answered, and not yet committed: the commit is a task that has not run on this thread.
+        assert_eq!(rows(&path), 0);
+        writer.visible().await;
+        assert_eq!(rows(&path), 1);
+        // Nothing pending: no wait at all.
+        writer.visible().await;
+    }
+
+    #[tokio::test]
+    async fn a_committed_operation_is_answered_after_its_commit_with_what_was_applied_before() {
+        let (_dir, path, writer) = writer();
+        insert(&writer, Answer::Applied, 1).await.expect("insert");
+        insert(&writer, Answer::Committed, 2).await.expect("insert");
+        assert_eq!(rows(&path), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_operation_in_an_open_transaction_rolls_back_alone() {
+        let (_dir, path, writer) = writer();
+        insert(&writer, Answer::Applied, 1).await.expect("insert");
+        let failed = writer
+            .batched(Answer::Applied, async move |conn: &mut WriteConn| {
+                exec(conn, "INSERT INTO t (v) VALUES (2)").await?;
+                // The unique column refuses this one: the savepoint drops both inserts.
+                exec(conn, "INSERT INTO t (v) VALUES (1)").await
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Invalid(_))), "{failed:?}");
+        insert(&writer, Answer::Applied, 3).await.expect("insert");
+        writer.visible().await;
+        assert_eq!(rows(&path), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_operation_alone_rolls_back_its_transaction() {
+        let (_dir, path, writer) = writer();
+        insert(&writer, Answer::Committed, 1).await.expect("insert");
+        assert!(insert(&writer, Answer::Applied, 1).await.is_err());
+        writer.visible().await;
+        insert(&writer, Answer::Committed, 2).await.expect("insert after a rollback");
+        assert_eq!(rows(&path), 2);
+    }
+
+    #[tokio::test]
+    async fn an_account_transaction_commits_what_was_applied_first() {
+        let (_dir, path, writer) = writer();
+        insert(&writer, Answer::Applied, 1).await.expect("insert");
+        writer
+            .transaction(async |conn: &mut WriteConn| exec(conn, "INSERT INTO t (v) VALUES (2)").await)
+            .await
+            .expect("transaction");
+        assert_eq!(rows(&path), 2);
+    }
+
+    #[test]
+    fn operations_left_open_by_a_runtime_that_ends_are_committed_when_the_writer_drops() {
+        let (_dir, path, writer) = writer();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(insert(&writer, Answer::Applied, 1)).expect("insert");
+        // The commit task never ran; it goes with its runtime, then the writer's last handle.
+        drop(runtime);
+        assert_eq!(rows(&path), 0);
+        drop(writer);
+        assert_eq!(rows(&path), 1);
     }
 }
