@@ -16,7 +16,7 @@ use diesel_async::RunQueryDsl;
 
 use super::cached::Cached;
 use super::schema::{api_keys, reservations, transactions, users};
-use super::{SqlStore, now_millis, with_conn, write_op};
+use super::{HoldCommit, SqlStore, now_millis, with_conn, write_op};
 
 /// Marks a refusal that the rules no longer confirm: funds were freed concurrently (PostgreSQL's
 /// read-committed re-check can see a release that the refused update did not). Retried.
@@ -198,6 +198,7 @@ impl SqlStore {
         }
         let new = new.clone();
         write_op!(self, Applied, BillingTx, move |conn| {
+            conn.commit_without_flush().await?;
             let user_held = Cached(
                 diesel::update(
                     users::table.find(new.user_id).filter((users::token_balance - users::reserved).ge(amount)),
