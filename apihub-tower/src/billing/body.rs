@@ -1,9 +1,9 @@
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::task::JoinHandle;
 
 use super::meter::{Meter, Outcome};
 use super::service::Settle;
@@ -11,16 +11,28 @@ use crate::body::BoxError;
 
 /// A response body that meters what passes through and settles the reservation when it ends.
 ///
-/// Chunks are forwarded as they arrive (never buffered whole). At the end the settlement runs as
-/// its own task, so it completes even if the client goes away, and the end of the body is
-/// signalled only once the charge is written. Dropped early, the body settles what was observed
-/// (or releases the hold when nothing was produced).
+/// Chunks are forwarded as they arrive (never buffered whole). At the end the body drives the
+/// settlement itself (no task hand-off on the way to the client) and signals its end only once
+/// the charge is written. Dropped before that, it hands the unfinished settlement to a task of
+/// its own, so it completes even if the client went away; dropped early, the body settles what
+/// was observed (or releases the hold when nothing was produced).
 pub struct MeteredBody<B> {
     inner: B,
     meter: Meter,
     settle: Option<Settle>,
-    settling: Option<JoinHandle<()>>,
+    settling: Option<Settling>,
     inner_done: bool,
+}
+
+type Settling = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `work` to its end on a task of its own.
+fn detach(work: impl Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(work)),
+        // Without a runtime the reservation's own drop logs it; the sweeper frees the hold.
+        Err(_) => drop(work),
+    }
 }
 
 impl<B> MeteredBody<B> {
@@ -28,14 +40,10 @@ impl<B> MeteredBody<B> {
         MeteredBody { inner, meter, settle: Some(settle), settling: None, inner_done: false }
     }
 
-    fn start_settle(&mut self, outcome: Outcome) -> Option<JoinHandle<()>> {
+    /// The settlement for `outcome`, to drive here (`None` once it has been started).
+    fn start_settle(&mut self, outcome: Outcome) -> Option<Settling> {
         let settle = self.settle.take()?;
-        let work = settle.run(&self.meter, outcome);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => Some(runtime.spawn(work)),
-            // Without a runtime the reservation's own drop logs it; the sweeper frees the hold.
-            Err(_) => None,
-        }
+        Some(Box::pin(settle.run(&self.meter, outcome)))
     }
 }
 
@@ -51,9 +59,9 @@ where
         let this = &mut *self;
         loop {
             if this.inner_done {
-                if let Some(handle) = this.settling.as_mut() {
-                    // A failed settlement is logged inside the task; the client's body still ends.
-                    let _ = ready!(Pin::new(handle).poll(cx));
+                if let Some(settling) = this.settling.as_mut() {
+                    // A failed settlement logs itself; the client's body still ends.
+                    ready!(settling.as_mut().poll(cx));
                     this.settling = None;
                 }
                 return Poll::Ready(None);
@@ -81,7 +89,9 @@ where
                 Some(Err(error)) => {
                     this.inner_done = true;
                     // Do not wait: the client's stream is broken either way.
-                    drop(this.start_settle(Outcome::Aborted));
+                    if let Some(settling) = this.start_settle(Outcome::Aborted) {
+                        detach(settling);
+                    }
                     return Poll::Ready(Some(Err(error.into())));
                 }
                 None => {
@@ -108,7 +118,10 @@ where
 
 impl<B> Drop for MeteredBody<B> {
     fn drop(&mut self) {
-        // The client went away (or the server dropped the body) before the end.
-        drop(self.start_settle(Outcome::Aborted));
+        // The client went away (or the server dropped the body) before the end: finish what was
+        // started, or settle what was observed.
+        if let Some(settling) = self.settling.take().or_else(|| self.start_settle(Outcome::Aborted)) {
+            detach(settling);
+        }
     }
 }
