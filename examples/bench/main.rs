@@ -73,9 +73,9 @@ impl Plan {
             many_window: Duration::from_secs(8),
             rate: 5000,
             rate_window: Duration::from_secs(8),
-            streams: 16,
+            streams: 64,
             stream_concurrency: 4,
-            stream_tokens: 12,
+            stream_tokens: 6,
             chunk_delay_ms: 20,
             filler_keys: 100_000,
         }
