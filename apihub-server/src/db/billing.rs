@@ -11,6 +11,7 @@ use apihub_core::store::StoreError;
 use apihub_core::user::UserId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use diesel::dsl::case_when;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -300,7 +301,7 @@ impl SqlStore {
             )
             .get_result(conn)
             .await?;
-            Cached(diesel::update(api_keys::table.find(row.key_id)).set((
+            let counters = (
                 api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
                 api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
                 api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
@@ -309,17 +310,16 @@ impl SqlStore {
                 api_keys::calls_total.eq(api_keys::calls_total + 1),
                 api_keys::calls_succeeded.eq(api_keys::calls_succeeded + success),
                 api_keys::updated_at.eq(now_millis()),
-            )))
-            .execute(conn)
-            .await?;
+            );
+            let key = diesel::update(api_keys::table.find(row.key_id));
             if success == 1 {
-                // Stops at zero: an administrator may have lowered the counter while this call ran.
-                Cached(
-                    diesel::update(api_keys::table.find(row.key_id).filter(api_keys::remaining_calls.gt(0_i64)))
-                        .set(api_keys::remaining_calls.eq(api_keys::remaining_calls - 1_i64)),
-                )
-                .execute(conn)
-                .await?;
+                // A success uses up one of the remaining calls, stopping at zero: an administrator
+                // may have lowered the counter while this call ran (NULL, no limit, stays NULL).
+                let remaining = case_when(api_keys::remaining_calls.gt(0_i64), api_keys::remaining_calls - 1_i64)
+                    .otherwise(api_keys::remaining_calls);
+                Cached(key.set((counters, api_keys::remaining_calls.eq(remaining)))).execute(conn).await?;
+            } else {
+                Cached(key.set(counters)).execute(conn).await?;
             }
             let transaction = if charge > 0 {
                 let inserted = Cached(
