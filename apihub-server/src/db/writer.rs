@@ -366,8 +366,17 @@ impl SqliteWriter {
         if self.committing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let writer = self.clone();
+        /// Lets the next operation schedule a commit again, even if this task is dropped unrun
+        /// (its runtime shutting down).
+        struct Scheduled(Arc<SqliteWriter>);
+        impl Drop for Scheduled {
+            fn drop(&mut self) {
+                self.0.committing.store(false, Ordering::Release);
+            }
+        }
+        let scheduled = Scheduled(self.clone());
         tokio::spawn(async move {
+            let writer = &scheduled.0;
             let mut writing = writer.writing.lock().await;
             writer.committing.store(false, Ordering::Release);
             let _ = writer.commit(&mut writing);
@@ -536,5 +545,19 @@ mod tests {
         assert_eq!(rows(&path), 0);
         drop(writer);
         assert_eq!(rows(&path), 1);
+    }
+
+    #[test]
+    fn a_commit_task_lost_with_its_runtime_does_not_stop_later_commits() {
+        let (_dir, path, writer) = writer();
+        let first = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        first.block_on(insert(&writer, Answer::Applied, 1)).expect("insert");
+        drop(first);
+        let second = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        second.block_on(async {
+            insert(&writer, Answer::Applied, 2).await.expect("insert");
+            tokio::time::timeout(std::time::Duration::from_secs(5), writer.visible()).await.expect("committed");
+        });
+        assert_eq!(rows(&path), 2);
     }
 }
