@@ -154,11 +154,10 @@ pub struct SqliteWriter {
     queue: Mutex<Queue>,
     /// Operations in the last group commit: more than one means requests are queueing.
     last_batch: AtomicUsize,
-    /// Numbers the write transactions.
-    transactions: AtomicU64,
     /// The newest transaction with an operation answered before its commit.
     answered: AtomicU64,
-    /// The newest transaction that has ended (committed or rolled back).
+    /// The newest transaction that has ended (committed or rolled back). Transactions run one at
+    /// a time on the connection, numbered from 1, so the next one is this plus one.
     ended: watch::Sender<u64>,
     /// A task to commit the open transaction is on its way.
     committing: AtomicBool,
@@ -176,7 +175,6 @@ impl SqliteWriter {
             writing: tokio::sync::Mutex::new(Writing { conn: WriteConn::with_runtime(conn, Inline), open: None }),
             queue: Mutex::new(Queue::default()),
             last_batch: AtomicUsize::new(0),
-            transactions: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             ended: watch::Sender::new(0),
             committing: AtomicBool::new(false),
@@ -211,7 +209,7 @@ impl SqliteWriter {
     {
         let mut writing = self.writing.lock().await;
         let run = || {
-            self.commit(&mut writing)?;
+            writing.commit(&self.ended)?;
             scoped(&mut writing.conn, |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"), body)
         };
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
@@ -320,7 +318,7 @@ impl SqliteWriter {
                     tracing::error!(%error, operations = jobs.len(), "a SQLite write transaction could not begin");
                     return;
                 }
-                (self.transactions.fetch_add(1, Ordering::Relaxed) + 1, true)
+                (*self.ended.borrow() + 1, true)
             }
         };
         writing.open = Some(seq);
@@ -349,15 +347,10 @@ impl SqliteWriter {
             self.commit_soon();
             return;
         }
-        let committed = self.commit(writing);
+        let committed = writing.commit(&self.ended);
         for tell in after_commit {
             tell(committed.as_ref().err());
         }
-    }
-
-    /// Commits the open transaction, if any.
-    fn commit(&self, writing: &mut Writing) -> Result<(), StoreError> {
-        writing.commit(&self.ended)
     }
 
     /// Has the open transaction committed by a task of its own, after whatever already waits for
@@ -378,8 +371,10 @@ impl SqliteWriter {
         tokio::spawn(async move {
             let writer = &scheduled.0;
             let mut writing = writer.writing.lock().await;
+            // Cleared while the connection is ours: an operation run after this commit schedules
+            // one of its own.
             writer.committing.store(false, Ordering::Release);
-            let _ = writer.commit(&mut writing);
+            let _ = writing.commit(&writer.ended);
         });
     }
 }
@@ -454,7 +449,7 @@ mod tests {
             let path = path.clone();
             move || super::super::open_sqlite_sync(&path, "")
         };
-        (dir, path.clone(), SqliteWriter::new(conn, open).expect("writer"))
+        (dir, path, SqliteWriter::new(conn, open).expect("writer"))
     }
 
     /// Rows in `t`, read on a connection of its own (what the read pool sees).
@@ -535,13 +530,17 @@ mod tests {
         assert_eq!(rows(&path), 2);
     }
 
+    /// Inserts `v` (applied) on a runtime of its own that then ends, its commit task unrun.
+    fn applied_on_a_runtime_that_ends(writer: &Arc<SqliteWriter>, v: i64) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(insert(writer, Answer::Applied, v)).expect("insert");
+    }
+
     #[test]
     fn operations_left_open_by_a_runtime_that_ends_are_committed_when_the_writer_drops() {
         let (_dir, path, writer) = writer();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        runtime.block_on(insert(&writer, Answer::Applied, 1)).expect("insert");
-        // The commit task never ran; it goes with its runtime, then the writer's last handle.
-        drop(runtime);
+        // The commit task goes with its runtime, then the writer's last handle.
+        applied_on_a_runtime_that_ends(&writer, 1);
         assert_eq!(rows(&path), 0);
         drop(writer);
         assert_eq!(rows(&path), 1);
@@ -550,9 +549,7 @@ mod tests {
     #[test]
     fn a_commit_task_lost_with_its_runtime_does_not_stop_later_commits() {
         let (_dir, path, writer) = writer();
-        let first = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        first.block_on(insert(&writer, Answer::Applied, 1)).expect("insert");
-        drop(first);
+        applied_on_a_runtime_that_ends(&writer, 1);
         let second = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         second.block_on(async {
             insert(&writer, Answer::Applied, 2).await.expect("insert");
