@@ -1,5 +1,6 @@
 //! The one error type of the HTTP API, and its JSON shape: `{"error": {"code", "message"}}`.
 
+use apihub_core::billing::BillingError;
 use apihub_core::ledger::LedgerError;
 use apihub_core::store::StoreError;
 use axum::Json;
@@ -146,6 +147,17 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(detail) => ApiError::Validation(detail),
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             StoreError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(error: BillingError) -> Self {
+        match error {
+            BillingError::Store(e) => e.into(),
+            e @ BillingError::InsufficientBalance { .. } => ApiError::InsufficientBalance(e.to_string()),
+            e @ BillingError::KeyLimit { .. } => ApiError::Forbidden(e.to_string()),
+            e @ BillingError::NotOpen(_) => ApiError::Conflict(e.to_string()),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Credit: the admin operations, order-number idempotency, refusals that change nothing, the
-//! discount, and the ledger under concurrency, on SQLite and PostgreSQL.
+//! discount, credit held by requests in flight, and the ledger under concurrency, on SQLite and
+//! PostgreSQL.
 
 mod common;
 
 use std::sync::Arc;
 
 use apihub_core::Money;
+use apihub_core::billing::{HoldRequest, NewReservation};
 use common::TestApp;
 use futures::future::join_all;
 use http::{Method, StatusCode};
@@ -229,7 +231,7 @@ async fn check_and_discount(app: TestApp) {
     app.recharge(&admin, user_id, "10").await;
 
     let enough = app.post("/api/tokens/check", &token, json!({"amount": 10})).await.expect(StatusCode::OK);
-    assert_eq!(enough, json!({"sufficient": true, "token_balance": 10, "amount": 10}));
+    assert_eq!(enough, json!({"sufficient": true, "token_balance": 10, "available": 10, "amount": 10}));
     let short = app.post("/api/tokens/check", &token, json!({"amount": "10.000001"})).await.expect(StatusCode::OK);
     assert_eq!(short["sufficient"], false);
     for bad in [json!({"amount": -1}), json!({"amount": "abc"}), json!({}), json!({"amount": 1, "x": 1})] {
@@ -263,6 +265,42 @@ async fn check_and_discount(app: TestApp) {
     app.post(&op_path(missing, "discount"), &admin, json!({"discount_rate": 0.5}))
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+async fn held_credit_shows_as_reserved_and_is_not_available(app: TestApp) {
+    let admin = app.admin_token().await;
+    let (user_id, token) = app.user("alice").await;
+    app.recharge(&admin, user_id, "10").await;
+    let key = app.post("/api/keys", &token, json!({})).await.expect(StatusCode::CREATED);
+    let credits = |text: &str| Money::parse(text).expect("amount");
+    // (token_balance, reserved, available), as the user and the administrator see them.
+    let funds = |view: &Value| (money(&view["token_balance"]), money(&view["reserved"]), money(&view["available"]));
+    let (view, _) = assert_ledger_consistent(&app, &admin, user_id, &token).await;
+    assert_eq!(funds(&view), (credits("10"), credits("0"), credits("10")));
+
+    // A request in flight holds 7.5: the balance stays, the hold shows, the rest is available.
+    let hold = NewReservation {
+        user_id,
+        key_id: key["id"].as_i64().expect("key id"),
+        request_id: "req-in-flight".into(),
+        hold: HoldRequest { amount: credits("7.5"), tokens: 100 },
+    };
+    let id = app.state.store.reserve(&hold).await.expect("reserve");
+    let (view, rows) = assert_ledger_consistent(&app, &admin, user_id, &token).await;
+    assert_eq!(funds(&view), (credits("10"), credits("7.5"), credits("2.5")));
+    assert_eq!(rows.len(), 1, "a hold is not a transaction");
+    let check = app.post("/api/tokens/check", &token, json!({"amount": 3})).await.expect(StatusCode::OK);
+    assert_eq!(check, json!({"sufficient": false, "token_balance": 10, "available": 2.5, "amount": 3}));
+    let check = app.post("/api/tokens/check", &token, json!({"amount": 2.5})).await.expect(StatusCode::OK);
+    assert_eq!(check["sufficient"], true);
+
+    // Released, the hold is gone and all of the balance is available again.
+    app.state.store.release(id).await.expect("release");
+    let (view, rows) = assert_ledger_consistent(&app, &admin, user_id, &token).await;
+    assert_eq!(funds(&view), (credits("10"), credits("0"), credits("10")));
+    assert_eq!(rows.len(), 1);
+    let check = app.post("/api/tokens/check", &token, json!({"amount": 3})).await.expect(StatusCode::OK);
+    assert_eq!(check["sufficient"], true);
 }
 
 async fn admin_credit_routes_need_an_administrator(app: TestApp) {
@@ -350,6 +388,7 @@ db_tests!(
     order_numbers_make_operations_idempotent,
     refusals_change_nothing,
     check_and_discount,
+    held_credit_shows_as_reserved_and_is_not_available,
     admin_credit_routes_need_an_administrator,
     concurrent_consumes_never_overspend,
     concurrent_replays_apply_once,

@@ -387,7 +387,11 @@ pub async fn complete_order(
         Ok(Completed::Now { order, transaction, .. }) => {
             tracing::info!(admin = admin.id, out_trade_no, user_id = order.user_id, tx = transaction.id, amount = %order.amount, "recharge order completed by hand");
             let user = state.store.user(order.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-            Ok(Json(CompletedOrder { order: order.into(), transaction: transaction.into(), balance: (&user).into() }))
+            Ok(Json(CompletedOrder {
+                order: order.into(),
+                transaction: transaction.into(),
+                balance: BalanceView::load(&state, &user).await?,
+            }))
         }
         Ok(Completed::Already(_)) => Err(ApiError::Conflict("this order is already paid".into())),
         Err(CompleteRefusal::UnknownOrder) => Err(ApiError::not_found("order")),

@@ -175,7 +175,10 @@ pub async fn redeem(
         Ok(redeemed) => {
             tracing::info!(user_id = user.id, tx = redeemed.transaction.id, amount = %redeemed.transaction.amount, "redemption code redeemed");
             let user = state.store.user(user.id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-            Ok(Json(RedeemResponse { transaction: redeemed.transaction.into(), balance: (&user).into() }))
+            Ok(Json(RedeemResponse {
+                transaction: redeemed.transaction.into(),
+                balance: BalanceView::load(&state, &user).await?,
+            }))
         }
         Err(refusal @ RedeemRefusal::Unknown) => Err(ApiError::NotFound(refusal.to_string())),
         Err(refusal) => Err(ApiError::Conflict(refusal.to_string())),

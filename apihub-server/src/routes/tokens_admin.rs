@@ -66,7 +66,7 @@ async fn apply(
     let user = state.store.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(CreditResponse {
         transaction: applied.transaction.into(),
-        balance: (&user).into(),
+        balance: BalanceView::load(state, &user).await?,
         replayed: applied.replayed,
     }))
 }
@@ -80,7 +80,7 @@ pub async fn user_balance(
     Path(user_id): Path<i64>,
 ) -> Result<Json<BalanceView>, ApiError> {
     let user = state.store.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json((&user).into()))
+    Ok(Json(BalanceView::load(&state, &user).await?))
 }
 
 /// Credit a user.

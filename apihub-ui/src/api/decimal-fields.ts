@@ -3,6 +3,7 @@
 /** Property names whose values are exact decimals (money, discount rates), kept as text. */
 export const DECIMAL_FIELDS: ReadonlySet<string> = new Set([
   'amount',
+  'available',
   'balance_after',
   'balance_before',
   'cache_read_price',
@@ -19,6 +20,7 @@ export const DECIMAL_FIELDS: ReadonlySet<string> = new Set([
   'quota_limit',
   'quota_used',
   'raw_cost',
+  'reserved',
   'revenue',
   'token_balance',
   'total_consumed',

@@ -581,7 +581,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's balance. */
+        /** The caller's balance, the credit held by their requests in flight, and what is available. */
         get: operations["balance"];
         put?: never;
         post?: never;
@@ -600,7 +600,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Check whether the caller's balance covers an amount. */
+        /**
+         * Check whether the caller's available credit covers an amount.
+         * @description Available is the balance less what requests in flight hold, never below 0: what the gateway
+         *     can still reserve for a new request.
+         */
         post: operations["check"];
         delete?: never;
         options?: never;
@@ -769,12 +773,26 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description A balance and its running totals. */
+        /** @description A balance, what requests in flight hold against it, and the running totals. */
         BalanceView: {
+            /**
+             * Format: double
+             * @description What new requests can spend: `token_balance - reserved`, never below 0.
+             * @example 100
+             */
+            available: string;
             /** Format: double */
             discount_rate: string;
             /**
              * Format: double
+             * @description Credit held by requests in flight: the most each can cost, held when it is forwarded and
+             *     settled or released when it ends. Not a transaction; `token_balance` still includes it.
+             * @example 0.5
+             */
+            reserved: string;
+            /**
+             * Format: double
+             * @description The ledger balance: the sum of the user's transactions.
              * @example 100.5
              */
             token_balance: string;
@@ -814,10 +832,16 @@ export interface components {
              */
             amount: string;
         };
-        /** @description Whether the balance covers an amount. */
+        /** @description Whether the available credit covers an amount. */
         CheckResponse: {
             /** Format: double */
             amount: string;
+            /**
+             * Format: double
+             * @description The balance less what requests in flight hold, never below 0: what was compared.
+             */
+            available: string;
+            /** @description `available >= amount`. */
             sufficient: boolean;
             /** Format: double */
             token_balance: string;

@@ -81,6 +81,8 @@ export const en = {
   'dashboard.balance': 'Balance (credits)',
   'dashboard.recharged': 'Recharged',
   'dashboard.consumed': 'consumed',
+  'dashboard.held': 'Held by requests in flight',
+  'dashboard.available': 'available',
   'dashboard.todayCalls': "Today's calls",
   'dashboard.succeeded': 'Succeeded',
   'dashboard.todaySpend': "Today's spend",

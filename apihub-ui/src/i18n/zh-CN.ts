@@ -83,6 +83,8 @@ export const zhCN: Record<MessageKey, string> = {
   'dashboard.balance': '余额（额度）',
   'dashboard.recharged': '累计充值',
   'dashboard.consumed': '累计消费',
+  'dashboard.held': '进行中请求占用',
+  'dashboard.available': '可用',
   'dashboard.todayCalls': '今日调用',
   'dashboard.succeeded': '成功',
   'dashboard.todaySpend': '今日消费',

@@ -14,7 +14,8 @@ describe('DashboardPage', () => {
     const today = utcToday();
     mockApi({
       'GET /api/tokens/balance': json(
-        '{"user_id":2,"token_balance":9007199254740993.123456,"total_recharged":100,"total_consumed":0.000123,"discount_rate":0.8}',
+        '{"user_id":2,"token_balance":9007199254740993.123456,"reserved":1,"available":9007199254740992.123456,' +
+          '"total_recharged":100,"total_consumed":0.000123,"discount_rate":0.8}',
       ),
       'GET /api/stats/me': json(
         `{"from":"2025-01-01T00:00:00Z","to":"2025-02-01T00:00:00Z",` +
@@ -25,6 +26,7 @@ describe('DashboardPage', () => {
     });
     renderPage(<DashboardPage />);
     expect(await within(await screen.findByTestId('balance-card')).findByText('9,007,199,254,740,993.123456')).toBeInTheDocument();
+    expect(screen.getByTestId('balance-held')).toHaveTextContent('available 9,007,199,254,740,992.123456');
     expect(await within(screen.getByTestId('today-calls')).findByText('3')).toBeInTheDocument();
     expect(within(screen.getByTestId('today-spend')).getByText('0.000123')).toBeInTheDocument();
     expect(within(screen.getByTestId('today-tokens')).getByText('42')).toBeInTheDocument();
@@ -32,10 +34,28 @@ describe('DashboardPage', () => {
     expect(screen.getByRole('img', { name: 'Last 30 days, per day' })).toBeInTheDocument();
   });
 
+  it('shows the credit held by requests in flight and what is left available', async () => {
+    session.start('tok');
+    mockApi({
+      'GET /api/tokens/balance': json(
+        '{"user_id":2,"token_balance":10,"reserved":7.500001,"available":2.499999,"total_recharged":10,"total_consumed":0,"discount_rate":1}',
+      ),
+      'GET /api/stats/me': json(
+        `{"from":"2025-01-01T00:00:00Z","to":"2025-02-01T00:00:00Z","summary":{${zero}},"by_day":[],"by_model":[]}`,
+      ),
+    });
+    renderPage(<DashboardPage />);
+    const held = await within(await screen.findByTestId('balance-card')).findByTestId('balance-held');
+    await waitFor(() => expect(held).toHaveTextContent('Held by requests in flight 7.500001 · available 2.499999'));
+    expect(within(screen.getByTestId('balance-card')).getByText('10', { selector: '.money' })).toBeInTheDocument();
+  });
+
   it('shows empty states without usage', async () => {
     session.start('tok');
     mockApi({
-      'GET /api/tokens/balance': json('{"user_id":2,"token_balance":0,"total_recharged":0,"total_consumed":0,"discount_rate":1}'),
+      'GET /api/tokens/balance': json(
+        '{"user_id":2,"token_balance":0,"reserved":0,"available":0,"total_recharged":0,"total_consumed":0,"discount_rate":1}',
+      ),
       'GET /api/stats/me': json(
         `{"from":"2025-01-01T00:00:00Z","to":"2025-02-01T00:00:00Z","summary":{${zero}},"by_day":[],"by_model":[]}`,
       ),

@@ -1,4 +1,5 @@
-// /: the balance, today's calls and spend, and the last 30 days per day and per model.
+// /: the balance (and what requests in flight hold of it), today's calls and spend, and the last
+// 30 days per day and per model.
 import { useQuery } from '@tanstack/react-query';
 import { Card, Col, Empty, Row, Skeleton, Statistic, Table, Typography } from 'antd';
 import { useMemo, useState } from 'react';
@@ -40,6 +41,10 @@ export default function DashboardPage() {
             <Typography.Text type="secondary" style={{ fontSize: 12 }}>
               {t('dashboard.recharged')} <Money value={balance.data?.total_recharged} /> · {t('dashboard.consumed')}{' '}
               <Money value={balance.data?.total_consumed} />
+            </Typography.Text>
+            <Typography.Text type="secondary" style={{ fontSize: 12, display: 'block' }} data-testid="balance-held">
+              {t('dashboard.held')} <Money value={balance.data?.reserved} /> · {t('dashboard.available')}{' '}
+              <Money value={balance.data?.available} />
             </Typography.Text>
           </Card>
         </Col>
