@@ -2,8 +2,10 @@
 //!
 //! Before a request is forwarded, the most it can cost is *held* against the user's available
 //! balance (`balance - reserved`) and against the key's quotas, atomically. When the response ends
-//! the actual charge is *settled*: the balance is debited by the charge (never more than the hold),
-//! the key's counters grow, a `consume` ledger row is written, and the rest of the hold is freed.
+//! the actual charge is *settled*: the balance is debited by the whole charge (usage above the hold
+//! is billed too, from the user's free credit and, when that is not enough, by taking the balance
+//! below zero by at most that excess), the key's counters grow by what was billed, a `consume`
+//! ledger row is written, and the hold is freed.
 //! An upstream error, a timeout or a disconnect before any output *releases* the hold instead.
 //!
 //! The rules here are pure; a store applies them with conditional updates (see
@@ -20,7 +22,6 @@
 //! ```
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use crate::ledger::Transaction;
 use crate::money::Money;
@@ -144,7 +145,7 @@ pub fn check_hold(funds: &UserFunds, key: &KeyCounters, hold: &HoldRequest) -> R
 /// What a finished request is charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    /// The charge after discounts; a store clamps it to the hold.
+    /// The charge after discounts, all of it, even above the hold (a negative one counts as zero).
     pub charge: Money,
     /// Tokens used.
     pub tokens: i64,
@@ -159,13 +160,18 @@ pub struct Settlement {
 pub struct Settled {
     /// The consume row (none for a zero charge).
     pub transaction: Option<Transaction>,
-    /// What was charged (the settlement's charge, clamped to the hold).
+    /// What was charged: the settlement's charge.
     pub charged: Money,
+    /// How much of it exceeded the hold (usage above what the request was expected to cost).
+    pub overage: Money,
 }
 
-/// Clamps a charge to its hold: a request is never charged more than was reserved.
-pub fn clamp_charge(charge: Money, hold: Money) -> Money {
-    charge.max(Money::ZERO).min(hold)
+/// What a settlement charges against a hold of `hold`: the whole charge (never negative), and the
+/// part of it above the hold.
+pub fn settle_amounts(charge: Money, hold: Money) -> (Money, Money) {
+    let charge = charge.max(Money::ZERO);
+    let overage = charge.checked_sub(hold).unwrap_or(Money::ZERO).max(Money::ZERO);
+    (charge, overage)
 }
 
 /// Reservations, applied atomically by the store.
@@ -185,8 +191,10 @@ pub trait BillingStore: Send + Sync {
     async fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError>;
     /// Frees a hold without charging anything.
     async fn release(&self, id: ReservationId) -> Result<(), BillingError>;
-    /// Frees holds made before `before` (left by a crash); returns how many.
-    async fn release_stale(&self, before: DateTime<Utc>) -> Result<u64, BillingError>;
+    /// Frees holds older than `age` by the store's own clock (left by a crash); returns how many.
+    /// A store shared by several processes measures the age with the database's clock, so no
+    /// process's clock can free another's live holds.
+    async fn release_stale(&self, age: std::time::Duration) -> Result<u64, BillingError>;
     /// Open holds against a user (for tests and the dashboard).
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError>;
 }
@@ -231,8 +239,10 @@ mod tests {
     }
 
     #[test]
-    fn charges_never_exceed_the_hold() {
-        assert_eq!(clamp_charge(Money::from_credits(5), Money::from_credits(3)), Money::from_credits(3));
-        assert_eq!(clamp_charge(Money::from_credits(-1), Money::from_credits(3)), Money::ZERO);
+    fn usage_above_the_hold_is_charged_and_counted_as_overage() {
+        let (five, three) = (Money::from_credits(5), Money::from_credits(3));
+        assert_eq!(settle_amounts(five, three), (five, Money::from_credits(2)));
+        assert_eq!(settle_amounts(three, five), (three, Money::ZERO));
+        assert_eq!(settle_amounts(Money::from_credits(-1), three), (Money::ZERO, Money::ZERO));
     }
 }

@@ -1,4 +1,7 @@
-//! Discount rates, and the one function that turns a raw cost into a charge.
+//! Discount rates, and [`apply_discounts`] for an amount that is already exact in micros.
+//!
+//! A call's charge does not go through it: [`pricing::charge`](crate::pricing::charge) applies
+//! both rates to the exact, unrounded cost and rounds once.
 //!
 //! ```
 //! use apihub_core::{apply_discounts, DiscountRate, Money};
@@ -65,8 +68,9 @@ impl Default for DiscountRate {
     }
 }
 
-/// The charge for a raw cost: `raw × user_rate × key_rate`, rounded once with
-/// [`round_half_up`](crate::money::round_half_up) to the micro-unit.
+/// `raw × user_rate × key_rate`, rounded once with [`round_half_up`](crate::money::round_half_up) to
+/// the micro-unit. `raw` must be the exact amount: discounting an already rounded cost rounds twice
+/// (use [`pricing::charge`](crate::pricing::charge) for a call).
 ///
 /// Both rates are at most 1, so the charge never exceeds the raw cost and never overflows.
 pub fn apply_discounts(raw: Money, user: DiscountRate, key: DiscountRate) -> Money {

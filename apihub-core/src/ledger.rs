@@ -200,8 +200,21 @@ fn validate_text(op: &LedgerOp) -> Result<(), LedgerError> {
     Ok(())
 }
 
-/// Plans `op` against `account`, refusing anything that would break an invariant.
+/// Plans `op` against `account`, refusing anything that would break an invariant: an operation
+/// that lowers the balance must leave it at zero or above (one that raises it is always allowed,
+/// even when the balance stays below zero after a settled overage).
 pub fn plan(account: &Account, op: &LedgerOp) -> Result<Transition, LedgerError> {
+    plan_inner(account, op, false)
+}
+
+/// Plans the consume row of a settled request: like [`plan`], except that the charge may take the
+/// balance below zero (usage above the request's hold is billed all the same; see
+/// [`billing`](crate::billing)).
+pub fn plan_settlement(account: &Account, op: &LedgerOp) -> Result<Transition, LedgerError> {
+    plan_inner(account, op, true)
+}
+
+fn plan_inner(account: &Account, op: &LedgerOp, may_overdraw: bool) -> Result<Transition, LedgerError> {
     let delta = delta_of(op)?;
     let add = |a: Money, b: Money| a.checked_add(b).ok_or(LedgerError::Overflow);
     let after = Account {
@@ -212,7 +225,7 @@ pub fn plan(account: &Account, op: &LedgerOp) -> Result<Transition, LedgerError>
     if after.balance > MAX_TOTAL || after.total_recharged > MAX_TOTAL {
         return Err(LedgerError::Overflow);
     }
-    if after.balance.is_negative() {
+    if after.balance.is_negative() && delta.balance.is_negative() && !may_overdraw {
         return Err(LedgerError::InsufficientBalance { available: account.balance, required: delta.balance.abs() });
     }
     if after.total_consumed.is_negative() {

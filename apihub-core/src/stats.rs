@@ -280,6 +280,7 @@ mod tests {
             user_discount: DiscountRate::FULL_PRICE,
             key_discount: DiscountRate::FULL_PRICE,
             charged: Money::from_micros(charged),
+            overage: Money::ZERO,
             status,
             upstream_latency_ms: 1,
             usage_source: UsageSource::Reported,

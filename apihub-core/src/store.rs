@@ -218,6 +218,8 @@ pub struct UsageRecord {
     pub key_discount: DiscountRate,
     /// What was charged.
     pub charged: Money,
+    /// The part of the charge above the request's hold (usage the hold did not foresee).
+    pub overage: Money,
     /// The HTTP status returned to the client.
     pub status: u16,
     /// Time spent waiting on the upstream, in milliseconds.

@@ -73,6 +73,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         prices,
         usage_log,
         upstream,
+        settlements: Arc::default(),
     })
 }
 
@@ -85,8 +86,7 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            let cutoff = chrono::Utc::now() - STALE_HOLD;
-            match store.release_stale(cutoff).await {
+            match store.release_stale(STALE_HOLD).await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(released = n, "released orphaned reservations"),
                 Err(error) => tracing::error!(%error, "sweeping orphaned reservations failed"),

@@ -160,15 +160,26 @@ async fn serve() -> anyhow::Result<()> {
     });
     tracing::info!("APIHub listening on http://{address} (API docs at /docs)");
     let upkeep = spawn_upkeep(&state);
-    let usage_log = state.usage_log.clone();
+    let (usage_log, settlements, db) = (state.usage_log.clone(), state.settlements.clone(), state.db.clone());
     // Graceful shutdown waits for in-flight requests, streams included; each settles its charge
-    // before its body ends. Then the usage log is drained before the process exits.
+    // before its body ends. Then settlements still being retried (the database was away) get a
+    // while to be written, the credit engine writes what it still holds in memory, and the usage
+    // log is drained before the process exits.
     axum::serve(listener, build_app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    if tokio::time::timeout(SETTLEMENT_DRAIN, settlements.drained()).await.is_err() {
+        tracing::error!(left = settlements.len(), "settlements still failing at shutdown are lost");
+    }
+    if let Err(error) = db.flush().await {
+        tracing::error!(%error, "writing the last settlements failed; they are lost");
+    }
     usage_log.flush().await;
     upkeep.iter().for_each(tokio::task::JoinHandle::abort);
     tracing::info!("usage log flushed; bye");
     Ok(())
 }
+
+/// How long a stopping gateway keeps retrying settlements the database refused.
+const SETTLEMENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

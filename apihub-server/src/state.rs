@@ -7,6 +7,7 @@ use apihub_core::redemption::RedemptionStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_tower::auth::KeyCache;
+use apihub_tower::billing::SettlementBacklog;
 use apihub_tower::rate_limit::RateLimiter;
 
 use crate::auth::jwt::JwtKeys;
@@ -52,4 +53,6 @@ pub struct AppState {
     pub usage_log: UsageLog,
     /// The upstream client.
     pub upstream: UpstreamService,
+    /// Settlements the store could not write yet, retried until it can; drained at shutdown.
+    pub settlements: Arc<SettlementBacklog>,
 }

@@ -12,7 +12,7 @@ use apihub_core::billing::{BillingError, BillingStore, HoldRequest, NewReservati
 use apihub_core::ledger::TxType;
 use apihub_core::policy::KeyPatch;
 use apihub_core::store::{PageRequest, StoreError};
-use apihub_server::db::schema::{api_keys, reservations, transactions, users};
+use apihub_server::db::schema::{api_keys, transactions, users};
 use apihub_server::db::{Db, SqlStore};
 use common::TestApp;
 use diesel::prelude::*;
@@ -57,8 +57,8 @@ async fn funded_user(app: &TestApp, name: &str, balance: &str, limits: Value) ->
 macro_rules! on_conn {
     ($app:expr, |$conn:ident| $body:expr) => {
         match &$app.state.db {
-            Db::Sqlite { pool, writer } => {
-                writer.visible().await;
+            Db::Sqlite { pool, .. } => {
+                $app.state.db.flush().await.expect("settlements written");
                 let mut guard = pool.get().await.expect("connection");
                 let $conn = &mut *guard;
                 $body
@@ -73,7 +73,7 @@ macro_rules! on_conn {
 }
 
 /// A key's counters and holds, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyState {
     tokens_used: i64,
     quota_used: i64,
@@ -96,7 +96,7 @@ struct Snapshot {
 }
 
 async fn key_state(app: &TestApp, key_id: i64) -> Option<KeyState> {
-    on_conn!(app, |conn| {
+    let row = on_conn!(app, |conn| {
         api_keys::table
             .find(key_id)
             .select((
@@ -105,39 +105,46 @@ async fn key_state(app: &TestApp, key_id: i64) -> Option<KeyState> {
                 api_keys::calls_total,
                 api_keys::calls_succeeded,
                 api_keys::remaining_calls,
-                api_keys::tokens_reserved,
-                api_keys::quota_reserved,
-                api_keys::calls_reserved,
             ))
-            .first::<KeyState>(conn)
+            .first::<(i64, i64, i64, i64, Option<i64>)>(conn)
             .await
             .optional()
             .expect("key state")
+    })?;
+    let (tokens_used, quota_used, calls_total, calls_succeeded, remaining_calls) = row;
+    // Holds live in the credit engine's memory on SQLite, in the key's row on PostgreSQL.
+    let (tokens_reserved, quota_reserved, calls_reserved) = billing(app).key_holds(key_id).await.expect("holds");
+    Some(KeyState {
+        tokens_used,
+        quota_used,
+        calls_total,
+        calls_succeeded,
+        remaining_calls,
+        tokens_reserved,
+        quota_reserved,
+        calls_reserved,
     })
 }
 
 async fn snapshot(app: &TestApp, user_id: i64, key_id: i64) -> Snapshot {
-    let (user, open_reservations, ledger_rows) = on_conn!(app, |conn| {
+    let ((balance, total_consumed), ledger_rows) = on_conn!(app, |conn| {
         let user = users::table
             .find(user_id)
-            .select((users::token_balance, users::reserved, users::total_consumed))
-            .first::<(i64, i64, i64)>(conn)
+            .select((users::token_balance, users::total_consumed))
+            .first::<(i64, i64)>(conn)
             .await
             .expect("user");
-        let open = reservations::table
-            .filter(reservations::user_id.eq(user_id))
-            .count()
-            .get_result::<i64>(conn)
-            .await
-            .expect("reservations");
         let rows = transactions::table
             .filter(transactions::user_id.eq(user_id))
             .count()
             .get_result::<i64>(conn)
             .await
             .expect("transactions");
-        (user, open, rows)
+        (user, rows)
     });
+    let reserved = billing(app).reserved_funds(user_id).await.expect("funds").reserved.micros();
+    let open_reservations = billing(app).open_reservations().await.expect("open holds");
+    let user = (balance, reserved, total_consumed);
     Snapshot { user, key: key_state(app, key_id).await, open_reservations, ledger_rows }
 }
 
@@ -169,8 +176,10 @@ async fn reserve_settle_and_release(app: TestApp) {
     assert_eq!((key.tokens_reserved, key.quota_reserved, key.calls_reserved), (100, 3_000_000, 1));
 
     let settled = store.settle(id, &charge("1.5", 60, true)).await.expect("settle");
-    assert_eq!(settled.charged, credits("1.5"));
-    let row = settled.transaction.expect("a consume row");
+    assert_eq!((settled.charged, settled.overage), (credits("1.5"), Money::ZERO));
+    // The consume row: at once on PostgreSQL, written behind by SQLite's credit engine.
+    let consumed = assert_ledger_sums(&app, user_id).await;
+    let row = consumed.into_iter().next().expect("a consume row");
     assert_eq!(row.tx_type, TxType::Consume);
     assert_eq!(row.user_id, user_id);
     assert_eq!(row.amount, credits("-1.5"));
@@ -211,35 +220,51 @@ async fn reserve_settle_and_release(app: TestApp) {
     // A failed call with a zero charge counts as a call, writes no row and charges nothing.
     let id = store.reserve(&hold(user_id, key_id, "req-failed", "1", 10)).await.expect("reserve");
     let settled = store.settle(id, &charge("0", 0, false)).await.expect("settle");
-    assert_eq!((settled.transaction, settled.charged), (None, Money::ZERO));
+    assert_eq!(settled.charged, Money::ZERO);
     let key = key_state(&app, key_id).await.unwrap();
     assert_eq!((key.calls_total, key.calls_succeeded, key.calls_reserved), (2, 1, 0));
 
     // A zero hold (a free model) is a hold like any other.
     let id = store.reserve(&hold(user_id, key_id, "req-free", "0", 0)).await.expect("reserve");
-    assert!(store.settle(id, &charge("0", 0, true)).await.unwrap().transaction.is_none());
+    assert_eq!(store.settle(id, &charge("0", 0, true)).await.unwrap().charged, Money::ZERO);
 
     let consumed = assert_ledger_sums(&app, user_id).await;
     assert_eq!(consumed.len(), 1);
     assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8.5", "0"));
 }
 
-async fn charges_are_clamped_to_the_hold(app: TestApp) {
+async fn usage_above_the_hold_is_billed_even_below_a_zero_balance(app: TestApp) {
     let store = billing(&app);
-    let (user_id, key_id) = funded_user(&app, "bob", "10", json!({})).await;
+    let (user_id, key_id) = funded_user(&app, "bob", "10", json!({"token_limit": 100})).await;
     let id = store.reserve(&hold(user_id, key_id, "req-over", "2", 10)).await.unwrap();
-    let settled = store.settle(id, &charge("5", 10, true)).await.unwrap();
-    assert_eq!(settled.charged, credits("2"));
-    assert_eq!(settled.transaction.unwrap().amount, credits("-2"));
-    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8", "0"));
-    assert_eq!(key_state(&app, key_id).await.unwrap().quota_used, 2_000_000);
+    let settled = store.settle(id, &charge("5", 90, true)).await.unwrap();
+    assert_eq!((settled.charged, settled.overage), (credits("5"), credits("3")));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("5", "0"));
+    let key = key_state(&app, key_id).await.unwrap();
+    // The key's counters agree with what was billed.
+    assert_eq!((key.quota_used, key.tokens_used), (5_000_000, 90));
+
+    // More than the user has left: the balance goes below zero by the excess, and nothing more
+    // is served until the user tops up.
+    let id = store.reserve(&hold(user_id, key_id, "req-deep", "1", 1)).await.unwrap();
+    let settled = store.settle(id, &charge("7", 1, true)).await.unwrap();
+    assert_eq!((settled.charged, settled.overage), (credits("7"), credits("6")));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("-2", "0"));
+    let refused = store.reserve(&hold(user_id, key_id, "req-after", "0.000001", 0)).await;
+    assert!(matches!(refused, Err(BillingError::InsufficientBalance { .. })), "{refused:?}");
+    let admin = app.admin_token().await;
+    app.post(&format!("/api/tokens/admin/user/{user_id}/recharge"), &admin, json!({"amount": "3"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("1", "0"));
+    store.reserve(&hold(user_id, key_id, "req-topped-up", "1", 0)).await.expect("served again");
 
     // A negative charge is no charge.
-    let id = store.reserve(&hold(user_id, key_id, "req-negative", "2", 10)).await.unwrap();
-    let settled = store.settle(id, &charge("-1", 10, true)).await.unwrap();
-    assert_eq!((settled.transaction, settled.charged), (None, Money::ZERO));
-    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("8", "0"));
-    assert_ledger_sums(&app, user_id).await;
+    let id = store.reserve(&hold(user_id, key_id, "req-negative", "0", 0)).await.unwrap();
+    let settled = store.settle(id, &charge("-1", 0, true)).await.unwrap();
+    assert_eq!(settled.charged, Money::ZERO);
+    let consumed = assert_ledger_sums(&app, user_id).await;
+    assert_eq!(consumed.iter().map(|t| t.amount).sum::<Money>(), credits("-12"));
 }
 
 async fn refusals_name_the_rule_and_change_nothing(app: TestApp) {
@@ -319,23 +344,29 @@ async fn settling_survives_key_changes(app: TestApp) {
     assert_eq!(assert_ledger_sums(&app, user_id).await.len(), 3);
 }
 
-async fn stale_holds_are_released(app: TestApp) {
+async fn stale_holds_are_released_by_the_store_clock(app: TestApp) {
     let store = billing(&app);
     let (user_id, key_id) = funded_user(&app, "frank", "10", json!({"remaining_calls": 5})).await;
     let old = store.reserve(&hold(user_id, key_id, "req-old", "2", 10)).await.unwrap();
     let settled_old = store.reserve(&hold(user_id, key_id, "req-old-settled", "1", 10)).await.unwrap();
     store.settle(settled_old, &charge("1", 10, true)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let cutoff = chrono::Utc::now();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let fresh = store.reserve(&hold(user_id, key_id, "req-fresh", "3", 20)).await.unwrap();
 
-    assert_eq!(store.release_stale(cutoff).await.unwrap(), 1);
-    assert!(matches!(store.release(old).await, Err(BillingError::NotOpen(_))));
+    if matches!(app.state.db, Db::Sqlite { .. }) {
+        // Holds live in the only process that may use the file: a restart frees them, and no
+        // sweep ever takes a live request's hold.
+        assert_eq!(store.release_stale(Duration::from_millis(200)).await.unwrap(), 0);
+        store.release(old).await.expect("still open");
+    } else {
+        // Ages by the database's clock: the hold made 400 ms ago goes, the fresh one stays.
+        assert_eq!(store.release_stale(Duration::from_millis(200)).await.unwrap(), 1);
+        assert!(matches!(store.release(old).await, Err(BillingError::NotOpen(_))));
+    }
     assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("9", "3"));
     let key = key_state(&app, key_id).await.unwrap();
     assert_eq!((key.tokens_reserved, key.quota_reserved, key.calls_reserved), (20, 3_000_000, 1));
-    assert_eq!(store.release_stale(cutoff).await.unwrap(), 0);
+    assert_eq!(store.release_stale(Duration::from_millis(200)).await.unwrap(), 0);
 
     store.settle(fresh, &charge("3", 20, true)).await.unwrap();
     assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("6", "0"));
@@ -443,11 +474,42 @@ async fn concurrent_calls_respect_remaining_calls(app: TestApp) {
 
 db_tests!(
     reserve_settle_and_release,
-    charges_are_clamped_to_the_hold,
+    usage_above_the_hold_is_billed_even_below_a_zero_balance,
     refusals_name_the_rule_and_change_nothing,
     settling_survives_key_changes,
-    stale_holds_are_released,
+    stale_holds_are_released_by_the_store_clock,
     admin_debits_cannot_take_held_funds,
     concurrent_reserves_never_overspend,
     concurrent_calls_respect_remaining_calls,
 );
+
+/// A gateway on SQLite that dies with credit held (its memory gone, nothing settled) finds the
+/// credit free at its next start: holds live in the process, never in the file.
+#[tokio::test]
+async fn credit_held_by_a_dead_sqlite_gateway_is_free_at_restart() {
+    use apihub_core::key::GeneratedKey;
+    use apihub_core::ledger::LedgerOp;
+    use apihub_core::policy::KeyPolicy;
+    use apihub_core::store::{KeyStore, LedgerStore, NewKey, UserStore};
+    use apihub_core::user::{NewUser, Role};
+    use apihub_server::db::{DbUrl, PoolOptions};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = DbUrl::Sqlite(dir.path().join("apihub.db").display().to_string());
+    let (user_id, key_id) = {
+        let store = SqlStore::new(Db::connect(&url, &PoolOptions::default()).await.expect("db"));
+        let new = NewUser { username: "zoe".into(), email: None, password_hash: "x".into(), role: Role::User };
+        let user = store.create_user(new).await.expect("user");
+        store.apply(user.id, LedgerOp::new(TxType::Recharge, credits("10"))).await.expect("recharge");
+        let GeneratedKey { public_id, secret_hash, last4, .. } = GeneratedKey::generate();
+        let key = NewKey { public_id, secret_hash, last4, policy: KeyPolicy::default(), batch_id: None };
+        let key = store.create_keys(user.id, vec![key]).await.expect("key").remove(0);
+        store.reserve(&hold(user.id, key.id, "req-z1", "10", 100)).await.expect("all of it held");
+        assert!(store.reserve(&hold(user.id, key.id, "req-z2", "0.1", 1)).await.is_err());
+        (user.id, key.id)
+        // The store, its engine and its holds go away here, as with `kill -9`.
+    };
+    let store = SqlStore::new(Db::connect(&url, &PoolOptions::default()).await.expect("db again"));
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("10", "0"));
+    store.reserve(&hold(user_id, key_id, "req-z3", "10", 100)).await.expect("the credit is free again");
+}

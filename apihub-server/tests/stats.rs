@@ -87,6 +87,7 @@ fn record(
         user_discount: DiscountRate::FULL_PRICE,
         key_discount: DiscountRate::FULL_PRICE,
         charged: Money::parse(charged).expect("charged"),
+        overage: Money::ZERO,
         status,
         upstream_latency_ms: 10,
         usage_source: UsageSource::Reported,

@@ -6,7 +6,7 @@ use apihub_core::billing::BillingStore;
 use tower::{Layer, ServiceBuilder};
 
 use crate::auth::{AuthStore, KeyAuth, KeyAuthLayer, KeyCache};
-use crate::billing::{Billing, BillingConfig, BillingLayer, DiscardUsage, PriceBook, UsageSink};
+use crate::billing::{Billing, BillingConfig, BillingLayer, DiscardUsage, PriceBook, SettlementBacklog, UsageSink};
 use crate::clock::{Clock, SystemClock};
 use crate::extract::{LlmExtractor, UsageExtractor};
 use crate::quota::{Quota, QuotaLayer};
@@ -39,6 +39,7 @@ pub struct GatewayBuilder {
     max_body_bytes: usize,
     billing: BillingConfig,
     extractor: Arc<dyn UsageExtractor>,
+    backlog: Option<Arc<SettlementBacklog>>,
 }
 
 impl GatewayBuilder {
@@ -59,7 +60,15 @@ impl GatewayBuilder {
             max_body_bytes: 16 * 1024 * 1024,
             billing: BillingConfig::default(),
             extractor: Arc::new(LlmExtractor),
+            backlog: None,
         }
+    }
+
+    /// Shares `backlog` (failed settlements being retried), so the caller can wait for it to
+    /// drain at shutdown (default: one of the layer's own, see [`BillingLayer::backlog`]).
+    pub fn settlement_backlog(mut self, backlog: Arc<SettlementBacklog>) -> Self {
+        self.backlog = Some(backlog);
+        self
     }
 
     /// Reads requests and responses with `extractor` (default: the LLM dialects).
@@ -110,12 +119,16 @@ impl GatewayBuilder {
             Arc::new(KeyCache::with_clock(self.auth_store, self.clock.clone(), KeyCache::DEFAULT_TTL_MILLIS))
         });
         let limiter = self.limiter.unwrap_or_else(|| Arc::new(LocalRateLimiter::new(self.clock.clone())));
+        let mut billing = BillingLayer::new(self.billing_store, self.prices, self.sink, self.billing)
+            .with_extractor(self.extractor.clone());
+        if let Some(backlog) = self.backlog {
+            billing = billing.with_backlog(backlog);
+        }
         GatewayLayer {
             auth: KeyAuthLayer::new(cache).with_clock(self.clock),
             rate_limit: RateLimitLayer::new(limiter),
             quota: QuotaLayer::new(self.max_body_bytes).with_extractor(self.extractor.clone()),
-            billing: BillingLayer::new(self.billing_store, self.prices, self.sink, self.billing)
-                .with_extractor(self.extractor),
+            billing,
         }
     }
 }

@@ -4,20 +4,21 @@
 use apihub_core::Money;
 use apihub_core::billing::{
     BillingError, BillingStore, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
-    clamp_charge,
+    settle_amounts,
 };
 use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
+use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
 use apihub_core::user::UserId;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel::dsl::case_when;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::cached::Cached;
 use super::schema::{api_keys, reservations, transactions, users};
-use super::{HoldCommit, SqlStore, now_millis, with_conn, write_op};
+use super::{DbNowMillis, HoldCommit, SqlStore, now_millis, with_conn, write_op};
 
 /// Marks a refusal that the rules no longer confirm: funds were freed concurrently (PostgreSQL's
 /// read-committed re-check can see a release that the refused update did not). Retried.
@@ -64,7 +65,6 @@ struct NewReservationRow<'a> {
     request_id: &'a str,
     amount: i64,
     tokens: i64,
-    created_at: i64,
 }
 
 /// The key columns `check_hold` reads.
@@ -118,7 +118,26 @@ macro_rules! free_holds {
 impl SqlStore {
     /// Reservations open now (held, not yet settled or released), whichever node made them.
     pub async fn open_reservations(&self) -> Result<i64, StoreError> {
+        if let Some(engine) = self.engine() {
+            return Ok(i64::try_from(engine.open_holds()).unwrap_or(i64::MAX));
+        }
         with_conn!(self, |conn| Ok(reservations::table.count().get_result::<i64>(conn).await?))
+    }
+
+    /// What open holds take from a key: (tokens, credit in micros, calls).
+    pub async fn key_holds(&self, key_id: KeyId) -> Result<(i64, i64, i64), StoreError> {
+        if let Some(engine) = self.engine() {
+            return Ok(engine.key_holds(key_id).unwrap_or_default());
+        }
+        let held: Option<(i64, i64, i64)> = with_conn!(self, |conn| {
+            Ok(api_keys::table
+                .find(key_id)
+                .select((api_keys::tokens_reserved, api_keys::quota_reserved, api_keys::calls_reserved))
+                .first(conn)
+                .await
+                .optional()?)
+        })?;
+        Ok(held.unwrap_or_default())
     }
 
     async fn release_one(&self, id: ReservationId) -> Result<(), BillingError> {
@@ -138,6 +157,9 @@ impl SqlStore {
 #[async_trait]
 impl BillingStore for SqlStore {
     async fn reserve(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
+        if let Some(engine) = self.engine() {
+            return engine.reserve(new).await;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -149,18 +171,30 @@ impl BillingStore for SqlStore {
     }
 
     async fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
-        self.settle_once(id, settlement).await
+        match self.engine() {
+            Some(engine) => engine.settle(id, settlement),
+            None => self.settle_once(id, settlement).await,
+        }
     }
 
     async fn release(&self, id: ReservationId) -> Result<(), BillingError> {
-        self.release_one(id).await
+        match self.engine() {
+            Some(engine) => engine.release(id),
+            None => self.release_one(id).await,
+        }
     }
 
-    async fn release_stale(&self, before: DateTime<Utc>) -> Result<u64, BillingError> {
-        let cutoff = before.timestamp_millis();
+    async fn release_stale(&self, age: std::time::Duration) -> Result<u64, BillingError> {
+        if self.engine().is_some() {
+            // Holds live in this process's memory: a crash frees them, and a request frees its own.
+            return Ok(0);
+        }
+        let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        // Ages are measured with the database's clock, as holds are stamped with it: no node's
+        // clock can make another node's live holds look stale.
         let stale: Vec<i64> = with_conn!(self, |conn| {
             Ok(reservations::table
-                .filter(reservations::created_at.lt(cutoff))
+                .filter((reservations::created_at + age).lt(DbNowMillis))
                 .select(reservations::id)
                 .load(conn)
                 .await?)
@@ -178,6 +212,9 @@ impl BillingStore for SqlStore {
     }
 
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError> {
+        if let Some(funds) = self.engine().and_then(|engine| engine.funds(user_id)) {
+            return Ok(funds);
+        }
         let row: Option<(i64, i64)> = with_conn!(self, |conn| {
             Ok(users::table
                 .find(user_id)
@@ -270,9 +307,9 @@ impl SqlStore {
                 request_id: &new.request_id,
                 amount,
                 tokens,
-                created_at: now_millis(),
             };
-            Ok(Cached(diesel::insert_into(reservations::table).values(&row).returning(reservations::id))
+            let values = (row, reservations::created_at.eq(DbNowMillis));
+            Ok(Cached(diesel::insert_into(reservations::table).values(values).returning(reservations::id))
                 .get_result(conn)
                 .await?)
         })
@@ -288,7 +325,9 @@ impl SqlStore {
                 .await
                 .optional()?;
             let row = row.ok_or(BillingError::NotOpen(id))?;
-            let charge = clamp_charge(charge, Money::from_micros(row.amount)).micros();
+            // All of the charge, even above the hold (the balance may go below zero by the excess).
+            let (charge, overage) = settle_amounts(charge, Money::from_micros(row.amount));
+            let charge = charge.micros();
             let balance: i64 = Cached(
                 diesel::update(users::table.find(row.user_id))
                     .set((
@@ -352,7 +391,7 @@ impl SqlStore {
             } else {
                 None
             };
-            Ok(Settled { transaction, charged: Money::from_micros(charge) })
+            Ok(Settled { transaction, charged: Money::from_micros(charge), overage })
         })
     }
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::engine::Touched;
 use super::schema::api_keys;
 use super::{SqlStore, corrupt, from_millis, load_page, now_millis, with_conn, write_tx};
 
@@ -229,40 +230,48 @@ impl KeyStore for SqlStore {
     }
 
     async fn update_key(&self, id: KeyId, patch: &KeyPatch) -> Result<ApiKey, StoreError> {
-        let row: KeyRow = write_tx!(self, |conn| {
-            let current = api_keys::table.find(id).select(KeyRow::as_select()).first(conn).await?;
-            let mut policy = current.into_domain()?.policy;
-            patch.apply_to(&mut policy);
-            let columns = PolicyColumns::of(&policy, now_millis())?;
-            Ok(diesel::update(api_keys::table.find(id))
-                .set(&columns)
-                .returning(KeyRow::as_returning())
-                .get_result(conn)
-                .await?)
-        })?;
+        let write = async || {
+            write_tx!(self, |conn| {
+                let current = api_keys::table.find(id).select(KeyRow::as_select()).first(conn).await?;
+                let mut policy = current.into_domain()?.policy;
+                patch.apply_to(&mut policy);
+                let columns = PolicyColumns::of(&policy, now_millis())?;
+                Ok(diesel::update(api_keys::table.find(id))
+                    .set(&columns)
+                    .returning(KeyRow::as_returning())
+                    .get_result(conn)
+                    .await?)
+            })
+        };
+        let row: KeyRow = self.account_write(None, write, |_| Touched::key(id)).await?;
         row.into_domain()
     }
 
     async fn delete_key(&self, id: KeyId) -> Result<(), StoreError> {
+        let write =
+            async || write_tx!(self, |conn| { Ok(diesel::delete(api_keys::table.find(id)).execute(conn).await?) });
         let deleted: usize =
-            write_tx!(self, |conn| { Ok(diesel::delete(api_keys::table.find(id)).execute(conn).await?) })?;
+            self.account_write(None, write, |_| Touched { deleted_keys: vec![id], ..Touched::default() }).await?;
         if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn reset_key_usage(&self, id: KeyId) -> Result<ApiKey, StoreError> {
-        let row: KeyRow = write_tx!(self, |conn| {
-            Ok(diesel::update(api_keys::table.find(id))
-                .set((
-                    api_keys::tokens_used.eq(0),
-                    api_keys::quota_used.eq(0),
-                    api_keys::calls_total.eq(0),
-                    api_keys::calls_succeeded.eq(0),
-                    api_keys::updated_at.eq(now_millis()),
-                ))
-                .returning(KeyRow::as_returning())
-                .get_result(conn)
-                .await?)
-        })?;
+        let write = async || {
+            write_tx!(self, |conn| {
+                Ok(diesel::update(api_keys::table.find(id))
+                    .set((
+                        api_keys::tokens_used.eq(0),
+                        api_keys::quota_used.eq(0),
+                        api_keys::calls_total.eq(0),
+                        api_keys::calls_succeeded.eq(0),
+                        api_keys::updated_at.eq(now_millis()),
+                    ))
+                    .returning(KeyRow::as_returning())
+                    .get_result(conn)
+                    .await?)
+            })
+        };
+        let row: KeyRow = self.account_write(None, write, |_| Touched::key(id)).await?;
         row.into_domain()
     }
 }

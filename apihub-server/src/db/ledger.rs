@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::engine::{Debiting, Touched};
 use super::schema::{transactions, users};
 use super::users::UserRow;
 use super::{SqlStore, corrupt, from_millis, load_page, now_millis, write_tx};
@@ -160,13 +161,16 @@ impl SqlStore {
             let (d_balance, d_recharged, d_consumed) =
                 (delta.balance.micros(), delta.recharged.micros(), delta.consumed.micros());
             let max = MAX_TOTAL.micros();
+            // A debit may not take the balance below zero; a credit always applies, even to a balance
+            // a settled overage left below zero.
+            let floor = if d_balance < 0 { 0 } else { i64::MIN };
             // The WHERE clause is the whole concurrency story: the row is locked by the UPDATE, and the
             // condition is evaluated on the current balance, so no interleaving can overspend.
             let after: Option<(i64, i64, i64)> = diesel::update(
                 users::table
                     .find(user_id)
                     // Open holds are spoken for: a debit may only take what is not held.
-                    .filter((users::token_balance - users::reserved + d_balance).ge(0))
+                    .filter((users::token_balance - users::reserved + d_balance).ge(floor))
                     .filter((users::token_balance + d_balance).le(max))
                     .filter((users::total_consumed + d_consumed).ge(0))
                     .filter((users::total_recharged + d_recharged).le(max)),
@@ -191,7 +195,7 @@ impl SqlStore {
                 let account = row.into_domain()?.account;
                 plan(&account, op)?;
                 let available = account.balance.checked_sub(reserved).unwrap_or(Money::ZERO);
-                if available.checked_add(delta.balance).is_none_or(Money::is_negative) {
+                if delta.balance.is_negative() && available.checked_add(delta.balance).is_none_or(Money::is_negative) {
                     let required = delta.balance.abs();
                     return Err(StoreError::Ledger(LedgerError::InsufficientBalance { available, required }).into());
                 }
@@ -227,12 +231,18 @@ impl SqlStore {
 #[async_trait]
 impl LedgerStore for SqlStore {
     async fn apply(&self, user_id: UserId, op: LedgerOp) -> Result<Applied, StoreError> {
-        match self.apply_once(user_id, &op).await {
+        let write = async || match self.apply_once(user_id, &op).await {
             // Two concurrent calls with one order number: the loser hit the unique index and rolled
             // back whole. Once more, it finds the winner's row and answers replay or conflict.
             Err(StoreError::Conflict(_)) if op.order_no.is_some() => self.apply_once(user_id, &op).await,
             other => other,
-        }
+        };
+        // A debit may only take credit no request holds: on SQLite the engine holds it meanwhile.
+        let debiting = delta_of(&op)
+            .ok()
+            .filter(|delta| delta.balance.is_negative())
+            .map(|delta| Debiting { user_id, amount: delta.balance.abs() });
+        self.account_write(debiting, write, |_| Touched::user(user_id)).await
     }
 
     async fn transactions(

@@ -24,6 +24,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 mod billing;
 mod cached;
+pub mod engine;
 mod keys;
 mod ledger;
 mod prices;
@@ -53,8 +54,10 @@ const SQLITE_PRAGMAS: &str =
 /// A connection pool to one of the two backends.
 #[derive(Clone)]
 pub enum Db {
-    /// Embedded SQLite: `pool` for reads, `writer` the one connection every write goes through.
-    Sqlite { pool: Pool<SqliteConn>, writer: Arc<writer::SqliteWriter> },
+    /// Embedded SQLite: `pool` for reads, `writer` the one connection every write goes through,
+    /// `engine` the credit engine that holds and settles in memory (the only process writing the
+    /// file is the only one spending its credit).
+    Sqlite { pool: Pool<SqliteConn>, writer: Arc<writer::SqliteWriter>, engine: Arc<engine::Engine> },
     /// PostgreSQL through diesel-async's native connection.
     Postgres { pool: Pool<AsyncPgConnection> },
 }
@@ -118,7 +121,8 @@ impl Db {
                     let path = path.clone();
                     move || open_sqlite_sync(&path, "")
                 })?;
-                Ok(Db::Sqlite { pool, writer })
+                let engine = engine::Engine::start(writer.clone()).await?;
+                Ok(Db::Sqlite { pool, writer, engine })
             }
             DbUrl::Postgres(url) => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
@@ -193,7 +197,11 @@ pub async fn migrate(url: &DbUrl) -> anyhow::Result<usize> {
                 let mut conn = SqliteConnection::establish(path)?;
                 diesel::connection::SimpleConnection::batch_execute(
                     &mut conn,
-                    &format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"),
+                    // Foreign keys off (SQLite's default, said out loud): a migration that rebuilds a
+                    // table drops the old one, which must not cascade to the rows that refer to it.
+                    &format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = OFF;"
+                    ),
                 )?;
                 conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?.len()
             }
@@ -229,6 +237,38 @@ impl SqlStore {
     /// The pool, for health checks.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The credit engine, on SQLite.
+    pub(crate) fn engine(&self) -> Option<&Arc<engine::Engine>> {
+        match &self.db {
+            Db::Sqlite { engine, .. } => Some(engine),
+            Db::Postgres { .. } => None,
+        }
+    }
+
+    /// Runs an account write that changes balances or key rows, so that the credit engine (on
+    /// SQLite) reads back what it `touched` (see [`engine::Engine::account_write`]).
+    pub(crate) async fn account_write<T>(
+        &self,
+        debiting: Option<engine::Debiting>,
+        write: impl AsyncFnOnce() -> Result<T, StoreError>,
+        touched: impl FnOnce(&T) -> engine::Touched,
+    ) -> Result<T, StoreError> {
+        match self.engine() {
+            Some(engine) => engine.account_write(debiting, write, touched).await,
+            None => write().await,
+        }
+    }
+}
+
+impl Db {
+    /// Writes every settlement still queued in memory (SQLite's credit engine): at shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite { engine, .. } => engine.flush().await,
+            Db::Postgres { .. } => Ok(()),
+        }
     }
 }
 
@@ -278,9 +318,10 @@ macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {{
         let result: Result<_, $crate::db::TxError> = async {
             match &$store.db {
-                $crate::db::Db::Sqlite { pool, writer } => {
-                    // Never older than what a write was answered with.
+                $crate::db::Db::Sqlite { pool, writer, engine } => {
+                    // Never older than what a write was answered with, or a settlement made.
                     writer.visible().await;
+                    engine.caught_up().await;
                     let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
                     let $conn = &mut *guard;
                     $body
@@ -395,6 +436,43 @@ pub(crate) use {load_page, pg_tx, with_conn, write_op, write_tx};
 /// Now, in the stored form (Unix milliseconds).
 pub(crate) fn now_millis() -> i64 {
     Utc::now().timestamp_millis()
+}
+
+/// Now by the database's clock, in the stored form (Unix milliseconds): for what several nodes
+/// compare (a hold's age), so that no node's clock decides for another's.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+pub(crate) struct DbNowMillis;
+
+impl diesel::Expression for DbNowMillis {
+    type SqlType = diesel::sql_types::BigInt;
+}
+
+impl<QS> diesel::AppearsOnTable<QS> for DbNowMillis {}
+
+impl<QS> diesel::SelectableExpression<QS> for DbNowMillis {}
+
+impl diesel::expression::ValidGrouping<()> for DbNowMillis {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for DbNowMillis {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("CAST(unixepoch('subsec') * 1000 AS INTEGER)");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for DbNowMillis {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)");
+        Ok(())
+    }
 }
 
 /// Reads a stored timestamp.

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::engine::Touched;
 use super::ledger::credit_recharge;
 use super::schema::{recharge_orders, transactions, users};
 use super::{SqlStore, corrupt, from_millis, load_page, now_millis, with_conn, write_tx};
@@ -137,52 +138,61 @@ impl RechargeStore for SqlStore {
             Completion::Notified(notice) => (Some(notice.trade_no.as_str()), None, None),
             Completion::ByHand { admin, note } => (None, Some(*admin), Some(note.as_str())),
         };
-        let outcome: Outcome = write_tx!(self, |conn| {
-            let order: Option<OrderRow> = recharge_orders::table
-                .filter(recharge_orders::out_trade_no.eq(out_trade_no))
-                .select(OrderRow::as_select())
-                .first(conn)
+        let write = async || {
+            write_tx!(self, |conn| {
+                let order: Option<OrderRow> = recharge_orders::table
+                    .filter(recharge_orders::out_trade_no.eq(out_trade_no))
+                    .select(OrderRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let Some(order) = order else { return Ok(Outcome::Refused(CompleteRefusal::UnknownOrder)) };
+                if let Completion::Notified(notice) = how
+                    && notice.money.micros() != order.money
+                {
+                    return Ok(Outcome::Refused(CompleteRefusal::WrongMoney {
+                        paid: notice.money.to_string(),
+                        expected: format_cents(Money::from_micros(order.money)),
+                    }));
+                }
+                // The whole concurrency story: only one UPDATE can match the pending row.
+                let won: Option<OrderRow> = diesel::update(
+                    recharge_orders::table
+                        .find(order.id)
+                        .filter(recharge_orders::status.eq(OrderStatus::Pending.as_str())),
+                )
+                .set((
+                    recharge_orders::status.eq(OrderStatus::Paid.as_str()),
+                    recharge_orders::trade_no.eq(trade_no),
+                    recharge_orders::completed_by.eq(completed_by),
+                    recharge_orders::note.eq(note),
+                    recharge_orders::paid_at.eq(now_millis()),
+                ))
+                .returning(OrderRow::as_returning())
+                .get_result(conn)
                 .await
                 .optional()?;
-            let Some(order) = order else { return Ok(Outcome::Refused(CompleteRefusal::UnknownOrder)) };
-            if let Completion::Notified(notice) = how
-                && notice.money.micros() != order.money
-            {
-                return Ok(Outcome::Refused(CompleteRefusal::WrongMoney {
-                    paid: notice.money.to_string(),
-                    expected: format_cents(Money::from_micros(order.money)),
-                }));
-            }
-            // The whole concurrency story: only one UPDATE can match the pending row.
-            let won: Option<OrderRow> = diesel::update(
-                recharge_orders::table.find(order.id).filter(recharge_orders::status.eq(OrderStatus::Pending.as_str())),
-            )
-            .set((
-                recharge_orders::status.eq(OrderStatus::Paid.as_str()),
-                recharge_orders::trade_no.eq(trade_no),
-                recharge_orders::completed_by.eq(completed_by),
-                recharge_orders::note.eq(note),
-                recharge_orders::paid_at.eq(now_millis()),
-            ))
-            .returning(OrderRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?;
-            let Some(won) = won else {
-                let paid = recharge_orders::table.find(order.id).select(OrderRow::as_select()).first(conn).await?;
-                return Ok(Outcome::Already(paid));
-            };
-            let description = match how {
-                Completion::Notified(notice) => {
-                    format!("online recharge ({}, trade {})", won.payment_type, notice.trade_no)
-                }
-                Completion::ByHand { admin, note } => {
-                    format!("online recharge completed by hand by administrator #{admin}: {note}")
-                }
-            };
-            let (tx, account) = credit_recharge!(conn, won.user_id, won.amount, &won.out_trade_no, &description)?;
-            Ok(Outcome::Now(won, tx, account))
-        })?;
+                let Some(won) = won else {
+                    let paid = recharge_orders::table.find(order.id).select(OrderRow::as_select()).first(conn).await?;
+                    return Ok(Outcome::Already(paid));
+                };
+                let description = match how {
+                    Completion::Notified(notice) => {
+                        format!("online recharge ({}, trade {})", won.payment_type, notice.trade_no)
+                    }
+                    Completion::ByHand { admin, note } => {
+                        format!("online recharge completed by hand by administrator #{admin}: {note}")
+                    }
+                };
+                let (tx, account) = credit_recharge!(conn, won.user_id, won.amount, &won.out_trade_no, &description)?;
+                Ok(Outcome::Now(won, tx, account))
+            })
+        };
+        let touched = |outcome: &Outcome| match outcome {
+            Outcome::Now(order, ..) => Touched::user(order.user_id),
+            _ => Touched::default(),
+        };
+        let outcome: Outcome = self.account_write(None, write, touched).await?;
         Ok(match outcome {
             Outcome::Now(order, tx, account) => {
                 Ok(Completed::Now { order: order.into_domain()?, transaction: tx.into_domain()?, account })

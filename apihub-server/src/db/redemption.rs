@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::engine::Touched;
 use super::ledger::{TxRow, credit_recharge};
 use super::schema::{redemption_codes, transactions, users};
 use super::{SqlStore, corrupt, from_millis, load_page, now_millis, with_conn, write_tx};
@@ -146,25 +147,28 @@ impl RedemptionStore for SqlStore {
     ) -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
         let now_ms = now.timestamp_millis();
         let order = order_no(code);
-        let done: Option<(TxRow, Account)> = write_tx!(self, |conn| {
-            // The whole concurrency story: only one UPDATE can match the unredeemed row.
-            let won: Option<CodeRow> = diesel::update(
-                redemption_codes::table
-                    .filter(redemption_codes::code.eq(code))
-                    .filter(redemption_codes::redeemed_by.is_null())
-                    .filter(redemption_codes::status.eq(CodeStatus::Active.as_str()))
-                    .filter(redemption_codes::expires_at.is_null().or(redemption_codes::expires_at.gt(now_ms))),
-            )
-            .set((redemption_codes::redeemed_by.eq(user_id), redemption_codes::redeemed_at.eq(now_ms)))
-            .returning(CodeRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?;
-            let Some(won) = won else { return Ok(None) };
-            let description = format!("redemption code ({})", won.name);
-            let (inserted, account) = credit_recharge!(conn, user_id, won.amount, &order, &description)?;
-            Ok(Some((inserted, account)))
-        })?;
+        let write = async || {
+            write_tx!(self, |conn| {
+                // The whole concurrency story: only one UPDATE can match the unredeemed row.
+                let won: Option<CodeRow> = diesel::update(
+                    redemption_codes::table
+                        .filter(redemption_codes::code.eq(code))
+                        .filter(redemption_codes::redeemed_by.is_null())
+                        .filter(redemption_codes::status.eq(CodeStatus::Active.as_str()))
+                        .filter(redemption_codes::expires_at.is_null().or(redemption_codes::expires_at.gt(now_ms))),
+                )
+                .set((redemption_codes::redeemed_by.eq(user_id), redemption_codes::redeemed_at.eq(now_ms)))
+                .returning(CodeRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+                let Some(won) = won else { return Ok(None) };
+                let description = format!("redemption code ({})", won.name);
+                let (inserted, account) = credit_recharge!(conn, user_id, won.amount, &order, &description)?;
+                Ok(Some((inserted, account)))
+            })
+        };
+        let done: Option<(TxRow, Account)> = self.account_write(None, write, |_| Touched::user(user_id)).await?;
         if let Some((row, account)) = done {
             return Ok(Ok(Redeemed { transaction: row.into_domain()?, account }));
         }

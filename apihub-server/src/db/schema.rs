@@ -83,6 +83,7 @@ diesel::table! {
         upstream_latency_ms -> BigInt,
         usage_source -> Text,
         created_at -> BigInt,
+        overage -> BigInt,
     }
 }
 

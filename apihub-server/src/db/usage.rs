@@ -32,6 +32,7 @@ struct UsageRow {
     upstream_latency_ms: i64,
     usage_source: String,
     created_at: i64,
+    overage: i64,
 }
 
 impl UsageRow {
@@ -58,6 +59,7 @@ impl UsageRow {
             }
             .to_owned(),
             created_at: r.created_at.timestamp_millis(),
+            overage: r.overage.micros(),
         }
     }
 
@@ -85,6 +87,7 @@ impl UsageRow {
             cached_tokens: self.cached_tokens,
             raw_cost: Money::from_micros(self.raw_cost),
             charged: Money::from_micros(self.charged),
+            overage: Money::from_micros(self.overage),
             upstream_latency_ms: self.upstream_latency_ms,
             created_at: from_millis(self.created_at),
         })

@@ -11,6 +11,7 @@
 //! | `apihub_upstream_requests_total{model,status}` | counter | forwarded requests, by model and the status the client got, counted when the response ends |
 //! | `apihub_upstream_tokens_total{model,kind}` | counter | tokens billed (`kind` = `input` or `output`) |
 //! | `apihub_charged_micros_total{model}` | counter | credit charged, in micro-units |
+//! | `apihub_overage_micros_total{model}` | counter | the part of it above requests' holds |
 //! | `apihub_upstream_latency_seconds` | histogram | time to the upstream's response headers (or its failure) |
 //! | `apihub_reservations_open` | gauge | holds not yet settled or released, in the whole database |
 //! | `apihub_usage_log_queue` | gauge | usage records waiting to be written by this node |
@@ -84,6 +85,7 @@ struct ModelCounters {
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
     charged_micros: AtomicU64,
+    overage_micros: AtomicU64,
 }
 
 /// A cumulative histogram of milliseconds.
@@ -160,6 +162,7 @@ impl Metrics {
         counters.input_tokens.fetch_add(positive(record.prompt_tokens), Ordering::Relaxed);
         counters.output_tokens.fetch_add(positive(record.completion_tokens), Ordering::Relaxed);
         counters.charged_micros.fetch_add(positive(record.charged.micros()), Ordering::Relaxed);
+        counters.overage_micros.fetch_add(positive(record.overage.micros()), Ordering::Relaxed);
         self.upstream_latency.observe(positive(record.upstream_latency_ms));
     }
 
@@ -230,6 +233,18 @@ impl Metrics {
                 "apihub_charged_micros_total",
                 &[("model", model)],
                 counters.charged_micros.load(Ordering::Relaxed),
+            );
+        }
+        out.family(
+            "apihub_overage_micros_total",
+            "counter",
+            "Credit charged above requests' holds (usage the hold did not foresee), in micro-units, by model.",
+        );
+        for (model, counters) in &models {
+            out.sample(
+                "apihub_overage_micros_total",
+                &[("model", model)],
+                counters.overage_micros.load(Ordering::Relaxed),
             );
         }
 
@@ -320,6 +335,7 @@ mod tests {
             user_discount: DiscountRate::FULL_PRICE,
             key_discount: DiscountRate::FULL_PRICE,
             charged: Money::from_micros(10),
+            overage: Money::ZERO,
             status,
             upstream_latency_ms: latency_ms,
             usage_source: UsageSource::Reported,

@@ -77,6 +77,7 @@ pub fn router(state: &AppState) -> Router {
         .key_cache(state.key_cache.clone())
         .rate_limiter(state.rate_limiter.clone())
         .max_body_bytes(config.proxy_max_body_bytes)
+        .settlement_backlog(state.settlements.clone())
         .billing_config(BillingConfig {
             default_output_cap: config.default_max_output_tokens,
             ..BillingConfig::default()

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use apihub_core::billing::BillingStore;
 use tower::Layer;
 
-use super::{Billing, BillingConfig, PriceBook, UsageSink};
+use super::{Billing, BillingConfig, PriceBook, SettlementBacklog, UsageSink};
 use crate::extract::{LlmExtractor, UsageExtractor};
 
 /// Applies [`Billing`].
@@ -14,6 +14,7 @@ pub struct BillingLayer {
     pub(super) sink: Arc<dyn UsageSink>,
     pub(super) config: BillingConfig,
     pub(super) extractor: Arc<dyn UsageExtractor>,
+    pub(super) backlog: Arc<SettlementBacklog>,
 }
 
 impl BillingLayer {
@@ -24,7 +25,26 @@ impl BillingLayer {
         sink: Arc<dyn UsageSink>,
         config: BillingConfig,
     ) -> Self {
-        BillingLayer { store, prices, sink, config, extractor: Arc::new(LlmExtractor) }
+        BillingLayer {
+            store,
+            prices,
+            sink,
+            config,
+            extractor: Arc::new(LlmExtractor),
+            backlog: Arc::new(SettlementBacklog::default()),
+        }
+    }
+
+    /// Retries failed settlements in `backlog` (shared with whoever waits for it to drain).
+    pub fn with_backlog(mut self, backlog: Arc<SettlementBacklog>) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Settlements that failed and are being retried (see [`SettlementBacklog`]): a server waits
+    /// for [`SettlementBacklog::drained`] before it exits.
+    pub fn backlog(&self) -> Arc<SettlementBacklog> {
+        self.backlog.clone()
     }
 
     /// Reads non-streamed responses with `extractor` instead of the LLM dialects.

@@ -1,12 +1,12 @@
 //! Reads a response's usage while it passes through, and turns it into a charge.
 
-use apihub_core::pricing::{ModelPrice, cost};
+use apihub_core::pricing::{Charge, ModelPrice, charge};
 use apihub_core::store::UsageSource;
 use apihub_core::usage::openai::is_usage_only_chunk;
 use std::sync::Arc;
 
 use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, RequestInfo, SseParser, StreamUsage, Usage};
-use apihub_core::{DiscountRate, Money, apply_discounts};
+use apihub_core::{DiscountRate, Money};
 use bytes::{Bytes, BytesMut};
 
 use crate::extract::UsageExtractor;
@@ -27,9 +27,9 @@ pub struct Bill {
     pub usage: Usage,
     /// Whether the usage was reported or estimated.
     pub source: UsageSource,
-    /// Cost before discounts.
+    /// Cost before discounts, rounded once: for display.
     pub raw_cost: Money,
-    /// Cost after discounts (before clamping to the hold).
+    /// The exact cost × user rate × key rate, rounded once (not from `raw_cost`).
     pub charge: Money,
     /// Whether anything is owed at all: false for a stream that ended before any output.
     pub billable: bool,
@@ -141,8 +141,8 @@ impl Meter {
         } else {
             (reported, UsageSource::Reported)
         };
-        let raw_cost = cost(price, &usage);
-        Bill { usage, source, raw_cost, charge: apply_discounts(raw_cost, user, key), billable: produced }
+        let Charge { raw_cost, charge } = charge(price, &usage, user, key);
+        Bill { usage, source, raw_cost, charge, billable: produced }
     }
 }
 
@@ -178,6 +178,23 @@ mod tests {
         // 1000 × 1 + 500 × 2 = 2000 credits per million tokens → 0.002 credits, halved.
         assert_eq!(bill.raw_cost, Money::parse("0.002").unwrap());
         assert_eq!(bill.charge, Money::parse("0.001").unwrap());
+    }
+
+    #[test]
+    fn the_discounted_charge_is_rounded_once_from_the_exact_cost() {
+        let mut meter = json(10);
+        meter.observe(Bytes::from_static(br#"{"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#));
+        let price = ModelPrice {
+            input: Money::parse("0.1235").unwrap(),
+            output: Money::parse("0.6").unwrap(),
+            ..ModelPrice::default()
+        };
+        let (user, key) = (DiscountRate::parse("0.8").unwrap(), DiscountRate::parse("0.5").unwrap());
+        let bill = meter.bill(Outcome::Completed, &price, user, key);
+        // 1,000 × 0.1235 + 500 × 0.6 = 423.5 micros → 424 shown; × 0.8 × 0.5 = 169.4 → 169 charged
+        // (not 424 × 0.4 = 169.6 → 170).
+        assert_eq!(bill.raw_cost, Money::from_micros(424));
+        assert_eq!(bill.charge, Money::from_micros(169));
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //! let _layer = BillingLayer::new(Arc::new(MemoryStore::new()), Arc::new(prices), Arc::new(DiscardUsage), BillingConfig::default());
 //! ```
 
+mod backlog;
 mod body;
 mod layer;
 pub mod meter;
@@ -45,6 +46,7 @@ use std::collections::HashMap;
 use apihub_core::pricing::ModelPrice;
 use apihub_core::store::UsageRecord;
 
+pub use backlog::SettlementBacklog;
 pub use body::MeteredBody;
 pub use layer::BillingLayer;
 pub use reservation::Reservation;

@@ -35,6 +35,16 @@ impl Reservation {
         self.store.settle(self.id, settlement).await
     }
 
+    /// Charges and closes, unless the store fails: then the reservation stays open, to be tried
+    /// again ([`BillingError::NotOpen`] also closes it: someone else closed it first).
+    pub async fn try_settle(&mut self, settlement: &Settlement) -> Result<Settled, BillingError> {
+        let result = self.store.settle(self.id, settlement).await;
+        if !matches!(result, Err(BillingError::Store(_))) {
+            self.open = false;
+        }
+        result
+    }
+
     /// Frees the hold and closes.
     pub async fn release(mut self) -> Result<(), BillingError> {
         self.open = false;

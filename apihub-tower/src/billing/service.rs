@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use apihub_core::billing::{BillingError, HoldRequest, NewReservation, Settlement};
-use apihub_core::pricing::{ModelPrice, max_cost};
-use apihub_core::store::{UsageRecord, UsageSource};
-use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, RequestInfo, openai};
-use apihub_core::{DiscountRate, Money, apply_discounts};
+use apihub_core::billing::{BillingError, HoldRequest, NewReservation, Settled, Settlement};
+use apihub_core::pricing::{ModelPrice, max_charge};
+use apihub_core::store::{StoreError, UsageRecord, UsageSource};
+use apihub_core::usage::{Endpoint, RequestInfo, openai};
+use apihub_core::{DiscountRate, Money};
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -16,7 +16,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::meter::{Meter, Outcome};
-use super::{BillingLayer, MeteredBody, Reservation, UsageSink};
+use super::{BillingLayer, MeteredBody, Reservation, SettlementBacklog, UsageSink};
 use crate::body::{BoxError, GatewayBody, GatewayError, gateway_body, into_gateway};
 use crate::context::{AuthenticatedKey, RequestId};
 use crate::quota::BufferedBody;
@@ -36,6 +36,7 @@ pub(crate) struct Settle {
     key_discount: DiscountRate,
     sink: Arc<dyn UsageSink>,
     record: UsageRecord,
+    backlog: Arc<SettlementBacklog>,
 }
 
 impl Settle {
@@ -43,7 +44,7 @@ impl Settle {
     pub(crate) fn run(self, meter: &Meter, outcome: Outcome) -> impl Future<Output = ()> + Send + 'static {
         let bill = meter.bill(outcome, &self.price, self.user_discount, self.key_discount);
         async move {
-            let Settle { reservation, sink, mut record, .. } = self;
+            let Settle { reservation, sink, mut record, backlog, .. } = self;
             if !bill.billable {
                 if let Err(error) = reservation.release().await {
                     tracing::error!(%error, request = %record.request_id, "releasing a reservation failed");
@@ -58,24 +59,31 @@ impl Settle {
                 success: outcome == Outcome::Completed,
                 description: format!("{} via key {}", record.model, record.key_id),
             };
-            match reservation.settle(&settlement).await {
-                Ok(settled) => {
-                    let count = |v: Option<u64>| i64::try_from(v.unwrap_or(0)).unwrap_or(i64::MAX);
-                    record.prompt_tokens = count(bill.usage.input_tokens);
-                    record.completion_tokens = count(bill.usage.output_tokens);
-                    record.cached_tokens = count(bill.usage.cache_read_tokens);
-                    record.raw_cost = bill.raw_cost;
-                    record.charged = settled.charged;
-                    record.usage_source = bill.source;
-                    if outcome == Outcome::Aborted {
-                        record.status = 499;
-                    }
-                    sink.record(record);
+            let count = |v: Option<u64>| i64::try_from(v.unwrap_or(0)).unwrap_or(i64::MAX);
+            record.prompt_tokens = count(bill.usage.input_tokens);
+            record.completion_tokens = count(bill.usage.output_tokens);
+            record.cached_tokens = count(bill.usage.cache_read_tokens);
+            record.raw_cost = bill.raw_cost;
+            record.usage_source = bill.source;
+            if outcome == Outcome::Aborted {
+                record.status = 499;
+            }
+            let recorded = move |settled: Settled| {
+                record.charged = settled.charged;
+                record.overage = settled.overage;
+                sink.record(record);
+            };
+            let mut reservation = reservation;
+            match reservation.try_settle(&settlement).await {
+                Ok(settled) => recorded(settled),
+                // The store could not write it: the reservation stays open and the settlement is
+                // retried on a task of its own until it is written, so the answered request is
+                // billed exactly once; the client's response ends now.
+                Err(BillingError::Store(error)) => {
+                    tracing::error!(%error, reservation = ?reservation, "settling failed; retrying until written");
+                    backlog.retry(reservation, settlement, recorded);
                 }
-                Err(error) => {
-                    // The hold stays until the stale-hold sweep; nothing was charged.
-                    tracing::error!(%error, request = %record.request_id, "settling a reservation failed");
-                }
+                Err(error) => tracing::error!(%error, "settling a reservation failed"),
             }
         }
     }
@@ -160,15 +168,18 @@ impl BillingLayer {
                 format!("the model `{model}` does not exist or is not available on this gateway"),
             )
         })?;
-        // Every prompt byte may be a token: an upper bound, unlike the ÷4 estimate.
-        let prompt_bound = info.prompt_estimate.saturating_mul(BYTES_PER_TOKEN);
+        // The hold is the expected cost of the prompt (its bytes ÷ 4 tokens, at the highest of the
+        // input and cache prices) plus the whole output cap, discounted and rounded once. It is not
+        // a worst case: usage above it is still billed at settlement.
         let output_cap = info.output_cap.unwrap_or(self.config.default_output_cap);
-        let amount = apply_discounts(
-            max_cost(&price, prompt_bound, output_cap),
+        let amount = max_charge(
+            &price,
+            info.prompt_estimate,
+            output_cap,
             identity.user_discount,
             identity.key.policy.discount_rate,
         );
-        let tokens = i64::try_from(prompt_bound.saturating_add(output_cap)).unwrap_or(i64::MAX);
+        let tokens = i64::try_from(info.prompt_estimate.saturating_add(output_cap)).unwrap_or(i64::MAX);
         Ok(Plan { info, model, price, hold: HoldRequest { amount, tokens } })
     }
 }
@@ -212,6 +223,11 @@ where
                 request_id: request_id.0.clone(),
                 hold: plan.hold,
             };
+            if layer.backlog.is_full() {
+                // Settlements are waiting for the store: take no new holds until they are written.
+                let error = StoreError::Unavailable("settlements are waiting to be written".into());
+                return Ok(reject(BillingError::Store(error)).into_response());
+            }
             let reservation = match layer.store.reserve(&reservation).await {
                 Ok(id) => Reservation::new(layer.store.clone(), id, plan.hold),
                 Err(error) => return Ok(reject(error).into_response()),
@@ -248,6 +264,7 @@ where
                 user_discount: identity.user_discount,
                 key_discount: identity.key.policy.discount_rate,
                 charged: Money::ZERO,
+                overage: Money::ZERO,
                 status: 0,
                 upstream_latency_ms: 0,
                 usage_source: UsageSource::Reported,
@@ -297,6 +314,7 @@ where
                 key_discount: identity.key.policy.discount_rate,
                 sink: layer.sink.clone(),
                 record,
+                backlog: layer.backlog.clone(),
             };
             let (mut parts, body) = response.into_parts();
             if !meter.passes_through_unchanged() {

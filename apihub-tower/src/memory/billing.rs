@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use apihub_core::Money;
 use apihub_core::billing::{
     BillingError, BillingStore, HoldRequest, KeyCounters, NewReservation, ReservationId, Settled, Settlement,
-    UserFunds, check_hold, clamp_charge,
+    UserFunds, check_hold, settle_amounts,
 };
-use apihub_core::ledger::{LedgerError, LedgerOp, MAX_DESCRIPTION_LEN, Transition, TxType, delta_of, plan};
+use apihub_core::ledger::{LedgerError, LedgerOp, MAX_DESCRIPTION_LEN, Transition, TxType, delta_of, plan_settlement};
 use apihub_core::policy::{ApiKey, KeyId};
 use apihub_core::store::StoreError;
 use apihub_core::user::UserId;
@@ -144,7 +144,7 @@ impl State {
     /// anything changes, so a refusal leaves the reservation open.
     fn settle(&mut self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
         let open = self.reservations.get(&id).ok_or(BillingError::NotOpen(id))?.clone();
-        let charge = clamp_charge(settlement.charge, open.hold.amount);
+        let (charge, overage) = settle_amounts(settlement.charge, open.hold.amount);
         let consume =
             if charge.is_positive() { Some(self.plan_consume(&open, charge, &settlement.description)?) } else { None };
         // A key deleted meanwhile is skipped; its user is charged all the same.
@@ -157,7 +157,7 @@ impl State {
             row.key = key;
         }
         let transaction = consume.map(|(op, transition)| self.write(open.user_id, op, &transition)).transpose()?;
-        Ok(Settled { transaction, charged: charge })
+        Ok(Settled { transaction, charged: charge, overage })
     }
 
     /// The consume row for a reservation charged `charge`, planned against the user's account.
@@ -174,8 +174,8 @@ impl State {
         // The description is free text: cut it to what a row keeps rather than refuse the charge.
         let description: String = description.chars().take(MAX_DESCRIPTION_LEN).collect();
         let op = LedgerOp::new(TxType::Consume, charge).with_order_no(&open.request_id).with_description(description);
-        // The charge fits: it is within the hold, which is within the balance.
-        let transition = plan(&account, &op)?;
+        // Usage above the hold is billed too, even below a zero balance.
+        let transition = plan_settlement(&account, &op)?;
         Ok((op, transition))
     }
 
@@ -192,7 +192,8 @@ impl State {
     }
 
     /// [`BillingStore::release_stale`], with the lock held.
-    fn release_stale(&mut self, before: DateTime<Utc>) -> Result<u64, BillingError> {
+    fn release_stale(&mut self, age: std::time::Duration) -> Result<u64, BillingError> {
+        let before = Utc::now() - chrono::TimeDelta::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
         let stale: Vec<ReservationId> =
             self.reservations.iter().filter(|(_, r)| r.created_at < before).map(|(&id, _)| id).collect();
         for &id in &stale {
@@ -216,8 +217,8 @@ impl BillingStore for MemoryStore {
         self.lock()?.close(id).map(drop)
     }
 
-    async fn release_stale(&self, before: DateTime<Utc>) -> Result<u64, BillingError> {
-        self.lock()?.release_stale(before)
+    async fn release_stale(&self, age: std::time::Duration) -> Result<u64, BillingError> {
+        self.lock()?.release_stale(age)
     }
 
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError> {
@@ -228,6 +229,7 @@ impl BillingStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use apihub_core::key::GeneratedKey;
     use apihub_core::ledger::Account;
@@ -325,22 +327,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn charges_are_clamped_to_the_hold() {
+    async fn usage_above_the_hold_is_billed_even_below_a_zero_balance() {
         let (store, alice, key) =
             alice_with_key(10, KeyPolicy { remaining_calls: Some(5), ..KeyPolicy::default() }).await;
         let id = store.reserve(&hold(&alice, &key, "req-1", 3, 100)).await.unwrap();
         // A failed call is charged what it used, and keeps its call.
         let settled = store.settle(id, &charge(credits(5), 100, false)).await.unwrap();
-        assert_eq!((settled.charged, settled.transaction.unwrap().amount), (credits(3), credits(-3)));
+        assert_eq!((settled.charged, settled.overage), (credits(5), credits(2)));
+        assert_eq!(settled.transaction.unwrap().amount, credits(-5));
         for (n, below_one) in [Money::ZERO, credits(-1)].into_iter().enumerate() {
             let id = store.reserve(&hold(&alice, &key, &format!("free-{n}"), 2, 10)).await.unwrap();
             let settled = store.settle(id, &charge(below_one, 10, true)).await.unwrap();
-            assert_eq!(settled, Settled { transaction: None, charged: Money::ZERO });
+            assert_eq!(settled, Settled { transaction: None, charged: Money::ZERO, overage: Money::ZERO });
         }
-        assert_eq!(store.reserved_funds(alice.id).await.unwrap(), funds(7, 0));
+        assert_eq!(store.reserved_funds(alice.id).await.unwrap(), funds(5, 0));
         assert_eq!(rows(&store, Some(alice.id)).await.len(), 2);
         let after = store.key(key.id).await.unwrap().unwrap();
-        let usage = KeyUsage { tokens_used: 120, quota_used: credits(3), calls_total: 3, calls_succeeded: 2 };
+        let usage = KeyUsage { tokens_used: 120, quota_used: credits(5), calls_total: 3, calls_succeeded: 2 };
         assert_eq!((after.usage, after.policy.remaining_calls), (usage, Some(3)));
     }
 
@@ -450,14 +453,14 @@ mod tests {
         let recent = store.reserve(&hold(&alice, &key, "recent", 3, 30)).await.unwrap();
         store.lock().unwrap().reservations.get_mut(&old).unwrap().created_at -= TimeDelta::minutes(10);
 
-        assert_eq!(store.release_stale(Utc::now() - TimeDelta::minutes(5)).await.unwrap(), 1);
+        assert_eq!(store.release_stale(Duration::from_secs(5 * 60)).await.unwrap(), 1);
         assert_eq!(store.reserved_funds(alice.id).await.unwrap(), funds(10, 3));
         assert_eq!(holds_of(&store, &key), KeyHolds { tokens: 30, quota: credits(3), calls: 1 });
         assert!(matches!(store.release(old).await, Err(BillingError::NotOpen(_))));
 
-        assert_eq!(store.release_stale(Utc::now() + TimeDelta::seconds(1)).await.unwrap(), 1);
+        assert_eq!(store.release_stale(Duration::ZERO).await.unwrap(), 1);
         assert!(matches!(store.release(recent).await, Err(BillingError::NotOpen(_))));
-        assert_eq!(store.release_stale(Utc::now() + TimeDelta::seconds(1)).await.unwrap(), 0);
+        assert_eq!(store.release_stale(Duration::ZERO).await.unwrap(), 0);
         assert_eq!(store.reserved_funds(alice.id).await.unwrap(), funds(10, 0));
         assert_eq!(holds_of(&store, &key), KeyHolds::default());
         assert_eq!(rows(&store, Some(alice.id)).await.len(), 1);

@@ -45,6 +45,7 @@ mod tests {
             user_discount: DiscountRate::FULL_PRICE,
             key_discount: DiscountRate::FULL_PRICE,
             charged: Money::from_micros(30),
+            overage: Money::ZERO,
             status: 200,
             upstream_latency_ms: 120,
             usage_source: UsageSource::Reported,

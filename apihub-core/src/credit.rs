@@ -1,0 +1,581 @@
+//! The credit engine's book: holds, settlements and releases in memory, their durable effects
+//! handed out as [`Debit`]s for a writer to persist behind the requests, in batches.
+//!
+//! A gateway that is the only process spending a user's credit (one node on SQLite) keeps each
+//! user's funds and each key's counters here, loaded on first use. A hold is a check and a take
+//! under the caller's lock ([`check_hold`], the same rule the SQL stores apply); a settlement
+//! moves the hold to the balance at once and queues a debit; the writer persists queued debits
+//! and then tells the book ([`CreditBook::written`]). Each entry keeps what the database holds
+//! (`stored`) apart from what is queued but not yet written (`unwritten`), so whoever changes the
+//! database directly (a recharge, a key update) re-reads the row and calls
+//! [`CreditBook::store_user`] or [`CreditBook::store_key`] with no ambiguity about which
+//! settlements the row already contains, as long as no batch is written in between (the
+//! writer's caller keeps that order with a lock).
+//!
+//! Holds are not durable: a restart frees them at once. Usage above a hold is billed (see
+//! [`Settlement`]): the balance may go below zero by at most that excess, and the debit says by
+//! how much ([`Debit::overage`]).
+//!
+//! ```
+//! use apihub_core::billing::{HoldRequest, NewReservation, Settlement};
+//! use apihub_core::credit::{CreditBook, StoredKey};
+//! use apihub_core::Money;
+//!
+//! let mut book = CreditBook::default();
+//! book.store_user(1, Money::from_credits(1));
+//! book.store_key(7, StoredKey { user_id: 1, ..StoredKey::default() });
+//! let hold = HoldRequest { amount: Money::parse("0.4").unwrap(), tokens: 100 };
+//! let new = NewReservation { user_id: 1, key_id: 7, request_id: "r1".into(), hold };
+//! let id = book.hold(&new).unwrap();
+//! // The upstream reports more than was held: all of it is billed.
+//! let settlement =
+//!     Settlement { charge: Money::parse("0.5").unwrap(), tokens: 120, success: true, description: "m".into() };
+//! let (settled, debit) = book.settle(id, &settlement).unwrap();
+//! assert_eq!(settled.charged, Money::parse("0.5").unwrap());
+//! assert_eq!(debit.overage, Money::parse("0.1").unwrap());
+//! assert_eq!(book.funds(1).unwrap().balance, Money::parse("0.5").unwrap());
+//! book.written(&[debit]);
+//! assert_eq!(book.unwritten(), 0);
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::billing::{
+    BillingError, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
+    settle_amounts,
+};
+use crate::money::Money;
+use crate::policy::KeyId;
+use crate::user::UserId;
+
+/// A key's row as the database holds it: its limits and what it has used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The key's owner.
+    pub user_id: UserId,
+    /// Lifetime token limit.
+    pub token_limit: Option<i64>,
+    /// Lifetime credit limit.
+    pub quota_limit: Option<Money>,
+    /// Calls left (only successful calls count down, never below zero).
+    pub remaining_calls: Option<i64>,
+    /// Tokens used.
+    pub tokens_used: i64,
+    /// Credit charged.
+    pub quota_used: Money,
+}
+
+/// A settled request's durable effect: what the writer debits the user and adds to the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Debit {
+    /// Queue order, from 1.
+    pub seq: u64,
+    /// Whose balance.
+    pub user_id: UserId,
+    /// Which key's counters.
+    pub key_id: KeyId,
+    /// The request id: the ledger row's order number.
+    pub request_id: String,
+    /// The charge (never negative); a ledger row is written when it is above zero.
+    pub charge: Money,
+    /// Tokens used.
+    pub tokens: i64,
+    /// Whether the call succeeded (counts down `remaining_calls`).
+    pub success: bool,
+    /// The ledger row's text.
+    pub description: String,
+    /// How much of the charge exceeded the hold.
+    pub overage: Money,
+}
+
+/// Why [`CreditBook::hold`] could not decide.
+#[derive(Debug)]
+pub enum HoldError {
+    /// The user is not in the book: load it ([`CreditBook::store_user`]) and try again.
+    UserNotLoaded(UserId),
+    /// The key is not in the book: load it ([`CreditBook::store_key`]) and try again.
+    KeyNotLoaded(KeyId),
+    /// Refused by the rules (or the key is not the user's: [`StoreError::NotFound`](crate::store::StoreError)).
+    Refused(BillingError),
+}
+
+#[derive(Debug, Default)]
+struct UserEntry {
+    /// The balance in the database.
+    stored: i64,
+    /// Charges settled but not yet written.
+    unwritten: i64,
+    /// Open holds.
+    reserved: i64,
+}
+
+impl UserEntry {
+    fn funds(&self) -> UserFunds {
+        UserFunds {
+            balance: Money::from_micros(self.stored.saturating_sub(self.unwritten)),
+            reserved: Money::from_micros(self.reserved),
+        }
+    }
+}
+
+/// Per-key amounts: settled but unwritten, or held.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyAmounts {
+    quota: i64,
+    tokens: i64,
+    calls: i64,
+}
+
+#[derive(Debug)]
+struct KeyEntry {
+    stored: StoredKey,
+    unwritten: KeyAmounts,
+    reserved: KeyAmounts,
+}
+
+impl KeyEntry {
+    fn counters(&self) -> KeyCounters {
+        KeyCounters {
+            token_limit: self.stored.token_limit,
+            quota_limit: self.stored.quota_limit,
+            remaining_calls: self.stored.remaining_calls.map(|left| (left - self.unwritten.calls).max(0)),
+            tokens_used: self.stored.tokens_used.saturating_add(self.unwritten.tokens),
+            quota_used: Money::from_micros(self.stored.quota_used.micros().saturating_add(self.unwritten.quota)),
+            tokens_reserved: self.reserved.tokens,
+            quota_reserved: Money::from_micros(self.reserved.quota),
+            calls_reserved: self.reserved.calls,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OpenHold {
+    user_id: UserId,
+    key_id: KeyId,
+    request_id: String,
+    amount: i64,
+    tokens: i64,
+}
+
+/// Funds, key counters, open holds and the queue of unwritten debits; see the module docs.
+#[derive(Debug, Default)]
+pub struct CreditBook {
+    users: HashMap<UserId, UserEntry>,
+    keys: HashMap<KeyId, KeyEntry>,
+    holds: HashMap<ReservationId, OpenHold>,
+    /// The request ids of open holds: one hold per request.
+    open_requests: HashSet<String>,
+    last_id: ReservationId,
+    queue: VecDeque<Debit>,
+    last_seq: u64,
+}
+
+impl CreditBook {
+    /// Sets a user's stored balance: on first use, or after the database row changed.
+    pub fn store_user(&mut self, user_id: UserId, balance: Money) {
+        self.users.entry(user_id).or_default().stored = balance.micros();
+    }
+
+    /// Sets a key's stored row: on first use, or after the database row changed.
+    pub fn store_key(&mut self, key_id: KeyId, stored: StoredKey) {
+        match self.keys.get_mut(&key_id) {
+            Some(entry) => entry.stored = stored,
+            None => {
+                let entry = KeyEntry { stored, unwritten: KeyAmounts::default(), reserved: KeyAmounts::default() };
+                self.keys.insert(key_id, entry);
+            }
+        }
+    }
+
+    /// Forgets a deleted key. Its open holds still settle against the user.
+    pub fn forget_key(&mut self, key_id: KeyId) {
+        self.keys.remove(&key_id);
+    }
+
+    /// Whether the user's funds are in the book.
+    pub fn has_user(&self, user_id: UserId) -> bool {
+        self.users.contains_key(&user_id)
+    }
+
+    /// Whether the key is in the book.
+    pub fn has_key(&self, key_id: KeyId) -> bool {
+        self.keys.contains_key(&key_id)
+    }
+
+    /// A user's balance (settled charges included, written or not) and open holds.
+    pub fn funds(&self, user_id: UserId) -> Option<UserFunds> {
+        self.users.get(&user_id).map(UserEntry::funds)
+    }
+
+    /// A key's counters (settled usage included, written or not) and open holds.
+    pub fn key_counters(&self, key_id: KeyId) -> Option<KeyCounters> {
+        self.keys.get(&key_id).map(KeyEntry::counters)
+    }
+
+    /// Open holds.
+    pub fn open_holds(&self) -> usize {
+        self.holds.len()
+    }
+
+    /// Debits queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The newest debit's sequence number (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Checks and takes a hold in one step ([`check_hold`] against the user's funds and the
+    /// key's counters, unwritten settlements and open holds included).
+    pub fn hold(&mut self, new: &NewReservation) -> Result<ReservationId, HoldError> {
+        let (amount, tokens) = (new.hold.amount.micros(), new.hold.tokens);
+        if amount < 0 || tokens < 0 {
+            return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Internal(
+                "a hold must not be negative".into(),
+            ))));
+        }
+        let user = self.users.get(&new.user_id).ok_or(HoldError::UserNotLoaded(new.user_id))?;
+        let key = self.keys.get(&new.key_id).ok_or(HoldError::KeyNotLoaded(new.key_id))?;
+        if key.stored.user_id != new.user_id {
+            return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::NotFound)));
+        }
+        check_hold(&user.funds(), &key.counters(), &new.hold).map_err(HoldError::Refused)?;
+        if !self.open_requests.insert(new.request_id.clone()) {
+            let conflict = format!("request id `{}` already holds credit", new.request_id);
+            return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Conflict(conflict))));
+        }
+        if let Some(user) = self.users.get_mut(&new.user_id) {
+            user.reserved += amount;
+        }
+        if let Some(key) = self.keys.get_mut(&new.key_id) {
+            key.reserved.quota += amount;
+            key.reserved.tokens += tokens;
+            key.reserved.calls += 1;
+        }
+        self.last_id += 1;
+        let hold =
+            OpenHold { user_id: new.user_id, key_id: new.key_id, request_id: new.request_id.clone(), amount, tokens };
+        self.holds.insert(self.last_id, hold);
+        Ok(self.last_id)
+    }
+
+    /// Holds `amount` of a user's available credit with no key (an administrator's debit, while it
+    /// is written): refused as a request's hold would be.
+    pub fn hold_funds(&mut self, user_id: UserId, amount: Money) -> Result<(), HoldError> {
+        let user = self.users.get_mut(&user_id).ok_or(HoldError::UserNotLoaded(user_id))?;
+        let available = user.funds().available();
+        if amount > available || amount.is_negative() {
+            return Err(HoldError::Refused(BillingError::InsufficientBalance { available, required: amount }));
+        }
+        user.reserved += amount.micros();
+        Ok(())
+    }
+
+    /// Frees what [`Self::hold_funds`] held.
+    pub fn release_funds(&mut self, user_id: UserId, amount: Money) {
+        if let Some(user) = self.users.get_mut(&user_id) {
+            user.reserved -= amount.micros();
+        }
+    }
+
+    /// Closes a hold with its charge, all of it, even above the hold; queues the debit.
+    pub fn settle(&mut self, id: ReservationId, settlement: &Settlement) -> Result<(Settled, Debit), BillingError> {
+        let hold = self.close(id)?;
+        let (charge, overage) = settle_amounts(settlement.charge, Money::from_micros(hold.amount));
+        let charge = charge.micros();
+        let tokens = settlement.tokens.max(0);
+        if let Some(user) = self.users.get_mut(&hold.user_id) {
+            user.unwritten = user.unwritten.saturating_add(charge);
+        }
+        if let Some(key) = self.keys.get_mut(&hold.key_id) {
+            key.unwritten.quota = key.unwritten.quota.saturating_add(charge);
+            key.unwritten.tokens = key.unwritten.tokens.saturating_add(tokens);
+            key.unwritten.calls += i64::from(settlement.success);
+        }
+        self.last_seq += 1;
+        let debit = Debit {
+            seq: self.last_seq,
+            user_id: hold.user_id,
+            key_id: hold.key_id,
+            request_id: hold.request_id,
+            charge: Money::from_micros(charge),
+            tokens,
+            success: settlement.success,
+            description: settlement.description.clone(),
+            overage,
+        };
+        self.queue.push_back(debit.clone());
+        let settled = Settled { transaction: None, charged: debit.charge, overage: debit.overage };
+        Ok((settled, debit))
+    }
+
+    /// Frees a hold without charging anything.
+    pub fn release(&mut self, id: ReservationId) -> Result<(), BillingError> {
+        self.close(id).map(|_| ())
+    }
+
+    /// Removes a hold and frees what it held.
+    fn close(&mut self, id: ReservationId) -> Result<OpenHold, BillingError> {
+        let hold = self.holds.remove(&id).ok_or(BillingError::NotOpen(id))?;
+        self.open_requests.remove(&hold.request_id);
+        if let Some(user) = self.users.get_mut(&hold.user_id) {
+            user.reserved -= hold.amount;
+        }
+        if let Some(key) = self.keys.get_mut(&hold.key_id) {
+            key.reserved.quota -= hold.amount;
+            key.reserved.tokens -= hold.tokens;
+            key.reserved.calls -= 1;
+        }
+        Ok(hold)
+    }
+
+    /// The oldest `max` queued debits, to write; they stay queued until [`Self::written`].
+    pub fn to_write(&self, max: usize) -> Vec<Debit> {
+        self.queue.iter().take(max).cloned().collect()
+    }
+
+    /// The writer persisted `debits` (the oldest queued, in order): they move from unwritten to
+    /// stored.
+    pub fn written(&mut self, debits: &[Debit]) {
+        for debit in debits {
+            match self.queue.front() {
+                Some(front) if front.seq == debit.seq => {
+                    self.queue.pop_front();
+                }
+                // Not the queue's head: written already, or never queued here.
+                _ => continue,
+            }
+            let charge = debit.charge.micros();
+            if let Some(user) = self.users.get_mut(&debit.user_id) {
+                user.stored = user.stored.saturating_sub(charge);
+                user.unwritten -= charge;
+            }
+            if let Some(key) = self.keys.get_mut(&debit.key_id) {
+                let stored = &mut key.stored;
+                stored.quota_used = Money::from_micros(stored.quota_used.micros().saturating_add(charge));
+                stored.tokens_used = stored.tokens_used.saturating_add(debit.tokens);
+                if debit.success {
+                    stored.remaining_calls = stored.remaining_calls.map(|left| (left - 1).max(0));
+                }
+                key.unwritten.quota -= charge;
+                key.unwritten.tokens -= debit.tokens;
+                key.unwritten.calls -= i64::from(debit.success);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::HoldRequest;
+    use proptest::prelude::*;
+
+    fn credits(text: &str) -> Money {
+        Money::parse(text).unwrap()
+    }
+
+    fn reservation(user_id: UserId, key_id: KeyId, amount: &str, tokens: i64) -> NewReservation {
+        NewReservation {
+            user_id,
+            key_id,
+            request_id: format!("r-{amount}"),
+            hold: HoldRequest { amount: credits(amount), tokens },
+        }
+    }
+
+    fn settlement(charge: &str, tokens: i64, success: bool) -> Settlement {
+        Settlement { charge: credits(charge), tokens, success, description: "test".into() }
+    }
+
+    fn book(balance: &str, key: StoredKey) -> CreditBook {
+        let mut book = CreditBook::default();
+        book.store_user(1, credits(balance));
+        book.store_key(7, StoredKey { user_id: 1, ..key });
+        book
+    }
+
+    #[test]
+    fn an_unloaded_user_or_key_is_asked_for() {
+        let mut book = CreditBook::default();
+        assert!(matches!(book.hold(&reservation(1, 7, "1", 1)), Err(HoldError::UserNotLoaded(1))));
+        book.store_user(1, credits("5"));
+        assert!(matches!(book.hold(&reservation(1, 7, "1", 1)), Err(HoldError::KeyNotLoaded(7))));
+        book.store_key(7, StoredKey { user_id: 2, ..StoredKey::default() });
+        assert!(matches!(book.hold(&reservation(1, 7, "1", 1)), Err(HoldError::Refused(BillingError::Store(_)))));
+    }
+
+    #[test]
+    fn holds_never_exceed_the_balance_and_settlements_free_the_rest() {
+        let mut book = book("1", StoredKey::default());
+        let first = book.hold(&reservation(1, 7, "0.6", 10)).unwrap();
+        assert!(matches!(
+            book.hold(&reservation(1, 7, "0.5", 10)),
+            Err(HoldError::Refused(BillingError::InsufficientBalance { .. }))
+        ));
+        book.settle(first, &settlement("0.2", 5, true)).unwrap();
+        assert_eq!(book.funds(1).unwrap(), UserFunds { balance: credits("0.8"), reserved: Money::ZERO });
+        assert!(book.hold(&reservation(1, 7, "0.8", 10)).is_ok());
+        assert!(matches!(book.settle(first, &settlement("0.2", 5, true)), Err(BillingError::NotOpen(_))));
+    }
+
+    #[test]
+    fn usage_above_the_hold_is_billed_and_may_take_the_balance_below_zero() {
+        let mut book = book("1", StoredKey { quota_limit: Some(credits("2")), ..StoredKey::default() });
+        let id = book.hold(&reservation(1, 7, "0.5", 10)).unwrap();
+        let (settled, debit) = book.settle(id, &settlement("1.5", 3_000, true)).unwrap();
+        assert_eq!((settled.charged, settled.overage), (credits("1.5"), credits("1")));
+        assert_eq!(debit.overage, credits("1"));
+        assert_eq!(book.funds(1).unwrap().balance, credits("-0.5"));
+        let counters = book.key_counters(7).unwrap();
+        assert_eq!((counters.quota_used, counters.tokens_used), (credits("1.5"), 3_000));
+        // Nothing is available until the user tops up.
+        assert!(matches!(
+            book.hold(&reservation(1, 7, "0.000001", 1)),
+            Err(HoldError::Refused(BillingError::InsufficientBalance { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_row_reread_after_writes_counts_each_settlement_once() {
+        let mut book = book("10", StoredKey { remaining_calls: Some(3), ..StoredKey::default() });
+        for _ in 0..2 {
+            let id = book.hold(&reservation(1, 7, "1", 10)).unwrap();
+            book.settle(id, &settlement("1", 10, true)).unwrap();
+        }
+        let batch = book.to_write(1);
+        book.written(&batch);
+        // The database now has the first debit; a recharge of 5 is written and the row re-read.
+        book.store_user(1, credits("14"));
+        book.store_key(
+            7,
+            StoredKey {
+                user_id: 1,
+                remaining_calls: Some(2),
+                quota_used: credits("1"),
+                tokens_used: 10,
+                ..StoredKey::default()
+            },
+        );
+        assert_eq!(book.funds(1).unwrap().balance, credits("13"));
+        assert_eq!(book.key_counters(7).unwrap().remaining_calls, Some(1));
+        book.written(&book.to_write(10));
+        assert_eq!(book.funds(1).unwrap().balance, credits("13"));
+        let counters = book.key_counters(7).unwrap();
+        assert_eq!((counters.remaining_calls, counters.quota_used, counters.tokens_used), (Some(1), credits("2"), 20));
+        assert_eq!(book.unwritten(), 0);
+    }
+
+    #[test]
+    fn remaining_calls_count_successes_only_and_stop_at_zero() {
+        let mut book = book("10", StoredKey { remaining_calls: Some(1), ..StoredKey::default() });
+        let id = book.hold(&reservation(1, 7, "1", 1)).unwrap();
+        assert!(matches!(
+            book.hold(&reservation(1, 7, "1", 1)),
+            Err(HoldError::Refused(BillingError::KeyLimit { limit: "remaining_calls" }))
+        ));
+        book.settle(id, &settlement("0", 1, false)).unwrap();
+        let id = book.hold(&reservation(1, 7, "1", 1)).unwrap();
+        book.settle(id, &settlement("0.1", 1, true)).unwrap();
+        assert_eq!(book.key_counters(7).unwrap().remaining_calls, Some(0));
+        book.written(&book.to_write(10));
+        assert_eq!(book.key_counters(7).unwrap().remaining_calls, Some(0));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Hold { amount: i64, tokens: i64 },
+        Settle { pick: usize, charge: i64, tokens: i64, success: bool },
+        Release { pick: usize },
+        Write { max: usize },
+        Recharge { amount: i64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0i64..400, 0i64..50).prop_map(|(amount, tokens)| Step::Hold { amount, tokens }),
+            (any::<usize>(), 0i64..800, 0i64..100, any::<bool>())
+                .prop_map(|(pick, charge, tokens, success)| Step::Settle { pick, charge, tokens, success }),
+            any::<usize>().prop_map(|pick| Step::Release { pick }),
+            (0usize..5).prop_map(|max| Step::Write { max }),
+            (0i64..300).prop_map(|amount| Step::Recharge { amount }),
+        ]
+    }
+
+    /// The writer, against the model database: writes the oldest `max` debits.
+    fn write(book: &mut CreditBook, max: usize, balance: &mut i64, ledger_sum: &mut i64, key: &mut StoredKey) {
+        let batch = book.to_write(max);
+        for debit in &batch {
+            *balance -= debit.charge.micros();
+            *ledger_sum -= debit.charge.micros();
+            key.quota_used = Money::from_micros(key.quota_used.micros() + debit.charge.micros());
+            key.tokens_used += debit.tokens;
+            if debit.success {
+                key.remaining_calls = key.remaining_calls.map(|left| (left - 1).max(0));
+            }
+        }
+        book.written(&batch);
+    }
+
+    proptest! {
+        /// Against a plain model of the database (a balance, a ledger and key counters written
+        /// only by the writer or a recharge): the book always equals the database plus the unwritten
+        /// debits, holds never exceed what is available without an overage, and after every debit
+        /// is written the two agree exactly.
+        #[test]
+        fn the_book_is_the_database_plus_the_unwritten_debits(steps in proptest::collection::vec(step(), 1..80)) {
+            let limits = StoredKey { user_id: 1, quota_limit: Some(Money::from_micros(5_000)), token_limit: Some(2_000), remaining_calls: Some(20), ..StoredKey::default() };
+            let mut book = CreditBook::default();
+            let mut db_balance = 1_000i64;
+            let mut db_key = limits;
+            let mut ledger_sum = 1_000i64;
+            book.store_user(1, Money::from_micros(db_balance));
+            book.store_key(7, db_key);
+            let mut open: Vec<ReservationId> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Hold { amount, tokens } => {
+                        let before = book.funds(1).unwrap();
+                        let new = NewReservation { user_id: 1, key_id: 7, request_id: "r".into(), hold: HoldRequest { amount: Money::from_micros(amount), tokens } };
+                        match book.hold(&new) {
+                            Ok(id) => {
+                                prop_assert!(amount <= before.available().micros());
+                                open.push(id);
+                            }
+                            Err(HoldError::Refused(_)) => {}
+                            Err(other) => prop_assert!(false, "{other:?}"),
+                        }
+                    }
+                    Step::Settle { pick, charge, tokens, success } if !open.is_empty() => {
+                        let id = open.swap_remove(pick % open.len());
+                        book.settle(id, &Settlement { charge: Money::from_micros(charge), tokens, success, description: String::new() }).unwrap();
+                    }
+                    Step::Release { pick } if !open.is_empty() => {
+                        let id = open.swap_remove(pick % open.len());
+                        book.release(id).unwrap();
+                    }
+                    Step::Write { max } => write(&mut book, max, &mut db_balance, &mut ledger_sum, &mut db_key),
+                    Step::Recharge { amount } => {
+                        db_balance += amount;
+                        ledger_sum += amount;
+                        book.store_user(1, Money::from_micros(db_balance));
+                    }
+                    _ => {}
+                }
+                let unwritten: i64 = book.queue.iter().map(|d| d.charge.micros()).sum();
+                prop_assert_eq!(book.funds(1).unwrap().balance.micros(), db_balance - unwritten);
+                prop_assert_eq!(db_balance, ledger_sum);
+            }
+            for id in open.drain(..) {
+                book.release(id).unwrap();
+            }
+            write(&mut book, usize::MAX, &mut db_balance, &mut ledger_sum, &mut db_key);
+            prop_assert_eq!(book.funds(1).unwrap(), UserFunds { balance: Money::from_micros(db_balance), reserved: Money::ZERO });
+            let counters = book.key_counters(7).unwrap();
+            prop_assert_eq!((counters.quota_used, counters.tokens_used, counters.remaining_calls), (db_key.quota_used, db_key.tokens_used, db_key.remaining_calls));
+            prop_assert_eq!((counters.quota_reserved, counters.tokens_reserved, counters.calls_reserved), (Money::ZERO, 0, 0));
+        }
+    }
+}

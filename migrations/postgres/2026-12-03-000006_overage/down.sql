@@ -1,0 +1,2 @@
+-- The CHECKs on balances are not restored (a balance below zero may exist by now).
+ALTER TABLE usage_logs DROP COLUMN overage;
