@@ -253,3 +253,82 @@ async fn a_body_dropped_right_after_its_last_byte_is_billed_as_complete() {
     let key = f.store.list_keys(&Default::default(), PageRequest::default()).await.unwrap().items.remove(0);
     assert_eq!(key.usage.calls_succeeded, 1);
 }
+
+/// A billing store whose settlements fail while `down` is set, as a database that went away.
+struct Outage {
+    store: Arc<MemoryStore>,
+    down: std::sync::atomic::AtomicBool,
+    refused: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl BillingStore for Outage {
+    async fn reserve(
+        &self,
+        new: &apihub_core::billing::NewReservation,
+    ) -> Result<apihub_core::billing::ReservationId, apihub_core::billing::BillingError> {
+        self.store.reserve(new).await
+    }
+
+    async fn settle(
+        &self,
+        id: apihub_core::billing::ReservationId,
+        settlement: &apihub_core::billing::Settlement,
+    ) -> Result<apihub_core::billing::Settled, apihub_core::billing::BillingError> {
+        if self.down.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            let error = apihub_core::store::StoreError::Unavailable("the database went away".into());
+            return Err(apihub_core::billing::BillingError::Store(error));
+        }
+        self.store.settle(id, settlement).await
+    }
+
+    async fn release(&self, id: apihub_core::billing::ReservationId) -> Result<(), apihub_core::billing::BillingError> {
+        self.store.release(id).await
+    }
+
+    async fn release_stale(&self, age: std::time::Duration) -> Result<u64, apihub_core::billing::BillingError> {
+        self.store.release_stale(age).await
+    }
+
+    async fn reserved_funds(
+        &self,
+        user_id: i64,
+    ) -> Result<apihub_core::billing::UserFunds, apihub_core::billing::BillingError> {
+        self.store.reserved_funds(user_id).await
+    }
+}
+
+#[tokio::test]
+async fn settlements_refused_by_the_store_are_retried_until_written_and_billed_once() {
+    let f = fixture(10, KeyPolicy::default()).await;
+    let outage = Arc::new(Outage { store: f.store.clone(), down: true.into(), refused: AtomicUsize::new(0) });
+    let backlog = Arc::new(apihub_tower::billing::SettlementBacklog::default());
+    let gateway = GatewayBuilder::new(f.store.clone(), outage.clone(), prices())
+        .usage_sink(f.records.clone())
+        .settlement_backlog(backlog.clone())
+        .build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(Arc::new(AtomicUsize::new(0))));
+    for _ in 0..5 {
+        // The client is answered in full at once, although nothing could be written.
+        let (status, body) = read(service.clone().oneshot(chat(&f.key, "gpt-test")).await.unwrap()).await;
+        assert_eq!((status, body["usage"]["completion_tokens"].as_i64()), (StatusCode::OK, Some(500)));
+    }
+    assert_eq!(backlog.len(), 5);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert!(outage.refused.load(Ordering::SeqCst) > 5, "retried while the store is down");
+    let balance = f.store.user(f.user_id).await.unwrap().unwrap().account.balance;
+    assert_eq!(balance, Money::from_credits(10), "nothing written yet");
+
+    outage.down.store(false, Ordering::SeqCst);
+    tokio::time::timeout(std::time::Duration::from_secs(10), backlog.drained()).await.expect("drained");
+    // Five requests, five charges of 0.000408, each once; their holds are gone.
+    let balance = f.store.user(f.user_id).await.unwrap().unwrap().account.balance;
+    assert_eq!(balance, Money::parse("9.99796").unwrap());
+    assert_eq!(f.store.reserved_funds(f.user_id).await.unwrap().reserved, Money::ZERO);
+    let page = f.store.transactions(Some(f.user_id), Some(TxType::Consume), PageRequest::default()).await.unwrap();
+    assert_eq!(page.items.len(), 5);
+    let records = f.records.0.lock().unwrap().clone();
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().all(|r| r.charged == Money::parse("0.000408").unwrap()));
+}

@@ -271,3 +271,55 @@ pub async fn check_ledger(api: &Api, tenant: &Tenant, sent: u64, succeeded: u64)
     );
     Ok(check)
 }
+
+/// Where a gateway's database transactions are counted: its `/metrics` (SQLite's write
+/// connection), or PostgreSQL's own statistics for the gateway's database.
+pub enum DbTransactions {
+    Metrics(Api),
+    Postgres(String),
+}
+
+impl DbTransactions {
+    /// The counter for the gateway at `addr` on `database_url`.
+    pub fn of(addr: SocketAddr, database_url: &str) -> Self {
+        if database_url.starts_with("postgres") {
+            DbTransactions::Postgres(database_url.to_owned())
+        } else {
+            DbTransactions::Metrics(Api::new(addr))
+        }
+    }
+
+    /// Transactions so far, or `None` when they cannot be read.
+    pub async fn transactions(&self) -> Option<u64> {
+        match self {
+            DbTransactions::Metrics(api) => {
+                let request = Request::get(format!("{}/metrics", api.base)).body(Full::new(Bytes::new())).ok()?;
+                let response = api.client.request(request).await.ok()?;
+                let text = response.into_body().collect().await.ok()?.to_bytes();
+                let text = String::from_utf8_lossy(&text);
+                text.lines()
+                    .find_map(|line| line.strip_prefix("apihub_db_write_transactions_total "))
+                    .and_then(|value| value.trim().parse().ok())
+            }
+            DbTransactions::Postgres(url) => {
+                use diesel::QueryableByName;
+                use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+                #[derive(QueryableByName)]
+                struct Committed {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    xact_commit: i64,
+                }
+                let mut conn = AsyncPgConnection::establish(url).await.ok()?;
+                // Statistics reach pg_stat_database when a backend reports them (within a second
+                // on an idle connection); wait for the gateway's to arrive.
+                tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+                let rows: Vec<Committed> =
+                    diesel::sql_query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                        .load(&mut conn)
+                        .await
+                        .ok()?;
+                rows.into_iter().next().and_then(|row| u64::try_from(row.xact_commit).ok())
+            }
+        }
+    }
+}

@@ -158,14 +158,14 @@ async fn run() -> anyhow::Result<bool> {
     };
 
     // Direct to the mock: the baseline. The mock takes any key.
-    run.targets.push(measure("direct", mock, "ahg_direct_baseline", &plan, None).await);
+    run.targets.push(measure("direct", mock, "ahg_direct_baseline", &plan, None, None).await);
 
     match procs::nginx_binary() {
         None => run.skipped.push("nginx: not installed (apt-get install nginx-light)".into()),
         Some(nginx) => match procs::start_nginx(&nginx, &work.path().join("nginx"), mock) {
             Err(error) => run.skipped.push(format!("nginx: could not start: {error:#}")),
             Ok((mut proc, addr)) => {
-                run.targets.push(measure("nginx", addr, "ahg_direct_baseline", &plan, Some(&proc)).await);
+                run.targets.push(measure("nginx", addr, "ahg_direct_baseline", &plan, Some(&proc), None).await);
                 proc.stop(Duration::from_secs(5));
             }
         },
@@ -225,7 +225,8 @@ async fn bench_gateway(
     let begun = Instant::now();
     let tenant = api::provision(&api, plan.filler_keys).await.with_context(|| format!("{name}: provisioning"))?;
     let filler_seconds = begun.elapsed().as_secs_f64();
-    let mut result = measure(name, addr, &tenant.key, plan, Some(&proc)).await;
+    let db = api::DbTransactions::of(addr, database_url);
+    let mut result = measure(name, addr, &tenant.key, plan, Some(&proc), Some(&db)).await;
     result.filler_keys = plan.filler_keys;
     result.filler_seconds = filler_seconds;
     let (sent, succeeded) = result.sent_and_succeeded();
@@ -248,7 +249,14 @@ fn cpu_per_request(proc: Option<&Proc>, before: Option<f64>, phase: &mut load::L
 }
 
 /// Runs every load phase through `addr`; `proc` is the proxy whose memory is reported.
-async fn measure(name: &str, addr: SocketAddr, key: &str, plan: &Plan, proc: Option<&Proc>) -> TargetResult {
+async fn measure(
+    name: &str,
+    addr: SocketAddr,
+    key: &str,
+    plan: &Plan,
+    proc: Option<&Proc>,
+    db: Option<&api::DbTransactions>,
+) -> TargetResult {
     let chat = format!(
         r#"{{"model":"{MODEL}","max_tokens":16,"messages":[{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
     );
@@ -258,8 +266,18 @@ async fn measure(name: &str, addr: SocketAddr, key: &str, plan: &Plan, proc: Opt
     let mut c1 = load::closed_loop(&spec, 1, plan.c1_warmup, plan.c1_window).await;
     let cpu = cpu_per_request(proc, cpu, &mut c1);
     eprintln!("bench: {name}: concurrency {}", plan.concurrency);
+    let transactions = match db {
+        Some(db) => db.transactions().await,
+        None => None,
+    };
     let mut c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
     cpu_per_request(proc, cpu, &mut c64);
+    let db_transactions_per_request = match (db, transactions) {
+        (Some(db), Some(before)) if c64.sent > 0 => {
+            db.transactions().await.map(|after| after.saturating_sub(before) as f64 / c64.sent as f64)
+        }
+        _ => None,
+    };
     eprintln!("bench: {name}: {} req/s, open loop", plan.rate);
     let rate = load::open_loop(&spec, plan.rate, plan.concurrency, plan.rate_window).await;
     eprintln!("bench: {name}: streams");
@@ -282,5 +300,6 @@ async fn measure(name: &str, addr: SocketAddr, key: &str, plan: &Plan, proc: Opt
         ledger: None,
         added: None,
         throughput_vs_nginx: None,
+        db_transactions_per_request,
     }
 }

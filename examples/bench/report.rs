@@ -30,6 +30,10 @@ pub struct TargetResult {
     pub added: Option<Added>,
     /// Throughput at the high concurrency divided by nginx's.
     pub throughput_vs_nginx: Option<f64>,
+    /// Database transactions per request during the high-concurrency phase, for a gateway:
+    /// SQLite's write transactions (`apihub_db_write_transactions_total`), or every transaction
+    /// PostgreSQL committed in the gateway's database (`pg_stat_database.xact_commit`).
+    pub db_transactions_per_request: Option<f64>,
 }
 
 impl TargetResult {
@@ -140,6 +144,13 @@ impl Run {
                 added.ttfb_p50_us <= 1000.0,
             );
         }
+        if let Some(tx) = t.db_transactions_per_request {
+            goal(
+                format!("≤ 0.05 database transactions per request at {} connections", self.concurrency),
+                format!("{tx:.3}"),
+                tx <= 0.05,
+            );
+        }
         let p99 = t.rate.latency.p99_us;
         goal(format!("p99 at a fixed {} req/s ≤ 2 ms", self.rate_per_second), us(p99), p99 <= 2000.0);
         if let Some(kib) = t.peak_rss_kib {
@@ -177,10 +188,11 @@ impl Run {
         );
         println!("\n### Concurrency {} (closed loop, maximum throughput)\n", self.concurrency);
         table(
-            &["target", "req/s", "× nginx", "p50", "p99", "p99.9", "CPU/req"],
+            &["target", "req/s", "× nginx", "p50", "p99", "p99.9", "CPU/req", "DB tx/req"],
             rows(&|t| {
                 let l = t.c64.latency;
                 let ratio = t.throughput_vs_nginx.map_or("–".into(), |r| format!("{r:.2}"));
+                let tx = t.db_transactions_per_request.map_or("–".into(), |r| format!("{r:.3}"));
                 vec![
                     t.name.clone(),
                     rps(t.c64.throughput),
@@ -189,6 +201,7 @@ impl Run {
                     us(l.p99_us),
                     us(l.p999_us),
                     cpu(&t.c64),
+                    tx,
                 ]
             }),
         );

@@ -263,6 +263,15 @@ impl SqlStore {
 }
 
 impl Db {
+    /// Write transactions this process has begun (SQLite's one write connection); `None` on
+    /// PostgreSQL, whose `pg_stat_database` counts them for every node.
+    pub fn write_transactions(&self) -> Option<u64> {
+        match self {
+            Db::Sqlite { writer, .. } => Some(writer.transactions()),
+            Db::Postgres { .. } => None,
+        }
+    }
+
     /// Writes every settlement still queued in memory (SQLite's credit engine): at shutdown.
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {

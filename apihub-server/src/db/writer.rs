@@ -161,6 +161,8 @@ pub struct SqliteWriter {
     ended: watch::Sender<u64>,
     /// A task to commit the open transaction is on its way.
     committing: AtomicBool,
+    /// Write transactions begun on the connection (for `/metrics` and the benchmark).
+    begun: AtomicU64,
 }
 
 impl SqliteWriter {
@@ -178,10 +180,16 @@ impl SqliteWriter {
             answered: AtomicU64::new(0),
             ended: watch::Sender::new(0),
             committing: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
         });
         let alive = Arc::downgrade(&writer);
         std::thread::Builder::new().name("apihub-checkpoint".into()).spawn(move || checkpoint(&alive, &open))?;
         Ok(writer)
+    }
+
+    /// Write transactions begun so far.
+    pub fn transactions(&self) -> u64 {
+        self.begun.load(Ordering::Relaxed)
     }
 
     /// Waits until every operation answered so far has committed (or failed to), so that a read
@@ -210,6 +218,7 @@ impl SqliteWriter {
         let mut writing = self.writing.lock().await;
         let run = || {
             writing.commit(&self.ended)?;
+            self.begun.fetch_add(1, Ordering::Relaxed);
             scoped(&mut writing.conn, |c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"), body)
         };
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
@@ -318,6 +327,7 @@ impl SqliteWriter {
                     tracing::error!(%error, operations = jobs.len(), "a SQLite write transaction could not begin");
                     return;
                 }
+                self.begun.fetch_add(1, Ordering::Relaxed);
                 (*self.ended.borrow() + 1, true)
             }
         };

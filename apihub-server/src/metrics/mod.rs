@@ -17,6 +17,7 @@
 //! | `apihub_usage_log_queue` | gauge | usage records waiting to be written by this node |
 //! | `apihub_db_pool_connections{state}` | gauge | this node's pool: `in_use`, `idle` |
 //! | `apihub_db_pool_max_connections`, `apihub_db_pool_waiting` | gauge | its size limit, and callers waiting for a connection |
+//! | `apihub_db_write_transactions_total` | counter | write transactions begun on SQLite's write connection (not on PostgreSQL: see `pg_stat_database`) |
 //! | `apihub_payment_notifications_total{result}` | counter | EPay notifications: `paid` (credited now), `repeated` (already paid), `refused` (forged, wrong amount, unknown order, …), `error` (storage failed; the provider retries) |
 //!
 //! ```
@@ -128,6 +129,8 @@ pub struct Gauges {
     pub usage_log_queue: usize,
     /// The database pool.
     pub pool: Option<PoolGauges>,
+    /// Write transactions begun by this node, where it counts them (SQLite).
+    pub db_write_transactions: Option<u64>,
 }
 
 /// A connection pool's state.
@@ -296,6 +299,14 @@ impl Metrics {
             out.family("apihub_db_pool_waiting", "gauge", "Callers waiting for a database connection.");
             out.sample("apihub_db_pool_waiting", &[], pool.waiting);
         }
+        if let Some(count) = gauges.db_write_transactions {
+            out.family(
+                "apihub_db_write_transactions_total",
+                "counter",
+                "Write transactions begun on this node's SQLite write connection.",
+            );
+            out.sample("apihub_db_write_transactions_total", &[], count);
+        }
         out.finish()
     }
 }
@@ -357,6 +368,7 @@ mod tests {
             reservations_open: Some(4),
             usage_log_queue: 2,
             pool: Some(PoolGauges { in_use: 1, idle: 3, max: 16, waiting: 0 }),
+            db_write_transactions: Some(7),
         };
         let text = metrics.render(&gauges);
         for line in [
@@ -369,6 +381,8 @@ mod tests {
             "apihub_upstream_requests_total{model=\"a\\\"b\\\\c\\nd\",status=\"2xx\"} 1",
             "apihub_upstream_tokens_total{model=\"gpt-4o\",kind=\"input\"} 14",
             "apihub_charged_micros_total{model=\"gpt-4o\"} 20",
+            "apihub_overage_micros_total{model=\"gpt-4o\"} 0",
+            "apihub_db_write_transactions_total 7",
             "# TYPE apihub_upstream_latency_seconds histogram",
             "apihub_upstream_latency_seconds_bucket{le=\"0.005\"} 1",
             "apihub_upstream_latency_seconds_bucket{le=\"0.05\"} 2",

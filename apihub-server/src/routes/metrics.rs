@@ -30,6 +30,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 None
             }
         };
-    let gauges = Gauges { reservations_open, usage_log_queue: state.usage_log.queued(), pool: Some(pool) };
+    let gauges = Gauges {
+        reservations_open,
+        usage_log_queue: state.usage_log.queued(),
+        pool: Some(pool),
+        db_write_transactions: state.db.write_transactions(),
+    };
     ([(CONTENT_TYPE, TEXT_FORMAT)], state.metrics.render(&gauges)).into_response()
 }
