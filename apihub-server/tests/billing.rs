@@ -481,6 +481,8 @@ db_tests!(
     admin_debits_cannot_take_held_funds,
     concurrent_reserves_never_overspend,
     concurrent_calls_respect_remaining_calls,
+    clients_that_go_away_mid_hold_leave_no_hold_open,
+    admin_credits_racing_with_traffic_keep_the_ledger_equal_to_the_balance,
 );
 
 /// A gateway on SQLite that dies with credit held (its memory gone, nothing settled) finds the
@@ -512,4 +514,85 @@ async fn credit_held_by_a_dead_sqlite_gateway_is_free_at_restart() {
     let store = SqlStore::new(Db::connect(&url, &PoolOptions::default()).await.expect("db again"));
     assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("10", "0"));
     store.reserve(&hold(user_id, key_id, "req-z3", "10", 100)).await.expect("the credit is free again");
+}
+
+async fn clients_that_go_away_mid_hold_leave_no_hold_open(app: TestApp) {
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "judy", "1000", json!({})).await;
+    // 200 requests at once, each abandoned at a different moment: before, during or after its
+    // hold (a client disconnecting while the gateway talks to the database).
+    let tasks: Vec<_> = (0..200u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let reserve = async {
+                    let id = store.reserve(&hold(user_id, key_id, &format!("req-j{i}"), "1", 10)).await?;
+                    store.release(id).await
+                };
+                let _ = tokio::time::timeout(Duration::from_micros(i * 37 % 3_000), reserve).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    // Whatever a dropped request had taken is given back once its task finishes.
+    let mut funds = store.reserved_funds(user_id).await.unwrap();
+    for _ in 0..100 {
+        if funds.reserved == Money::ZERO {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        funds = store.reserved_funds(user_id).await.unwrap();
+    }
+    assert_eq!(funds, UserFunds { balance: credits("1000"), reserved: Money::ZERO });
+    let key = key_state(&app, key_id).await.unwrap();
+    assert_eq!((key.tokens_reserved, key.quota_reserved, key.calls_reserved), (0, 0, 0));
+    assert_eq!(store.open_reservations().await.unwrap(), 0);
+}
+
+async fn admin_credits_racing_with_traffic_keep_the_ledger_equal_to_the_balance(app: TestApp) {
+    use apihub_core::ledger::LedgerOp;
+    use apihub_core::store::LedgerStore;
+    let store = billing(&app);
+    let (user_id, key_id) = funded_user(&app, "kate", "20", json!({})).await;
+    let traffic: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = store.reserve(&hold(user_id, key_id, &format!("req-k{i}"), "0.5", 10)).await?;
+                // Some usage above the hold, too.
+                let charged = if i % 10 == 0 { "0.75" } else { "0.25" };
+                store.settle(id, &charge(charged, 10, true)).await.map(|s| s.charged)
+            })
+        })
+        .collect();
+    let admin: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let op = match i % 3 {
+                    0 => LedgerOp::new(TxType::Recharge, credits("1")),
+                    1 => LedgerOp::new(TxType::Consume, credits("0.5")),
+                    _ => LedgerOp::new(TxType::Adjust, credits("0.1")),
+                };
+                store.apply(user_id, op).await.map(|applied| applied.transaction.amount)
+            })
+        })
+        .collect();
+    let mut expected = credits("20");
+    for task in traffic {
+        if let Ok(charged) = task.await.expect("task") {
+            expected = expected.checked_sub(charged).unwrap();
+        }
+    }
+    for task in admin {
+        if let Ok(amount) = task.await.expect("task") {
+            expected = expected.checked_add(amount).unwrap();
+        }
+    }
+    assert_eq!(store.reserved_funds(user_id).await.unwrap(), UserFunds { balance: expected, reserved: Money::ZERO });
+    assert_ledger_sums(&app, user_id).await;
+    let user = app.state.store.user(user_id).await.unwrap().unwrap();
+    assert_eq!(user.account.balance, expected);
 }

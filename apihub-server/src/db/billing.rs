@@ -160,14 +160,29 @@ impl BillingStore for SqlStore {
         if let Some(engine) = self.engine() {
             return engine.reserve(new).await;
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.reserve_once(new).await {
-                Err(BillingError::Store(StoreError::Unavailable(reason))) if reason == RACED && attempt < 3 => continue,
-                other => return other,
+        // On its own task: a caller dropped while the hold's transaction is in flight (a client
+        // that went away) cannot know whether it committed, so the task finishes it and frees
+        // a hold nobody is left to settle, instead of leaving it to the stale-hold sweep.
+        let (store, new) = (self.clone(), new.clone());
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut attempt = 0;
+            let result = loop {
+                attempt += 1;
+                match store.reserve_once(&new).await {
+                    Err(BillingError::Store(StoreError::Unavailable(reason))) if reason == RACED && attempt < 3 => {
+                        continue;
+                    }
+                    other => break other,
+                }
+            };
+            if let Err(Ok(id)) = answer.send(result)
+                && let Err(error) = store.release_one(id).await
+            {
+                tracing::error!(%error, reservation = id, "releasing the hold of a request that went away failed");
             }
-        }
+        });
+        answered.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the hold's task ended".into()).into()))
     }
 
     async fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
