@@ -596,3 +596,56 @@ async fn admin_credits_racing_with_traffic_keep_the_ledger_equal_to_the_balance(
     let user = app.state.store.user(user_id).await.unwrap().unwrap();
     assert_eq!(user.account.balance, expected);
 }
+
+/// SQLite locked by another process for a while: requests are still held and settled (in the
+/// engine's memory), and every settlement is written once the lock is gone, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settlements_made_while_sqlite_is_locked_are_written_once_it_is_free() {
+    use apihub_core::key::GeneratedKey;
+    use apihub_core::ledger::LedgerOp;
+    use apihub_core::policy::KeyPolicy;
+    use apihub_core::store::{KeyStore, LedgerStore, NewKey, UserStore};
+    use apihub_core::user::{NewUser, Role};
+    use apihub_server::db::{DbUrl, PoolOptions};
+    use diesel::connection::SimpleConnection;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("apihub.db").display().to_string();
+    let db = Db::connect(&DbUrl::Sqlite(path.clone()), &PoolOptions::default()).await.expect("db");
+    let store = Arc::new(SqlStore::new(db.clone()));
+    let new = NewUser { username: "lou".into(), email: None, password_hash: "x".into(), role: Role::User };
+    let user = store.create_user(new).await.expect("user");
+    store.apply(user.id, LedgerOp::new(TxType::Recharge, credits("10"))).await.expect("recharge");
+    let GeneratedKey { public_id, secret_hash, last4, .. } = GeneratedKey::generate();
+    let key = NewKey { public_id, secret_hash, last4, policy: KeyPolicy::default(), batch_id: None };
+    let key = store.create_keys(user.id, vec![key]).await.expect("key").remove(0);
+
+    // The engine has the user and key in memory once they have been used.
+    let warm = store.reserve(&hold(user.id, key.id, "req-warm", "0", 0)).await.expect("loaded");
+    store.release(warm).await.expect("released");
+    // Another process takes the write lock and keeps it for 1.5 s.
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let mut conn = diesel::SqliteConnection::establish(&path).expect("second connection");
+        conn.batch_execute("BEGIN EXCLUSIVE").expect("lock");
+        locked.send(()).expect("tell");
+        std::thread::sleep(Duration::from_millis(1_500));
+        conn.batch_execute("COMMIT").expect("unlock");
+    });
+    is_locked.recv().expect("locked");
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        let id = store.reserve(&hold(user.id, key.id, &format!("req-l{i}"), "0.1", 10)).await.expect("held in memory");
+        store.settle(id, &charge("0.1", 10, true)).await.expect("settled in memory");
+    }
+    assert!(started.elapsed() < Duration::from_millis(500), "served while the file is locked");
+    assert_eq!(store.reserved_funds(user.id).await.unwrap(), funds("5", "0"));
+    holder.join().expect("lock holder");
+    db.flush().await.expect("written after the lock");
+    let page = PageRequest { page: 1, page_size: PageRequest::MAX_PAGE_SIZE };
+    let rows = store.transactions(Some(user.id), Some(TxType::Consume), page).await.expect("ledger");
+    assert_eq!(rows.total, 50);
+    let user = store.user(user.id).await.unwrap().unwrap();
+    assert_eq!(user.account.balance, credits("5"));
+    assert_eq!(store.reserved_funds(user.id).await.unwrap(), funds("5", "0"));
+}
