@@ -99,12 +99,7 @@ fn reject(error: BillingError) -> GatewayError {
                 "insufficient balance: this request may cost up to {required} credits and {available} are available"
             ),
         ),
-        BillingError::KeyLimit { limit } => GatewayError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_quota",
-            "key_quota_exceeded",
-            format!("this request would exceed the API key's {limit}"),
-        ),
+        BillingError::KeyLimit { limit } => crate::quota::key_limit_refusal(limit),
         BillingError::NotOpen(_) | BillingError::Store(_) => {
             tracing::error!(%error, "reserving failed");
             GatewayError::new(

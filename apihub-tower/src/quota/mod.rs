@@ -17,4 +17,5 @@ mod layer;
 mod service;
 
 pub use layer::QuotaLayer;
+pub(crate) use service::key_limit_refusal;
 pub use service::{BufferedBody, Quota};

@@ -31,6 +31,19 @@ fn refuse(code: &'static str, message: String) -> GatewayError {
     GatewayError::new(StatusCode::FORBIDDEN, "permission_error", code, message)
 }
 
+/// The one refusal for a key limit (`remaining_calls`, `token_limit` or `quota_limit`), whether
+/// this layer sees it used up or the billing store refuses the hold: the same status, type, code
+/// and message on every backend.
+pub(crate) fn key_limit_refusal(limit: &str) -> GatewayError {
+    let message = match limit {
+        "remaining_calls" => "this API key has no calls left".to_owned(),
+        "token_limit" => "this request would exceed the API key's token limit".to_owned(),
+        "quota_limit" => "this request would exceed the API key's credit limit".to_owned(),
+        other => format!("this request would exceed the API key's {other}"),
+    };
+    GatewayError::new(StatusCode::FORBIDDEN, "insufficient_quota", "key_quota_exceeded", message)
+}
+
 /// The policy checks, as a pure function of the key and the request.
 pub(crate) fn check(key: &ApiKey, info: Option<&RequestInfo>) -> Result<(), GatewayError> {
     let policy = &key.policy;
@@ -40,13 +53,13 @@ pub(crate) fn check(key: &ApiKey, info: Option<&RequestInfo>) -> Result<(), Gate
         return Err(refuse("model_not_allowed", format!("this API key may not use the model `{model}`")));
     }
     if policy.remaining_calls.is_some_and(|left| left <= 0) {
-        return Err(refuse("key_quota_exceeded", "this API key has no calls left".into()));
+        return Err(key_limit_refusal("remaining_calls"));
     }
     if policy.token_limit.is_some_and(|limit| key.usage.tokens_used >= limit) {
-        return Err(refuse("key_quota_exceeded", "this API key's token limit is used up".into()));
+        return Err(key_limit_refusal("token_limit"));
     }
     if policy.quota_limit.is_some_and(|limit| key.usage.quota_used >= limit) {
-        return Err(refuse("key_quota_exceeded", "this API key's credit limit is used up".into()));
+        return Err(key_limit_refusal("quota_limit"));
     }
     Ok(())
 }
