@@ -214,7 +214,9 @@ impl KeyStore for SqlStore {
     }
 
     async fn key_by_public_id(&self, public_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        let row: Option<KeyRow> = with_conn!(self, |conn| {
+        // Authentication: the key's counters may lag its unwritten settlements by one batch
+        // window; the credit engine, not this snapshot, enforces its limits.
+        let row: Option<KeyRow> = with_conn!(lagging self, |conn| {
             Ok(api_keys::table
                 .filter(api_keys::public_id.eq(public_id))
                 .select(KeyRow::as_select())

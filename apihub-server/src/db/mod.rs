@@ -323,14 +323,26 @@ pub(crate) fn pool_error(error: PoolError) -> StoreError {
 
 /// Runs `$body` with `$conn: &mut Connection` on whichever backend the store uses.
 /// The body evaluates to `Result<T, TxError>`; the macro yields `Result<T, StoreError>`.
+///
+/// `with_conn!(lagging store, …)` skips the wait for the credit engine's unwritten settlements:
+/// for the request path's key lookup, whose usage counters the engine itself enforces (a lookup
+/// then never waits for a batch write).
 macro_rules! with_conn {
-    ($store:expr, |$conn:ident| $body:expr) => {{
+    (lagging $store:expr, |$conn:ident| $body:expr) => {
+        $crate::db::with_conn!(@ $store, false, |$conn| $body)
+    };
+    ($store:expr, |$conn:ident| $body:expr) => {
+        $crate::db::with_conn!(@ $store, true, |$conn| $body)
+    };
+    (@ $store:expr, $settled:expr, |$conn:ident| $body:expr) => {{
         let result: Result<_, $crate::db::TxError> = async {
             match &$store.db {
                 $crate::db::Db::Sqlite { pool, writer, engine } => {
                     // Never older than what a write was answered with, or a settlement made.
                     writer.visible().await;
-                    engine.caught_up().await;
+                    if $settled {
+                        engine.caught_up().await;
+                    }
                     let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
                     let $conn = &mut *guard;
                     $body
