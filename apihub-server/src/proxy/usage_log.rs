@@ -1,11 +1,13 @@
 //! The usage log writer: records arrive on a channel from the billing layer (never blocking a
-//! request) and are written in batches; at shutdown the channel is drained before exit.
+//! request) and are written in batches; at shutdown the channel is drained before exit. A batch
+//! the database does not take is retried row by row, with a growing pause while the database is
+//! away, so an outage loses no row; a row refused for what it holds is dropped and logged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use apihub_core::store::{UsageRecord, UsageStore};
+use apihub_core::store::{StoreError, UsageRecord, UsageStore};
 use apihub_tower::billing::UsageSink;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -15,6 +17,8 @@ use tokio::task::JoinHandle;
 const BATCH: usize = 100;
 /// How long a partial batch waits for company.
 const LINGER: Duration = Duration::from_millis(20);
+/// Rounds of retries (about an hour at the longest pause) before rows that still fail are dropped.
+const GIVE_UP_AFTER: u32 = 720;
 
 enum Message {
     Record(Box<UsageRecord>),
@@ -99,21 +103,38 @@ async fn write(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>, queued: &At
 }
 
 async fn write_rows(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>) {
-    if batch.is_empty() {
-        return;
-    }
-    for attempt in 1..=3u64 {
+    let mut pause = Duration::from_millis(200);
+    let mut rounds = 0;
+    while !batch.is_empty() {
+        rounds += 1;
+        if rounds > GIVE_UP_AFTER {
+            tracing::error!(rows = batch.len(), "usage records failing for an hour were dropped");
+            batch.clear();
+            return;
+        }
         match store.record_usage(batch).await {
-            Ok(()) => {
-                batch.clear();
-                return;
-            }
+            Ok(()) => batch.clear(),
             Err(error) => {
-                tracing::warn!(%error, attempt, rows = batch.len(), "writing usage records failed");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                tracing::warn!(%error, rows = batch.len(), "writing usage records failed; trying them one by one");
+                // One by one: a row the database refuses for what it is (never to be written)
+                // is dropped and logged; the others are written, or kept while the database is
+                // away and tried again after a growing pause, so no row is lost to an outage.
+                let mut kept = Vec::new();
+                for record in batch.drain(..) {
+                    match store.record_usage(std::slice::from_ref(&record)).await {
+                        Ok(()) => {}
+                        Err(StoreError::Unavailable(_) | StoreError::Internal(_)) => kept.push(record),
+                        Err(error) => {
+                            tracing::error!(%error, request = %record.request_id, "a usage record was refused and dropped");
+                        }
+                    }
+                }
+                *batch = kept;
+                if !batch.is_empty() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
-    tracing::error!(rows = batch.len(), "usage records could not be written and were dropped");
-    batch.clear();
 }
