@@ -1,24 +1,27 @@
-//! Billing: reserve the most a request can cost, forward it, settle the exact charge.
+//! Billing: hold what a request is expected to cost, forward it, settle the exact charge.
 //!
 //! For each authenticated request to a metered endpoint:
 //! 1. the model's price comes from the [`PriceBook`] (a model with no price is refused, never
 //!    served for free);
-//! 2. the hold is the most the request can cost — every prompt byte counted as a token (a token
-//!    is at least one byte), plus the output cap (`max_tokens` and friends, or
-//!    [`BillingConfig::default_output_cap`]) — with the user's and key's discounts applied. It is
-//!    reserved atomically against the balance and the key's quotas: 402 `insufficient_quota` or
-//!    403 `key_quota_exceeded` when it does not fit, and nothing is forwarded;
+//! 2. the hold is what the request is expected to cost — the prompt estimate (bytes ÷ 4 tokens)
+//!    plus the output cap (`max_tokens` and friends, or [`BillingConfig::default_output_cap`]) —
+//!    with the user's and key's discounts applied, rounded once
+//!    ([`max_charge`](apihub_core::pricing::max_charge)). It is reserved atomically against the
+//!    balance and the key's quotas: 402 `insufficient_quota` or 403 `key_quota_exceeded` when it
+//!    does not fit, and nothing is forwarded;
 //! 3. the response is passed through chunk by chunk while a [`meter`] reads its usage (JSON
 //!    `usage`, or the dialect's SSE events);
-//! 4. when the body ends the charge — `cost(price, usage) × user rate × key rate`, rounded once,
-//!    never above the hold — is settled and a usage record goes to the [`UsageSink`].
+//! 4. when the body ends the charge — `cost(price, usage) × user rate × key rate`, rounded once
+//!    ([`charge`](apihub_core::pricing::charge)) — is settled, all of it even above the hold (the
+//!    excess is the record's `overage`), and a usage record goes to the [`UsageSink`]. A
+//!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]).
 //!
 //! An upstream error status, a connection failure or a timeout releases the hold (502/504 for the
 //! latter two) and costs nothing. A stream that ends before any output costs nothing. When the
 //! upstream reports no usage, the charge is estimated (prompt bytes ÷ 4 plus output bytes ÷ 4
 //! tokens, where a stream's output bytes are its generated text, reasoning and tool-call
 //! arguments without the SSE and JSON around them, and a JSON body's are the whole body),
-//! recorded as `usage_source = estimated`, and still capped by the hold; so is the output
+//! recorded as `usage_source = estimated`; so is the output
 //! of a stream cut short after reporting only part of its usage (the input, an early output
 //! count), never below what was reported. The [`Reservation`] itself releases on drop, so a
 //! client disconnect or a panic frees its hold too.
