@@ -23,7 +23,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// Longest pause between two tries.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
-/// Failed settlements being retried; see the [module docs](self).
+/// Failed settlements being retried: the store failed, the reservation stays open and the
+/// settlement is tried again on a task of its own, with a growing pause, until it is written.
 #[derive(Debug)]
 pub struct SettlementBacklog {
     pending: AtomicUsize,
