@@ -139,6 +139,7 @@ async fn mock_upstream(
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let address = format!("{}:{}", config.host, config.port);
+    let _serving = serving_lock(&config.database_url)?;
     let state = init_state(config).await?;
     match ensure_admin(&state).await? {
         AdminBootstrap::Existing => {}
@@ -176,6 +177,29 @@ async fn serve() -> anyhow::Result<()> {
     upkeep.iter().for_each(tokio::task::JoinHandle::abort);
     tracing::info!("usage log flushed; bye");
     Ok(())
+}
+
+/// On SQLite, an exclusive lock on `<file>.serving`, held while this process lives: the credit
+/// engine keeps holds and unwritten settlements in this process's memory, so a second gateway on
+/// the same file would spend the same credit again. (`apihub migrate` and `apihub admin` do not
+/// take it: they move no credit.)
+fn serving_lock(url: &db::DbUrl) -> anyhow::Result<Option<std::fs::File>> {
+    let db::DbUrl::Sqlite(path) = url else { return Ok(None) };
+    if path == ":memory:" {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.serving");
+    if let Some(dir) = std::path::Path::new(&lock_path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::File::create(&lock_path).with_context(|| format!("opening {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another gateway is serving the SQLite database {path}; one SQLite file serves one gateway (use PostgreSQL for several)"
+        ),
+        Err(std::fs::TryLockError::Error(error)) => Err(error).with_context(|| format!("locking {lock_path}")),
+    }
 }
 
 /// How long a stopping gateway keeps retrying settlements the database refused.

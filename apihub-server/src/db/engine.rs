@@ -261,11 +261,20 @@ impl Engine {
         let _ = tokio::time::timeout(READ_WAIT, written.wait_for(|written| *written >= target)).await;
     }
 
-    /// Writes every queued debit now (shutdown, tests).
+    /// Writes every debit queued so far (shutdown, tests).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let _order = self.order.lock().await;
+        self.write_queued().await
+    }
+
+    /// Writes the debits queued when it is called, not those settled meanwhile (under load the
+    /// queue never empties, and the order lock must not be held for ever). The caller holds the
+    /// order lock.
+    async fn write_queued(&self) -> Result<(), StoreError> {
+        let last = self.book().last_seq();
         loop {
-            let batch = self.book().to_write(MAX_BATCH);
+            let mut batch = self.book().to_write(MAX_BATCH);
+            batch.retain(|debit| debit.seq <= last);
             if batch.is_empty() {
                 return Ok(());
             }
@@ -290,13 +299,7 @@ impl Engine {
             self.load(&[user_id], &[]).await.map_err(billing_to_store)?;
         }
         let _order = self.order.lock().await;
-        loop {
-            let batch = self.book().to_write(MAX_BATCH);
-            if batch.is_empty() {
-                break;
-            }
-            self.write(&batch).await?;
-        }
+        self.write_queued().await?;
         if let Some(Debiting { user_id, amount }) = debiting {
             match self.book().hold_funds(user_id, amount) {
                 Ok(()) => {}
