@@ -483,6 +483,7 @@ db_tests!(
     concurrent_calls_respect_remaining_calls,
     clients_that_go_away_mid_hold_leave_no_hold_open,
     admin_credits_racing_with_traffic_keep_the_ledger_equal_to_the_balance,
+    concurrent_holds_never_exceed_a_key_limit,
 );
 
 /// A gateway on SQLite that dies with credit held (its memory gone, nothing settled) finds the
@@ -648,4 +649,43 @@ async fn settlements_made_while_sqlite_is_locked_are_written_once_it_is_free() {
     let user = store.user(user.id).await.unwrap().unwrap();
     assert_eq!(user.account.balance, credits("5"));
     assert_eq!(store.reserved_funds(user.id).await.unwrap(), funds("5", "0"));
+}
+
+/// 200 requests at once against a key whose token limit, credit limit or remaining calls afford
+/// 50: exactly 50 are held, whichever limit binds.
+async fn concurrent_holds_never_exceed_a_key_limit(app: TestApp) {
+    let store = billing(&app);
+    let cases = [
+        ("token_limit", json!({"token_limit": 500})),
+        ("quota_limit", json!({"quota_limit": "50"})),
+        ("remaining_calls", json!({"remaining_calls": 50})),
+    ];
+    for (i, (limit, limits)) in cases.into_iter().enumerate() {
+        let (user_id, key_id) = funded_user(&app, &format!("mallory{i}"), "1000", limits).await;
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = store.reserve(&hold(user_id, key_id, &format!("req-m{i}-{n}"), "1", 10)).await?;
+                    store.settle(id, &charge("1", 10, true)).await
+                })
+            })
+            .collect();
+        let (mut succeeded, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(_) => succeeded += 1,
+                Err(BillingError::KeyLimit { limit: named }) => {
+                    assert_eq!(named, limit);
+                    refused += 1;
+                }
+                Err(other) => panic!("{limit}: unexpected error: {other:?}"),
+            }
+        }
+        assert_eq!((succeeded, refused), (50, 150), "{limit}");
+        let key = key_state(&app, key_id).await.unwrap();
+        assert_eq!((key.tokens_used, key.quota_used, key.calls_succeeded), (500, 50_000_000, 50), "{limit}");
+        assert_eq!(store.reserved_funds(user_id).await.unwrap(), funds("950", "0"));
+        assert_eq!(assert_ledger_sums(&app, user_id).await.len(), 50);
+    }
 }
