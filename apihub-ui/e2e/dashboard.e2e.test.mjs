@@ -327,7 +327,8 @@ async function journey() {
   await page.getByTestId('today-calls').getByText('1', { exact: true }).waitFor();
   await page.getByTestId('today-tokens').getByText(recorded.tokens.toLocaleString('en'), { exact: true }).waitFor();
   await page.getByTestId('today-spend').getByText(credits(recorded.cost), { exact: true }).first().waitFor();
-  await page.getByTestId('balance-card').getByText(credits(balanceMicros), { exact: true }).waitFor();
+  // The balance itself (the card's second line repeats it as what is available).
+  await page.getByTestId('balance-amount').getByText(credits(balanceMicros), { exact: true }).waitFor();
   await page.locator('tr', { hasText: MODEL }).waitFor();
   await shot('dashboard');
 

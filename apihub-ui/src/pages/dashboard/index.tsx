@@ -37,7 +37,14 @@ export default function DashboardPage() {
       <Row gutter={[16, 16]}>
         <Col xs={24} sm={12} lg={6}>
           <Card loading={balance.isPending} data-testid="balance-card">
-            <Statistic title={t('dashboard.balance')} valueRender={() => <Money value={balance.data?.token_balance} strong />} />
+            <Statistic
+              title={t('dashboard.balance')}
+              valueRender={() => (
+                <span data-testid="balance-amount">
+                  <Money value={balance.data?.token_balance} strong />
+                </span>
+              )}
+            />
             <Typography.Text type="secondary" style={{ fontSize: 12 }}>
               {t('dashboard.recharged')} <Money value={balance.data?.total_recharged} /> · {t('dashboard.consumed')}{' '}
               <Money value={balance.data?.total_consumed} />
