@@ -268,7 +268,12 @@ pub fn same_but_for_ids(replayed: &[u8], replayed_id: u64, original_id: u64) -> 
 
 /// Sends a request to `app` and reads the whole response.
 pub async fn send(app: &TestApp, request: Request<Body>) -> Raw {
-    let response = app.app.clone().oneshot(request).await.expect("infallible");
+    send_router(app.app.clone(), request).await
+}
+
+/// [`send`] to a router of its own (for a task that outlives the borrow of the app).
+pub async fn send_router(router: axum::Router, request: Request<Body>) -> Raw {
+    let response = router.oneshot(request).await.expect("infallible");
     let (parts, mut body) = response.into_parts();
     let (mut bytes, mut error) = (Vec::new(), None);
     while let Some(frame) = body.frame().await {
