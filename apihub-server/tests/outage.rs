@@ -129,7 +129,7 @@ async fn requests_answered_while_postgres_is_away_are_billed_once_it_is_back() {
         answered += 1;
     }
     assert_eq!(answered, 20, "every client was answered in full while the database was away");
-    assert!(gw.app.state.settlements.len() > 0, "settlements wait for the database");
+    assert!(!gw.app.state.settlements.is_empty(), "settlements wait for the database");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     relay.restore();
