@@ -19,6 +19,11 @@ use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// With the `count-allocations` feature, every heap allocation is counted for the benchmark.
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOCATOR: apihub_server::metrics::allocations::Counting = apihub_server::metrics::allocations::Counting;
+
 #[derive(Parser)]
 #[command(name = "apihub", version, about = "API-key gateway for LLM APIs")]
 struct Cli {

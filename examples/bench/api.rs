@@ -63,6 +63,17 @@ impl Api {
         serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: the answer is not JSON"))
     }
 
+    /// A counter without labels from the gateway's `/metrics`, or `None` when it is not there.
+    pub async fn counter(&self, name: &str) -> Option<u64> {
+        let request = Request::get(format!("{}/metrics", self.base)).body(Full::new(Bytes::new())).ok()?;
+        let response = self.client.request(request).await.ok()?;
+        let text = response.into_body().collect().await.ok()?.to_bytes();
+        let prefix = format!("{name} ");
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix).and_then(|value| value.trim().parse().ok()))
+    }
+
     async fn typed<T: for<'de> Deserialize<'de>>(&self, path: &str, token: &str) -> anyhow::Result<T> {
         let value = self.call(Method::GET, path, Some(token), None).await?;
         serde_json::from_value(value).with_context(|| format!("GET {path}: unexpected shape"))
@@ -292,15 +303,7 @@ impl DbTransactions {
     /// Transactions so far, or `None` when they cannot be read.
     pub async fn transactions(&self) -> Option<u64> {
         match self {
-            DbTransactions::Metrics(api) => {
-                let request = Request::get(format!("{}/metrics", api.base)).body(Full::new(Bytes::new())).ok()?;
-                let response = api.client.request(request).await.ok()?;
-                let text = response.into_body().collect().await.ok()?.to_bytes();
-                let text = String::from_utf8_lossy(&text);
-                text.lines()
-                    .find_map(|line| line.strip_prefix("apihub_db_write_transactions_total "))
-                    .and_then(|value| value.trim().parse().ok())
-            }
+            DbTransactions::Metrics(api) => api.counter("apihub_db_write_transactions_total").await,
             DbTransactions::Postgres(url) => {
                 use diesel::QueryableByName;
                 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};

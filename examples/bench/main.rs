@@ -270,12 +270,24 @@ async fn measure(
         Some(db) => db.transactions().await,
         None => None,
     };
+    let metrics = proc.map(|_| api::Api::new(addr));
+    let allocations = match &metrics {
+        Some(api) => api.counter("apihub_allocations_total").await,
+        None => None,
+    };
     let mut c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
     cpu_per_request(proc, cpu, &mut c64);
     let db_transactions_per_request = match (db, transactions) {
         (Some(db), Some(before)) if c64.sent > 0 => {
             db.transactions().await.map(|after| after.saturating_sub(before) as f64 / c64.sent as f64)
         }
+        _ => None,
+    };
+    let allocations_per_request = match (&metrics, allocations) {
+        (Some(api), Some(before)) if c64.sent > 0 => api
+            .counter("apihub_allocations_total")
+            .await
+            .map(|after| after.saturating_sub(before) as f64 / c64.sent as f64),
         _ => None,
     };
     eprintln!("bench: {name}: {} req/s, open loop", plan.rate);
@@ -301,5 +313,6 @@ async fn measure(
         added: None,
         throughput_vs_nginx: None,
         db_transactions_per_request,
+        allocations_per_request,
     }
 }

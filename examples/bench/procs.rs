@@ -123,11 +123,20 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 
 /// Builds the `apihub` binary with cargo, in the profile this harness was built with, and
 /// returns its path (beside this example's own directory in the target directory).
+/// `APIHUB_BENCH_COUNT_ALLOCATIONS=1`: build the gateway with its allocation counter and report
+/// allocations per request (the count costs an atomic add per allocation: time such a run apart).
+pub fn count_allocations() -> bool {
+    std::env::var_os("APIHUB_BENCH_COUNT_ALLOCATIONS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 pub fn build_apihub() -> anyhow::Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("the examples crate has a parent")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(workspace).args(["build", "-p", "apihub-server", "--bin", "apihub"]);
+    if count_allocations() {
+        command.args(["--features", "count-allocations"]);
+    }
     if !cfg!(debug_assertions) {
         command.arg("--release");
     }

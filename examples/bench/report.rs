@@ -34,6 +34,9 @@ pub struct TargetResult {
     /// SQLite's write transactions (`apihub_db_write_transactions_total`), or every transaction
     /// PostgreSQL committed in the gateway's database (`pg_stat_database.xact_commit`).
     pub db_transactions_per_request: Option<f64>,
+    /// Heap allocations per request during the high-concurrency phase (a gateway built with
+    /// `count-allocations`, see `APIHUB_BENCH_COUNT_ALLOCATIONS`).
+    pub allocations_per_request: Option<f64>,
 }
 
 impl TargetResult {
@@ -188,11 +191,12 @@ impl Run {
         );
         println!("\n### Concurrency {} (closed loop, maximum throughput)\n", self.concurrency);
         table(
-            &["target", "req/s", "× nginx", "p50", "p99", "p99.9", "CPU/req", "DB tx/req"],
+            &["target", "req/s", "× nginx", "p50", "p99", "p99.9", "CPU/req", "DB tx/req", "allocs/req"],
             rows(&|t| {
                 let l = t.c64.latency;
                 let ratio = t.throughput_vs_nginx.map_or("–".into(), |r| format!("{r:.2}"));
                 let tx = t.db_transactions_per_request.map_or("–".into(), |r| format!("{r:.3}"));
+                let allocs = t.allocations_per_request.map_or("–".into(), |r| format!("{r:.0}"));
                 vec![
                     t.name.clone(),
                     rps(t.c64.throughput),
@@ -202,6 +206,7 @@ impl Run {
                     us(l.p999_us),
                     cpu(&t.c64),
                     tx,
+                    allocs,
                 ]
             }),
         );

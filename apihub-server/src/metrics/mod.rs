@@ -29,6 +29,7 @@
 //! assert!(text.contains("apihub_requests_total{status=\"4xx\"} 1\n"));
 //! ```
 
+pub mod allocations;
 mod exposition;
 
 use std::collections::BTreeMap;
@@ -131,6 +132,8 @@ pub struct Gauges {
     pub pool: Option<PoolGauges>,
     /// Write transactions begun by this node, where it counts them (SQLite).
     pub db_write_transactions: Option<u64>,
+    /// Heap allocations so far, with the `count-allocations` feature.
+    pub allocations: Option<u64>,
 }
 
 /// A connection pool's state.
@@ -307,6 +310,10 @@ impl Metrics {
             );
             out.sample("apihub_db_write_transactions_total", &[], count);
         }
+        if let Some(count) = gauges.allocations {
+            out.family("apihub_allocations_total", "counter", "Heap allocations (count-allocations builds only).");
+            out.sample("apihub_allocations_total", &[], count);
+        }
         out.finish()
     }
 }
@@ -369,6 +376,7 @@ mod tests {
             usage_log_queue: 2,
             pool: Some(PoolGauges { in_use: 1, idle: 3, max: 16, waiting: 0 }),
             db_write_transactions: Some(7),
+            allocations: None,
         };
         let text = metrics.render(&gauges);
         for line in [

@@ -35,6 +35,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         usage_log_queue: state.usage_log.queued(),
         pool: Some(pool),
         db_write_transactions: state.db.write_transactions(),
+        allocations: crate::metrics::allocations::allocations(),
     };
     ([(CONTENT_TYPE, TEXT_FORMAT)], state.metrics.render(&gauges)).into_response()
 }
