@@ -32,8 +32,10 @@ async fn customer(gw: &Gateway, name: &str) -> Customer {
     gw.customer(name, "10", "1", json!({})).await
 }
 
-/// The most `body` may cost: its bytes (rounded up to whole ÷4 tokens) each a token at the input
-/// price, plus its whole output cap.
+/// An upper bound on what `body` may be charged when the upstream reports no more than the
+/// request asked for: its bytes (rounded up to whole ÷4 tokens) each a token at the input price,
+/// plus its whole output cap. (The gateway's own hold is smaller, bytes ÷ 4 tokens, and usage
+/// above it is billed all the same.)
 fn hold(price: Price, body: &Value, cap: u64) -> Money {
     price.raw(quarter(body.to_string().len()) * 4, cap)
 }
