@@ -311,13 +311,14 @@ mod tests {
         assert_eq!(max_charge(&price, 1_000, 500, user, key), Money::from_micros(169));
     }
 
-    fn money() -> impl Strategy<Value = Money> {
+    fn money() -> impl Strategy<Value = Money> + Clone {
         (0i64..=1_000_000_000).prop_map(Money::from_micros)
     }
 
-    fn price() -> impl Strategy<Value = ModelPrice> {
-        let maybe = || proptest::option::of(money());
-        (money(), money(), maybe(), maybe(), maybe(), maybe()).prop_map(
+    /// A price whose amounts come from `money`.
+    fn price_of<M: Strategy<Value = Money> + Clone>(money: M) -> impl Strategy<Value = ModelPrice> {
+        let maybe = || proptest::option::of(money.clone());
+        (money.clone(), money.clone(), maybe(), maybe(), maybe(), maybe()).prop_map(
             |(input, output, cache_read, cache_write, per_request, per_image)| ModelPrice {
                 input,
                 output,
@@ -327,6 +328,10 @@ mod tests {
                 per_image,
             },
         )
+    }
+
+    fn price() -> impl Strategy<Value = ModelPrice> {
+        price_of(money())
     }
 
     fn count() -> impl Strategy<Value = Option<u64>> {
@@ -360,18 +365,7 @@ mod tests {
 
     /// Any price, negative and extreme ones included.
     fn any_price() -> impl Strategy<Value = ModelPrice> {
-        let money = || prop_oneof![3 => money(), 1 => any::<i64>().prop_map(Money::from_micros)];
-        let maybe = move || proptest::option::of(money());
-        (money(), money(), maybe(), maybe(), maybe(), maybe()).prop_map(
-            |(input, output, cache_read, cache_write, per_request, per_image)| ModelPrice {
-                input,
-                output,
-                cache_read,
-                cache_write,
-                per_request,
-                per_image,
-            },
-        )
+        price_of(prop_oneof![3 => money(), 1 => any::<i64>().prop_map(Money::from_micros)])
     }
 
     /// Any usage, extreme counts included.
