@@ -334,13 +334,13 @@ mod tests {
         price_of(money())
     }
 
-    fn count() -> impl Strategy<Value = Option<u64>> {
+    fn count() -> impl Strategy<Value = Option<u64>> + Clone {
         proptest::option::of(0u64..=1_000_000_000)
     }
 
-    /// Any usage, including inconsistent reports (cache counts above the input).
-    fn any_usage() -> impl Strategy<Value = Usage> {
-        (count(), count(), count(), count(), count(), count()).prop_map(
+    /// A usage whose counts come from `count`.
+    fn usage_of<C: Strategy<Value = Option<u64>> + Clone>(count: C) -> impl Strategy<Value = Usage> {
+        (count.clone(), count.clone(), count.clone(), count.clone(), count.clone(), count).prop_map(
             |(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, images)| Usage {
                 input_tokens,
                 output_tokens,
@@ -350,6 +350,11 @@ mod tests {
                 images,
             },
         )
+    }
+
+    /// Any usage, including inconsistent reports (cache counts above the input).
+    fn any_usage() -> impl Strategy<Value = Usage> {
+        usage_of(count())
     }
 
     /// A usage as upstreams report it: cache reads and writes are a part of the input.
@@ -370,17 +375,7 @@ mod tests {
 
     /// Any usage, extreme counts included.
     fn extreme_usage() -> impl Strategy<Value = Usage> {
-        let count = || prop_oneof![3 => count(), 1 => any::<u64>().prop_map(Some)];
-        (count(), count(), count(), count(), count(), count()).prop_map(
-            |(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, images)| Usage {
-                input_tokens,
-                output_tokens,
-                cache_read_tokens,
-                cache_write_tokens,
-                reasoning_tokens,
-                images,
-            },
-        )
+        usage_of(prop_oneof![3 => count(), 1 => any::<u64>().prop_map(Some)])
     }
 
     fn rate() -> impl Strategy<Value = DiscountRate> {
