@@ -6,6 +6,7 @@ use apihub_core::billing::{
     BillingError, BillingStore, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
     settle_amounts,
 };
+use apihub_core::credit::StoredKey;
 use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
@@ -67,10 +68,11 @@ struct NewReservationRow<'a> {
     tokens: i64,
 }
 
-/// The key columns `check_hold` reads.
+/// A key's limits, usage and (on PostgreSQL) holds: what `check_hold` reads, and what the credit
+/// engine keeps of a key.
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = api_keys)]
-struct KeyLimitsRow {
+pub(super) struct KeyLimitsRow {
     user_id: i64,
     token_limit: Option<i64>,
     quota_limit: Option<i64>,
@@ -93,6 +95,18 @@ impl KeyLimitsRow {
             tokens_reserved: self.tokens_reserved,
             quota_reserved: Money::from_micros(self.quota_reserved),
             calls_reserved: self.calls_reserved,
+        }
+    }
+
+    /// The row as the credit engine's book keeps it (its holds live in the book instead).
+    pub(super) fn stored(&self) -> StoredKey {
+        StoredKey {
+            user_id: self.user_id,
+            token_limit: self.token_limit,
+            quota_limit: self.quota_limit.map(Money::from_micros),
+            remaining_calls: self.remaining_calls,
+            tokens_used: self.tokens_used,
+            quota_used: Money::from_micros(self.quota_used),
         }
     }
 }

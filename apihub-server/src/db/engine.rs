@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use apihub_core::Money;
 use apihub_core::billing::{BillingError, NewReservation, ReservationId, Settled, Settlement, UserFunds};
-use apihub_core::credit::{CreditBook, Debit, HoldError, StoredKey};
+use apihub_core::credit::{CreditBook, Debit, HoldError};
 use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
@@ -39,6 +39,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use tokio::sync::{Notify, watch};
 
+use super::billing::KeyLimitsRow;
 use super::cached::Cached;
 use super::schema::{api_keys, transactions, users};
 use super::writer::SqliteWriter;
@@ -73,31 +74,6 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("written", &*self.written.borrow()).finish_non_exhaustive()
-    }
-}
-
-/// The columns of a key the book keeps.
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = api_keys)]
-struct KeyLimitsRow {
-    user_id: i64,
-    token_limit: Option<i64>,
-    quota_limit: Option<i64>,
-    remaining_calls: Option<i64>,
-    tokens_used: i64,
-    quota_used: i64,
-}
-
-impl From<KeyLimitsRow> for StoredKey {
-    fn from(row: KeyLimitsRow) -> Self {
-        StoredKey {
-            user_id: row.user_id,
-            token_limit: row.token_limit,
-            quota_limit: row.quota_limit.map(Money::from_micros),
-            remaining_calls: row.remaining_calls,
-            tokens_used: row.tokens_used,
-            quota_used: Money::from_micros(row.quota_used),
-        }
     }
 }
 
@@ -367,7 +343,7 @@ impl Engine {
             book.store_user(user_id, Money::from_micros(balance));
         }
         for (key_id, row) in keys {
-            book.store_key(key_id, row.into());
+            book.store_key(key_id, row.stored());
         }
         Ok(found)
     }
