@@ -448,7 +448,7 @@ async function journey() {
   await stuckRow.getByRole('button', { name: 'Complete by hand' }).click();
   await page.locator('#complete_note').fill('e2e: bank statement checked');
   await confirmModal(`Complete order ${stuckNo} by hand`);
-  await page.getByText('Order completed: 1 credits added').waitFor();
+  await page.getByText('Order completed: 1 credit added').waitFor();
   await stuckRow.waitFor({ state: 'detached' });
   const completed = JSON.parse(
     await (await fetch(`${base}/api/tokens/recharge/orders/${stuckNo}`, { headers: { authorization: `Bearer ${userToken}` } })).text(),

@@ -1,10 +1,11 @@
 // POST /api/auth/password. Every earlier session ends with it, so the user logs in again.
 import { useMutation } from '@tanstack/react-query';
-import { App, Form, Modal } from 'antd';
-import { authApi, errorMessage, session } from '../api';
+import { Alert, App, Form, Modal } from 'antd';
+import { authApi, session } from '../api';
 import { FormFields, type FieldDef } from '../components/FormFields';
 import { useT } from '../i18n';
 import { password, required, sameAs } from '../lib/validation';
+import { useErrorText } from '../i18n/errors';
 
 interface Values {
   current_password: string;
@@ -33,6 +34,7 @@ const fields: FieldDef[] = [
 
 export function ChangePasswordModal({ open, onClose }: { open: boolean; onClose: () => void }) {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const [form] = Form.useForm<Values>();
   const mutation = useMutation({
@@ -43,17 +45,24 @@ export function ChangePasswordModal({ open, onClose }: { open: boolean; onClose:
       onClose();
       session.end('logout');
     },
-    onError: (e) => message.error(errorMessage(e)),
   });
+  const close = () => {
+    mutation.reset();
+    onClose();
+  };
   return (
     <Modal
       open={open}
       title={t('password.title')}
-      onCancel={onClose}
+      onCancel={close}
       onOk={() => form.submit()}
       confirmLoading={mutation.isPending}
       destroyOnHidden
     >
+      {/* Inline, like every other dialog; the button is usable again as soon as the answer comes. */}
+      {mutation.isError ? (
+        <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} data-testid="password-error" />
+      ) : null}
       <Form form={form} name="password" layout="vertical" onFinish={(v) => mutation.mutate(v)} preserve={false}>
         <FormFields fields={fields} />
       </Form>

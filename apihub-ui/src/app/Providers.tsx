@@ -2,13 +2,16 @@
 // TanStack Query. Tests wrap pages in the same providers.
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App as AntApp, ConfigProvider } from 'antd';
-import enUS from 'antd/locale/en_US';
-import zhCN from 'antd/locale/zh_CN';
+// The ES builds of antd's locales: the CommonJS `antd/locale/*` reach the bundle wrapped in an
+// object whose `default` is the locale, so ConfigProvider got no texts and stayed English.
+import enUS from 'antd/es/locale/en_US';
+import zhCN from 'antd/es/locale/zh_CN';
 import dayjs from 'dayjs';
 import 'dayjs/locale/zh-cn';
 import { useEffect, useState, type ReactNode } from 'react';
 import { ApiError, session } from '../api';
 import { I18nProvider, useI18n, type Locale } from '../i18n';
+import { themeFor, useSystemDark } from './theme';
 
 export function makeQueryClient(): QueryClient {
   return new QueryClient({
@@ -23,14 +26,22 @@ export function makeQueryClient(): QueryClient {
   });
 }
 
+/** antd's texts for a locale (Modal's OK and Cancel, pagination, date pickers, form marks). */
+export const antdLocale = (locale: Locale) => (locale === 'zh-CN' ? zhCN : enUS);
+
 function Ant({ children }: { children: ReactNode }) {
   const { locale } = useI18n();
+  const dark = useSystemDark();
+  // Before rendering, so the first render's pickers and dates already speak the locale.
+  dayjs.locale(locale === 'zh-CN' ? 'zh-cn' : 'en');
   useEffect(() => {
-    dayjs.locale(locale === 'zh-CN' ? 'zh-cn' : 'en');
     document.documentElement.lang = locale;
   }, [locale]);
+  useEffect(() => {
+    document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+  }, [dark]);
   return (
-    <ConfigProvider locale={locale === 'zh-CN' ? zhCN : enUS} theme={{ token: { colorPrimary: '#1677ff' } }}>
+    <ConfigProvider locale={antdLocale(locale)} theme={themeFor(dark)}>
       <AntApp>{children}</AntApp>
     </ConfigProvider>
   );

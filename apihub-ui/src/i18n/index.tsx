@@ -16,9 +16,21 @@ const STORAGE_KEY = 'apihub.locale';
 /** Translates a key, filling `{name}` placeholders from `vars`. */
 export type Translate = (key: MessageKey, vars?: Record<string, string | number>) => string;
 
+/** Whether a count or amount (maybe grouped text, like `1,000`) takes the singular: exactly 1. */
+const isOne = (value: string | number) => /^[+-]?1(\.0*)?$/.test(String(value).trim());
+
+/**
+ * Translates a key, filling `{name}` from `vars`; `{name|one|other}` is the word for that value
+ * (`one` when it is exactly 1), so English says "1 credit" and "2 credits".
+ */
 export function translate(locale: Locale, key: MessageKey, vars?: Record<string, string | number>): string {
   const text = dictionaries[locale][key] ?? en[key] ?? key;
-  return vars ? text.replace(/\{(\w+)\}/g, (m, name: string) => (name in vars ? String(vars[name]) : m)) : text;
+  if (!vars) return text;
+  return text
+    .replace(/\{(\w+)\|([^|}]*)\|([^}]*)\}/g, (m, name: string, one: string, other: string) =>
+      name in vars ? (isOne(vars[name]) ? one : other) : m,
+    )
+    .replace(/\{(\w+)\}/g, (m, name: string) => (name in vars ? String(vars[name]) : m));
 }
 
 function initialLocale(): Locale {

@@ -1,5 +1,6 @@
 // 简体中文。键与 en.ts 相同（类型检查保证一个不少）。
 import type { MessageKey } from './en';
+import { zhCNMore } from './zh-CN-more';
 
 export const zhCN: Record<MessageKey, string> = {
   'nav.dashboard': '概览',
@@ -90,7 +91,7 @@ export const zhCN: Record<MessageKey, string> = {
   'dashboard.todaySpend': '今日消费',
   'dashboard.beforeDiscount': '折前',
   'dashboard.todayTokens': '今日 Token',
-  'dashboard.discount': '你的折扣率',
+  'dashboard.discount': '你的折扣',
   'dashboard.perDay': '近 30 天（按天）',
   'dashboard.perModel': '按模型（30 天）',
   'dashboard.metric.spend': '消费',
@@ -239,7 +240,7 @@ export const zhCN: Record<MessageKey, string> = {
 
   'orders.title': '我的订单',
   'orders.outTradeNo': '订单号',
-  'orders.user': '用户 ID',
+  'orders.user': '用户',
   'orders.amount': '额度',
   'orders.money': '金额',
   'orders.paymentType': '支付方式',
@@ -249,7 +250,7 @@ export const zhCN: Record<MessageKey, string> = {
   'orders.createdAt': '创建时间',
   'orders.paidAt': '支付时间',
   'orders.tradeNo': '支付平台交易号',
-  'orders.completedBy': '手动完成（管理员 ID）',
+  'orders.completedBy': '手动完成人',
   'orders.note': '备注',
   'orders.details': '详情',
   'orders.empty': '暂无订单',
@@ -351,4 +352,5 @@ export const zhCN: Record<MessageKey, string> = {
   'adminStats.revenue': '收入（充值）',
   'adminStats.topUsers': '用量最高的用户',
   'adminStats.rangeNote': '{from} 至 {to}（UTC，不含结束时刻）：共扣 {charged} 额度。',
+  ...zhCNMore,
 };

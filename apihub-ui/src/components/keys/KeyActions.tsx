@@ -1,19 +1,24 @@
 // A key's row actions: edit, deactivate / activate, reset usage, delete (each confirmed where it bites).
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { App, Button, Popconfirm, Space } from 'antd';
-import { errorMessage, keysApi } from '../../api';
+import { keysApi } from '../../api';
 import type { Key } from '../../api/keys';
 import { useT } from '../../i18n';
+import { useErrorText } from '../../i18n/errors';
 
 export function KeyActions({ keyView, onEdit }: { keyView: Key; onEdit: (key: Key) => void }) {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const done = (text: string) => () => {
     message.success(text);
     queryClient.invalidateQueries({ queryKey: ['keys'] });
   };
-  const fail = (e: unknown) => message.error(errorMessage(e));
+  // Returns nothing: a returned toast promise would keep the button loading until the toast closes.
+  const fail = (e: unknown) => {
+    message.error(errorText(e));
+  };
   const deactivate = useMutation({ mutationFn: () => keysApi.deactivateKey(keyView.id), onSuccess: done(t('keys.deactivated')), onError: fail });
   const activate = useMutation({
     mutationFn: () => keysApi.updateKey(keyView.id, { status: 'active' }),

@@ -2,11 +2,12 @@
 import { useQuery } from '@tanstack/react-query';
 import { Alert, Form, Modal } from 'antd';
 import { useEffect, useMemo } from 'react';
-import { errorMessage, pricesApi } from '../../api';
+import { pricesApi } from '../../api';
 import type { Key } from '../../api/keys';
 import { useT, type MessageKey } from '../../i18n';
 import { FormFields } from '../FormFields';
 import { fromKey, keyFields, type KeyFormMode, type KeyFormValues } from './keyForm';
+import { useErrorText } from '../../i18n/errors';
 
 const TITLES: Record<KeyFormMode, MessageKey> = {
   create: 'keys.createTitle',
@@ -31,6 +32,7 @@ interface Props {
 
 export function KeyFormModal({ open, mode, admin, forUser, initialUserId, editing, submitting, error, onSubmit, onClose }: Props) {
   const t = useT();
+  const errorText = useErrorText();
   const [form] = Form.useForm<KeyFormValues>();
   const prices = useQuery({ ...pricesApi.pricesQuery(), enabled: open });
   const models = useMemo(() => (prices.data ?? []).map((p) => p.model), [prices.data]);
@@ -54,7 +56,7 @@ export function KeyFormModal({ open, mode, admin, forUser, initialUserId, editin
       width={560}
       forceRender
     >
-      {error ? <Alert type="error" showIcon message={errorMessage(error)} style={{ marginBottom: 16 }} /> : null}
+      {error ? <Alert type="error" showIcon message={errorText(error)} style={{ marginBottom: 16 }} /> : null}
       {mode === 'edit' ? <Alert type="info" showIcon message={t('keys.editHint')} style={{ marginBottom: 16 }} /> : null}
       <Form<KeyFormValues> form={form} name={`key-${mode}`} layout="vertical" onFinish={onSubmit} requiredMark="optional">
         <FormFields fields={fields} />

@@ -2,10 +2,11 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, Button, Card, Form, Segmented, Typography } from 'antd';
 import { Link, useLocation, useNavigate } from 'react-router';
-import { authApi, errorMessage, session } from '../../api';
+import { authApi, session } from '../../api';
 import { FormFields, type FieldDef } from '../../components/FormFields';
 import { LOCALES, useI18n, type Locale } from '../../i18n';
 import { required } from '../../lib/validation';
+import { useErrorText } from '../../i18n/errors';
 
 interface Values {
   username: string;
@@ -19,6 +20,7 @@ const fields: FieldDef[] = [
 
 export default function LoginPage() {
   const { t, locale, setLocale } = useI18n();
+  const errorText = useErrorText();
   const navigate = useNavigate();
   const location = useLocation();
   const queryClient = useQueryClient();
@@ -38,7 +40,7 @@ export default function LoginPage() {
         <Typography.Paragraph type="secondary">{t('auth.loginTitle')}</Typography.Paragraph>
         {state.registered ? <Alert type="success" showIcon message={t('auth.registered')} style={{ marginBottom: 16 }} /> : null}
         {mutation.isError ? (
-          <Alert type="error" showIcon message={errorMessage(mutation.error)} style={{ marginBottom: 16 }} />
+          <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} />
         ) : null}
         <Form<Values> name="login" layout="vertical" onFinish={(v) => mutation.mutate(v)} initialValues={{ username: state.username }}>
           <FormFields fields={fields} />

@@ -5,19 +5,21 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { Button, Card, Descriptions, Result, Spin } from 'antd';
 import { useEffect } from 'react';
 import { Link, useSearchParams } from 'react-router';
-import { errorMessage, rechargeApi } from '../../api';
+import { rechargeApi } from '../../api';
 import { Money } from '../../components/Money';
 import { PageContainer } from '../../components/PageContainer';
 import { formatPayment, OrderStatusTag, paymentTypeLabel } from '../../components/recharge/orders';
 import { useI18n } from '../../i18n';
 import { formatDateTime } from '../../lib/format';
 import { formatMoney } from '../../lib/money';
+import { useErrorText } from '../../i18n/errors';
 
 /** How often a pending order is asked for again. */
 export const POLL_MS = 2000;
 
 export default function RechargeResultPage() {
   const { t, locale } = useI18n();
+  const errorText = useErrorText();
   const [params] = useSearchParams();
   const outTradeNo = params.get('out_trade_no')?.trim() ?? '';
   const queryClient = useQueryClient();
@@ -47,7 +49,7 @@ export default function RechargeResultPage() {
   if (!outTradeNo) {
     result = <Result status="warning" title={t('result.noOrder')} extra={links} />;
   } else if (order.isError) {
-    result = <Result status="error" title={t('result.notFound')} subTitle={errorMessage(order.error)} extra={links} />;
+    result = <Result status="error" title={t('result.notFound')} subTitle={errorText(order.error)} extra={links} />;
   } else if (!order.data) {
     result = <Result icon={<Spin size="large" />} title={t('result.pending')} extra={links} />;
   } else if (paid) {

@@ -2,10 +2,11 @@
 import { useMutation } from '@tanstack/react-query';
 import { Alert, Button, Card, Form, Segmented, Typography } from 'antd';
 import { Link, useNavigate } from 'react-router';
-import { authApi, errorMessage } from '../../api';
+import { authApi } from '../../api';
 import { FormFields, type FieldDef } from '../../components/FormFields';
 import { LOCALES, useI18n, type Locale } from '../../i18n';
 import { email, password, required, sameAs, username } from '../../lib/validation';
+import { useErrorText } from '../../i18n/errors';
 
 interface Values {
   username: string;
@@ -44,6 +45,7 @@ const fields: FieldDef[] = [
 
 export default function RegisterPage() {
   const { t, locale, setLocale } = useI18n();
+  const errorText = useErrorText();
   const navigate = useNavigate();
   const mutation = useMutation({
     mutationFn: (v: Values) =>
@@ -56,7 +58,7 @@ export default function RegisterPage() {
         extra={<Segmented<Locale> size="small" value={locale} options={LOCALES} onChange={setLocale} />}>
         <Typography.Paragraph type="secondary">{t('auth.registerTitle')}</Typography.Paragraph>
         {mutation.isError ? (
-          <Alert type="error" showIcon message={errorMessage(mutation.error)} style={{ marginBottom: 16 }} />
+          <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} />
         ) : null}
         <Form<Values> name="register" layout="vertical" onFinish={(v) => mutation.mutate(v)}>
           <FormFields fields={fields} />

@@ -3,7 +3,7 @@ import { PlusOutlined } from '@ant-design/icons';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, App, Button, Card, Empty, Form, Modal, Popconfirm, Space, Table } from 'antd';
 import { useEffect, useState } from 'react';
-import { errorMessage, pricesApi } from '../../../api';
+import { pricesApi } from '../../../api';
 import type { Price, PriceRequest } from '../../../api/prices';
 import { ErrorAlert } from '../../../components/ErrorAlert';
 import { FormFields, type FieldDef } from '../../../components/FormFields';
@@ -11,6 +11,7 @@ import { PageContainer } from '../../../components/PageContainer';
 import { useT } from '../../../i18n';
 import { decimal, maxLength, required } from '../../../lib/validation';
 import { priceColumns } from '../../../components/prices/columns';
+import { useErrorText } from '../../../i18n/errors';
 
 type Values = Record<'model' | 'input_price' | 'output_price', string> &
   Partial<Record<'cache_read_price' | 'cache_write_price' | 'per_request_price' | 'per_image_price', string>>;
@@ -42,6 +43,7 @@ export function toPriceRequest(v: Values): PriceRequest {
 
 export default function AdminPricesPage() {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const prices = useQuery(pricesApi.pricesQuery());
@@ -61,7 +63,10 @@ export default function AdminPricesPage() {
       message.success(t('prices.deleted'));
       queryClient.invalidateQueries({ queryKey: ['prices'] });
     },
-    onError: (e) => message.error(errorMessage(e)),
+    // A statement, not the toast's promise: the mutation must not wait for the toast to close.
+    onError: (e) => {
+      message.error(errorText(e));
+    },
   });
   useEffect(() => {
     if (!editing) return;
@@ -126,7 +131,7 @@ export default function AdminPricesPage() {
         confirmLoading={save.isPending}
         forceRender
       >
-        {save.isError ? <Alert type="error" showIcon message={errorMessage(save.error)} style={{ marginBottom: 16 }} /> : null}
+        {save.isError ? <Alert type="error" showIcon message={errorText(save.error)} style={{ marginBottom: 16 }} /> : null}
         <Form<Values> form={form} name="price" layout="vertical" onFinish={(v) => save.mutate(v)}>
           <FormFields fields={fields(editing !== null && editing !== 'new')} />
         </Form>

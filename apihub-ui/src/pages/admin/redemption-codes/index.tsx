@@ -5,7 +5,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { App, Button, Card, Empty, Form, Input, Popconfirm, Select, Table, Tag, Typography } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
 import { useState } from 'react';
-import { errorMessage, redemptionApi } from '../../../api';
+import { redemptionApi } from '../../../api';
 import type { CodeFilter, CreatedCodes, RedemptionCode } from '../../../api/redemption';
 import { ErrorAlert } from '../../../components/ErrorAlert';
 import { Money } from '../../../components/Money';
@@ -16,6 +16,7 @@ import { useI18n, useT, type Locale, type Translate } from '../../../i18n';
 import { formatDateTime } from '../../../lib/format';
 import { CreatedCodesModal } from './components/CreatedCodesModal';
 import { GenerateCodesModal } from './components/GenerateCodesModal';
+import { useErrorText } from '../../../i18n/errors';
 
 export type CodeState = 'redeemed' | 'disabled' | 'expired' | 'active';
 
@@ -31,6 +32,7 @@ export function codeState(code: RedemptionCode, now = Date.now()): CodeState {
 
 function DisableCode({ code }: { code: RedemptionCode }) {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const mutation = useMutation({
@@ -39,7 +41,10 @@ function DisableCode({ code }: { code: RedemptionCode }) {
       message.success(t('codes.disabled'));
       queryClient.invalidateQueries({ queryKey: ['redemption-codes'] });
     },
-    onError: (e) => message.error(errorMessage(e)),
+    // A statement, not the toast's promise: the mutation must not wait for the toast to close.
+    onError: (e) => {
+      message.error(errorText(e));
+    },
   });
   return (
     <Popconfirm title={t('codes.confirmDisable')} okButtonProps={{ danger: true }} onConfirm={() => mutation.mutate()}>

@@ -4,7 +4,7 @@ import { App, Button, Card, Empty, Input, Popconfirm, Select, Space, Table, Tag 
 import type { ColumnsType } from 'antd/es/table';
 import { useState } from 'react';
 import { Link } from 'react-router';
-import { errorMessage, usersApi } from '../../../api';
+import { usersApi } from '../../../api';
 import type { User } from '../../../api/auth';
 import { ErrorAlert } from '../../../components/ErrorAlert';
 import { Money } from '../../../components/Money';
@@ -14,9 +14,11 @@ import { formatDateTime } from '../../../lib/format';
 import { formatMoney } from '../../../lib/money';
 import { CreditModal } from './components/CreditModal';
 import { DiscountModal } from './components/DiscountModal';
+import { useErrorText } from '../../../i18n/errors';
 
 function StatusToggle({ user }: { user: User }) {
   const { t } = useI18n();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const mutation = useMutation({
@@ -25,7 +27,10 @@ function StatusToggle({ user }: { user: User }) {
       message.success(t('common.saved'));
       queryClient.invalidateQueries({ queryKey: ['users'] });
     },
-    onError: (e) => message.error(errorMessage(e)),
+    // A statement, not the toast's promise: the mutation must not wait for the toast to close.
+    onError: (e) => {
+      message.error(errorText(e));
+    },
   });
   if (user.status === 'active') {
     return (

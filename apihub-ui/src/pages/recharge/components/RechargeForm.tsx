@@ -5,13 +5,14 @@ import { CreditCardOutlined } from '@ant-design/icons';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, Button, Card, Form, Input, Radio, Space, Statistic, Typography } from 'antd';
 import { useEffect } from 'react';
-import { errorMessage, rechargeApi } from '../../../api';
+import { rechargeApi } from '../../../api';
 import type { RechargeOptions } from '../../../api/recharge';
 import { formatPayment, paymentTypeLabel } from '../../../components/recharge/orders';
 import { useT, type Translate } from '../../../i18n';
 import { compare, decimalProblem, formatMoney, multiply } from '../../../lib/money';
 import { submitPayment } from '../../../lib/payment';
 import { decimal, required, type Validator } from '../../../lib/validation';
+import { useErrorText } from '../../../i18n/errors';
 
 interface Values {
   amount: string;
@@ -41,6 +42,7 @@ export function moneyToPay(amount: string | undefined, price: string | number): 
 
 export function RechargeForm({ options }: { options: RechargeOptions }) {
   const t = useT();
+  const errorText = useErrorText();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<Values>();
   const amount = Form.useWatch('amount', form);
@@ -64,7 +66,7 @@ export function RechargeForm({ options }: { options: RechargeOptions }) {
   return (
     <Card title={<Space><CreditCardOutlined />{t('recharge.buy')}</Space>} data-testid="recharge-form">
       <Typography.Paragraph type="secondary">{t('recharge.price', { price: formatMoney(price) })}</Typography.Paragraph>
-      {create.isError ? <Alert type="error" showIcon message={errorMessage(create.error)} style={{ marginBottom: 16 }} /> : null}
+      {create.isError ? <Alert type="error" showIcon message={errorText(create.error)} style={{ marginBottom: 16 }} /> : null}
       {create.isSuccess ? (
         <Alert
           type="info"

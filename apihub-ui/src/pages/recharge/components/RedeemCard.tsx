@@ -2,14 +2,16 @@
 import { GiftOutlined } from '@ant-design/icons';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Alert, Button, Card, Form, Input, Space, Typography } from 'antd';
-import { creditApi, errorMessage, redemptionApi } from '../../../api';
+import { creditApi, redemptionApi } from '../../../api';
 import { Money } from '../../../components/Money';
 import { useT } from '../../../i18n';
 import { formatMoney } from '../../../lib/money';
 import { required } from '../../../lib/validation';
+import { useErrorText } from '../../../i18n/errors';
 
 export function RedeemCard() {
   const t = useT();
+  const errorText = useErrorText();
   const queryClient = useQueryClient();
   const balance = useQuery(creditApi.balanceQuery());
   const [form] = Form.useForm<{ code: string }>();
@@ -51,7 +53,7 @@ export function RedeemCard() {
         />
       ) : null}
       {redeem.isError ? (
-        <Alert type="error" showIcon style={{ marginTop: 16 }} message={errorMessage(redeem.error)} />
+        <Alert type="error" showIcon style={{ marginTop: 16 }} message={errorText(redeem.error)} />
       ) : null}
     </Card>
   );

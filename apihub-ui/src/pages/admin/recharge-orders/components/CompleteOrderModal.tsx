@@ -2,12 +2,13 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, App, Form, Modal } from 'antd';
 import { useEffect } from 'react';
-import { errorMessage, rechargeApi } from '../../../../api';
+import { rechargeApi } from '../../../../api';
 import type { RechargeOrder } from '../../../../api/recharge';
 import { FormFields, type FieldDef } from '../../../../components/FormFields';
 import { useT } from '../../../../i18n';
 import { formatMoney } from '../../../../lib/money';
 import { maxLength, required } from '../../../../lib/validation';
+import { useErrorText } from '../../../../i18n/errors';
 
 const fields: FieldDef[] = [
   { name: 'note', label: 'adminOrders.note', kind: 'textarea', help: 'adminOrders.noteHelp', validators: [required, maxLength(255)] },
@@ -15,6 +16,7 @@ const fields: FieldDef[] = [
 
 export function CompleteOrderModal({ order, onClose }: { order: RechargeOrder | null; onClose: () => void }) {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<{ note: string }>();
@@ -52,7 +54,7 @@ export function CompleteOrderModal({ order, onClose }: { order: RechargeOrder | 
           message={t('adminOrders.completeWarning', { user: order.user_id, amount: formatMoney(order.amount) })}
         />
       ) : null}
-      {mutation.isError ? <Alert type="error" showIcon message={errorMessage(mutation.error)} style={{ marginBottom: 16 }} /> : null}
+      {mutation.isError ? <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} /> : null}
       <Form form={form} name="complete" layout="vertical" onFinish={(v) => mutation.mutate(v.note.trim())}>
         <FormFields fields={fields} />
       </Form>

@@ -3,11 +3,12 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, Form, Modal } from 'antd';
 import type { Dayjs } from 'dayjs';
 import { useEffect } from 'react';
-import { errorMessage, redemptionApi } from '../../../../api';
+import { redemptionApi } from '../../../../api';
 import type { CreatedCodes } from '../../../../api/redemption';
 import { FormFields, type FieldDef } from '../../../../components/FormFields';
 import { useT } from '../../../../i18n';
 import { decimal, future, integer, maxLength, required } from '../../../../lib/validation';
+import { useErrorText } from '../../../../i18n/errors';
 
 interface Values {
   count: number;
@@ -31,6 +32,7 @@ interface Props {
 
 export function GenerateCodesModal({ open, onCreated, onClose }: Props) {
   const t = useT();
+  const errorText = useErrorText();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<Values>();
   const mutation = useMutation({
@@ -62,7 +64,7 @@ export function GenerateCodesModal({ open, onCreated, onClose }: Props) {
       confirmLoading={mutation.isPending}
       forceRender
     >
-      {mutation.isError ? <Alert type="error" showIcon message={errorMessage(mutation.error)} style={{ marginBottom: 16 }} /> : null}
+      {mutation.isError ? <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} /> : null}
       <Form<Values> form={form} name="codes" layout="vertical" initialValues={{ count: 10 }} onFinish={(v) => mutation.mutate(v)}>
         <FormFields fields={fields} />
       </Form>

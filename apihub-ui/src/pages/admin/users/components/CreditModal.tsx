@@ -2,7 +2,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, App, Form, Modal, Typography } from 'antd';
 import { useEffect } from 'react';
-import { creditApi, errorMessage } from '../../../../api';
+import { creditApi } from '../../../../api';
 import type { CreditOperation } from '../../../../api/credit';
 import type { User } from '../../../../api/auth';
 import { FormFields, type FieldDef } from '../../../../components/FormFields';
@@ -10,6 +10,7 @@ import { Money } from '../../../../components/Money';
 import { useT } from '../../../../i18n';
 import { formatMoney } from '../../../../lib/money';
 import { decimal, maxLength, required } from '../../../../lib/validation';
+import { useErrorText } from '../../../../i18n/errors';
 
 interface Values {
   operation: CreditOperation;
@@ -46,6 +47,7 @@ const fields = (operation: CreditOperation): FieldDef[] => [
 
 export function CreditModal({ user, onClose }: { user: User | null; onClose: () => void }) {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<Values>();
@@ -85,7 +87,7 @@ export function CreditModal({ user, onClose }: { user: User | null; onClose: () 
           {t('credit.current')} <Money value={user.token_balance} strong />
         </Typography.Paragraph>
       ) : null}
-      {mutation.isError ? <Alert type="error" showIcon message={errorMessage(mutation.error)} style={{ marginBottom: 16 }} /> : null}
+      {mutation.isError ? <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} /> : null}
       <Form<Values> form={form} name="credit" layout="vertical" initialValues={{ operation: 'recharge' }} onFinish={(v) => mutation.mutate(v)}>
         <FormFields fields={fields(operation)} />
       </Form>

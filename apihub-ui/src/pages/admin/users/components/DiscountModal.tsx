@@ -2,11 +2,12 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Alert, App, Form, Modal } from 'antd';
 import { useEffect } from 'react';
-import { creditApi, errorMessage } from '../../../../api';
+import { creditApi } from '../../../../api';
 import type { User } from '../../../../api/auth';
 import { FormFields, type FieldDef } from '../../../../components/FormFields';
 import { useT } from '../../../../i18n';
 import { discountRate, required } from '../../../../lib/validation';
+import { useErrorText } from '../../../../i18n/errors';
 
 const fields: FieldDef[] = [
   { name: 'discount_rate', label: 'users.discount', kind: 'decimal', help: 'keys.discountHelp', validators: [required, discountRate] },
@@ -14,6 +15,7 @@ const fields: FieldDef[] = [
 
 export function DiscountModal({ user, onClose }: { user: User | null; onClose: () => void }) {
   const t = useT();
+  const errorText = useErrorText();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<{ discount_rate: string }>();
@@ -40,7 +42,7 @@ export function DiscountModal({ user, onClose }: { user: User | null; onClose: (
       confirmLoading={mutation.isPending}
       forceRender
     >
-      {mutation.isError ? <Alert type="error" showIcon message={errorMessage(mutation.error)} style={{ marginBottom: 16 }} /> : null}
+      {mutation.isError ? <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} /> : null}
       <Form form={form} name="discount" layout="vertical" onFinish={(v) => mutation.mutate(v.discount_rate)}>
         <FormFields fields={fields} />
       </Form>
