@@ -28,6 +28,9 @@ pub enum DecimalError {
 }
 
 /// Parses `-?digits(.digits{1,6})?` into units of 10⁻⁶, exactly.
+///
+/// Nothing else is accepted: no sign `+`, no exponent, and no whitespace anywhere, leading or
+/// trailing included (`" 5"` and `"5 "` are [`DecimalError::Malformed`], in JSON strings too).
 pub fn parse(text: &str) -> Result<i64, DecimalError> {
     let malformed = || DecimalError::Malformed(text.to_owned());
     let (negative, body) = match text.strip_prefix('-') {
@@ -130,7 +133,8 @@ pub(crate) mod serde_impl {
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
-            super::parse(v.trim()).map_err(E::custom)
+            // Not trimmed: `" 5"` is as malformed as `"5x"` (see `parse`).
+            super::parse(v).map_err(E::custom)
         }
     }
 
@@ -162,6 +166,17 @@ mod tests {
         }
         assert!(matches!(parse("0.1234567"), Err(DecimalError::TooPrecise(_))));
         assert!(matches!(parse("1000000000"), Err(DecimalError::OutOfRange(_))));
+    }
+
+    #[test]
+    fn whitespace_around_a_decimal_is_malformed_in_text_and_in_json_strings() {
+        for bad in [" 5", "5 ", "\t5", "5\n", " 5 ", "\u{a0}5", "- 5", "5 .5"] {
+            assert!(matches!(parse(bad), Err(DecimalError::Malformed(_))), "{bad:?}");
+            let json = serde_json::to_string(bad).unwrap();
+            assert!(serde_json::from_str::<crate::Money>(&json).is_err(), "{json}");
+            assert!(serde_json::from_str::<crate::DiscountRate>(&json).is_err(), "{json}");
+        }
+        assert_eq!(serde_json::from_str::<crate::Money>("\"5\"").unwrap(), crate::Money::from_credits(5));
     }
 
     #[test]

@@ -210,6 +210,16 @@ async fn refusals_change_nothing(app: TestApp) {
             reply.expect_client_error();
         }
     }
+    // Whitespace around an amount is as malformed as any stray character.
+    for amount in [" 5", "5 ", " 5 ", "\t5"] {
+        for op in ["recharge", "consume", "refund", "adjust"] {
+            let message = app
+                .post(&op_path(user_id, op), &admin, json!({ "amount": amount }))
+                .await
+                .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+            assert!(message.contains("not a plain decimal"), "{op} {amount:?}: {message}");
+        }
+    }
     for body in [
         json!({}),
         json!({"amount": 1, "order_no": "has space"}),
