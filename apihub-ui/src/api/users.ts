@@ -20,3 +20,10 @@ export const disableUser = (id: number) =>
 
 export const enableUser = (id: number) =>
   call(client.POST('/api/admin/users/{user_id}/enable', { params: { path: { user_id: id } } }));
+
+/** One user (administrators). */
+export const userQuery = (id: number) =>
+  queryOptions({
+    queryKey: ['users', 'one', id],
+    queryFn: () => call(client.GET('/api/admin/users/{user_id}', { params: { path: { user_id: id } } })),
+  });

@@ -9,14 +9,17 @@ import {
   GiftOutlined,
   KeyOutlined,
   LockOutlined,
+  LineChartOutlined,
   LogoutOutlined,
+  MenuOutlined,
+  MessageOutlined,
   ShoppingCartOutlined,
   ShoppingOutlined,
   TagsOutlined,
   TeamOutlined,
   TransactionOutlined,
 } from '@ant-design/icons';
-import { Button, Dropdown, Layout, Menu, Segmented, Space, Tag, Typography, type MenuProps } from 'antd';
+import { Button, Drawer, Dropdown, Grid, Layout, Menu, Segmented, Space, Tag, theme, Typography, type MenuProps } from 'antd';
 import { Suspense, useState, type ReactNode } from 'react';
 import { Outlet, useLocation, useNavigate } from 'react-router';
 import { session } from '../api';
@@ -34,7 +37,9 @@ interface NavItem {
 const USER_NAV: NavItem[] = [
   { path: '/', label: 'nav.dashboard', icon: <DashboardOutlined /> },
   { path: '/keys', label: 'nav.keys', icon: <KeyOutlined /> },
+  { path: '/usage', label: 'nav.usage', icon: <LineChartOutlined /> },
   { path: '/transactions', label: 'nav.transactions', icon: <TransactionOutlined /> },
+  { path: '/playground', label: 'nav.playground', icon: <MessageOutlined /> },
   { path: '/models', label: 'nav.models', icon: <TagsOutlined /> },
   { path: '/quickstart', label: 'nav.quickstart', icon: <CodeOutlined /> },
   { path: '/recharge', label: 'nav.recharge', icon: <ShoppingOutlined /> },
@@ -65,6 +70,11 @@ export function AppLayout() {
   const navigate = useNavigate();
   const location = useLocation();
   const [collapsed, setCollapsed] = useState(false);
+  const [drawerOpen, setDrawerOpen] = useState(false);
+  const { token } = theme.useToken();
+  // Below `md` (768 px) the menu is a drawer opened from the header, so pages get the whole width.
+  const screens = Grid.useBreakpoint();
+  const phone = screens.md === false;
   const [passwordOpen, setPasswordOpen] = useState(false);
   const isAdmin = me.data?.role === 'admin';
 
@@ -79,6 +89,18 @@ export function AppLayout() {
     { type: 'divider' },
     { key: 'logout', icon: <LogoutOutlined />, label: t('header.logout') },
   ];
+  const menu = (after?: () => void) => (
+    <Menu
+      theme="dark"
+      mode="inline"
+      selectedKeys={[selectedKey(location.pathname)]}
+      items={menuItems}
+      onClick={({ key }) => {
+        navigate(key);
+        after?.();
+      }}
+    />
+  );
   const onUserMenu: MenuProps['onClick'] = ({ key }) => {
     if (key === 'password') setPasswordOpen(true);
     if (key === 'logout') session.end('logout');
@@ -86,19 +108,41 @@ export function AppLayout() {
 
   return (
     <Layout style={{ minHeight: '100vh' }}>
-      <Layout.Sider collapsible collapsed={collapsed} onCollapse={setCollapsed} breakpoint="lg" theme="dark">
-        <div className="logo">{collapsed ? 'AH' : 'APIHub'}</div>
-        <Menu
-          theme="dark"
-          mode="inline"
-          selectedKeys={[selectedKey(location.pathname)]}
-          items={menuItems}
-          onClick={({ key }) => navigate(key)}
-        />
-      </Layout.Sider>
-      <Layout>
-        <Layout.Header className="app-header">
-          <Space size="middle">
+      {phone ? (
+        <Drawer
+          placement="left"
+          open={drawerOpen}
+          onClose={() => setDrawerOpen(false)}
+          width={240}
+          closable={false}
+          styles={{ body: { padding: 0, background: '#001529' } }}
+          data-testid="nav-drawer"
+        >
+          <div className="logo">APIHub</div>
+          {menu(() => setDrawerOpen(false))}
+        </Drawer>
+      ) : (
+        <Layout.Sider collapsible collapsed={collapsed} onCollapse={setCollapsed} breakpoint="lg" theme="dark">
+          <div className="logo">{collapsed ? 'AH' : 'APIHub'}</div>
+          {menu()}
+        </Layout.Sider>
+      )}
+      <Layout style={{ minWidth: 0 }}>
+        <Layout.Header
+          className="app-header"
+          style={{ background: token.colorBgContainer, borderBottom: `1px solid ${token.colorBorderSecondary}` }}
+        >
+          {phone ? (
+            <Button
+              type="text"
+              icon={<MenuOutlined />}
+              aria-label={t('nav.menu')}
+              data-testid="nav-toggle"
+              onClick={() => setDrawerOpen(true)}
+              style={{ marginRight: 'auto' }}
+            />
+          ) : null}
+          <Space size={phone ? 'small' : 'middle'}>
             <Segmented<Locale>
               size="small"
               value={locale}

@@ -2,7 +2,8 @@
 // renders them as antd Form.Items with the matching input.
 import { DatePicker, Form, Input, InputNumber, Select } from 'antd';
 import type { ReactNode } from 'react';
-import { useT, type MessageKey, type Translate } from '../i18n';
+import { useI18n, type Locale, type MessageKey, type Translate } from '../i18n';
+import { pickerFormat } from '../lib/format';
 import type { Validator } from '../lib/validation';
 
 export type FieldKind = 'text' | 'password' | 'email' | 'integer' | 'decimal' | 'datetime' | 'tags' | 'select' | 'textarea';
@@ -19,7 +20,7 @@ export interface FieldDef {
   options?: { value: string; label?: string; labelKey?: MessageKey }[];
   /** Other fields whose change re-validates this one. */
   dependencies?: string[];
-  /** For `integer`: bounds the input itself accepts. */
+  /** For `integer`: the bounds (documentation; the validators enforce them, with a message). */
   min?: number;
   max?: number;
   autoComplete?: string;
@@ -27,7 +28,7 @@ export interface FieldDef {
   hidden?: boolean;
 }
 
-function input(field: FieldDef, t: Translate): ReactNode {
+function input(field: FieldDef, t: Translate, locale: Locale): ReactNode {
   const placeholder = field.placeholder ? t(field.placeholder) : undefined;
   const common = { placeholder, 'aria-label': t(field.label) };
   const options = field.options?.map((o) => ({ value: o.value, label: o.labelKey ? t(o.labelKey) : (o.label ?? o.value) }));
@@ -37,12 +38,14 @@ function input(field: FieldDef, t: Translate): ReactNode {
     case 'email':
       return <Input {...common} type="email" autoComplete="email" />;
     case 'integer':
-      return <InputNumber {...common} precision={0} min={field.min} max={field.max} style={{ width: '100%' }} />;
+      // No min/max on the input itself: it would turn a typed -5 into 0 without a word. The
+      // field's validators refuse what is out of range, and say so.
+      return <InputNumber {...common} precision={0} style={{ width: '100%' }} />;
     case 'decimal':
       // Text, not InputNumber: amounts stay exact decimal strings all the way to the server.
       return <Input {...common} inputMode="decimal" autoComplete="off" />;
     case 'datetime':
-      return <DatePicker {...common} showTime style={{ width: '100%' }} />;
+      return <DatePicker {...common} showTime={{ format: 'HH:mm' }} format={pickerFormat(locale, true)} style={{ width: '100%' }} />;
     case 'tags':
       return <Select {...common} mode="tags" options={options} allowClear tokenSeparators={[',', ' ']} />;
     case 'select':
@@ -55,7 +58,7 @@ function input(field: FieldDef, t: Translate): ReactNode {
 }
 
 export function FormFields({ fields }: { fields: FieldDef[] }) {
-  const t = useT();
+  const { t, locale } = useI18n();
   return (
     <>
       {fields
@@ -70,7 +73,7 @@ export function FormFields({ fields }: { fields: FieldDef[] }) {
             dependencies={field.dependencies}
             validateFirst
           >
-            {input(field, t)}
+            {input(field, t, locale)}
           </Form.Item>
         ))}
     </>

@@ -38,6 +38,11 @@ export const enMore = {
   'err.unavailable': 'The service is unavailable for a moment; try again shortly',
   'err.internal': 'Something went wrong on the server',
 
+  'tx.viaKey': '{model} via key {key}',
+  'tx.redemption': 'Redemption code ({name})',
+  'tx.online': 'Online recharge ({type}, trade {trade})',
+  'tx.byHand': 'Online recharge completed by hand by {admin}: {note}',
+
   'nav.menu': 'Menu',
   'nav.playground': 'Playground',
   'nav.usage': 'Usage',

@@ -39,6 +39,11 @@ export const zhCNMore: Record<keyof typeof enMore, string> = {
   'err.unavailable': '服务暂时不可用，请稍后重试',
   'err.internal': '服务器出错了',
 
+  'tx.viaKey': '{model}，密钥 {key}',
+  'tx.redemption': '兑换码（{name}）',
+  'tx.online': '在线充值（{type}，交易号 {trade}）',
+  'tx.byHand': '在线充值，由管理员 {admin} 手动完成：{note}',
+
   'nav.menu': '菜单',
   'nav.playground': '试用',
   'nav.usage': '用量',

@@ -178,3 +178,15 @@ export function compare(a: Decimal | number, b: Decimal | number): -1 | 0 | 1 | 
   const diff = scaled(x) - scaled(y);
   return diff < 0n ? -1 : diff > 0n ? 1 : 0;
 }
+
+/** How many fractional digits `formatMoney` shows for a value (0 for a whole number or none). */
+export function fractionLength(value: Decimal | number | null | undefined, options: FormatOptions = {}): number {
+  const text = formatMoney(value, options);
+  const point = text.indexOf('.');
+  return point < 0 ? 0 : text.length - point - 1;
+}
+
+/** The widest fraction among a column's values: the room each row's fraction is given. */
+export function columnFraction(values: (Decimal | number | null | undefined)[], options: FormatOptions = {}): number {
+  return values.reduce<number>((widest, v) => Math.max(widest, fractionLength(v, options)), 0);
+}

@@ -5,6 +5,8 @@ import { useState } from 'react';
 import { keysApi } from '../../api';
 import type { Key } from '../../api/keys';
 import { useI18n } from '../../i18n';
+import { tableWidth, unpinned, usePhone } from '../tableLayout';
+import { useUsernames } from '../useUsernames';
 import { keyColumns } from './columns';
 import { KeyActions } from './KeyActions';
 import { KeyFormModal } from './KeyFormModal';
@@ -34,7 +36,12 @@ export function KeyTable({ admin, keys, total, page, pageSize, loading, onPage, 
       queryClient.invalidateQueries({ queryKey: ['keys'] });
     },
   });
-  const columns = keyColumns({ t, locale, admin, actions: (k) => <KeyActions keyView={k} onEdit={setEditing} /> });
+  const phone = usePhone();
+  const owner = useUsernames(admin);
+  const columns = unpinned(
+    keyColumns({ t, locale, admin, owner, actions: (k) => <KeyActions keyView={k} onEdit={setEditing} /> }),
+    phone,
+  );
   return (
     <>
       <Table<Key>
@@ -43,7 +50,7 @@ export function KeyTable({ admin, keys, total, page, pageSize, loading, onPage, 
         columns={columns}
         dataSource={keys}
         loading={loading}
-        scroll={{ x: 1400 }}
+        scroll={{ x: tableWidth(columns) }}
         locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={emptyText} /> }}
         pagination={{
           current: page,

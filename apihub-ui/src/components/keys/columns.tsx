@@ -5,6 +5,7 @@ import type { ReactNode } from 'react';
 import type { Key } from '../../api/keys';
 import type { Locale, Translate } from '../../i18n';
 import { formatCount, formatDateTime } from '../../lib/format';
+import { discountText } from '../../lib/discount';
 import { formatMoney } from '../../lib/money';
 import { UsageBar } from '../UsageBar';
 import { isExpired } from './keyForm';
@@ -43,47 +44,63 @@ export interface KeyColumnOptions {
   /** Administrators: the owner and the key's discount. */
   admin?: boolean;
   actions: (key: Key) => ReactNode;
+  /** Administrators: the owner's name for a user id, where it is known. */
+  owner?: (userId: number) => string;
 }
 
-export function keyColumns({ t, locale, admin = false, actions }: KeyColumnOptions): ColumnsType<Key> {
+export function keyColumns({ t, locale, admin = false, actions, owner }: KeyColumnOptions): ColumnsType<Key> {
   const count = (v: string | number) => formatCount(Number(v), locale);
   const columns: ColumnsType<Key> = [
     {
       title: t('keys.name'),
       key: 'name',
+      width: 230,
       render: (_, k) => (
-        <Space direction="vertical" size={0}>
-          <Typography.Text strong>{k.name || '—'}</Typography.Text>
-          <Typography.Text code style={{ fontSize: 12, whiteSpace: 'nowrap' }}>{k.key_preview}</Typography.Text>
+        <Space direction="vertical" size={0} style={{ maxWidth: 214 }}>
+          <Typography.Text strong ellipsis={{ tooltip: k.name }}>{k.name || '—'}</Typography.Text>
+          <Typography.Text code ellipsis={{ tooltip: k.key_preview }} style={{ fontSize: 12, maxWidth: 214 }}>
+            {k.key_preview}
+          </Typography.Text>
         </Space>
       ),
     },
     ...(admin
       ? [
-          { title: t('keys.userId'), dataIndex: 'user_id', key: 'user_id' },
+          {
+            title: t('keys.userId'),
+            dataIndex: 'user_id',
+            key: 'user_id',
+            width: 150,
+            ellipsis: true,
+            render: (v: number) => (owner ? owner(v) : `#${v}`),
+          },
           {
             title: t('keys.discountRate'),
             dataIndex: 'discount_rate',
             key: 'discount_rate',
-            render: (v: string) => formatMoney(v),
+            width: 110,
+            render: (v: string) => discountText(t, v),
           },
         ]
       : []),
-    { title: t('keys.status'), key: 'status', render: (_, k) => <KeyStatusTag keyView={k} t={t} /> },
-    { title: t('keys.limits'), key: 'limits', render: (_, k) => <Limits k={k} t={t} locale={locale} /> },
+    { title: t('keys.status'), key: 'status', width: 90, render: (_, k) => <KeyStatusTag keyView={k} t={t} /> },
+    { title: t('keys.limits'), key: 'limits', width: 210, render: (_, k) => <Limits k={k} t={t} locale={locale} /> },
     {
       title: t('keys.tokensUsed'),
       key: 'tokens',
+      width: 170,
       render: (_, k) => <UsageBar used={k.tokens_used} limit={k.token_limit} render={count} />,
     },
     {
       title: t('keys.quotaUsed'),
       key: 'quota',
+      width: 170,
       render: (_, k) => <UsageBar used={k.quota_used} limit={k.quota_limit} render={(v) => formatMoney(v)} />,
     },
     {
       title: t('keys.calls'),
       key: 'calls',
+      width: 110,
       render: (_, k) => (
         <Tooltip title={t('keys.callsTooltip')}>
           {formatCount(k.calls_succeeded, locale)} / {formatCount(k.calls_total, locale)}
@@ -94,6 +111,7 @@ export function keyColumns({ t, locale, admin = false, actions }: KeyColumnOptio
       title: t('common.createdAt'),
       dataIndex: 'created_at',
       key: 'created_at',
+      width: 210,
       render: (v: string) => <span style={{ fontSize: 12, whiteSpace: 'nowrap' }}>{formatDateTime(v, locale)}</span>,
     },
     { title: t('common.actions'), key: 'actions', fixed: 'right', width: 310, render: (_, k) => actions(k) },

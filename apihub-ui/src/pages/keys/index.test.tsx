@@ -120,4 +120,32 @@ describe('KeysPage', () => {
     await user.click(await findButton('Create', dialog));
     expect(await within(dialog).findByText('only an administrator may set `discount_rate`')).toBeInTheDocument();
   });
+
+  it('refuses a negative rate limit with a message instead of turning it into 0', async () => {
+    session.start('tok');
+    const calls = mockApi({ 'GET /api/keys': page([]), 'GET /api/prices': json([]) });
+    renderPage(<KeysPage />, { path: '/keys' });
+    await user.click(await findButton(/Create key/));
+    const dialog = await findDialog('Create an API key');
+    await fillIn(within(dialog).getByLabelText('Rate limit (per minute)'), '-5');
+    await user.click(await findButton('Create', dialog));
+    expect(await within(dialog).findByText(/A whole number from 0 to/)).toBeInTheDocument();
+    expect(within(dialog).getByLabelText('Rate limit (per minute)')).toHaveValue('-5');
+    expect(calls.some((c) => c.method === 'POST')).toBe(false);
+  });
+
+  it('frees a row action as soon as it fails, with the reason in Chinese', async () => {
+    session.start('tok');
+    mockApi({
+      'GET /api/keys': page([KEY]),
+      'POST /api/keys/3/reset-usage': apiError(404, 'not_found', 'key not found'),
+    });
+    renderPage(<KeysPage />, { path: '/keys', locale: 'zh-CN' });
+    const row = (await screen.findByText('laptop')).closest('tr')!;
+    const reset = await findButton('重置用量', row);
+    await user.click(reset);
+    await user.click(await findButton(/确\s*定/, document.querySelector('.ant-popover') as HTMLElement));
+    expect(await screen.findByText('密钥不存在')).toBeInTheDocument();
+    await waitFor(() => expect(reset).not.toHaveClass('ant-btn-loading'), { timeout: 300 });
+  });
 });

@@ -8,7 +8,7 @@ import { Link, useSearchParams } from 'react-router';
 import { rechargeApi } from '../../api';
 import { Money } from '../../components/Money';
 import { PageContainer } from '../../components/PageContainer';
-import { formatPayment, OrderStatusTag, paymentTypeLabel } from '../../components/recharge/orders';
+import { OrderStatusTag, Payment, paymentTypeLabel } from '../../components/recharge/orders';
 import { useI18n } from '../../i18n';
 import { formatDateTime } from '../../lib/format';
 import { formatMoney } from '../../lib/money';
@@ -62,7 +62,14 @@ export default function RechargeResultPage() {
       />
     );
   } else {
-    result = <Result icon={<Spin size="large" />} title={t('result.pending')} subTitle={t('result.pendingHelp')} extra={links} />;
+    const help = (
+      <>
+        {t('result.pendingHelp')}
+        <br />
+        {t('orders.resumeHint')}
+      </>
+    );
+    result = <Result icon={<Spin size="large" />} title={t('result.pending')} subTitle={help} extra={links} />;
   }
 
   return (
@@ -78,7 +85,7 @@ export default function RechargeResultPage() {
             <Descriptions.Item label={t('orders.amount')}>
               <Money value={order.data.amount} strong />
             </Descriptions.Item>
-            <Descriptions.Item label={t('orders.money')}>{formatPayment(order.data.money)}</Descriptions.Item>
+            <Descriptions.Item label={t('orders.money')}><Payment value={order.data.money} /></Descriptions.Item>
             <Descriptions.Item label={t('orders.paymentType')}>{paymentTypeLabel(t, order.data.payment_type)}</Descriptions.Item>
             <Descriptions.Item label={t('orders.createdAt')}>{formatDateTime(order.data.created_at, locale)}</Descriptions.Item>
             <Descriptions.Item label={t('orders.paidAt')}>{formatDateTime(order.data.paid_at, locale)}</Descriptions.Item>

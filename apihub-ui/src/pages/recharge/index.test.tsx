@@ -109,7 +109,7 @@ describe('RechargePage: online payment', () => {
     });
     renderPage(<RechargePage />, { path: '/recharge' });
     const card = await screen.findByTestId('recharge-form');
-    expect(within(card).getByText('1 credit costs 7.3')).toBeInTheDocument();
+    expect(within(card).getByText('1 credit costs ¥7.3')).toBeInTheDocument();
     expect(await screen.findByText('epay-old')).toBeInTheDocument();
     const amount = within(card).getByLabelText('Credits to buy');
     await fillIn(amount, '0.5');

@@ -41,7 +41,7 @@ describe('AdminRechargeOrdersPage', () => {
     });
     renderPage(<AdminRechargeOrdersPage />, { path: '/admin/recharge-orders?status=pending' });
     const row = (await screen.findByText(pending.out_trade_no)).closest('tr')!;
-    expect(calls[0].query.get('status')).toBe('pending');
+    expect(calls.find((c) => c.path === '/api/admin/recharge-orders')!.query.get('status')).toBe('pending');
     expect(within(row).getByText('12,345.123456')).toBeInTheDocument();
     expect(within(row).getByText('90,120.40')).toBeInTheDocument();
     expect(within(row).getByText('pending')).toBeInTheDocument();

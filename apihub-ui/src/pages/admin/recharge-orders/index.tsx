@@ -9,11 +9,13 @@ import { ErrorAlert } from '../../../components/ErrorAlert';
 import { PageContainer } from '../../../components/PageContainer';
 import { OrderTable } from '../../../components/recharge/orders';
 import { UrlFilterForm, useUrlFilter } from '../../../components/UrlFilterForm';
+import { useUsernames } from '../../../components/useUsernames';
 import { useI18n } from '../../../i18n';
 import { CompleteOrderModal } from './components/CompleteOrderModal';
 
 export default function AdminRechargeOrdersPage() {
   const { t, locale } = useI18n();
+  const userName = useUsernames();
   const [paging, setPaging] = useState({ page: 1, page_size: 20 });
   const { params, apply } = useUrlFilter(() => setPaging((p) => ({ ...p, page: 1 })));
   const userId = Number(params.get('user_id'));
@@ -49,6 +51,7 @@ export default function AdminRechargeOrdersPage() {
           t={t}
           locale={locale}
           admin
+          userName={userName}
           page={orders.data}
           loading={orders.isPending}
           paging={paging}

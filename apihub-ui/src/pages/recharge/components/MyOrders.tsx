@@ -1,6 +1,6 @@
 // The caller's recharge orders, newest first; each links to its result page.
 import { useQuery } from '@tanstack/react-query';
-import { Button, Card } from 'antd';
+import { Button, Card, Tooltip } from 'antd';
 import { useState } from 'react';
 import { Link } from 'react-router';
 import { rechargeApi } from '../../../api';
@@ -26,9 +26,13 @@ export function MyOrders() {
         onPage={setPaging}
         emptyText={t('orders.empty')}
         actions={(o) => (
-          <Link to={resultPath(o.out_trade_no)}>
-            <Button type="link" size="small">{t('orders.details')}</Button>
-          </Link>
+          // The API can neither re-sign a pending order's payment nor cancel it: its status page
+          // says so and how to go on (a new order); nothing is charged unless it is paid.
+          <Tooltip title={o.status === 'pending' ? t('orders.resumeHint') : undefined}>
+            <Link to={resultPath(o.out_trade_no)}>
+              <Button type="link" size="small">{o.status === 'pending' ? t('orders.check') : t('orders.details')}</Button>
+            </Link>
+          </Tooltip>
         )}
       />
     </Card>

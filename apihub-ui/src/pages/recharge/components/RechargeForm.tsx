@@ -7,7 +7,8 @@ import { Alert, Button, Card, Form, Input, Radio, Space, Statistic, Typography }
 import { useEffect } from 'react';
 import { rechargeApi } from '../../../api';
 import type { RechargeOptions } from '../../../api/recharge';
-import { formatPayment, paymentTypeLabel } from '../../../components/recharge/orders';
+import { Payment, paymentTypeLabel } from '../../../components/recharge/orders';
+import { useCurrency } from '../../../lib/currency';
 import { useT, type Translate } from '../../../i18n';
 import { compare, decimalProblem, formatMoney, multiply } from '../../../lib/money';
 import { submitPayment } from '../../../lib/payment';
@@ -43,6 +44,7 @@ export function moneyToPay(amount: string | undefined, price: string | number): 
 export function RechargeForm({ options }: { options: RechargeOptions }) {
   const t = useT();
   const errorText = useErrorText();
+  const currency = useCurrency();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<Values>();
   const amount = Form.useWatch('amount', form);
@@ -65,7 +67,7 @@ export function RechargeForm({ options }: { options: RechargeOptions }) {
   }, [create.reset]);
   return (
     <Card title={<Space><CreditCardOutlined />{t('recharge.buy')}</Space>} data-testid="recharge-form">
-      <Typography.Paragraph type="secondary">{t('recharge.price', { price: formatMoney(price) })}</Typography.Paragraph>
+      <Typography.Paragraph type="secondary">{t('recharge.price', { price: `${currency.symbol}${formatMoney(price)}` })}</Typography.Paragraph>
       {create.isError ? <Alert type="error" showIcon message={errorText(create.error)} style={{ marginBottom: 16 }} /> : null}
       {create.isSuccess ? (
         <Alert
@@ -102,7 +104,7 @@ export function RechargeForm({ options }: { options: RechargeOptions }) {
         <Space align="end" size="large" wrap>
           <Statistic
             title={t('recharge.toPay')}
-            valueRender={() => <span>{toPay === null ? '—' : formatPayment(toPay)}</span>}
+            valueRender={() => (toPay === null ? <span>—</span> : <Payment value={toPay} />)}
             data-testid="to-pay"
           />
           <Button type="primary" htmlType="submit" size="large" loading={create.isPending || create.isSuccess}>
