@@ -56,3 +56,10 @@ export const createUserKey = (userId: number, body: KeyFields) =>
 /** Administrators: a batch of keys for another user. */
 export const createUserBatch = (userId: number, body: BatchRequest) =>
   call(client.POST('/api/keys/admin/user/{user_id}/batch', { params: { path: { user_id: userId } }, body }));
+
+/** One of the caller's keys. */
+export const keyQuery = (id: number) =>
+  queryOptions({
+    queryKey: ['keys', 'one', id],
+    queryFn: () => call(client.GET('/api/keys/{key_id}', { params: { path: { key_id: id } } })),
+  });

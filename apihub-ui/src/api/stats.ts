@@ -25,3 +25,17 @@ export const overviewQuery = (range: Range = {}) =>
     queryKey: ['stats', 'overview', range],
     queryFn: () => call(client.GET('/api/stats/admin/overview', { params: { query: range } })),
   });
+
+/** One key's usage: the caller's own key, or any key for an administrator. */
+export const keyStatsQuery = (keyId: number, range: Range = {}) =>
+  queryOptions({
+    queryKey: ['stats', 'key', keyId, range],
+    queryFn: () => call(client.GET('/api/stats/keys/{key_id}', { params: { path: { key_id: keyId }, query: range } })),
+  });
+
+/** Administrators: one user's usage. */
+export const userStatsQuery = (userId: number, range: Range = {}) =>
+  queryOptions({
+    queryKey: ['stats', 'user', userId, range],
+    queryFn: () => call(client.GET('/api/stats/admin/users/{user_id}', { params: { path: { user_id: userId }, query: range } })),
+  });

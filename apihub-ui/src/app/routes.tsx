@@ -10,6 +10,10 @@ const Register = lazy(() => import('../pages/register'));
 const Dashboard = lazy(() => import('../pages/dashboard'));
 const Keys = lazy(() => import('../pages/keys'));
 const Transactions = lazy(() => import('../pages/transactions'));
+const Usage = lazy(() => import('../pages/usage'));
+const KeyUsage = lazy(() => import('../pages/key-usage'));
+const Playground = lazy(() => import('../pages/playground'));
+const UserUsage = lazy(() => import('../pages/admin/user-usage'));
 const Models = lazy(() => import('../pages/models'));
 const Quickstart = lazy(() => import('../pages/quickstart'));
 const Recharge = lazy(() => import('../pages/recharge'));
@@ -37,12 +41,16 @@ export function AppRoutes() {
         >
           <Route index element={<Dashboard />} />
           <Route path="keys" element={<Keys />} />
+          <Route path="keys/:id/usage" element={<KeyUsage />} />
+          <Route path="usage" element={<Usage />} />
+          <Route path="playground" element={<Playground />} />
           <Route path="transactions" element={<Transactions />} />
           <Route path="models" element={<Models />} />
           <Route path="quickstart" element={<Quickstart />} />
           <Route path="recharge" element={<Recharge />} />
           <Route path="recharge/result" element={<RechargeResult />} />
           <Route path="admin/users" element={<RequireAdmin><AdminUsers /></RequireAdmin>} />
+          <Route path="admin/users/:id/usage" element={<RequireAdmin><UserUsage /></RequireAdmin>} />
           <Route path="admin/keys" element={<RequireAdmin><AdminKeys /></RequireAdmin>} />
           <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
           <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />

@@ -93,6 +93,7 @@ export const enMore = {
 
   'usage.title': 'Usage',
   'usage.subtitle': 'Your calls, tokens and spend over a range, per day and per model.',
+  'usage.perDay': 'Per day',
   'usage.perModelShare': 'Spend per model',
   'usage.topKeys': 'Top keys (lifetime spend)',
   'usage.details': 'Usage',

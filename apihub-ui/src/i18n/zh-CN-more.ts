@@ -94,6 +94,7 @@ export const zhCNMore: Record<keyof typeof enMore, string> = {
 
   'usage.title': '用量',
   'usage.subtitle': '一段时间内的调用、Token 与花费，按天和按模型。',
+  'usage.perDay': '按天',
   'usage.perModelShare': '各模型花费',
   'usage.topKeys': '花费最多的密钥（累计）',
   'usage.details': '用量',

@@ -2,6 +2,7 @@
 import { Space, Tag, Tooltip, Typography } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
 import type { ReactNode } from 'react';
+import { Link } from 'react-router';
 import type { Key } from '../../api/keys';
 import type { Locale, Translate } from '../../i18n';
 import { formatCount, formatDateTime } from '../../lib/format';
@@ -57,7 +58,11 @@ export function keyColumns({ t, locale, admin = false, actions, owner }: KeyColu
       width: 230,
       render: (_, k) => (
         <Space direction="vertical" size={0} style={{ maxWidth: 214 }}>
-          <Typography.Text strong ellipsis={{ tooltip: k.name }}>{k.name || '—'}</Typography.Text>
+          <Link to={`/keys/${k.id}/usage`} title={t('usage.details')} style={{ maxWidth: 214 }}>
+            <Typography.Text strong ellipsis={{ tooltip: k.name }} style={{ color: 'inherit' }}>
+              {k.name || '—'}
+            </Typography.Text>
+          </Link>
           <Typography.Text code ellipsis={{ tooltip: k.key_preview }} style={{ fontSize: 12, maxWidth: 214 }}>
             {k.key_preview}
           </Typography.Text>

@@ -6,6 +6,9 @@ function cell(value: unknown): string {
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+/** The UTF-8 byte order mark: without it Excel reads the file as the system's code page and garbles Chinese names. */
+export const BOM = '\uFEFF';
+
 export function keysToCsv(keys: CreatedKey[]): string {
   const header = ['id', 'name', 'key', 'batch_id', 'expires_at', 'quota_limit', 'allowed_models'];
   const rows = keys.map((k) =>
@@ -13,5 +16,5 @@ export function keysToCsv(keys: CreatedKey[]): string {
       .map(cell)
       .join(','),
   );
-  return [header.join(','), ...rows].join('\r\n') + '\r\n';
+  return BOM + [header.join(','), ...rows].join('\r\n') + '\r\n';
 }

@@ -88,7 +88,14 @@ describe('keysToCsv', () => {
   it('quotes what needs quoting', () => {
     const created = { ...KEY, key: 'ahg_x_secret', name: 'a, "b"', allowed_models: ['m1', 'm2'] } as CreatedKey;
     expect(keysToCsv([created])).toBe(
-      'id,name,key,batch_id,expires_at,quota_limit,allowed_models\r\n3,"a, ""b""",ahg_x_secret,,,25.5,m1 m2\r\n',
+      '\uFEFFid,name,key,batch_id,expires_at,quota_limit,allowed_models\r\n3,"a, ""b""",ahg_x_secret,,,25.5,m1 m2\r\n',
     );
+  });
+
+  it('starts with the UTF-8 byte order mark, so Excel reads Chinese names', () => {
+    const created = { ...KEY, key: 'ahg_x_secret', name: '笔记本', allowed_models: [] } as CreatedKey;
+    const bytes = new TextEncoder().encode(keysToCsv([created]));
+    expect([...bytes.slice(0, 3)]).toEqual([0xef, 0xbb, 0xbf]);
+    expect(keysToCsv([created])).toContain(',笔记本,');
   });
 });

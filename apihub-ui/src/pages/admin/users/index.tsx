@@ -11,7 +11,9 @@ import { Money } from '../../../components/Money';
 import { PageContainer } from '../../../components/PageContainer';
 import { useI18n, type Locale, type Translate } from '../../../i18n';
 import { formatDateTime } from '../../../lib/format';
-import { formatMoney } from '../../../lib/money';
+import { discountText } from '../../../lib/discount';
+import { columnFraction } from '../../../lib/money';
+import { tableWidth, unpinned, usePhone } from '../../../components/tableLayout';
 import { CreditModal } from './components/CreditModal';
 import { DiscountModal } from './components/DiscountModal';
 import { useErrorText } from '../../../i18n/errors';
@@ -53,27 +55,38 @@ interface Handlers {
   onDiscount: (u: User) => void;
 }
 
-export const userColumns = (t: Translate, locale: Locale, h: Handlers): ColumnsType<User> => [
+export const userColumns = (t: Translate, locale: Locale, h: Handlers, users: User[] = []): ColumnsType<User> => {
+  const fraction = (field: 'token_balance' | 'total_recharged' | 'total_consumed') => columnFraction(users.map((u) => u[field]));
+  return [
   { title: 'ID', dataIndex: 'id', key: 'id', width: 70 },
-  { title: t('auth.username'), dataIndex: 'username', key: 'username' },
-  { title: t('users.email'), dataIndex: 'email', key: 'email', render: (v: string | null) => v || '—' },
+  {
+    title: t('auth.username'),
+    dataIndex: 'username',
+    key: 'username',
+    width: 160,
+    ellipsis: true,
+    render: (v: string, u) => <Link to={`/admin/users/${u.id}/usage`}>{v}</Link>,
+  },
+  { title: t('users.email'), dataIndex: 'email', key: 'email', width: 200, ellipsis: true, render: (v: string | null) => v || '—' },
   {
     title: t('users.role'),
     dataIndex: 'role',
     key: 'role',
+    width: 90,
     render: (v: string) => <Tag color={v === 'admin' ? 'gold' : undefined}>{v === 'admin' ? t('role.admin') : t('role.user')}</Tag>,
   },
   {
     title: t('users.status'),
     dataIndex: 'status',
     key: 'status',
+    width: 90,
     render: (v: string) => <Tag color={v === 'active' ? 'green' : 'red'}>{v === 'active' ? t('status.active') : t('status.disabled')}</Tag>,
   },
-  { title: t('users.balance'), dataIndex: 'token_balance', key: 'token_balance', align: 'right', render: (v: string) => <Money value={v} strong /> },
-  { title: t('users.recharged'), dataIndex: 'total_recharged', key: 'total_recharged', align: 'right', render: (v: string) => <Money value={v} /> },
-  { title: t('users.consumed'), dataIndex: 'total_consumed', key: 'total_consumed', align: 'right', render: (v: string) => <Money value={v} /> },
-  { title: t('users.discount'), dataIndex: 'discount_rate', key: 'discount_rate', align: 'right', render: (v: string) => formatMoney(v) },
-  { title: t('common.createdAt'), dataIndex: 'created_at', key: 'created_at', render: (v: string) => formatDateTime(v, locale) },
+  { title: t('users.balance'), dataIndex: 'token_balance', key: 'token_balance', align: 'right', width: 150, render: (v: string) => <Money value={v} strong fraction={fraction('token_balance')} /> },
+  { title: t('users.recharged'), dataIndex: 'total_recharged', key: 'total_recharged', align: 'right', width: 150, render: (v: string) => <Money value={v} fraction={fraction('total_recharged')} /> },
+  { title: t('users.consumed'), dataIndex: 'total_consumed', key: 'total_consumed', align: 'right', width: 150, render: (v: string) => <Money value={v} fraction={fraction('total_consumed')} /> },
+  { title: t('users.discount'), dataIndex: 'discount_rate', key: 'discount_rate', width: 110, render: (v: string) => discountText(t, v) },
+  { title: t('common.createdAt'), dataIndex: 'created_at', key: 'created_at', width: 220, render: (v: string) => <span style={{ whiteSpace: 'nowrap' }}>{formatDateTime(v, locale)}</span> },
   {
     title: t('common.actions'),
     key: 'actions',
@@ -94,7 +107,8 @@ export const userColumns = (t: Translate, locale: Locale, h: Handlers): ColumnsT
       </Space>
     ),
   },
-];
+  ];
+};
 
 export default function AdminUsersPage() {
   const { t, locale } = useI18n();
@@ -103,6 +117,11 @@ export default function AdminUsersPage() {
   const users = useQuery(usersApi.usersQuery({ ...filter, ...paging }));
   const [crediting, setCrediting] = useState<User | null>(null);
   const [discounting, setDiscounting] = useState<User | null>(null);
+  const phone = usePhone();
+  const columns = unpinned(
+    userColumns(t, locale, { onCredit: setCrediting, onDiscount: setDiscounting }, users.data?.items ?? []),
+    phone,
+  );
   const update = (next: Partial<typeof filter>) => {
     setFilter((f) => ({ ...f, ...next }));
     setPaging((p) => ({ ...p, page: 1 }));
@@ -143,10 +162,10 @@ export default function AdminUsersPage() {
         <Table<User>
           rowKey="id"
           size="middle"
-          columns={userColumns(t, locale, { onCredit: setCrediting, onDiscount: setDiscounting })}
+          columns={columns}
           dataSource={users.data?.items ?? []}
           loading={users.isPending}
-          scroll={{ x: 1450 }}
+          scroll={{ x: tableWidth(columns) }}
           locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('users.empty')} /> }}
           pagination={{
             current: paging.page,
