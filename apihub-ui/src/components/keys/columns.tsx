@@ -6,10 +6,10 @@ import { Link } from 'react-router';
 import type { Key } from '../../api/keys';
 import type { Locale, Translate } from '../../i18n';
 import { formatCount, formatDateTime } from '../../lib/format';
-import { discountText } from '../../lib/discount';
 import { formatMoney } from '../../lib/money';
 import { UsageBar } from '../UsageBar';
 import { isExpired } from './keyForm';
+import { DiscountRate } from '../DiscountRate';
 
 export function KeyStatusTag({ keyView, t }: { keyView: Key; t: Translate }) {
   if (keyView.status !== 'active') return <Tag>{t('status.disabled')}</Tag>;
@@ -83,8 +83,8 @@ export function keyColumns({ t, locale, admin = false, actions, owner }: KeyColu
             title: t('keys.discountRate'),
             dataIndex: 'discount_rate',
             key: 'discount_rate',
-            width: 110,
-            render: (v: string) => discountText(t, v),
+            width: 150,
+            render: (v: string) => <DiscountRate value={v} />,
           },
         ]
       : []),

@@ -11,12 +11,12 @@ import { Money } from '../../../components/Money';
 import { PageContainer } from '../../../components/PageContainer';
 import { useI18n, type Locale, type Translate } from '../../../i18n';
 import { formatDateTime } from '../../../lib/format';
-import { discountText } from '../../../lib/discount';
 import { columnFraction } from '../../../lib/money';
 import { tableWidth, unpinned, usePhone } from '../../../components/tableLayout';
 import { CreditModal } from './components/CreditModal';
 import { DiscountModal } from './components/DiscountModal';
 import { useErrorText } from '../../../i18n/errors';
+import { DiscountRate } from '../../../components/DiscountRate';
 
 function StatusToggle({ user }: { user: User }) {
   const { t } = useI18n();
@@ -85,7 +85,7 @@ export const userColumns = (t: Translate, locale: Locale, h: Handlers, users: Us
   { title: t('users.balance'), dataIndex: 'token_balance', key: 'token_balance', align: 'right', width: 150, render: (v: string) => <Money value={v} strong fraction={fraction('token_balance')} /> },
   { title: t('users.recharged'), dataIndex: 'total_recharged', key: 'total_recharged', align: 'right', width: 150, render: (v: string) => <Money value={v} fraction={fraction('total_recharged')} /> },
   { title: t('users.consumed'), dataIndex: 'total_consumed', key: 'total_consumed', align: 'right', width: 150, render: (v: string) => <Money value={v} fraction={fraction('total_consumed')} /> },
-  { title: t('users.discount'), dataIndex: 'discount_rate', key: 'discount_rate', width: 110, render: (v: string) => discountText(t, v) },
+  { title: t('users.discount'), dataIndex: 'discount_rate', key: 'discount_rate', width: 150, render: (v: string) => <DiscountRate value={v} /> },
   { title: t('common.createdAt'), dataIndex: 'created_at', key: 'created_at', width: 220, render: (v: string) => <span style={{ whiteSpace: 'nowrap' }}>{formatDateTime(v, locale)}</span> },
   {
     title: t('common.actions'),
