@@ -44,12 +44,12 @@ export interface AdminOrderFilter extends Paging {
   out_trade_no?: string;
 }
 
+/** Administrators: a page of every order. */
+export const adminOrders = (filter: AdminOrderFilter) => call(client.GET('/api/admin/recharge-orders', { params: { query: filter } }));
+
 /** Administrators: every order. */
 export const adminOrdersQuery = (filter: AdminOrderFilter) =>
-  queryOptions({
-    queryKey: ['recharge', 'admin', filter],
-    queryFn: () => call(client.GET('/api/admin/recharge-orders', { params: { query: filter } })),
-  });
+  queryOptions({ queryKey: ['recharge', 'admin', filter], queryFn: () => adminOrders(filter) });
 
 /** Administrators: marks a pending order paid and credits it. */
 export const completeOrder = (outTradeNo: string, note: string) =>

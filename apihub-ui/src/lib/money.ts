@@ -190,3 +190,25 @@ export function fractionLength(value: Decimal | number | null | undefined, optio
 export function columnFraction(values: (Decimal | number | null | undefined)[], options: FormatOptions = {}): number {
   return values.reduce<number>((widest, v) => Math.max(widest, fractionLength(v, options)), 0);
 }
+
+/** Decimal text (at most 6 fractional digits) → integer millionths, or null. */
+export function toMicros(value: Decimal | number | null | undefined): bigint | null {
+  if (value === null || value === undefined) return null;
+  const m = /^([+-]?)(\d+)(?:\.(\d{1,6}))?$/.exec(String(value).trim());
+  if (!m) return null;
+  const micros = BigInt(m[2]) * 1_000_000n + BigInt((m[3] ?? '').padEnd(6, '0'));
+  return m[1] === '-' ? -micros : micros;
+}
+
+/** Integer millionths → the shortest exact decimal text. */
+export function fromMicros(value: bigint): Decimal {
+  const negative = value < 0n;
+  const abs = negative ? -value : value;
+  const frac = (abs % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return `${negative ? '-' : ''}${abs / 1_000_000n}${frac ? `.${frac}` : ''}`;
+}
+
+/** The exact sum of amounts (what is not a number counts as nothing). */
+export function sumDecimals(values: (Decimal | number | null | undefined)[]): Decimal {
+  return fromMicros(values.reduce<bigint>((sum, v) => sum + (toMicros(v) ?? 0n), 0n));
+}

@@ -2,26 +2,11 @@
 // the gateway bills it (apihub-core's pricing): every term exact, one rounding (half up) to the
 // micro-credit at the end, no float.
 import type { Price } from '../../api/prices';
+import { fromMicros, toMicros } from '../../lib/money';
 import type { ChatUsage } from './stream';
 
-/** Decimal text (at most 6 fractional digits) → integer millionths. */
-function micros(text: string | number | null | undefined): bigint | null {
-  if (text === null || text === undefined) return null;
-  const m = /^(-?)(\d+)(?:\.(\d{1,6}))?$/.exec(String(text).trim());
-  if (!m) return null;
-  const value = BigInt(m[2]) * 1_000_000n + BigInt((m[3] ?? '').padEnd(6, '0'));
-  return m[1] ? -value : value;
-}
-
+const micros = toMicros;
 const nonNegative = (v: bigint | null) => (v === null || v < 0n ? 0n : v);
-
-/** Integer millionths → decimal text, shortest: `2340` → `0.00234`. */
-export function fromMicros(value: bigint): string {
-  const negative = value < 0n;
-  const abs = negative ? -value : value;
-  const frac = (abs % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  return `${negative ? '-' : ''}${abs / 1_000_000n}${frac ? `.${frac}` : ''}`;
-}
 
 /** `n / d` rounded half up (both positive). */
 const roundDiv = (n: bigint, d: bigint) => (n * 2n + d) / (2n * d);
