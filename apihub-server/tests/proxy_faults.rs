@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use apihub_core::Money;
 use apihub_core::store::UsageSource;
+use apihub_core::usage::MAX_REPORTED_TOKENS;
 use apihub_server::mock_upstream::header;
 use common::gateway::{Auth, Customer, Gateway, Price, eventually, quarter, request};
 use http::StatusCode;
@@ -265,6 +266,53 @@ async fn a_client_that_goes_away_frees_its_hold(gw: Gateway) {
     assert_eq!((&key["calls_total"], &key["calls_succeeded"]), (&json!(1), &json!(0)), "an aborted call is no success");
 }
 
+async fn an_absurd_usage_report_is_billed_clamped_and_every_stats_endpoint_still_answers(gw: Gateway) {
+    // 0.001 credit per million input tokens: the clamped prompt (10⁹ tokens) costs 1 credit.
+    gw.price(MODEL, "0.001", "0").await;
+    let (user_id, token) = gw.app.user("rex").await;
+    gw.app.recharge(&gw.admin, user_id, "10").await;
+    let (key_id, key) = gw.key(user_id, json!({})).await;
+    let absurd = i64::MAX.to_string();
+    let max = i64::try_from(MAX_REPORTED_TOKENS).unwrap();
+    for stream in [false, true] {
+        let mut body = chat(5, stream);
+        body["stream_options"] = json!({"include_usage": true});
+        if !stream {
+            body.as_object_mut().unwrap().remove("stream_options");
+        }
+        let got = gw.post("/v1/chat/completions", Auth::Bearer(&key), &[(header::PROMPT_TOKENS, &absurd)], &body).await;
+        got.expect(StatusCode::OK);
+        assert!(got.text().contains(&absurd), "the client gets the upstream's report as it was: {}", got.text());
+    }
+    // Both calls billed, clamped: no hold left open, a ledger that adds up.
+    assert_eq!(gw.assert_settled(user_id).await, Money::from_credits(8));
+    assert_eq!(gw.consumes(user_id).await.len(), 2);
+    let usage = gw.usage(user_id).await;
+    assert_eq!(usage.len(), 2);
+    for record in &usage {
+        assert_eq!((record.status, record.prompt_tokens, record.completion_tokens), (200, max, 5));
+        assert_eq!((record.charged, record.usage_source), (Money::from_credits(1), UsageSource::Reported));
+    }
+    let view = gw.key_view(key_id).await;
+    assert_eq!(view["tokens_used"], json!(2 * (max + 5)), "{view}");
+
+    // A row written before usage was clamped (or any absurd one): the sums saturate, never fail.
+    let mut old = usage[0].clone();
+    old.request_id = "from-before-the-clamp".into();
+    (old.prompt_tokens, old.completion_tokens) = (i64::MAX, i64::MAX);
+    (old.raw_cost, old.charged) = (Money::from_micros(i64::MAX), Money::from_micros(i64::MAX));
+    gw.app.state.store.record_usage(&[old]).await.expect("record");
+    for (path, caller) in [
+        ("/api/stats/me".to_owned(), &token),
+        (format!("/api/stats/keys/{key_id}"), &token),
+        ("/api/stats/admin/overview".to_owned(), &gw.admin),
+        (format!("/api/stats/admin/users/{user_id}"), &gw.admin),
+    ] {
+        let stats = gw.app.get(&path, caller).await.expect(StatusCode::OK);
+        assert!(stats.to_string().contains(&absurd), "{path}: the token sums saturate at i64::MAX: {stats}");
+    }
+}
+
 db_tests!(
     fixture = crate::common::gateway::Gateway::start;
     upstream_errors_pass_through_and_cost_nothing,
@@ -275,4 +323,5 @@ db_tests!(
     a_truncated_stream_is_estimated_within_its_hold,
     a_stream_without_output_costs_nothing,
     a_client_that_goes_away_frees_its_hold,
+    an_absurd_usage_report_is_billed_clamped_and_every_stats_endpoint_still_answers,
 );

@@ -71,6 +71,16 @@ pub use stream::StreamUsage;
 
 use serde_json::Value;
 
+/// The largest count (of tokens, or of images) taken from an upstream's usage report: 10⁹, far
+/// above any real call (the largest context windows are a few million tokens) and far below
+/// `i64::MAX` (≈ 9.2 × 10¹⁸), so that the charge, a key's `tokens_used` and the usage sums stay
+/// representable after billions of calls.
+///
+/// A larger count (an upstream bug, or an upstream reporting `prompt_tokens` = 2⁶³ − 1) is not
+/// believed: [`Usage::clamped`] brings it down to this maximum, and [`Usage::exceeds_limits`]
+/// tells the caller to log it.
+pub const MAX_REPORTED_TOKENS: u64 = 1_000_000_000;
+
 /// What one call used, as the upstream reported it. `None` means "not reported", not zero.
 ///
 /// Cache tokens are a part of [`input_tokens`](Usage::input_tokens) and reasoning tokens a part of
@@ -116,6 +126,32 @@ impl Usage {
     /// Input plus output tokens, counting unreported ones as zero.
     pub fn total_tokens(&self) -> u64 {
         self.input_tokens.unwrap_or(0).saturating_add(self.output_tokens.unwrap_or(0))
+    }
+
+    /// Every count, in field order.
+    fn counts(&self) -> [Option<u64>; 6] {
+        [
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.images,
+        ]
+    }
+
+    /// Whether a count is above [`MAX_REPORTED_TOKENS`]: a report not to be believed as it is.
+    pub fn exceeds_limits(&self) -> bool {
+        self.counts().into_iter().flatten().any(|count| count > MAX_REPORTED_TOKENS)
+    }
+
+    /// The usage with each count brought down to at most [`MAX_REPORTED_TOKENS`] (unreported
+    /// counts stay unreported). What the gateway bills when an upstream reports more.
+    pub fn clamped(self) -> Usage {
+        let clamp = |count: Option<u64>| count.map(|count| count.min(MAX_REPORTED_TOKENS));
+        let [input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, images] =
+            self.counts().map(clamp);
+        Usage { input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, images }
     }
 }
 
@@ -187,6 +223,23 @@ mod tests {
             br#"{"usage":{"prompt_tokens":-3,"completion_tokens":2.5,"total_tokens":"7"}}"#,
         );
         assert!(usage.is_empty());
+    }
+
+    #[test]
+    fn absurd_counts_are_clamped_to_the_documented_maximum_and_flagged() {
+        let body = br#"{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":18446744073709551615}}"#;
+        let reported = Usage::from_response(Endpoint::ChatCompletions, body);
+        assert!(reported.exceeds_limits());
+        let clamped = reported.clamped();
+        assert_eq!(clamped.input_tokens, Some(MAX_REPORTED_TOKENS));
+        assert_eq!(clamped.output_tokens, Some(MAX_REPORTED_TOKENS));
+        assert_eq!(clamped.images, None, "an unreported count stays unreported");
+        assert!(!clamped.exceeds_limits());
+        assert!(i64::try_from(clamped.total_tokens()).is_ok());
+
+        let plausible = Usage { input_tokens: Some(MAX_REPORTED_TOKENS), images: Some(3), ..Usage::default() };
+        assert!(!plausible.exceeds_limits());
+        assert_eq!(plausible.clamped(), plausible);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use diesel_async::RunQueryDsl;
 
 use super::cached::Cached;
 use super::schema::{api_keys, reservations, transactions, users};
-use super::{DbNowMillis, HoldCommit, SqlStore, now_millis, with_conn, write_op};
+use super::{DbNowMillis, HoldCommit, SqlStore, now_millis, saturating_add, with_conn, write_op};
 
 /// Marks a refusal that the rules no longer confirm: funds were freed concurrently (PostgreSQL's
 /// read-committed re-check can see a release that the refused update did not). Retried.
@@ -362,7 +362,7 @@ impl SqlStore {
                     .set((
                         users::reserved.eq(users::reserved - row.amount),
                         users::token_balance.eq(users::token_balance - charge),
-                        users::total_consumed.eq(users::total_consumed + charge),
+                        users::total_consumed.eq(saturating_add!(users::total_consumed, charge)),
                         users::updated_at.eq(now_millis()),
                     ))
                     .returning(users::token_balance),
@@ -373,8 +373,8 @@ impl SqlStore {
                 api_keys::tokens_reserved.eq(api_keys::tokens_reserved - row.tokens),
                 api_keys::quota_reserved.eq(api_keys::quota_reserved - row.amount),
                 api_keys::calls_reserved.eq(api_keys::calls_reserved - 1),
-                api_keys::quota_used.eq(api_keys::quota_used + charge),
-                api_keys::tokens_used.eq(api_keys::tokens_used + tokens),
+                api_keys::quota_used.eq(saturating_add!(api_keys::quota_used, charge)),
+                api_keys::tokens_used.eq(saturating_add!(api_keys::tokens_used, tokens)),
                 api_keys::calls_total.eq(api_keys::calls_total + 1),
                 api_keys::calls_succeeded.eq(api_keys::calls_succeeded + success),
                 api_keys::updated_at.eq(now_millis()),

@@ -43,7 +43,7 @@ use super::billing::KeyLimitsRow;
 use super::cached::Cached;
 use super::schema::{api_keys, transactions, users};
 use super::writer::SqliteWriter;
-use super::{TxError, now_millis};
+use super::{TxError, now_millis, saturating_add};
 
 /// How long a settlement may wait before it is written with the others of its window.
 pub const WINDOW: Duration = Duration::from_millis(50);
@@ -388,12 +388,12 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
     let mut key_totals: Vec<(KeyId, [i64; 4])> = Vec::new();
     for debit in batch {
         match user_totals.iter_mut().find(|(id, _)| *id == debit.user_id) {
-            Some((_, total)) => *total += debit.charge.micros(),
+            Some((_, total)) => *total = total.saturating_add(debit.charge.micros()),
             None => user_totals.push((debit.user_id, debit.charge.micros())),
         }
         let add = [debit.charge.micros(), debit.tokens, 1, i64::from(debit.success)];
         match key_totals.iter_mut().find(|(id, _)| *id == debit.key_id) {
-            Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t += a),
+            Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t = t.saturating_add(a)),
             None => key_totals.push((debit.key_id, add)),
         }
     }
@@ -414,7 +414,7 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
         let balance: Option<i64> = diesel::update(users::table.find(user_id))
             .set((
                 users::token_balance.eq(users::token_balance - total),
-                users::total_consumed.eq(users::total_consumed + total),
+                users::total_consumed.eq(saturating_add!(users::total_consumed, total)),
                 users::updated_at.eq(now),
             ))
             .returning(users::token_balance)
@@ -422,7 +422,7 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
             .await
             .optional()?;
         let Some(balance) = balance else { continue };
-        let mut running = balance + total;
+        let mut running = balance.saturating_add(total);
         for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
             let charge = debit.charge.micros();
             let order_no = if taken.insert(debit.request_id.clone()) {
@@ -435,12 +435,12 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
                 tx_type: TxType::Consume.as_str(),
                 amount: -charge,
                 balance_before: running,
-                balance_after: running - charge,
+                balance_after: running.saturating_sub(charge),
                 order_no,
                 description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
                 created_at: now,
             });
-            running -= charge;
+            running = running.saturating_sub(charge);
         }
     }
     for (key_id, [quota, tokens, calls, successes]) in key_totals {
@@ -455,8 +455,8 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
                 .otherwise(api_keys::remaining_calls);
         diesel::update(api_keys::table.find(key_id))
             .set((
-                api_keys::quota_used.eq(api_keys::quota_used + quota),
-                api_keys::tokens_used.eq(api_keys::tokens_used + tokens),
+                api_keys::quota_used.eq(saturating_add!(api_keys::quota_used, quota)),
+                api_keys::tokens_used.eq(saturating_add!(api_keys::tokens_used, tokens)),
                 api_keys::calls_total.eq(api_keys::calls_total + calls),
                 api_keys::calls_succeeded.eq(api_keys::calls_succeeded + successes),
                 api_keys::remaining_calls.eq(remaining),

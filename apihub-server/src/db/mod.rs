@@ -452,7 +452,19 @@ macro_rules! load_page {
     }};
 }
 
-pub(crate) use {load_page, pg_tx, with_conn, write_op, write_tx};
+/// `$column + $amount` for an `UPDATE` of a `BIGINT` counter (`$amount`, an `i64`, counted from
+/// 0 when negative), stopping at `i64::MAX` instead of failing the statement ("bigint out of
+/// range" on PostgreSQL, "integer overflow" on SQLite): a key's `tokens_used` and `quota_used` and
+/// a user's `total_consumed` are sums of every call, and a failed settlement would strand its hold.
+macro_rules! saturating_add {
+    ($column:expr, $amount:expr) => {{
+        let amount: i64 = ::std::cmp::max($amount, 0);
+        diesel::dsl::case_when($column.le(i64::MAX - amount), $column + amount)
+            .otherwise(diesel::IntoSql::into_sql::<diesel::sql_types::BigInt>(i64::MAX))
+    }};
+}
+
+pub(crate) use {load_page, pg_tx, saturating_add, with_conn, write_op, write_tx};
 
 /// Now, in the stored form (Unix milliseconds).
 pub(crate) fn now_millis() -> i64 {

@@ -1,9 +1,10 @@
 //! Usage statistics on SQL: aggregates over `usage_logs` (and `transactions`, for revenue).
 //!
 //! The sums are literal SQL because diesel types `SUM(bigint)` as `Numeric` (PostgreSQL's result
-//! type); `CAST(COALESCE(SUM(x), 0) AS BIGINT)` is one `BigInt` on both backends. Days are
-//! bucketed with integer division of the stored Unix milliseconds, which both backends truncate
-//! alike; [`fill_days`] turns the buckets into dates.
+//! type); [`saturating_sum`] is one `BigInt` on both backends that never fails, stopping near
+//! `i64`'s limits as the in-memory [`Summary`] sums do. Days are bucketed with integer division of
+//! the stored Unix milliseconds, which both backends truncate alike; [`fill_days`] turns the
+//! buckets into dates.
 
 use std::collections::HashMap;
 
@@ -22,21 +23,52 @@ use diesel_async::RunQueryDsl;
 use super::schema::{transactions, usage_logs, users};
 use super::{SqlStore, with_conn};
 
-/// The SQL type of [`COUNTERS`], in [`Counters`] order.
+/// `SUM(column)` of a `BIGINT` column, as one `BIGINT` on both backends (0 for no rows), that
+/// saturates instead of failing: SQLite's `SUM` raises "integer overflow" past `i64`, and
+/// PostgreSQL's (a `numeric`) fails to convert back. One row with 2⁶³ − 1 tokens must not turn
+/// every statistics endpoint into a 500.
+///
+/// Each value is split into `value / 10⁶` and `value % 10⁶` (both backends truncate toward zero
+/// alike), so neither partial sum overflows before 10²⁴; the high part then takes the carry of the
+/// low one, and the result is `high × 10⁶ + low`, or `±(2⁶³ − 1)` when `|high|` is above
+/// [`SATURATED_HIGH`] (so the saturation starts within 10⁶ of the limit).
+fn saturating_sum(column: &str) -> String {
+    const SPLIT: i64 = 1_000_000;
+    let low = format!("CAST(SUM({column} % {SPLIT}) AS BIGINT)");
+    let high = format!("(CAST(SUM({column} / {SPLIT}) AS BIGINT) + {low} / {SPLIT})");
+    format!(
+        "CAST(COALESCE(CASE WHEN {high} > {SATURATED_HIGH} THEN {max} WHEN {high} < -{SATURATED_HIGH} THEN -{max} \
+         ELSE {high} * {SPLIT} + {low} % {SPLIT} END, 0) AS BIGINT)",
+        max = i64::MAX,
+    )
+}
+
+/// The largest high part [`saturating_sum`] combines: `(i64::MAX / 10⁶) − 1`, so that
+/// `high × 10⁶ + low` (with `|low| < 10⁶`) stays within `i64`.
+const SATURATED_HIGH: i64 = i64::MAX / 1_000_000 - 1;
+
+/// The SQL type of [`counters`], in [`Counters`] order.
 type CounterTypes = (BigInt, BigInt, BigInt, BigInt, BigInt, BigInt);
-/// One row of [`COUNTERS`]: requests, succeeded, prompt tokens, completion tokens, raw cost, charged.
+/// One row of [`counters`]: requests, succeeded, prompt tokens, completion tokens, raw cost, charged.
 type Counters = (i64, i64, i64, i64, i64, i64);
 
 /// Every counter of a [`Summary`], aggregated over the selected `usage_logs` rows.
-const COUNTERS: &str = "COUNT(*), \
-    CAST(COALESCE(SUM(CASE WHEN usage_logs.status BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(usage_logs.prompt_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(usage_logs.completion_tokens), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(usage_logs.raw_cost), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(usage_logs.charged), 0) AS BIGINT)";
+fn counters() -> String {
+    format!(
+        "COUNT(*), \
+         CAST(COALESCE(SUM(CASE WHEN usage_logs.status BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         {}, {}, {}, {}",
+        saturating_sum("usage_logs.prompt_tokens"),
+        saturating_sum("usage_logs.completion_tokens"),
+        saturating_sum("usage_logs.raw_cost"),
+        charged(),
+    )
+}
 
 /// Total charged, to rank groups by.
-const CHARGED: &str = "SUM(usage_logs.charged)";
+fn charged() -> String {
+    saturating_sum("usage_logs.charged")
+}
 
 /// The UTC day of a row, as days since 1970-01-01 (see [`apihub_core::stats::day_index`]).
 fn day_bucket() -> String {
@@ -76,7 +108,7 @@ macro_rules! filtered {
 impl StatsStore for SqlStore {
     async fn usage_summary(&self, filter: &StatsFilter) -> Result<Summary, StoreError> {
         let row: Counters = with_conn!(self, |conn| {
-            Ok(filtered!(filter, usage_logs::table.select(sql::<CounterTypes>(COUNTERS))).get_result(conn).await?)
+            Ok(filtered!(filter, usage_logs::table.select(sql::<CounterTypes>(&counters()))).get_result(conn).await?)
         })?;
         Ok(summary(row))
     }
@@ -84,7 +116,7 @@ impl StatsStore for SqlStore {
     async fn usage_by_day(&self, filter: &StatsFilter) -> Result<Vec<DayPoint>, StoreError> {
         let rows: Vec<(i64, Counters)> = with_conn!(self, |conn| {
             let query = usage_logs::table
-                .select((sql::<BigInt>(&day_bucket()), sql::<CounterTypes>(COUNTERS)))
+                .select((sql::<BigInt>(&day_bucket()), sql::<CounterTypes>(&counters())))
                 .group_by(sql::<BigInt>(&day_bucket()));
             Ok(filtered!(filter, query).load(conn).await?)
         })?;
@@ -94,10 +126,10 @@ impl StatsStore for SqlStore {
     async fn usage_by_model(&self, filter: &StatsFilter) -> Result<Vec<ModelPoint>, StoreError> {
         let rows: Vec<(String, Counters)> = with_conn!(self, |conn| {
             let query = usage_logs::table
-                .select((usage_logs::model, sql::<CounterTypes>(COUNTERS)))
+                .select((usage_logs::model, sql::<CounterTypes>(&counters())))
                 .group_by(usage_logs::model);
             Ok(filtered!(filter, query)
-                .order((sql::<BigInt>(CHARGED).desc(), usage_logs::model.asc()))
+                .order((sql::<BigInt>(&charged()).desc(), usage_logs::model.asc()))
                 .load(conn)
                 .await?)
         })?;
@@ -108,10 +140,10 @@ impl StatsStore for SqlStore {
         let filter = StatsFilter::over(*range);
         let (rows, names): (Vec<(i64, Counters)>, Vec<(i64, String)>) = with_conn!(self, |conn| {
             let query = usage_logs::table
-                .select((usage_logs::user_id, sql::<CounterTypes>(COUNTERS)))
+                .select((usage_logs::user_id, sql::<CounterTypes>(&counters())))
                 .group_by(usage_logs::user_id);
             let rows: Vec<(i64, Counters)> = filtered!(&filter, query)
-                .order((sql::<BigInt>(CHARGED).desc(), usage_logs::user_id.asc()))
+                .order((sql::<BigInt>(&charged()).desc(), usage_logs::user_id.asc()))
                 .limit(i64::from(limit))
                 .load(conn)
                 .await?;
@@ -138,7 +170,7 @@ impl StatsStore for SqlStore {
                 .filter(transactions::amount.gt(0))
                 .filter(transactions::created_at.ge(range.from().timestamp_millis()))
                 .filter(transactions::created_at.lt(range.to().timestamp_millis()))
-                .select(sql::<BigInt>("CAST(COALESCE(SUM(transactions.amount), 0) AS BIGINT)"))
+                .select(sql::<BigInt>(&saturating_sum("transactions.amount")))
                 .get_result(conn)
                 .await?)
         })?;

@@ -53,6 +53,9 @@ pub struct Behaviour {
     pub no_usage: bool,
     /// Generate this many output tokens whatever the request's cap ([`header::OUTPUT_TOKENS`]).
     pub output_tokens: Option<u64>,
+    /// Report this many prompt tokens whatever the prompt ([`header::PROMPT_TOKENS`]): any `u64`,
+    /// absurd ones included, to test how the gateway takes them.
+    pub prompt_tokens: Option<u64>,
     /// End the body cleanly after this many SSE events (or elements of Gemini's streamed array;
     /// of a plain JSON body, bytes) ([`header::TRUNCATE_AFTER`]).
     pub truncate_after: Option<usize>,
@@ -76,6 +79,8 @@ pub mod header {
     pub const NO_USAGE: &str = "x-mock-no-usage";
     /// The output tokens to generate, whatever the request's cap.
     pub const OUTPUT_TOKENS: &str = "x-mock-output-tokens";
+    /// The prompt tokens to report, whatever the prompt.
+    pub const PROMPT_TOKENS: &str = "x-mock-prompt-tokens";
     /// End the body cleanly after this many events (bytes of a JSON body).
     pub const TRUNCATE_AFTER: &str = "x-mock-truncate-after";
     /// Abort the connection after this many events (bytes of a JSON body).
@@ -121,6 +126,7 @@ impl Behaviour {
                 }
                 header::NO_USAGE => self.no_usage = switch()?,
                 header::OUTPUT_TOKENS => self.output_tokens = Some(number()?),
+                header::PROMPT_TOKENS => self.prompt_tokens = Some(number()?),
                 header::TRUNCATE_AFTER => self.truncate_after = Some(count()?),
                 header::RESET_AFTER => self.reset_after = Some(count()?),
                 header::HANG => self.hang = switch()?,
@@ -162,6 +168,7 @@ mod tests {
                 (header::STATUS, "529"),
                 (header::NO_USAGE, "1"),
                 (header::OUTPUT_TOKENS, "7"),
+                (header::PROMPT_TOKENS, "9223372036854775807"),
                 (header::TRUNCATE_AFTER, "3"),
                 (header::RESET_AFTER, " 4 "),
                 (header::HANG, "true"),
@@ -176,6 +183,7 @@ mod tests {
                 status: Some(StatusCode::from_u16(529).unwrap()),
                 no_usage: true,
                 output_tokens: Some(7),
+                prompt_tokens: Some(i64::MAX as u64),
                 truncate_after: Some(3),
                 reset_after: Some(4),
                 hang: true,

@@ -23,6 +23,7 @@
 //!   up (0 when absent): `messages` (chat, Anthropic), `prompt` (completions, images), `input`
 //!   (embeddings, Responses) or `contents` (Gemini). Other fields, such as `stream_options` added
 //!   by the gateway, do not count. [`prompt_tokens`] computes it.
+//!   `x-mock-prompt-tokens` replaces the count in the report.
 //! - **Output tokens**: `x-mock-output-tokens` if given, else the request's cap (`max_tokens`,
 //!   `max_completion_tokens`, `max_output_tokens` or `generationConfig.maxOutputTokens`), else
 //!   [`MockConfig::default_output_tokens`] (16). The text is that many words (`lorem ipsum ...`),
@@ -52,6 +53,7 @@
 //! | `x-mock-status: 503` | answer with that status and the dialect's error body (`200` clears a configured one) |
 //! | `x-mock-no-usage: 1` | report no usage at all |
 //! | `x-mock-output-tokens: N` | generate N output tokens whatever the cap |
+//! | `x-mock-prompt-tokens: N` | report N prompt tokens whatever the prompt (any `u64`: for absurd reports) |
 //! | `x-mock-truncate-after: N` | end the body cleanly after N events (or elements of Gemini's streamed array; of a plain JSON body, N bytes): no final usage, no `[DONE]` |
 //! | `x-mock-reset-after: N` | send N events (elements, bytes) then abort the connection: the client sees a body error |
 //! | `x-mock-hang: 1` | never answer (for timeout tests) |

@@ -136,7 +136,7 @@ impl<'a> Call<'a> {
         Ok(Call {
             id,
             endpoint,
-            prompt_tokens: tokens(ask.prompt_field(endpoint)),
+            prompt_tokens: behaviour.prompt_tokens.unwrap_or_else(|| tokens(ask.prompt_field(endpoint))),
             output_tokens,
             usage: !behaviour.no_usage,
             model,
@@ -157,7 +157,7 @@ impl<'a> Call<'a> {
 
     /// Prompt plus output tokens.
     pub(super) fn total_tokens(&self) -> u64 {
-        self.prompt_tokens + self.output_tokens
+        self.prompt_tokens.saturating_add(self.output_tokens)
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Bill {
     pub charge: Money,
     /// Whether anything is owed at all: false for a stream that ended before any output.
     pub billable: bool,
+    /// The usage as the upstream reported it, when a count was above
+    /// [`MAX_REPORTED_TOKENS`](apihub_core::usage::MAX_REPORTED_TOKENS): `usage` is then that
+    /// report clamped, and the caller logs this one.
+    pub implausible: Option<Usage>,
 }
 
 /// Observes a response body.
@@ -123,6 +127,9 @@ impl Meter {
             }
             Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output(), usage.finished(), usage.output_bytes()),
         };
+        // Validated where it enters billing, whichever extractor read it: absurd counts are clamped.
+        let implausible = reported.exceeds_limits().then_some(reported);
+        let reported = reported.clamped();
         let estimated_output = output_bytes.div_ceil(BYTES_PER_TOKEN);
         let (usage, source) = if reported.is_empty() {
             // Not reported: prompt estimate plus output bytes ÷ 4, documented in the module.
@@ -142,7 +149,7 @@ impl Meter {
             (reported, UsageSource::Reported)
         };
         let Charge { raw_cost, charge } = charge(price, &usage, user, key);
-        Bill { usage, source, raw_cost, charge, billable: produced }
+        Bill { usage, source, raw_cost, charge, billable: produced, implausible }
     }
 }
 
@@ -195,6 +202,19 @@ mod tests {
         // (not 424 × 0.4 = 169.6 → 170).
         assert_eq!(bill.raw_cost, Money::from_micros(424));
         assert_eq!(bill.charge, Money::from_micros(169));
+    }
+
+    #[test]
+    fn absurd_reported_usage_is_billed_clamped_and_flagged() {
+        let mut meter = json(10);
+        meter.observe(Bytes::from_static(br#"{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":2}}"#));
+        let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        let max = apihub_core::usage::MAX_REPORTED_TOKENS;
+        assert_eq!((bill.usage.input_tokens, bill.usage.output_tokens), (Some(max), Some(2)));
+        assert_eq!(bill.implausible.and_then(|u| u.input_tokens), Some(i64::MAX as u64));
+        // 10⁹ × 1 + 2 × 2 credits per million tokens.
+        assert_eq!(bill.charge, Money::from_micros(1_000_000_004));
+        assert_eq!(bill.raw_cost, bill.charge);
     }
 
     #[test]

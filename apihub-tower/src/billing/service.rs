@@ -45,6 +45,15 @@ impl Settle {
         let bill = meter.bill(outcome, &self.price, self.user_discount, self.key_discount);
         async move {
             let Settle { reservation, sink, mut record, backlog, .. } = self;
+            if let Some(reported) = bill.implausible {
+                tracing::warn!(
+                    request = %record.request_id,
+                    model = %record.model,
+                    ?reported,
+                    max = apihub_core::usage::MAX_REPORTED_TOKENS,
+                    "the upstream reported an implausible usage; billed with each count clamped to the maximum"
+                );
+            }
             if !bill.billable {
                 if let Err(error) = reservation.release().await {
                     tracing::error!(%error, request = %record.request_id, "releasing a reservation failed");
