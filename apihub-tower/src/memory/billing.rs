@@ -83,12 +83,14 @@ impl KeyRow {
         }
     }
 
-    /// The key once a call it held for is charged `charge`, or `None` on overflow.
+    /// The key once a call it held for is charged `charge`, or `None` when a call count would
+    /// overflow. The usage sums saturate, as the SQL stores' do: an absurd charge must not strand
+    /// the hold.
     fn settled(&self, charge: Money, settlement: &Settlement) -> Option<ApiKey> {
         let mut key = self.key.clone();
         let usage = &mut key.usage;
-        usage.quota_used = usage.quota_used.checked_add(charge)?;
-        usage.tokens_used = usage.tokens_used.checked_add(settlement.tokens.max(0))?;
+        usage.quota_used = Money::from_micros(usage.quota_used.micros().saturating_add(charge.micros()));
+        usage.tokens_used = usage.tokens_used.saturating_add(settlement.tokens.max(0));
         usage.calls_total = usage.calls_total.checked_add(1)?;
         if settlement.success {
             usage.calls_succeeded = usage.calls_succeeded.checked_add(1)?;
