@@ -15,7 +15,8 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use crate::auth::jwt::JwtKeys;
-use crate::auth::password;
+use crate::auth::password::{self, PasswordPool};
+use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::{Db, PoolOptions, SqlStore};
 use crate::metrics::Metrics;
@@ -57,6 +58,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     };
     let (usage_log, _writer) = UsageLog::start(store.clone());
     let upstream = crate::proxy::upstream_service(&config)?;
+    let address_throttle = Arc::new(LoginThrottle::per_address(config.login_limit_per_address));
     Ok(AppState {
         store,
         stats,
@@ -69,11 +71,14 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         invalidator,
         rate_limiter,
         login_throttle: Arc::default(),
+        address_throttle,
+        passwords: PasswordPool::for_this_machine(),
         metrics: Arc::new(Metrics::default()),
         prices,
         usage_log,
         upstream,
         settlements: Arc::default(),
+        draining: Arc::default(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Settings from environment variables (and an optional `.env` file); `.env.example` documents each.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use apihub_core::Money;
@@ -56,6 +57,19 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `DB_MAX_CONNECTIONS`: pool size.
     pub db_max_connections: usize,
+    /// `LOGIN_LIMIT_PER_ADDRESS`: failed logins a minute from one client address before its logins
+    /// are refused for a minute (0: no limit). Behind a reverse proxy every client shares the
+    /// proxy's address: raise it or turn it off there.
+    pub login_limit_per_address: u32,
+    /// `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECS`, `KEEP_ALIVE_TIMEOUT_SECS`,
+    /// `SHUTDOWN_TIMEOUT_SECS`: how many client connections, for how long (see [`crate::serve`]).
+    pub limits: crate::serve::Limits,
+    /// `SHUTDOWN_READINESS_DELAY_SECS`: after SIGTERM, how long `/readyz` answers 503 while
+    /// requests are still served, so that a load balancer stops sending before the listener closes.
+    pub shutdown_readiness_delay_secs: u64,
+    /// `UPSTREAM_IDLE_TIMEOUT_SECS`: longest wait for the upstream's next body bytes; past it the
+    /// response ends, and what was delivered is billed.
+    pub upstream_idle_timeout_secs: u64,
     /// `UI_DIR`: the built dashboard (`apihub-ui/dist`), served at `/` when it exists.
     pub ui_dir: PathBuf,
     /// `REDIS_URL` (and `REDIS_KEY_PREFIX`): rate limits and key-cache invalidation shared by
@@ -255,6 +269,15 @@ impl Config {
             admin_email: var("ADMIN_EMAIL"),
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)?,
             db_max_connections: parsed("DB_MAX_CONNECTIONS", 16)?,
+            login_limit_per_address: parsed("LOGIN_LIMIT_PER_ADDRESS", 30)?,
+            limits: crate::serve::Limits {
+                max_connections: parsed("MAX_CONNECTIONS", crate::serve::Limits::default_max_connections())?.max(1),
+                header_read: Duration::from_secs(parsed("HEADER_READ_TIMEOUT_SECS", 10)?),
+                keep_alive: Duration::from_secs(parsed("KEEP_ALIVE_TIMEOUT_SECS", 60)?),
+                shutdown_timeout: Duration::from_secs(parsed("SHUTDOWN_TIMEOUT_SECS", 30)?),
+            },
+            shutdown_readiness_delay_secs: parsed("SHUTDOWN_READINESS_DELAY_SECS", 5)?,
+            upstream_idle_timeout_secs: parsed("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
             ui_dir: PathBuf::from(var("UI_DIR").unwrap_or_else(|| "apihub-ui/dist".into())),
             redis: RedisConfig::parse(var("REDIS_URL"), var("REDIS_KEY_PREFIX"))?,
             epay: EpayConfig::from_vars(var)?,

@@ -12,6 +12,7 @@ pub mod mock_upstream;
 pub mod proxy;
 pub mod routes;
 pub mod scale;
+pub mod serve;
 pub mod state;
 
 pub use routes::{build_app, openapi};

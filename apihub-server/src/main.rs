@@ -10,12 +10,12 @@
 //! ```
 
 use std::io::Read;
+use std::time::Duration;
 
 use anyhow::Context;
 use apihub_server::app::{AdminBootstrap, create_admin, ensure_admin, init_state, spawn_upkeep};
 use apihub_server::config::Config;
 use apihub_server::{build_app, db};
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -137,7 +137,7 @@ async fn mock_upstream(
     let config = MockConfig { addr, api_key, record_requests: false, behaviour, ..MockConfig::default() };
     let mock = MockUpstream::start(config).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!("mock upstream listening on {}", mock.url());
-    shutdown_signal().await;
+    let _ = shutdown_signal().await;
     Ok(())
 }
 
@@ -160,18 +160,31 @@ async fn serve() -> anyhow::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
-    // Small SSE chunks must leave at once, not wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tracing::info!("APIHub listening on http://{address} (API docs at /docs)");
+    let limits = state.config.limits;
+    tracing::info!(
+        max_connections = limits.max_connections,
+        "APIHub listening on http://{address} (API docs at /docs)"
+    );
     let upkeep = spawn_upkeep(&state);
     let (usage_log, settlements, db) = (state.usage_log.clone(), state.settlements.clone(), state.db.clone());
-    // Graceful shutdown waits for in-flight requests, streams included; each settles its charge
-    // before its body ends. Then settlements still being retried (the database was away) get a
-    // while to be written, the credit engine writes what it still holds in memory, and the usage
-    // log is drained before the process exits.
-    axum::serve(listener, build_app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // On SIGTERM, /readyz answers 503 for a while first (requests are still served), so that a
+    // load balancer stops sending before the listener closes; Ctrl-C stops at once.
+    let (draining, readiness_delay) =
+        (state.draining.clone(), Duration::from_secs(state.config.shutdown_readiness_delay_secs));
+    let shutdown = async move {
+        let signal = shutdown_signal().await;
+        draining.store(true, std::sync::atomic::Ordering::Release);
+        if signal == Signal::Terminate && !readiness_delay.is_zero() {
+            tracing::info!(secs = readiness_delay.as_secs(), "not ready any more; still serving for a while");
+            tokio::time::sleep(readiness_delay).await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    // Graceful shutdown waits (up to SHUTDOWN_TIMEOUT_SECS) for in-flight requests, streams
+    // included; each settles its charge before its body ends. Then settlements still being
+    // retried (the database was away) get a while to be written, the credit engine writes what it
+    // still holds in memory, and the usage log is drained before the process exits.
+    apihub_server::serve::serve(listener, build_app(state), limits, shutdown).await?;
     if tokio::time::timeout(SETTLEMENT_DRAIN, settlements.drained()).await.is_err() {
         tracing::error!(left = settlements.len(), "settlements still failing at shutdown are lost");
     }
@@ -210,7 +223,16 @@ fn serving_lock(url: &db::DbUrl) -> anyhow::Result<Option<std::fs::File>> {
 /// How long a stopping gateway keeps retrying settlements the database refused.
 const SETTLEMENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn shutdown_signal() {
+/// Which signal asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Ctrl-C: someone at a terminal.
+    Interrupt,
+    /// SIGTERM: a process manager or an orchestrator.
+    Terminate,
+}
+
+async fn shutdown_signal() -> Signal {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -226,8 +248,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        () = ctrl_c => Signal::Interrupt,
+        () = terminate => Signal::Terminate,
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
@@ -11,6 +12,7 @@ use apihub_tower::billing::SettlementBacklog;
 use apihub_tower::rate_limit::RateLimiter;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordPool;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
@@ -43,8 +45,12 @@ pub struct AppState {
     pub invalidator: Invalidator,
     /// Per-key request counters: in process, or in Redis when shared by several gateways.
     pub rate_limiter: Arc<dyn RateLimiter>,
-    /// Failed-login counters (in this process).
+    /// Failed-login counters by username (in this process).
     pub login_throttle: Arc<LoginThrottle>,
+    /// Failed-login counters by client address (in this process).
+    pub address_throttle: Arc<LoginThrottle>,
+    /// Password hashing: a few threads and a short queue, whatever the number of callers.
+    pub passwords: PasswordPool,
     /// What `GET /metrics` reports.
     pub metrics: Arc<Metrics>,
     /// Model prices, as the billing layer reads them.
@@ -53,6 +59,8 @@ pub struct AppState {
     pub usage_log: UsageLog,
     /// The upstream client.
     pub upstream: UpstreamService,
+    /// Set when the gateway starts to shut down: `/readyz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
     /// Settlements the store could not write yet, retried until it can; drained at shutdown.
     pub settlements: Arc<SettlementBacklog>,
 }

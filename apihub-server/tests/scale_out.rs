@@ -7,17 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apihub_server::mock_upstream::{MockConfig, MockUpstream};
-use axum::body::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use common::process::{HttpClient, Node, Reply, api, login, send, service_url};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const SECRET_KEY: &str = "scale-out-test-secret-0123456789abcdef";
@@ -26,20 +20,6 @@ const UPSTREAM_KEY: &str = "sk-upstream-scale-out";
 const MODEL: &str = "gpt-4o-mini";
 /// Output tokens per request; at 1000 credits per million output tokens a request costs 0.01.
 const TOKENS: u64 = 10;
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// The URL from `name`, or `None` (skip) outside CI.
-fn service_url(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "{name} must be set in CI");
-            eprintln!("skipping: {name} is not set");
-            None
-        }
-    }
-}
 
 /// Deletes this run's Redis keys when dropped.
 struct RedisKeys {
@@ -57,119 +37,6 @@ impl Drop for RedisKeys {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
         }
     }
-}
-
-/// One `apihub serve` process, killed when dropped.
-struct Node {
-    name: &'static str,
-    base: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Node {
-    /// Starts the binary with exactly `env` (nothing inherited, no `.env` read) in `dir`.
-    fn start(name: &'static str, dir: &Path, env: &[(&str, String)]) -> Node {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("apihub.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_apihub"))
-            .arg("serve")
-            .current_dir(&dir)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATA_DIR", dir.join("data"))
-            .env("RUST_LOG", "warn,apihub_server=info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start apihub");
-        Node { name, base: format!("http://127.0.0.1:{port}"), child, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Waits for `/readyz`; panics with the node's log if it exits or takes too long.
-    async fn ready(&mut self, client: &HttpClient) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("node {} exited with {status}:\n{}", self.name, self.log_text());
-            }
-            let request = Request::get(self.url("/readyz")).body(Full::default()).unwrap();
-            if let Ok(response) = client.request(request).await
-                && response.status() == StatusCode::OK
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "node {} not ready:\n{}", self.name, self.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A response with its body read (as JSON where it parses).
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    #[track_caller]
-    fn expect(self, status: StatusCode) -> Value {
-        assert_eq!(self.status, status, "body: {}", self.body);
-        self.body
-    }
-}
-
-async fn send(client: &HttpClient, method: Method, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Reply {
-    let mut request = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let body = match body {
-        Some(body) => {
-            request = request.header("content-type", "application/json");
-            Full::new(Bytes::from(body.to_string()))
-        }
-        None => Full::default(),
-    };
-    let response = client.request(request.body(body).unwrap()).await.expect("HTTP request");
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.expect("response body").to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Reply { status: parts.status, headers: parts.headers, body }
-}
-
-/// A session-authenticated call to the account API.
-async fn api(client: &HttpClient, node: &Node, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
-    let bearer = format!("Bearer {token}");
-    send(client, method, &node.url(path), &[("authorization", &bearer)], body.as_ref()).await
-}
-
-async fn login(client: &HttpClient, node: &Node, username: &str, password: &str) -> String {
-    let body = json!({"username": username, "password": password});
-    let reply = send(client, Method::POST, &node.url("/api/auth/login"), &[], Some(&body)).await;
-    reply.expect(StatusCode::OK)["access_token"].as_str().expect("token").to_owned()
 }
 
 /// One chat completion through the node at `base` that holds and costs exactly `TOKENS` output
@@ -240,7 +107,7 @@ async fn two_gateways_share_credit_limits_and_key_changes() {
         ("DB_MAX_CONNECTIONS", "8".to_owned()),
         ("UI_DIR", "no-ui".to_owned()),
     ];
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = common::process::client();
     // Both start at once on the empty database: one migrates and creates the administrator, and
     // the other must wait for it and then start normally.
     let (mut a, mut b) = (Node::start("a", dir.path(), &env), Node::start("b", dir.path(), &env));

@@ -3,13 +3,17 @@
 use apihub_core::user::{NewUser, Role, UserStatus, validate_email, validate_password, validate_username};
 use std::time::Instant;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::views::UserView;
-use crate::auth::{CurrentUser, password};
+use crate::auth::CurrentUser;
+use crate::auth::password::Busy;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -27,7 +31,8 @@ pub struct RegisterRequest {
 
 /// Register a new account (role `user`, balance 0).
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = UserView), (status = 409, description = "username taken", body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = UserView), (status = 409, description = "username taken", body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "too many password checks in progress (see `Retry-After`)", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     Json(req): Json<RegisterRequest>,
@@ -42,7 +47,7 @@ pub async fn register(
             return Err(ApiError::Validation("email must not contain control characters".into()));
         }
     }
-    let password_hash = password::hash_blocking(req.password).await?;
+    let password_hash = state.passwords.hash(req.password).await.map_err(busy)??;
     let user =
         state.store.create_user(NewUser { username: req.username, email, password_hash, role: Role::User }).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
@@ -70,9 +75,10 @@ pub struct TokenResponse {
 /// Log in with username and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody),
-        (status = 429, description = "too many failed attempts for this username (see `Retry-After`)", body = ErrorBody)))]
+        (status = 429, description = "too many failed attempts for this username or from this address, or too many logins in progress (see `Retry-After`)", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
@@ -81,24 +87,30 @@ pub async fn login(
     if validate_username(&req.username).is_err() || req.password.len() > 1024 {
         return Err(invalid());
     }
-    // Locked usernames are refused before any password work; every attempt counts as it starts.
-    if let Err(wait) = state.login_throttle.attempt(&req.username, Instant::now()) {
-        let retry_after_secs = wait.as_secs().max(1);
-        tracing::warn!(username = req.username, retry_after_secs, "login refused: too many failed attempts");
-        return Err(ApiError::TooManyRequests {
-            message: format!("too many failed logins for this account; try again in {retry_after_secs} s"),
-            retry_after_secs,
-        });
+    // Locked addresses and usernames are refused before any password work; every attempt counts
+    // as it starts. The address counts first: guessing with a new username each time is bounded
+    // by it (the connection's peer address; behind a proxy, that proxy's).
+    let address = peer.map(|Extension(ConnectInfo(peer))| peer.ip().to_string());
+    let now = Instant::now();
+    if let Some(address) = &address {
+        state.address_throttle.attempt(address, now).map_err(|wait| locked(wait, "from this address"))?;
     }
+    state.login_throttle.attempt(&req.username, now).map_err(|wait| locked(wait, "for this account"))?;
+    // A place for the password check first: when a flood fills the pool, the rest are refused
+    // before they cost a database lookup.
+    let admitted = state.passwords.admit().map_err(busy)?;
     let found = state.store.credentials(&req.username).await?;
     let (user, stored) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
     // An unknown user costs one argon2 verification too, so timing does not reveal usernames.
-    let verified = password::verify_blocking(req.password, stored).await;
+    let verified = admitted.verify(req.password, stored).await.map_err(busy)?;
     let user = user.filter(|_| verified).ok_or_else(invalid)?;
     state.login_throttle.succeeded(&req.username);
+    if let Some(address) = &address {
+        state.address_throttle.refund(address);
+    }
     if user.status != UserStatus::Active {
         return Err(ApiError::Forbidden("this account is disabled".into()));
     }
@@ -124,7 +136,8 @@ pub struct ChangePasswordRequest {
 
 /// Change the password; every earlier session token stops working.
 #[utoipa::path(post, path = "/api/auth/password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "too many password checks in progress (see `Retry-After`)", body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -132,10 +145,28 @@ pub async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     validate_password(&req.new_password).map_err(|e| ApiError::Validation(e.to_string()))?;
     let stored = state.store.credentials(&user.username).await?.map(|(_, hash)| hash);
-    if !password::verify_blocking(req.current_password, stored).await {
+    if !state.passwords.verify(req.current_password, stored).await.map_err(busy)? {
         return Err(ApiError::Unauthorized("current password is wrong".into()));
     }
-    let hash = password::hash_blocking(req.new_password).await?;
+    let hash = state.passwords.hash(req.new_password).await.map_err(busy)??;
     state.store.set_password(user.id, &hash).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The password pool is full: a flood of logins or registrations is in progress.
+fn busy(_: Busy) -> ApiError {
+    ApiError::TooManyRequests {
+        message: "too many logins in progress; try again in a second".into(),
+        retry_after_secs: 1,
+    }
+}
+
+/// A throttle refused the attempt.
+fn locked(wait: std::time::Duration, whose: &str) -> ApiError {
+    let retry_after_secs = wait.as_secs().max(1);
+    tracing::warn!(retry_after_secs, "login refused: too many failed attempts {whose}");
+    ApiError::TooManyRequests {
+        message: format!("too many failed logins {whose}; try again in {retry_after_secs} s"),
+        retry_after_secs,
+    }
 }

@@ -1,5 +1,7 @@
 //! Liveness and readiness probes for load balancers.
 
+use std::sync::atomic::Ordering;
+
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -21,9 +23,12 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The process can serve: the database answers.
+/// The process can serve: the database answers, and it is not shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if state.draining.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable("shutting down".into()));
+    }
     state.db.ping().await?;
     Ok(Json(Health { status: "ok" }))
 }

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 
 pub mod epay;
 pub mod gateway;
+pub mod process;
 
 pub const ADMIN: &str = "root_admin";
 pub const PASSWORD: &str = "correct-horse-battery";
@@ -244,6 +245,15 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         admin_email: None,
         max_body_bytes: 64 * 1024,
         db_max_connections: 8,
+        login_limit_per_address: 30,
+        limits: apihub_server::serve::Limits {
+            max_connections: 256,
+            header_read: std::time::Duration::from_secs(10),
+            keep_alive: std::time::Duration::from_secs(60),
+            shutdown_timeout: std::time::Duration::from_secs(10),
+        },
+        shutdown_readiness_delay_secs: 0,
+        upstream_idle_timeout_secs: 300,
         ui_dir: PathBuf::from("no-ui-in-tests"),
         redis: None,
         epay: None,
