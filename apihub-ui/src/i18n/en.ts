@@ -210,7 +210,7 @@ export const en = {
   'prices.confirmDelete': 'Delete the price of {model}? Calls to it will be refused until it has one again.',
 
   'quickstart.title': 'Quickstart',
-  'quickstart.subtitle': 'Call the gateway like the OpenAI API.',
+  'quickstart.subtitle': 'Call the gateway like the OpenAI, Anthropic or Gemini API.',
   'quickstart.baseUrl': 'Base URL',
   'quickstart.apiKey': 'API key',
   'quickstart.apiKeyHelp': 'Create one under',

@@ -211,7 +211,7 @@ export const zhCN: Record<MessageKey, string> = {
   'prices.confirmDelete': '删除 {model} 的价格？在重新设置前，对它的调用将被拒绝。',
 
   'quickstart.title': '快速开始',
-  'quickstart.subtitle': '像调用 OpenAI API 一样调用网关。',
+  'quickstart.subtitle': '像调用 OpenAI、Anthropic 或 Gemini API 一样调用网关。',
   'quickstart.baseUrl': 'Base URL',
   'quickstart.apiKey': 'API 密钥',
   'quickstart.apiKeyHelp': '在此创建：',

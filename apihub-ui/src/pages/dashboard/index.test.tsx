@@ -32,6 +32,19 @@ describe('DashboardPage', () => {
     expect(within(screen.getByTestId('today-tokens')).getByText('42')).toBeInTheDocument();
     expect(screen.getByText('gpt-4o-mini')).toBeInTheDocument();
     expect(screen.getByRole('img', { name: 'Last 30 days, per day' })).toBeInTheDocument();
+    expect(screen.getByTestId('discount')).toHaveTextContent('20% off');
+  });
+
+  it('says "No discount" for a rate of 1', async () => {
+    session.start('tok');
+    mockApi({
+      'GET /api/tokens/balance': json(
+        '{"user_id":2,"token_balance":0,"reserved":0,"available":0,"total_recharged":0,"total_consumed":0,"discount_rate":1}',
+      ),
+      'GET /api/stats/me': json('{"from":"2025-01-01T00:00:00Z","to":"2025-02-01T00:00:00Z","summary":{' + zero + '},"by_day":[],"by_model":[]}'),
+    });
+    renderPage(<DashboardPage />, { locale: 'zh-CN' });
+    expect(await screen.findByTestId('discount')).toHaveTextContent('无折扣');
   });
 
   it('shows the credit held by requests in flight and what is left available', async () => {

@@ -3,6 +3,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { Card, Col, Empty, Row, Skeleton, Statistic, Table, Typography } from 'antd';
 import { useMemo, useState } from 'react';
+import { Link } from 'react-router';
 import { creditApi, statsApi } from '../../api';
 import type { ModelUsage } from '../../api/stats';
 import { BarChart } from '../../components/BarChart';
@@ -11,7 +12,8 @@ import { Money } from '../../components/Money';
 import { PageContainer } from '../../components/PageContainer';
 import { EMPTY_USAGE, MetricSwitch, metricOf, modelColumns, type Metric } from '../../components/stats/usage';
 import { useI18n } from '../../i18n';
-import { formatCount, utcToday } from '../../lib/format';
+import { discountText } from '../../lib/discount';
+import { formatCount, formatDay, utcToday } from '../../lib/format';
 import { formatMoney } from '../../lib/money';
 
 export default function DashboardPage() {
@@ -25,7 +27,7 @@ export default function DashboardPage() {
     return stats.data?.by_day.find((d) => d.date === date) ?? EMPTY_USAGE;
   }, [stats.data]);
   const bars = useMemo(
-    () => (stats.data?.by_day ?? []).map((d) => ({ label: d.date.slice(5), ...metricOf(d, metric, locale) })),
+    () => (stats.data?.by_day ?? []).map((d) => ({ label: formatDay(d.date, locale), ...metricOf(d, metric, locale) })),
     [stats.data, metric, locale],
   );
   const maxCharged = Math.max(0, ...(stats.data?.by_model ?? []).map((m) => Number(m.charged)));
@@ -75,7 +77,8 @@ export default function DashboardPage() {
           <Card loading={stats.isPending} data-testid="today-tokens">
             <Statistic title={t('dashboard.todayTokens')} value={formatCount(today.total_tokens, locale)} />
             <Typography.Text type="secondary" style={{ fontSize: 12 }}>
-              {t('dashboard.discount')} {balance.data ? formatMoney(balance.data.discount_rate) : '—'}
+              {t('dashboard.discount')}{' '}
+              <span data-testid="discount">{balance.data ? discountText(t, balance.data.discount_rate) : '—'}</span>
             </Typography.Text>
           </Card>
         </Col>
@@ -86,7 +89,7 @@ export default function DashboardPage() {
           >
             {stats.isPending ? <Skeleton active /> : <BarChart data={bars} emptyText={t('dashboard.noUsage')} ariaLabel={t('dashboard.perDay')} />}
             <Typography.Text type="secondary" style={{ fontSize: 12 }}>
-              {t('dashboard.utcNote')}
+              {t('dashboard.utcNote')} <Link to="/usage">{t('nav.usage')} →</Link>
             </Typography.Text>
           </Card>
         </Col>
