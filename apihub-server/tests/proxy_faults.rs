@@ -313,6 +313,54 @@ async fn an_absurd_usage_report_is_billed_clamped_and_every_stats_endpoint_still
     }
 }
 
+/// An upstream whose chat stream carries one `data:` line of `line_mib` MiB between a first event
+/// and `[DONE]`, sent a MiB at a time; returns its URL and the exact body it sends.
+async fn upstream_with_a_huge_line(line_mib: usize) -> (String, Vec<u8>) {
+    let head = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: ".as_slice();
+    let tail = b"\n\ndata: [DONE]\n\n".as_slice();
+    let piece = axum::body::Bytes::from(vec![b'x'; 1 << 20]);
+    let chunks: Vec<axum::body::Bytes> = std::iter::once(axum::body::Bytes::from_static(head))
+        .chain(std::iter::repeat_n(piece, line_mib))
+        .chain(std::iter::once(axum::body::Bytes::from_static(tail)))
+        .collect();
+    let body: Vec<u8> = chunks.concat();
+    let answer = move || {
+        let chunks = chunks.clone();
+        async move {
+            let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+            ([(http::header::CONTENT_TYPE, "text/event-stream")], axum::body::Body::from_stream(stream))
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let upstream = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    (url, body)
+}
+
+async fn a_huge_sse_line_reaches_the_client_unchanged_and_is_billed_as_estimated(gw: Gateway) {
+    let line_mib = 24;
+    let (url, sent) = upstream_with_a_huge_line(line_mib).await;
+    let gw = gw.reconfigure(|config| config.upstream_url = url).await;
+    let sam = customer(&gw, "sam").await;
+    // Cheap output: 6 M tokens estimated cost well under the 10 credits.
+    gw.price(MODEL, PRICE.input, "0.1").await;
+    // The client does not ask for usage: the gateway would strip the usage chunk it asks for, and
+    // must stop doing so (and holding events) past the line limit.
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&sam.key), &[], &chat(5, true)).await;
+    got.expect(StatusCode::OK);
+    assert!(got.error.is_none());
+    assert!(got.body == sent, "every byte as the upstream sent it ({} of {} bytes)", got.body.len(), sent.len());
+
+    // No usage reported, most of the stream unparsed: billed by estimate, its skipped bytes as output.
+    let balance = gw.assert_settled(sam.user_id).await;
+    let record = &gw.usage(sam.user_id).await[0];
+    assert_eq!((record.status, record.usage_source), (200, UsageSource::Estimated));
+    assert!(record.completion_tokens >= (line_mib << 20) as i64 / 4, "{record:?}");
+    assert_eq!(Money::from_credits(10).checked_sub(record.charged), Some(balance));
+    assert!(record.charged.is_positive());
+}
+
 db_tests!(
     fixture = crate::common::gateway::Gateway::start;
     upstream_errors_pass_through_and_cost_nothing,
@@ -324,4 +372,5 @@ db_tests!(
     a_stream_without_output_costs_nothing,
     a_client_that_goes_away_frees_its_hold,
     an_absurd_usage_report_is_billed_clamped_and_every_stats_endpoint_still_answers,
+    a_huge_sse_line_reaches_the_client_unchanged_and_is_billed_as_estimated,
 );

@@ -66,7 +66,7 @@ pub mod openai;
 
 pub use endpoint::{Dialect, Endpoint, gemini_model};
 pub use request::{BYTES_PER_TOKEN, RequestInfo, estimate_tokens};
-pub use sse::{SseEvent, SseParser};
+pub use sse::{MAX_EVENT_BYTES, SseEvent, SseParser};
 pub use stream::StreamUsage;
 
 use serde_json::Value;

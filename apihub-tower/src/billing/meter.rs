@@ -5,7 +5,7 @@ use apihub_core::store::UsageSource;
 use apihub_core::usage::openai::is_usage_only_chunk;
 use std::sync::Arc;
 
-use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, RequestInfo, SseParser, StreamUsage, Usage};
+use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, MAX_EVENT_BYTES, RequestInfo, SseParser, StreamUsage, Usage};
 use apihub_core::{DiscountRate, Money};
 use bytes::{Bytes, BytesMut};
 
@@ -47,8 +47,20 @@ pub struct Meter {
 }
 
 enum Kind {
-    Json { buffer: BytesMut, limit: usize, info: RequestInfo, extractor: Arc<dyn UsageExtractor> },
-    Sse { parser: SseParser, usage: StreamUsage, strip_usage_chunk: bool },
+    Json {
+        buffer: BytesMut,
+        limit: usize,
+        info: RequestInfo,
+        extractor: Arc<dyn UsageExtractor>,
+    },
+    Sse {
+        parser: SseParser,
+        usage: StreamUsage,
+        strip_usage_chunk: bool,
+        /// While stripping: the bytes of the event being read, sent on once it is known not to be
+        /// the usage chunk.
+        held: BytesMut,
+    },
 }
 
 impl Meter {
@@ -66,13 +78,22 @@ impl Meter {
     pub fn sse(endpoint: Endpoint, prompt_estimate: u64, strip_usage_chunk: bool) -> Self {
         Meter {
             prompt_estimate,
-            kind: Kind::Sse { parser: SseParser::new(), usage: StreamUsage::new(endpoint), strip_usage_chunk },
+            kind: Kind::Sse {
+                parser: SseParser::new(),
+                usage: StreamUsage::new(endpoint),
+                strip_usage_chunk,
+                held: BytesMut::new(),
+            },
             response_bytes: 0,
         }
     }
 
-    /// Observes a chunk; returns what to send on (the chunk itself, or the re-encoded events
-    /// without the stripped one).
+    /// Observes a chunk; returns what to send on: the chunk itself, or, while stripping, the bytes
+    /// of the events it completed as they came, but for the stripped one.
+    ///
+    /// An event longer than [`MAX_EVENT_BYTES`] is not parsed (see [`SseParser`]): a stripping
+    /// meter then stops stripping and sends on everything it held and every byte after it
+    /// unchanged (the usage chunk, if one follows, included), so that memory stays bounded.
     pub fn observe(&mut self, chunk: Bytes) -> Bytes {
         self.response_bytes += chunk.len() as u64;
         match &mut self.kind {
@@ -82,20 +103,36 @@ impl Meter {
                 }
                 chunk
             }
-            Kind::Sse { parser, usage, strip_usage_chunk } => {
-                let events = parser.push(&chunk);
+            Kind::Sse { parser, usage, strip_usage_chunk, held } => {
                 if !*strip_usage_chunk {
-                    events.iter().for_each(|e| usage.push(e));
+                    parser.push(&chunk).iter().for_each(|e| usage.push(e));
                     return chunk;
                 }
-                let mut out = String::new();
-                for event in &events {
-                    usage.push(event);
-                    if !is_usage_only_chunk(event) {
-                        out.push_str(&event.encode());
+                let mut out = BytesMut::new();
+                let mut rest = &chunk[..];
+                while !rest.is_empty() {
+                    let (event, read) = parser.next_event(rest);
+                    held.extend_from_slice(&rest[..read]);
+                    rest = &rest[read..];
+                    if let Some(event) = event {
+                        usage.push(&event);
+                        let bytes = held.split();
+                        let sent = if is_usage_only_chunk(&event) {
+                            // Its leading line ends still go: the first may end the previous
+                            // event's `\r\n` split across chunks, and a blank line sends nothing.
+                            bytes.iter().take_while(|&&b| b == b'\n' || b == b'\r').count()
+                        } else {
+                            bytes.len()
+                        };
+                        out.extend_from_slice(&bytes[..sent]);
                     }
                 }
-                Bytes::from(out)
+                if parser.skipped_bytes() > 0 || held.len() > MAX_EVENT_BYTES {
+                    // Too long to hold: from now on every byte passes through as it came.
+                    *strip_usage_chunk = false;
+                    out.extend_from_slice(&std::mem::take(held));
+                }
+                out.freeze()
             }
         }
     }
@@ -108,10 +145,14 @@ impl Meter {
     /// At the end of the body: whatever a stripping meter still holds, to send on.
     pub fn flush(&mut self) -> Option<Bytes> {
         match &mut self.kind {
-            Kind::Sse { parser, usage, strip_usage_chunk } => {
-                let last = parser.finish()?;
-                usage.push(&last);
-                (*strip_usage_chunk && !is_usage_only_chunk(&last)).then(|| Bytes::from(last.encode()))
+            Kind::Sse { parser, usage, strip_usage_chunk, held } => {
+                let last = parser.finish();
+                if let Some(last) = &last {
+                    usage.push(last);
+                }
+                let rest = std::mem::take(held).freeze();
+                let send = *strip_usage_chunk && !rest.is_empty() && !last.as_ref().is_some_and(is_usage_only_chunk);
+                send.then_some(rest)
             }
             Kind::Json { .. } => None,
         }
@@ -119,13 +160,19 @@ impl Meter {
 
     /// The bill for what was observed.
     pub fn bill(&self, outcome: Outcome, price: &ModelPrice, user: DiscountRate, key: DiscountRate) -> Bill {
-        let (reported, produced, finished, output_bytes) = match &self.kind {
+        let (reported, produced, finished, output_bytes, skipped) = match &self.kind {
             Kind::Json { buffer, info, extractor, .. } => {
                 let usage =
                     if outcome == Outcome::Completed { extractor.response(info, buffer) } else { Usage::default() };
-                (usage, self.response_bytes > 0, true, self.response_bytes)
+                (usage, self.response_bytes > 0, true, self.response_bytes, false)
             }
-            Kind::Sse { usage, .. } => (usage.usage(), usage.produced_output(), usage.finished(), usage.output_bytes()),
+            Kind::Sse { usage, parser, .. } => {
+                // Bytes passed over unparsed (an event above `MAX_EVENT_BYTES`) may have been
+                // content: the estimate counts them as such.
+                let skipped = parser.skipped_bytes();
+                let output_bytes = usage.output_bytes().saturating_add(skipped);
+                (usage.usage(), usage.produced_output() || skipped > 0, usage.finished(), output_bytes, skipped > 0)
+            }
         };
         // Validated where it enters billing, whichever extractor read it: absurd counts are clamped.
         let implausible = reported.exceeds_limits().then_some(reported);
@@ -145,6 +192,10 @@ impl Meter {
             // that output is estimated as above, never below what was reported.
             let output = reported.output_tokens.unwrap_or(0).max(estimated_output);
             (Usage { output_tokens: Some(output), ..reported }, UsageSource::Estimated)
+        } else if skipped {
+            // The upstream's own final count covers what was passed over unparsed, but it could
+            // not be checked against the stream: flagged.
+            (reported, UsageSource::Estimated)
         } else {
             (reported, UsageSource::Reported)
         };
@@ -215,6 +266,72 @@ mod tests {
         // 10⁹ × 1 + 2 × 2 credits per million tokens.
         assert_eq!(bill.charge, Money::from_micros(1_000_000_004));
         assert_eq!(bill.raw_cost, bill.charge);
+    }
+
+    /// A chat stream whose second event is one `data:` line of `line_bytes`, fed in 64 KiB chunks
+    /// through `meter`; returns what the client received.
+    fn huge_line_stream(meter: &mut Meter, line_bytes: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut send =
+            |meter: &mut Meter, bytes: &[u8]| out.extend_from_slice(&meter.observe(Bytes::copy_from_slice(bytes)));
+        send(meter, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: ");
+        let piece = vec![b'x'; 64 << 10];
+        for _ in 0..line_bytes / piece.len() {
+            send(meter, &piece);
+            if let Kind::Sse { held, .. } = &meter.kind {
+                assert!(held.len() <= MAX_EVENT_BYTES, "the meter holds at most one event's limit");
+            }
+        }
+        send(meter, b"\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n");
+        send(meter, b"data: [DONE]\n\n");
+        if let Some(rest) = meter.flush() {
+            out.extend_from_slice(&rest);
+        }
+        out
+    }
+
+    #[test]
+    fn a_huge_sse_line_passes_through_unchanged_and_is_billed_as_estimated() {
+        let line_bytes = 4 * MAX_EVENT_BYTES;
+        for strip in [false, true] {
+            let mut meter = Meter::sse(Endpoint::ChatCompletions, 100, strip);
+            let out = huge_line_stream(&mut meter, line_bytes);
+            // Every byte as it came, the usage chunk included once stripping had to stop.
+            assert_eq!(out.len() as u64, meter.response_bytes, "strip: {strip}");
+            assert!(out.ends_with(b"[DONE]\n\n"));
+            let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+            assert!(bill.billable);
+            // The upstream reported and finished: its counts stand, flagged as not checked.
+            assert_eq!(bill.source, UsageSource::Estimated, "strip: {strip}");
+            assert_eq!((bill.usage.input_tokens, bill.usage.output_tokens), (Some(5), Some(1)));
+        }
+        // Cut before the usage report: the skipped bytes count as output in the estimate.
+        let mut meter = Meter::sse(Endpoint::ChatCompletions, 100, true);
+        let mut out = meter
+            .observe(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: "))
+            .to_vec();
+        out.extend_from_slice(&meter.observe(Bytes::from(vec![b'x'; 2 * MAX_EVENT_BYTES])));
+        assert_eq!(out.len() as u64, meter.response_bytes);
+        let bill = meter.bill(Outcome::Aborted, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        assert_eq!(bill.source, UsageSource::Estimated);
+        let skipped = (2 * MAX_EVENT_BYTES + "data: ".len()) as u64;
+        assert_eq!(bill.usage.output_tokens, Some((2 + skipped).div_ceil(BYTES_PER_TOKEN)));
+    }
+
+    #[test]
+    fn stripping_sends_each_event_as_it_came() {
+        let mut meter = Meter::sse(Endpoint::ChatCompletions, 1, true);
+        let stream = ": keep-alive\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\n\
+                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\r\n\r\n\
+                      data: [DONE]\r\n\r\n";
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(7) {
+            out.extend_from_slice(&meter.observe(Bytes::copy_from_slice(piece)));
+        }
+        out.extend(meter.flush().unwrap_or_default());
+        let expected =
+            ": keep-alive\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]

@@ -26,6 +26,15 @@
 //! count), never below what was reported. The [`Reservation`] itself releases on drop, so a
 //! client disconnect or a panic frees its hold too.
 //!
+//! Two limits keep a misbehaving upstream from costing memory or corrupting the accounts:
+//! - an SSE event longer than [`MAX_EVENT_BYTES`](apihub_core::usage::MAX_EVENT_BYTES) (1 MiB; a
+//!   200 MB `data:` line, say) is passed through to the client unchanged but not parsed, so the
+//!   meter never holds more than that limit per stream. The bill is then `usage_source =
+//!   estimated`: its bytes count as output in the estimate above, unless the upstream went on to
+//!   report its final usage and end the stream, whose counts are then billed as reported;
+//! - a reported count above [`MAX_REPORTED_TOKENS`](apihub_core::usage::MAX_REPORTED_TOKENS) (10⁹)
+//!   is billed at that maximum, and logged as a warning with the report as it came.
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use std::sync::Arc;
