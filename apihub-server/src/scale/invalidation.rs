@@ -212,7 +212,7 @@ async fn listen(caches: &Caches, redis: &SharedRedis, channel: &str, subscribed:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scale::{TestRedis, test_redis, test_redis_url};
+    use crate::scale::{Relay, TestRedis, test_redis, test_redis_url};
     use apihub_core::DiscountRate;
     use apihub_core::key::GeneratedKey;
     use apihub_core::policy::{ApiKey, KeyPatch, KeyPolicy};
@@ -314,47 +314,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         subscriber.abort();
-    }
-
-    /// A TCP relay to Redis whose connections can be cut, as a network failure would.
-    struct Relay {
-        url: String,
-        connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-        accept: JoinHandle<()>,
-    }
-
-    impl Relay {
-        /// A relay to the Redis of `url` (which must name its port), and the URL that goes through it.
-        async fn start(url: &str) -> Relay {
-            let target = redis::Client::open(url).unwrap().get_connection_info().addr().to_string();
-            assert!(url.contains(&target), "APIHUB_TEST_REDIS_URL must name host and port: {url}");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let relay_url = url.replacen(&target, &listener.local_addr().unwrap().to_string(), 1);
-            let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let open = connections.clone();
-            let accept = tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { continue };
-                    let relay = tokio::spawn(async move {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    });
-                    open.lock().unwrap().push(relay.abort_handle());
-                }
-            });
-            Relay { url: relay_url, connections, accept }
-        }
-
-        /// Drops every open connection (new ones are still relayed).
-        fn cut(&self) {
-            self.connections.lock().unwrap().drain(..).for_each(|c| c.abort());
-        }
-    }
-
-    impl Drop for Relay {
-        fn drop(&mut self) {
-            self.cut();
-            self.accept.abort();
-        }
     }
 
     /// Messages published while a node's subscription is down are lost, so when it comes back the

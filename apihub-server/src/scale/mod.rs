@@ -147,6 +147,72 @@ impl TestRedis {
     }
 }
 
+/// A TCP relay to Redis whose connections can be cut, as a network failure would, or stalled,
+/// as a partition would (connections are accepted and then nothing passes).
+#[cfg(test)]
+pub(crate) struct Relay {
+    pub(crate) url: String,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(test)]
+impl Relay {
+    /// A relay to the Redis of `url` (which must name its port), and the URL that goes through it.
+    pub(crate) async fn start(url: &str) -> Relay {
+        use std::sync::atomic::Ordering;
+        let target = redis::Client::open(url).unwrap().get_connection_info().addr().to_string();
+        assert!(url.contains(&target), "APIHUB_TEST_REDIS_URL must name host and port: {url}");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_url = url.replacen(&target, &listener.local_addr().unwrap().to_string(), 1);
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (open, stall) = (connections.clone(), stalled.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let stall = stall.load(Ordering::Acquire);
+                let target = target.clone();
+                let relay = tokio::spawn(async move {
+                    if stall {
+                        // Accepted, then silence: the connection stays open until cut.
+                        std::future::pending::<()>().await;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                open.lock().unwrap().push(relay.abort_handle());
+            }
+        });
+        Relay { url: relay_url, connections, stalled, accept }
+    }
+
+    /// Drops every open connection (new ones are still relayed, or stalled).
+    pub(crate) fn cut(&self) {
+        self.connections.lock().unwrap().drain(..).for_each(|c| c.abort());
+    }
+
+    /// Cuts every connection and stalls the new ones: Redis is unreachable without a refusal.
+    pub(crate) fn stall(&self) {
+        self.stalled.store(true, std::sync::atomic::Ordering::Release);
+        self.cut();
+    }
+
+    /// Relays again: stalled connections are cut, new ones reach Redis.
+    pub(crate) fn resume(&self) {
+        self.stalled.store(false, std::sync::atomic::Ordering::Release);
+        self.cut();
+    }
+}
+
+#[cfg(test)]
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
 #[cfg(test)]
 impl std::ops::Deref for TestRedis {
     type Target = SharedRedis;

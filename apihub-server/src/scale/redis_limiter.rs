@@ -1,6 +1,8 @@
 //! A [`RateLimiter`] whose counters live in Redis, so every gateway counts against the same ones.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use apihub_core::policy::KeyId;
 use apihub_tower::body::BoxError;
@@ -39,6 +41,80 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CHE
 /// How long a counter outlives its window: room for clocks that differ a little between nodes.
 const GRACE_MS: u64 = 60_000;
 
+/// The longest one check waits for Redis (a round trip on a LAN is well under a millisecond).
+/// Past it the check fails, and the rate-limit layer admits the request: a Redis that does not
+/// answer costs a request at most this much, not the connection's own timeouts (half a second).
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How long checks skip Redis after one failed, going straight to the fallback (admitted without
+/// a check); the first check after it is a trial call, whose success resumes counting in Redis
+/// and whose failure skips Redis for as long again. So while Redis is down, one check per back-off
+/// waits up to [`CALL_TIMEOUT`], and every other one fails at once.
+pub const BREAKER_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A circuit breaker on the Redis calls: closed (call Redis), open (skip it until a time), or
+/// half-open (one trial call in flight, the others skip). Shared by the limiter's clones.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// When (on the limiter's clock, in ms) Redis may be tried again; 0 when closed.
+    open_until: AtomicU64,
+    /// A trial call is in flight.
+    trial: AtomicBool,
+}
+
+/// What [`Breaker::enter`] lets a check do.
+enum Pass<'a> {
+    /// Call Redis.
+    Call,
+    /// Call Redis as the trial; the guard reports a trial dropped midway as a failure.
+    Trial(TrialGuard<'a>),
+    /// Do not call Redis.
+    Skip,
+}
+
+/// Reopens the breaker when a trial call ends without an answer (its request went away).
+struct TrialGuard<'a> {
+    breaker: &'a Breaker,
+    now_ms: u64,
+    done: bool,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.breaker.failed(self.now_ms);
+        }
+    }
+}
+
+impl Breaker {
+    fn enter(&self, now_ms: u64) -> Pass<'_> {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Pass::Call;
+        }
+        if now_ms < until || self.trial.swap(true, Ordering::AcqRel) {
+            return Pass::Skip;
+        }
+        Pass::Trial(TrialGuard { breaker: self, now_ms, done: false })
+    }
+
+    fn succeeded(&self) {
+        self.open_until.store(0, Ordering::Release);
+        self.trial.store(false, Ordering::Release);
+    }
+
+    fn failed(&self, now_ms: u64) {
+        let backoff = u64::try_from(BREAKER_BACKOFF.as_millis()).unwrap_or(u64::MAX);
+        self.open_until.store(now_ms.saturating_add(backoff).max(1), Ordering::Release);
+        self.trial.store(false, Ordering::Release);
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Acquire) != 0
+    }
+}
+
 /// Per-key request counters in Redis, under `{prefix}:rl:{key_id}:m:{minute}` and
 /// `{prefix}:rl:{key_id}:d:{day}`.
 ///
@@ -46,10 +122,14 @@ const GRACE_MS: u64 = 60_000;
 /// NTP does), and answers are the same [`Decision`]s as
 /// [`LocalRateLimiter`](apihub_tower::rate_limit::LocalRateLimiter)'s. An error (Redis
 /// unreachable) goes back to the rate-limit layer, which admits the request and logs it.
+///
+/// While Redis is down that fallback comes at once: a check waits at most [`CALL_TIMEOUT`], and
+/// after a failure the checks skip Redis for [`BREAKER_BACKOFF`] before one trial call.
 #[derive(Clone)]
 pub struct RedisRateLimiter {
     redis: SharedRedis,
     clock: Arc<dyn Clock>,
+    breaker: Arc<Breaker>,
 }
 
 impl std::fmt::Debug for RedisRateLimiter {
@@ -61,7 +141,29 @@ impl std::fmt::Debug for RedisRateLimiter {
 impl RedisRateLimiter {
     /// Counts in `redis`, reading time from `clock`.
     pub fn new(redis: SharedRedis, clock: Arc<dyn Clock>) -> Self {
-        RedisRateLimiter { redis, clock }
+        RedisRateLimiter { redis, clock, breaker: Arc::default() }
+    }
+
+    /// Whether checks skip Redis now (a call failed within the back-off, or a trial is pending).
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// One check in Redis, bounded by [`CALL_TIMEOUT`].
+    async fn call(&self, key_id: KeyId, limits: Limits, windows: &Windows) -> Result<Vec<i64>, BoxError> {
+        let [minute_key, day_key] = self.counter_keys(key_id, windows);
+        let mut connection = self.redis.connection();
+        let mut invocation = SCRIPT.key(minute_key);
+        invocation
+            .key(day_key)
+            .arg(limit_arg(limits.per_minute))
+            .arg(limit_arg(limits.per_day))
+            .arg(windows.minute_reset_ms + GRACE_MS)
+            .arg(windows.day_reset_ms + GRACE_MS);
+        match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection)).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(format!("Redis did not answer within {CALL_TIMEOUT:?}").into()),
+        }
     }
 
     /// The two counters' names for `key_id` in `windows`.
@@ -82,17 +184,29 @@ fn count(value: i64) -> u32 {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn check(&self, key_id: KeyId, limits: Limits) -> Result<Decision, BoxError> {
-        let windows = Windows::at(self.clock.now_millis());
-        let [minute_key, day_key] = self.counter_keys(key_id, &windows);
-        let answer: Vec<i64> = SCRIPT
-            .key(minute_key)
-            .key(day_key)
-            .arg(limit_arg(limits.per_minute))
-            .arg(limit_arg(limits.per_day))
-            .arg(windows.minute_reset_ms + GRACE_MS)
-            .arg(windows.day_reset_ms + GRACE_MS)
-            .invoke_async(&mut self.redis.connection())
-            .await?;
+        let now_ms = self.clock.now_millis();
+        let windows = Windows::at(now_ms);
+        let mut trial = match self.breaker.enter(now_ms) {
+            Pass::Skip => {
+                return Err(format!("Redis failed less than {BREAKER_BACKOFF:?} ago; not asked (circuit open)").into());
+            }
+            Pass::Call => None,
+            Pass::Trial(guard) => Some(guard),
+        };
+        let answer = self.call(key_id, limits, &windows).await;
+        if let Some(guard) = trial.as_mut() {
+            guard.done = true;
+        }
+        let answer = match answer {
+            Ok(answer) => {
+                self.breaker.succeeded();
+                answer
+            }
+            Err(error) => {
+                self.breaker.failed(now_ms);
+                return Err(error);
+            }
+        };
         match answer.as_slice() {
             [1, minute, day] => Ok(windows.admitted(limits, count(*minute), count(*day))),
             [0, which] => {
@@ -110,7 +224,7 @@ impl RateLimiter for RedisRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scale::test_redis;
+    use crate::scale::{Relay, TestRedis, test_redis, test_redis_url};
     use apihub_tower::clock::ManualClock;
     use apihub_tower::rate_limit::{Allowance, LocalRateLimiter};
 
@@ -175,6 +289,69 @@ mod tests {
             admitted += usize::from(matches!(check.await.unwrap(), Decision::Allowed(_)));
         }
         assert_eq!(admitted, 30);
+    }
+
+    #[tokio::test]
+    async fn while_redis_is_unreachable_checks_fail_fast_then_a_trial_call_resumes_counting() {
+        let Some(url) = test_redis_url() else { return };
+        let relay = Relay::start(&url).await;
+        let redis = TestRedis::connect_via(&url, &relay.url).await;
+        let clock = ManualClock::at(0);
+        let limiter = RedisRateLimiter::new(redis.clone(), Arc::new(clock.clone()));
+        let limits = Limits { per_minute: Some(100), per_day: None };
+        assert!(limiter.check(1, limits).await.is_ok());
+
+        // Unreachable without a refusal: connections hang, the worst case. Each of 10 checks
+        // fails (the layer then admits the request) well under the connection's own timeouts.
+        relay.stall();
+        let mut slowest = Duration::ZERO;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            assert!(limiter.check(1, limits).await.is_err());
+            slowest = slowest.max(started.elapsed());
+        }
+        assert!(slowest < Duration::from_millis(300), "slowest check took {slowest:?}");
+        assert!(limiter.circuit_open());
+
+        // Within the back-off Redis is not even asked; after it, a trial call is, and its failure
+        // opens the circuit again.
+        let back_off = u64::try_from(BREAKER_BACKOFF.as_millis()).unwrap();
+        clock.advance(back_off);
+        let started = std::time::Instant::now();
+        assert!(limiter.check(1, limits).await.is_err());
+        assert!(started.elapsed() >= CALL_TIMEOUT / 2, "the trial asked Redis");
+        assert!(limiter.circuit_open());
+
+        // Redis back: the first trial after the back-off closes the circuit (the connection may
+        // need a few trials to heal).
+        relay.resume();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            clock.advance(back_off);
+            if limiter.check(1, limits).await.is_ok() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the limiter never went back to Redis");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!limiter.circuit_open());
+        let counted = limiter.check(1, limits).await.unwrap();
+        assert!(matches!(counted, Decision::Allowed(Some(a)) if a.remaining == 100 - 3), "{counted:?}");
+    }
+
+    #[test]
+    fn a_trial_dropped_midway_opens_the_circuit_again() {
+        let breaker = Breaker::default();
+        breaker.failed(1_000);
+        assert!(matches!(breaker.enter(1_500), Pass::Skip));
+        let trial = breaker.enter(2_000);
+        assert!(matches!(trial, Pass::Trial(_)));
+        assert!(matches!(breaker.enter(2_000), Pass::Skip), "one trial at a time");
+        drop(trial);
+        assert!(matches!(breaker.enter(2_500), Pass::Skip), "the dropped trial counts as a failure");
+        assert!(matches!(breaker.enter(3_000), Pass::Trial(_)));
+        breaker.succeeded();
+        assert!(matches!(breaker.enter(3_000), Pass::Call));
     }
 
     #[tokio::test]
