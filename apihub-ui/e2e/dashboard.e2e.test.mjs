@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { chineseAntdTexts, failedPasswordChange, phoneLayout } from './ui-checks.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const uiRoot = resolve(here, '..');
@@ -216,6 +217,19 @@ test('admin prices a model and makes a code, a new user is recharged, calls it w
     await page?.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
     throw e;
   }
+});
+
+// After the journey, on its gateway and users (each opens its own page).
+test('zh-CN: no English antd text on the keys, transactions and recharge pages', async () => {
+  await chineseAntdTexts({ context, base, user: USER, shots });
+});
+
+test('390 px wide: no page wider than the screen, tables scroll in their box, the menu is a drawer', async () => {
+  await phoneLayout({ context, base, admin: ADMIN, shots });
+});
+
+test('a refused password change leaves its button usable within 300 ms', async () => {
+  await failedPasswordChange({ context, base, user: USER });
 });
 
 async function journey() {

@@ -10,7 +10,8 @@ describe('errorText', () => {
       [new ApiError(401, 'unauthorized', 'current password is wrong'), '当前密码不正确'],
       [new ApiError(409, 'conflict', 'this redemption code has already been redeemed'), '此兑换码已被兑换'],
       [new ApiError(409, 'conflict', 'username `alice` is taken'), '用户名 alice 已被占用'],
-      [new ApiError(429, 'too_many_requests', 'too many failed logins for this account; try again in 30 s'), '此账号登录失败次数过多，请 30 秒后再试。'],
+      [new ApiError(429, 'too_many_requests', 'too many failed logins for this account; try again in 30 s'), '登录失败次数过多，请 30 秒后再试。'],
+      [new ApiError(429, 'too_many_requests', 'too many failed logins from this address; try again in 5 s'), '登录失败次数过多，请 5 秒后再试。'],
       [new ApiError(404, 'not_found', 'key not found'), '密钥不存在'],
       [new ApiError(402, 'insufficient_balance', 'insufficient balance: 1.5 available, 2 required'), '余额不足：可用 1.5，需要 2'],
     ];

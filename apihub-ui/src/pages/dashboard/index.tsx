@@ -100,6 +100,7 @@ export default function DashboardPage() {
               rowKey="model"
               loading={stats.isPending}
               pagination={false}
+              scroll={{ x: 420 }}
               columns={modelColumns(t, locale, maxCharged)}
               dataSource={stats.data?.by_model ?? []}
               locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('dashboard.noUsage')} /> }}

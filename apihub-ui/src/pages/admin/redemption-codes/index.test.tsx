@@ -68,6 +68,7 @@ describe('AdminRedemptionCodesPage', () => {
       code(3, { status: 'disabled' }),
     ]),
     'POST /api/admin/redemption-codes/1/disable': json(code(1, { status: 'disabled' })),
+    'GET /api/admin/users': json({ items: [{ id: 7, username: 'alice' }], total: 1, page: 1, page_size: 200 }),
   };
 
   it('lists codes with their state and disables one after confirmation', async () => {
@@ -79,7 +80,7 @@ describe('AdminRedemptionCodesPage', () => {
     expect(within(first).getByText('active')).toBeInTheDocument();
     const redeemed = screen.getByText(code(2).code).closest('tr')!;
     expect(within(redeemed).getByText('redeemed')).toBeInTheDocument();
-    expect(within(redeemed).getByText('7')).toBeInTheDocument();
+    expect(await within(redeemed).findByText('alice (#7)')).toBeInTheDocument();
     expect(within(redeemed).queryByText('Disable')).toBeNull();
     expect(within(screen.getByText(code(3).code).closest('tr')!).getByText('disabled')).toBeInTheDocument();
 

@@ -17,6 +17,8 @@ import { formatDateTime } from '../../../lib/format';
 import { CreatedCodesModal } from './components/CreatedCodesModal';
 import { GenerateCodesModal } from './components/GenerateCodesModal';
 import { useErrorText } from '../../../i18n/errors';
+import { unpinned, usePhone } from '../../../components/tableLayout';
+import { useUsernames } from '../../../components/useUsernames';
 
 export type CodeState = 'redeemed' | 'disabled' | 'expired' | 'active';
 
@@ -55,7 +57,12 @@ function DisableCode({ code }: { code: RedemptionCode }) {
   );
 }
 
-const codeColumns = (t: Translate, locale: Locale, onBatch: (batchId: string) => void): ColumnsType<RedemptionCode> => [
+const codeColumns = (
+  t: Translate,
+  locale: Locale,
+  onBatch: (batchId: string) => void,
+  userName: (id: number | null | undefined) => string = (id) => (id == null ? '—' : `#${id}`),
+): ColumnsType<RedemptionCode> => [
   { title: 'ID', dataIndex: 'id', key: 'id', width: 70 },
   {
     title: t('codes.code'),
@@ -94,7 +101,7 @@ const codeColumns = (t: Translate, locale: Locale, onBatch: (batchId: string) =>
     key: 'expires_at',
     render: (v: string | null) => (v ? formatDateTime(v, locale) : t('codes.never')),
   },
-  { title: t('codes.redeemedBy'), dataIndex: 'redeemed_by', key: 'redeemed_by', render: (v: number | null) => v ?? '—' },
+  { title: t('codes.redeemedBy'), dataIndex: 'redeemed_by', key: 'redeemed_by', ellipsis: true, render: (v: number | null) => userName(v) },
   { title: t('codes.redeemedAt'), dataIndex: 'redeemed_at', key: 'redeemed_at', render: (v: string | null) => formatDateTime(v, locale) },
   { title: t('common.createdAt'), dataIndex: 'created_at', key: 'created_at', render: (v: string) => formatDateTime(v, locale) },
   {
@@ -123,6 +130,8 @@ export default function AdminRedemptionCodesPage() {
   const { params, apply } = useUrlFilter(() => setPaging((p) => ({ ...p, page: 1 })));
   const codes = useQuery(redemptionApi.codesQuery({ ...filterFrom(params), ...paging }));
   const [generating, setGenerating] = useState(false);
+  const phone = usePhone();
+  const userName = useUsernames();
   const [created, setCreated] = useState<CreatedCodes | null>(null);
   const showBatch = (batchId: string) => apply({ ...Object.fromEntries(params), batch_id: batchId });
 
@@ -166,7 +175,7 @@ export default function AdminRedemptionCodesPage() {
         <Table<RedemptionCode>
           rowKey="id"
           size="middle"
-          columns={codeColumns(t, locale, showBatch)}
+          columns={unpinned(codeColumns(t, locale, showBatch, userName), phone)}
           dataSource={codes.data?.items ?? []}
           loading={codes.isPending}
           scroll={{ x: 1600 }}
