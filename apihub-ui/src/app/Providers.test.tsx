@@ -1,6 +1,7 @@
 import { render, screen } from '@testing-library/react';
 import { Form, Input, Modal, Pagination } from 'antd';
 import dayjs from 'dayjs';
+import { theme } from 'antd';
 import { describe, expect, it } from 'vitest';
 import { Providers } from './Providers';
 
@@ -46,5 +47,40 @@ describe('Providers', () => {
     expect(await screen.findByText('Cancel')).toBeInTheDocument();
     expect(screen.getByText('(optional)')).toBeInTheDocument();
     expect(dayjs().locale()).toBe('en');
+  });
+
+  it('follows the system into dark mode, and back', async () => {
+    const listeners: (() => void)[] = [];
+    let dark = true;
+    const original = window.matchMedia;
+    window.matchMedia = ((query: string) => ({
+      get matches() {
+        return query.includes('dark') && dark;
+      },
+      media: query,
+      addEventListener: (_: string, f: () => void) => listeners.push(f),
+      removeEventListener: () => {},
+    })) as unknown as typeof window.matchMedia;
+    let background = '';
+    function Probe() {
+      background = theme.useToken().token.colorBgContainer;
+      return null;
+    }
+    try {
+      render(
+        <Providers locale="en">
+          <Probe />
+        </Providers>,
+      );
+      expect(document.documentElement.dataset.theme).toBe('dark');
+      expect(background).not.toBe('#ffffff');
+      dark = false;
+      const { act } = await import('@testing-library/react');
+      act(() => listeners.forEach((f) => f()));
+      expect(document.documentElement.dataset.theme).toBe('light');
+      expect(background).toBe('#ffffff');
+    } finally {
+      window.matchMedia = original;
+    }
   });
 });

@@ -8,14 +8,19 @@ import type { Locale } from '../i18n';
 
 export function renderPage(
   page: ReactElement,
-  { path = '/', locale = 'en', routes = {} }: { path?: string; locale?: Locale; routes?: Record<string, ReactElement> } = {},
+  {
+    path = '/',
+    pattern,
+    locale = 'en',
+    routes = {},
+  }: { path?: string; pattern?: string; locale?: Locale; routes?: Record<string, ReactElement> } = {},
 ) {
   const client = new QueryClient({ defaultOptions: { queries: { retry: false }, mutations: { retry: false } } });
   return render(
     <Providers client={client} locale={locale}>
       <MemoryRouter initialEntries={[path]}>
         <Routes>
-          <Route path={path.split('?')[0]} element={page} />
+          <Route path={pattern ?? path.split('?')[0]} element={page} />
           {Object.entries(routes).map(([p, el]) => (
             <Route key={p} path={p} element={el} />
           ))}

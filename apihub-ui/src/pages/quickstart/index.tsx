@@ -51,14 +51,15 @@ export default function QuickstartPage() {
               key: s.key,
               label: s.label,
               children: (
-                <Space direction="vertical" style={{ width: '100%' }}>
-                  <div style={{ textAlign: 'right' }}>
+                // Plain blocks, so a long line scrolls inside the snippet instead of widening the page.
+                <div>
+                  <div style={{ textAlign: 'right', marginBottom: 8 }}>
                     <CopyButton text={s.code} />
                   </div>
                   <pre className="snippet">
                     <code>{s.code}</code>
                   </pre>
-                </Space>
+                </div>
               ),
             }))}
           />
