@@ -27,6 +27,7 @@ describe('AdminRechargeOrdersPage', () => {
     session.start('tok');
     const pending = order(1);
     const calls = mockApi({
+      'GET /api/admin/users': json({ items: [{ id: 2, username: 'bob' }], total: 1, page: 1, page_size: 200 }),
       'GET /api/admin/recharge-orders': json({
         items: [pending, order(2, { status: 'paid', trade_no: 'T-99', paid_at: '2025-01-01T00:05:00Z' })],
         total: 2,
@@ -51,7 +52,7 @@ describe('AdminRechargeOrdersPage', () => {
 
     await user.click(await findButton('Complete by hand', row));
     const dialog = await findDialog(`Complete order ${pending.out_trade_no} by hand`);
-    expect(within(dialog).getByText(/user 2 receives 12,345.123456 credits/)).toBeInTheDocument();
+    expect(within(dialog).getByText(/user bob \(#2\) receives 12,345.123456 credits/)).toBeInTheDocument();
     await user.click(await findButton('Mark paid and credit', dialog));
     expect(await within(dialog).findByText('Required')).toBeInTheDocument();
     await fillIn(within(dialog).getByLabelText('Note'), ' bank ref 42 ');

@@ -9,6 +9,7 @@ import { useT } from '../../../../i18n';
 import { formatMoney } from '../../../../lib/money';
 import { maxLength, required } from '../../../../lib/validation';
 import { useErrorText } from '../../../../i18n/errors';
+import { useUsernames } from '../../../../components/useUsernames';
 
 const fields: FieldDef[] = [
   { name: 'note', label: 'adminOrders.note', kind: 'textarea', help: 'adminOrders.noteHelp', validators: [required, maxLength(255)] },
@@ -17,6 +18,7 @@ const fields: FieldDef[] = [
 export function CompleteOrderModal({ order, onClose }: { order: RechargeOrder | null; onClose: () => void }) {
   const t = useT();
   const errorText = useErrorText();
+  const userName = useUsernames();
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const [form] = Form.useForm<{ note: string }>();
@@ -51,7 +53,7 @@ export function CompleteOrderModal({ order, onClose }: { order: RechargeOrder | 
           type="warning"
           showIcon
           style={{ marginBottom: 16 }}
-          message={t('adminOrders.completeWarning', { user: order.user_id, amount: formatMoney(order.amount) })}
+          message={t('adminOrders.completeWarning', { user: userName(order.user_id), amount: formatMoney(order.amount) })}
         />
       ) : null}
       {mutation.isError ? <Alert type="error" showIcon message={errorText(mutation.error)} style={{ marginBottom: 16 }} /> : null}
