@@ -108,7 +108,9 @@ export function keyColumns({ t, locale, admin = false, actions, owner }: KeyColu
       width: 110,
       render: (_, k) => (
         <Tooltip title={t('keys.callsTooltip')}>
-          {formatCount(k.calls_succeeded, locale)} / {formatCount(k.calls_total, locale)}
+          <span className="num">
+            {formatCount(k.calls_succeeded, locale)} / {formatCount(k.calls_total, locale)}
+          </span>
         </Tooltip>
       ),
     },

@@ -34,13 +34,13 @@ export const EMPTY_USAGE: UsageSummary = {
 
 export const modelColumns = (t: Translate, locale: Locale, maxCharged: number): ColumnsType<ModelUsage> => [
   { title: t('stats.model'), dataIndex: 'model', key: 'model' },
-  { title: t('stats.requests'), dataIndex: 'requests', key: 'requests', align: 'right', render: (v: number) => formatCount(v, locale) },
+  { title: t('stats.requests'), dataIndex: 'requests', key: 'requests', align: 'right', render: (v: number) => <span className="num">{formatCount(v, locale)}</span> },
   {
     title: t('stats.tokens'),
     key: 'tokens',
     align: 'right',
     render: (_, r) => (
-      <span title={`${formatCount(r.prompt_tokens, locale)} + ${formatCount(r.completion_tokens, locale)}`}>
+      <span className="num" title={`${formatCount(r.prompt_tokens, locale)} + ${formatCount(r.completion_tokens, locale)}`}>
         {formatCount(r.total_tokens, locale)}
       </span>
     ),
