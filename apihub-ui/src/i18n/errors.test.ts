@@ -23,6 +23,7 @@ describe('errorText', () => {
       '输入的值无效（count must be between 1 and 1000）',
     );
     expect(errorText(new ApiError(500, 'internal_error', 'internal error'), 'zh-CN')).toBe('服务器出错了');
+    expect(errorText(new ApiError(502, 'http_502', 'Bad Gateway'), 'zh-CN')).toBe('服务暂时不可用，请稍后重试');
   });
 
   it("shows the server's English message as it is in English, and explains network failures", () => {

@@ -81,11 +81,11 @@ export function errorText(error: unknown, locale: Locale): string {
     if (vars.what) vars.what = translate(locale, WHAT[vars.what]);
     return translate(locale, key, vars);
   }
-  const key = CODES[error.code];
+  const key = CODES[error.code] ?? (error.status >= 500 ? 'err.unavailable' : undefined);
   if (!key) return raw;
   const sentence = translate(locale, key);
   // The server's own words stay visible for what no rule knows (e.g. a field-by-field validation).
-  return error.code === 'internal_error' || error.code === 'service_unavailable' ? sentence : `${sentence}（${raw}）`;
+  return error.status >= 500 ? sentence : `${sentence}（${raw}）`;
 }
 
 /** `errorText` in the current locale. */
