@@ -70,6 +70,9 @@ pub struct Config {
     /// `UPSTREAM_IDLE_TIMEOUT_SECS`: longest wait for the upstream's next body bytes; past it the
     /// response ends, and what was delivered is billed.
     pub upstream_idle_timeout_secs: u64,
+    /// `CORS_ALLOW_ORIGINS`: comma-separated origins (`https://app.example.com`, or `*` for any)
+    /// whose browser apps may call `/v1` and `/v1beta`; none by default.
+    pub cors_allow_origins: Vec<String>,
     /// `UI_DIR`: the built dashboard (`apihub-ui/dist`), served at `/` when it exists.
     pub ui_dir: PathBuf,
     /// `REDIS_URL` (and `REDIS_KEY_PREFIX`): rate limits and key-cache invalidation shared by
@@ -278,6 +281,14 @@ impl Config {
             },
             shutdown_readiness_delay_secs: parsed("SHUTDOWN_READINESS_DELAY_SECS", 5)?,
             upstream_idle_timeout_secs: parsed("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
+            cors_allow_origins: var("CORS_ALLOW_ORIGINS")
+                .map(|list| {
+                    list.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             ui_dir: PathBuf::from(var("UI_DIR").unwrap_or_else(|| "apihub-ui/dist".into())),
             redis: RedisConfig::parse(var("REDIS_URL"), var("REDIS_KEY_PREFIX"))?,
             epay: EpayConfig::from_vars(var)?,

@@ -146,15 +146,16 @@ async fn refusals_never_reach_the_upstream_and_change_nothing(gw: Gateway) {
         (
             "insufficient balance",
             gw.post(chat_path, Auth::Bearer(&poor.key), &[], &chat(MODEL)).await,
-            StatusCode::PAYMENT_REQUIRED,
+            StatusCode::TOO_MANY_REQUESTS,
             "insufficient_quota",
         ),
     ];
     for (case, got, status, code) in &cases {
         eprintln!("{case}");
         let body = assert_refused(got, *status, code);
-        if *status == StatusCode::PAYMENT_REQUIRED {
+        if *code == "insufficient_quota" {
             assert_eq!(body["error"]["type"], "insufficient_quota", "OpenAI's shape for an empty balance");
+            assert_eq!(got.header("x-should-retry"), Some("false"), "an SDK must not retry it");
         }
     }
     let after = [trace(&gw, &frank).await, trace(&gw, &poor).await, trace(&gw, &gone).await];
@@ -252,7 +253,7 @@ async fn concurrent_requests_never_overspend(gw: Gateway) {
                 assert_eq!(body["usage"]["completion_tokens"], 10);
                 served += 1;
             }
-            StatusCode::PAYMENT_REQUIRED => {
+            StatusCode::TOO_MANY_REQUESTS => {
                 assert_eq!(
                     (&body["error"]["code"], &body["error"]["type"]),
                     (&json!("insufficient_quota"), &json!("insufficient_quota"))

@@ -68,11 +68,13 @@ impl GatewayError {
         Bytes::from(value.to_string())
     }
 
-    /// The whole response.
+    /// The whole response. The error itself rides along as a response extension, so that a
+    /// server fronting another vendor's dialect can answer in that vendor's shape instead.
     pub fn into_response(self) -> Response<GatewayBody> {
         let mut response = Response::new(gateway_body(Full::new(self.body())));
         *response.status_mut() = self.status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.extensions_mut().insert(self);
         response
     }
 }

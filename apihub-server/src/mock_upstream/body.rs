@@ -90,7 +90,7 @@ impl Reply {
                 None => ("application/json", Body::from(json)),
                 Some((after, reset)) => {
                     let ends = vec![after.min(json.len())];
-                    ("application/json", Body::new(MockBody::new(json, ends, Duration::ZERO, reset)))
+                    ("application/json", Body::new(MockBody::new(json, ends, Duration::ZERO, reset, None)))
                 }
             },
             Reply::Stream { content_type, frames } => {
@@ -100,7 +100,8 @@ impl Reply {
                     ends.truncate(after);
                     reset = abort;
                 }
-                (content_type, Body::new(MockBody::new(Bytes::from(text), ends, behaviour.chunk_delay, reset)))
+                let body = MockBody::new(Bytes::from(text), ends, behaviour.chunk_delay, reset, behaviour.stall_after);
+                (content_type, Body::new(body))
             }
         };
         let mut response = Response::new(body);
@@ -133,11 +134,14 @@ struct MockBody {
     reset: bool,
     /// The frames were given a chance to reach the socket before the abort.
     flushed: bool,
+    /// Frames left before the body stalls for ever.
+    stall_after: Option<usize>,
 }
 
 impl MockBody {
-    fn new(bytes: Bytes, ends: Vec<usize>, delay: Duration, reset: bool) -> MockBody {
-        MockBody { bytes, ends: ends.into_iter(), start: 0, delay, sleep: None, pausing: false, reset, flushed: false }
+    fn new(bytes: Bytes, ends: Vec<usize>, delay: Duration, reset: bool, stall_after: Option<usize>) -> MockBody {
+        let ends = ends.into_iter();
+        MockBody { bytes, ends, start: 0, delay, sleep: None, pausing: false, reset, flushed: false, stall_after }
     }
 }
 
@@ -159,6 +163,11 @@ impl hyper::body::Body for MockBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Reset>>> {
         let this = self.get_mut();
+        match &mut this.stall_after {
+            Some(0) => return Poll::Pending, // and no wake-up: the upstream has gone quiet
+            Some(left) => *left -= 1,
+            None => {}
+        }
         if this.pausing {
             if let Some(sleep) = &mut this.sleep {
                 ready!(sleep.as_mut().poll(cx));

@@ -64,6 +64,8 @@ pub struct Behaviour {
     pub reset_after: Option<usize>,
     /// Never answer ([`header::HANG`]).
     pub hang: bool,
+    /// Send this many frames, then nothing more, never ending the body ([`header::STALL_AFTER`]).
+    pub stall_after: Option<usize>,
 }
 
 /// The request headers that override a [`Behaviour`] field. Numbers are decimal; switches take
@@ -87,6 +89,8 @@ pub mod header {
     pub const RESET_AFTER: &str = "x-mock-reset-after";
     /// Never answer.
     pub const HANG: &str = "x-mock-hang";
+    /// Send this many events (elements), then stall with the connection open.
+    pub const STALL_AFTER: &str = "x-mock-stall-after";
 }
 
 /// An `x-mock-*` header the mock does not know, or whose value it cannot read.
@@ -130,6 +134,7 @@ impl Behaviour {
                 header::TRUNCATE_AFTER => self.truncate_after = Some(count()?),
                 header::RESET_AFTER => self.reset_after = Some(count()?),
                 header::HANG => self.hang = switch()?,
+                header::STALL_AFTER => self.stall_after = Some(count()?),
                 _ => return Err(InvalidKnob(format!("unknown mock header {name}"))),
             }
         }
@@ -171,6 +176,7 @@ mod tests {
                 (header::PROMPT_TOKENS, "9223372036854775807"),
                 (header::TRUNCATE_AFTER, "3"),
                 (header::RESET_AFTER, " 4 "),
+                (header::STALL_AFTER, "2"),
                 (header::HANG, "true"),
                 ("x-other", "ignored"),
             ]))
@@ -187,6 +193,7 @@ mod tests {
                 truncate_after: Some(3),
                 reset_after: Some(4),
                 hang: true,
+                stall_after: Some(2),
             }
         );
         assert_eq!(got.cut(), Some((4, true)), "a reset wins over a truncation");

@@ -4,8 +4,11 @@
 //! Only endpoints the gateway can meter are forwarded (see
 //! [`Endpoint`](apihub_core::usage::Endpoint)); anything else under `/v1` is a 404, so no
 //! upstream feature is ever served unbilled. `GET /v1/models` is answered here: the upstream's
-//! list, filtered to what the key may use and what has a price. Errors are OpenAI-shaped.
+//! list, filtered to what the key may use and what has a price. The gateway's own errors are in
+//! the shape of the route's vendor ([`dialect`]).
 
+pub mod dialect;
+mod idle;
 mod models;
 pub mod prices;
 pub mod upstream;
@@ -28,7 +31,10 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use crate::state::AppState;
 
 /// What the proxy forwards through: the upstream client behind a time-to-headers timeout.
-pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<hyper::body::Incoming>, UpstreamError>;
+pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<UpstreamBody>, UpstreamError>;
+
+/// The upstream's response body, ended when it stalls for `UPSTREAM_IDLE_TIMEOUT_SECS`.
+pub type UpstreamBody = idle::IdleTimeout<hyper::body::Incoming>;
 
 /// Why the upstream could not answer (its source may be a timeout's `Elapsed`).
 #[derive(Debug)]
@@ -52,6 +58,7 @@ pub fn upstream_service(config: &crate::config::Config) -> anyhow::Result<Upstre
         url: config.upstream_url.clone(),
         api_key: config.upstream_api_key.as_ref().map(|k| k.expose().to_owned()),
         connect_timeout: Duration::from_secs(config.upstream_connect_timeout_secs),
+        idle_timeout: Duration::from_secs(config.upstream_idle_timeout_secs),
     })?;
     let service = ServiceBuilder::new()
         .map_err(UpstreamError)
@@ -61,12 +68,8 @@ pub fn upstream_service(config: &crate::config::Config) -> anyhow::Result<Upstre
     Ok(BoxCloneSyncService::new(service))
 }
 
-fn not_found(message: &str) -> Response {
-    response(GatewayError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", message))
-}
-
-fn response(error: GatewayError) -> Response {
-    error.into_response().into_response()
+fn not_found(message: &str) -> GatewayError {
+    GatewayError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", message)
 }
 
 /// The `/v1` and `/v1beta` routes.
@@ -89,7 +92,43 @@ pub fn router(state: &AppState) -> Router {
         let future = handle(metered.clone(), models.clone(), request);
         async move { Ok::<_, Infallible>(future.await) }
     });
-    Router::new().route_service("/v1/{*path}", proxy.clone()).route_service("/v1beta/{*path}", proxy)
+    // Outermost first: browsers' preflights are answered before anything else (only for the
+    // origins CORS_ALLOW_ORIGINS names), and gzip request bodies are inflated before the stack
+    // reads them (its PROXY_MAX_BODY_BYTES limit then counts the inflated bytes).
+    Router::new().route_service("/v1/{*path}", proxy.clone()).route_service("/v1beta/{*path}", proxy).layer(
+        ServiceBuilder::new()
+            .option_layer(cors(&config.cors_allow_origins))
+            .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true)),
+    )
+}
+
+/// CORS for browser apps that hold a user's key: for `origins` (`*`: any), or none at all.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| http::HeaderValue::from_str(o).ok()))
+    };
+    let exposed = [
+        "x-request-id",
+        "retry-after",
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::HEAD])
+            // Mirrored, not `*`: browsers never let a wildcard cover `Authorization`.
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(exposed.map(http::HeaderName::from_static))
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The metered stack: key auth, rate limit, quota and billing around the upstream.
@@ -102,30 +141,39 @@ fn handle(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    if path == "/v1/models" || path == "/v1beta/models" {
-        if method != Method::GET {
-            return Box::pin(std::future::ready(response(method_not_allowed())));
+    let dialect = dialect::of_path(&path);
+    let refuse = move |error: GatewayError| Box::pin(std::future::ready(dialect::render(dialect, &error)));
+    let endpoint = Endpoint::from_path(&path);
+    let model_list = path == "/v1/models" || path == "/v1beta/models";
+    let one_model = endpoint.is_none() && (path.starts_with("/v1/models/") || path.starts_with("/v1beta/models/"));
+    if model_list || one_model {
+        if method != Method::GET && method != Method::HEAD {
+            return refuse(method_not_allowed());
         }
-        return Box::pin(async move { models.oneshot(request).await.unwrap_or_else(|never| match never {}) });
+        return Box::pin(async move {
+            let response = models.oneshot(request).await.unwrap_or_else(|never| match never {});
+            dialect::localize(dialect, response)
+        });
     }
-    if Endpoint::from_path(&path).is_none() {
-        return Box::pin(std::future::ready(not_found(&format!("`{path}` is not an endpoint this gateway serves"))));
+    if endpoint.is_none() {
+        return refuse(not_found(&format!("`{path}` is not an endpoint this gateway serves")));
     }
     if method != Method::POST {
-        return Box::pin(std::future::ready(response(method_not_allowed())));
+        return refuse(method_not_allowed());
     }
     let call = metered.oneshot(request);
     Box::pin(async move {
         match call.await {
-            Ok(response) => response.into_response(),
+            Ok(response) => dialect::localize(dialect, response.into_response()),
             Err(error) => {
                 tracing::warn!(%error, "proxy request failed");
-                response(GatewayError::new(
+                let error = GatewayError::new(
                     StatusCode::BAD_GATEWAY,
                     "api_error",
                     "upstream_unavailable",
                     "the upstream could not be reached",
-                ))
+                );
+                dialect::render(dialect, &error)
             }
         }
     })

@@ -1,5 +1,6 @@
 //! `GET /v1/models`: the upstream's model list, filtered to what the key may use and what has a
-//! price on this gateway.
+//! price on this gateway; `GET /v1/models/{model}` (and Gemini's `/v1beta/models/{model}`): one
+//! entry of that list, or the vendor's 404 (`HEAD` too: the server sends the head alone).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -56,7 +57,18 @@ async fn list(upstream: UpstreamService, prices: Arc<PriceCache>, request: Reque
         .into_response()
         .into_response()
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // One model: ask for the whole list (the same filtering applies) and pick it out.
+    let path = parts.uri.path().to_owned();
+    let (list_path, wanted) = match path.split_once("/models/") {
+        Some((prefix, model)) => (format!("{prefix}/models"), Some(model.trim_start_matches("models/").to_owned())),
+        None => (path.clone(), None),
+    };
+    if wanted.is_some() {
+        let Ok(uri) = list_path.parse() else { return bad_gateway() };
+        parts.uri = uri;
+        parts.method = http::Method::GET;
+    }
     let forwarded = Request::from_parts(parts, body);
     let Ok(response) = upstream.oneshot(forwarded).await else { return bad_gateway() };
     if !response.status().is_success() {
@@ -75,5 +87,33 @@ async fn list(upstream: UpstreamService, prices: Arc<PriceCache>, request: Reque
             m.get("name").and_then(Value::as_str).map(|n| n.trim_start_matches("models/")).is_some_and(allowed)
         });
     }
-    axum::Json(list).into_response()
+    match wanted {
+        None => axum::Json(list).into_response(),
+        Some(model) => match pick(&list, &model) {
+            Some(entry) => axum::Json(entry).into_response(),
+            None => GatewayError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!("The model `{model}` does not exist or you do not have access to it."),
+            )
+            .into_response()
+            .into_response(),
+        },
+    }
+}
+
+/// The entry for `model` in a filtered list, in either vendor's shape.
+fn pick(list: &Value, model: &str) -> Option<Value> {
+    let openai = list.get("data").and_then(Value::as_array).into_iter().flatten();
+    let gemini = list.get("models").and_then(Value::as_array).into_iter().flatten();
+    openai
+        .filter(|m| m.get("id").and_then(Value::as_str) == Some(model))
+        .chain(
+            gemini.filter(|m| {
+                m.get("name").and_then(Value::as_str).map(|n| n.trim_start_matches("models/")) == Some(model)
+            }),
+        )
+        .next()
+        .cloned()
 }

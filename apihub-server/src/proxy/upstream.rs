@@ -17,6 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
+use super::idle::IdleTimeout;
+
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), the client's credentials,
 /// which must never reach the upstream, and `Accept-Encoding`: the billing layer reads usage from
 /// the response as it passes, so the upstream must answer uncompressed.
@@ -45,6 +47,8 @@ pub struct UpstreamConfig {
     pub api_key: Option<String>,
     /// Time to connect.
     pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response body.
+    pub idle_timeout: Duration,
 }
 
 /// Forwards gateway requests to the upstream.
@@ -56,6 +60,7 @@ pub struct Upstream {
     base_path: String,
     api_key: Option<HeaderValue>,
     bearer: Option<HeaderValue>,
+    idle_timeout: Duration,
 }
 
 impl Upstream {
@@ -81,7 +86,7 @@ impl Upstream {
         let api_key = config.api_key.clone().map(header).transpose()?;
         let bearer = config.api_key.as_ref().map(|key| header(format!("Bearer {key}"))).transpose()?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Upstream { client, scheme, authority, base_path, api_key, bearer })
+        Ok(Upstream { client, scheme, authority, base_path, api_key, bearer, idle_timeout: config.idle_timeout })
     }
 
     fn rewrite(&self, request: &mut Request<Body>) -> Result<(), BoxError> {
@@ -134,7 +139,7 @@ fn strip_key_param(query: &str) -> String {
 }
 
 impl Service<Request<Body>> for Upstream {
-    type Response = Response<Incoming>;
+    type Response = Response<IdleTimeout<Incoming>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -144,12 +149,12 @@ impl Service<Request<Body>> for Upstream {
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let rewritten = self.rewrite(&mut request);
-        let client = self.client.clone();
+        let (client, idle_timeout) = (self.client.clone(), self.idle_timeout);
         Box::pin(async move {
             rewritten?;
             let mut response = client.request(request).await?;
             scrub(response.headers_mut());
-            Ok(response)
+            Ok(response.map(|body| IdleTimeout::new(body, idle_timeout)))
         })
     }
 }
@@ -164,6 +169,7 @@ mod tests {
             url: "http://127.0.0.1:8317/base/".into(),
             api_key: Some("up-key".into()),
             connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
         })
         .unwrap();
         let mut request = Request::builder()
@@ -192,8 +198,12 @@ mod tests {
 
     #[test]
     fn only_plain_http_upstreams() {
-        let config =
-            |url: &str| UpstreamConfig { url: url.into(), api_key: None, connect_timeout: Duration::from_secs(1) };
+        let config = |url: &str| UpstreamConfig {
+            url: url.into(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        };
         assert!(Upstream::new(&config("https://api.example.com")).is_err());
         assert!(Upstream::new(&config("not a url")).is_err());
     }

@@ -130,6 +130,11 @@ pub struct CreatedKey {
 pub struct TransactionView {
     pub id: i64,
     pub user_id: i64,
+    /// The kind of movement (`recharge`, `consume`, `refund`, `adjust`, `redeem`), under the seed
+    /// API's name.
+    #[schema(value_type = String, example = "recharge")]
+    pub transaction_type: TxType,
+    /// The same as `transaction_type` (this API's earlier name, kept for existing clients).
     #[schema(value_type = String, example = "recharge")]
     pub tx_type: TxType,
     /// Signed change of the balance.
@@ -149,6 +154,7 @@ impl From<Transaction> for TransactionView {
         TransactionView {
             id: t.id,
             user_id: t.user_id,
+            transaction_type: t.tx_type,
             tx_type: t.tx_type,
             amount: t.amount,
             balance_before: t.balance_before,

@@ -128,13 +128,8 @@ impl Reply {
     }
 }
 
-pub async fn send(
-    client: &HttpClient,
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Reply {
+/// A request with `headers` and, when given, a JSON body.
+pub fn request(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Request<Full<Bytes>> {
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -146,7 +141,17 @@ pub async fn send(
         }
         None => Full::default(),
     };
-    let response = client.request(request.body(body).unwrap()).await.expect("HTTP request");
+    request.body(body).expect("a valid request")
+}
+
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let response = client.request(request(method, url, headers, body)).await.expect("HTTP request");
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.expect("response body").to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));

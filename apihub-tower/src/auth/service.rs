@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use apihub_core::key::PlainKey;
 use apihub_core::policy::KeyStatus;
+use apihub_core::usage::{Dialect, Endpoint};
 use apihub_core::user::UserStatus;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
@@ -25,7 +26,9 @@ pub struct KeyAuth<S> {
     pub(super) clock: Arc<dyn Clock>,
 }
 
-/// The key a client presented, from whichever header or query parameter its SDK uses.
+/// The key a client presented, from whichever header its SDK uses, or from the `key=` query
+/// parameter on the Gemini routes only (where Google's SDKs and REST examples put it; anywhere
+/// else a key in the URL would end up in access logs without any client needing it).
 pub fn presented_key<B>(request: &Request<B>) -> Option<&str> {
     let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
@@ -35,6 +38,11 @@ pub fn presented_key<B>(request: &Request<B>) -> Option<&str> {
         return Some(token.trim());
     }
     header("x-api-key").or_else(|| header("x-goog-api-key")).or_else(|| {
+        let gemini = Endpoint::from_path(request.uri().path()).is_some_and(|e| e.dialect() == Dialect::Gemini)
+            || request.uri().path().starts_with("/v1beta/");
+        if !gemini {
+            return None;
+        }
         request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("key=")).filter(|k| !k.is_empty())
     })
 }

@@ -759,7 +759,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The process can serve: the database answers. */
+        /** The process can serve: the database answers, and it is not shutting down. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1346,7 +1346,16 @@ export interface components {
             /** Format: int64 */
             id: number;
             order_no?: string | null;
-            /** @example recharge */
+            /**
+             * @description The kind of movement (`recharge`, `consume`, `refund`, `adjust`, `redeem`), under the seed
+             *     API's name.
+             * @example recharge
+             */
+            transaction_type: string;
+            /**
+             * @description The same as `transaction_type` (this API's earlier name, kept for existing clients).
+             * @example recharge
+             */
             tx_type: string;
             /** Format: int64 */
             user_id: number;
@@ -1924,7 +1933,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description too many failed attempts for this username (see `Retry-After`) */
+            /** @description too many failed attempts for this username or from this address, or too many logins in progress (see `Retry-After`) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1997,6 +2006,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description too many password checks in progress (see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     register: {
@@ -2030,6 +2048,15 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many password checks in progress (see `Retry-After`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
