@@ -73,8 +73,9 @@ pub struct Config {
     /// `CORS_ALLOW_ORIGINS`: comma-separated origins (`https://app.example.com`, or `*` for any)
     /// whose browser apps may call `/v1` and `/v1beta`; none by default.
     pub cors_allow_origins: Vec<String>,
-    /// `UI_DIR`: the built dashboard (`apihub-ui/dist`), served at `/` when it exists.
-    pub ui_dir: PathBuf,
+    /// `UI_DIR`: a built dashboard to serve at `/` from disk instead of the one embedded in the
+    /// binary (for working on the dashboard); `None`: the embedded one.
+    pub ui_dir: Option<PathBuf>,
     /// `REDIS_URL` (and `REDIS_KEY_PREFIX`): rate limits and key-cache invalidation shared by
     /// several gateways. `None`: in-process limits, and the key cache's TTL bounds staleness.
     pub redis: Option<RedisConfig>,
@@ -289,7 +290,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            ui_dir: PathBuf::from(var("UI_DIR").unwrap_or_else(|| "apihub-ui/dist".into())),
+            ui_dir: var("UI_DIR").map(PathBuf::from),
             redis: RedisConfig::parse(var("REDIS_URL"), var("REDIS_KEY_PREFIX"))?,
             epay: EpayConfig::from_vars(var)?,
         })

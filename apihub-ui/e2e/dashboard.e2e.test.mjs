@@ -158,6 +158,7 @@ before(async () => {
     ADMIN_PASSWORD: ADMIN.password,
     UPSTREAM_URL: `http://127.0.0.1:${mockPort}`,
     UI_DIR: uiDir,
+    SHUTDOWN_READINESS_DELAY_SECS: '0',
     PUBLIC_URL: base,
     EPAY_URL: EPAY.url,
     EPAY_PID: EPAY.pid,

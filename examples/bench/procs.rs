@@ -256,6 +256,8 @@ pub fn start_gateway(
         ("ADMIN_USERNAME", "admin".to_owned()),
         ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
         ("UI_DIR", dir.join("no-ui").display().to_string()),
+        // Stopped by the harness, not behind a load balancer: drain at once.
+        ("SHUTDOWN_READINESS_DELAY_SECS", "0".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ]);
     let mut proc = Proc::spawn(name, command, dir.join("gateway.log"))?;

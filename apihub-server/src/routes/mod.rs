@@ -1,6 +1,7 @@
 //! The HTTP surface: every route, its OpenAPI document and the middleware around them.
 
 pub mod auth;
+pub mod dashboard;
 pub mod health;
 pub mod keys;
 pub mod keys_admin;
@@ -115,21 +116,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
 
-/// The built dashboard, when `dir` holds one: its files, and `index.html` for every other path so
-/// that deep links survive a reload.
-fn dashboard(dir: &std::path::Path) -> Option<tower_http::services::ServeDir<tower_http::services::ServeFile>> {
-    let index = dir.join("index.html");
-    if !index.is_file() {
-        tracing::info!(dir = %dir.display(), "no built dashboard found; serving the API only");
-        return None;
-    }
-    Some(tower_http::services::ServeDir::new(dir).fallback(tower_http::services::ServeFile::new(index)))
-}
-
 /// The whole application, shared by `main` and the tests.
 pub fn build_app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
-    let ui_dir = state.config.ui_dir.clone();
+    let dashboard = dashboard::service(state.config.ui_dir.as_deref());
     // Every /v1 response is counted by status class, refusals included; forwarded requests are
     // counted again by model when their usage record is made.
     let metrics = state.metrics.clone();
@@ -161,7 +151,7 @@ pub fn build_app(state: AppState) -> Router {
         // Unknown API paths stay JSON 404s even when the dashboard answers everything else.
         .route("/api/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() });
-    let app = match dashboard(&ui_dir) {
+    let app = match dashboard {
         Some(files) => app.fallback_service(files),
         None => app.fallback(not_found),
     };
