@@ -70,6 +70,9 @@ pub struct Config {
     /// `UPSTREAM_IDLE_TIMEOUT_SECS`: longest wait for the upstream's next body bytes; past it the
     /// response ends, and what was delivered is billed.
     pub upstream_idle_timeout_secs: u64,
+    /// `CURRENCY`: the ISO 4217 code of the money users pay in (default `CNY`), shown by the
+    /// dashboard next to prices and payments.
+    pub currency: String,
     /// `CORS_ALLOW_ORIGINS`: comma-separated origins (`https://app.example.com`, or `*` for any)
     /// whose browser apps may call `/v1` and `/v1beta`; none by default.
     pub cors_allow_origins: Vec<String>,
@@ -282,6 +285,7 @@ impl Config {
             },
             shutdown_readiness_delay_secs: parsed("SHUTDOWN_READINESS_DELAY_SECS", 5)?,
             upstream_idle_timeout_secs: parsed("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
+            currency: currency(var("CURRENCY"))?,
             cors_allow_origins: var("CORS_ALLOW_ORIGINS")
                 .map(|list| {
                     list.split(',')
@@ -295,6 +299,15 @@ impl Config {
             epay: EpayConfig::from_vars(var)?,
         })
     }
+}
+
+/// `CURRENCY`, vetted: three letters (ISO 4217), upper-cased; `CNY` when unset.
+fn currency(configured: Option<String>) -> anyhow::Result<String> {
+    let code = configured.unwrap_or_else(|| "CNY".into()).to_ascii_uppercase();
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+        bail!("CURRENCY must be an ISO 4217 code of three letters, such as CNY or USD");
+    }
+    Ok(code)
 }
 
 /// Checks a configured secret: long enough and not one printed in our docs.
@@ -406,6 +419,14 @@ mod tests {
             ("EPAY_PRICE", "0"),
         ]));
         assert!(bad_price.is_err());
+    }
+
+    #[test]
+    fn the_currency_is_three_letters() {
+        assert_eq!(currency(None).unwrap(), "CNY");
+        assert_eq!(currency(Some("usd".into())).unwrap(), "USD");
+        assert!(currency(Some("yuan".into())).is_err());
+        assert!(currency(Some("¥".into())).is_err());
     }
 
     #[test]
