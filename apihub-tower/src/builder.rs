@@ -3,27 +3,38 @@
 use std::sync::Arc;
 
 use apihub_core::billing::BillingStore;
+use apihub_core::usage::Endpoint;
 use tower::{Layer, ServiceBuilder};
 
 use crate::auth::{AuthStore, KeyAuth, KeyAuthLayer, KeyCache};
 use crate::billing::{Billing, BillingConfig, BillingLayer, DiscardUsage, PriceBook, SettlementBacklog, UsageSink};
 use crate::clock::{Clock, SystemClock};
-use crate::extract::{LlmExtractor, UsageExtractor};
+use crate::extract::{LlmExtractor, MeteredRoutes, UsageExtractor};
 use crate::quota::{Quota, QuotaLayer};
 use crate::rate_limit::{LocalRateLimiter, RateLimit, RateLimitLayer, RateLimiter};
 
 /// Builds a [`GatewayLayer`]: everything has a default but the stores and the prices.
 ///
+/// The stack fails closed: a request to a path that is not a metered route is refused (404
+/// `unknown_url`), as is a model without a price (404 `model_not_found`); neither reaches the
+/// upstream. Without declarations the metered routes are the dialects' standard paths
+/// (`/v1/chat/completions`, `/v1/messages`, `/v1beta/models/{model}:generateContent`…); a stack
+/// mounted elsewhere declares each of its routes with [`meter`](GatewayBuilder::meter).
+///
 /// ```
 /// use std::collections::HashMap;
 /// use std::sync::Arc;
 /// use apihub_core::pricing::ModelPrice;
+/// use apihub_core::usage::Endpoint;
 /// use apihub_tower::GatewayBuilder;
 /// use apihub_tower::memory::MemoryStore;
 ///
 /// let store = Arc::new(MemoryStore::new());
 /// let prices = HashMap::from([("gpt-4o-mini".to_owned(), ModelPrice::default())]);
-/// let gateway = GatewayBuilder::new(store.clone(), store, Arc::new(prices)).build();
+/// let gateway = GatewayBuilder::new(store.clone(), store, Arc::new(prices))
+///     // Mounted at /llm/chat, speaking OpenAI's chat completions.
+///     .meter("/llm/chat", Endpoint::ChatCompletions)
+///     .build();
 /// let _service = tower::ServiceBuilder::new().layer(gateway).service(tower::service_fn(
 ///     |_req: http::Request<String>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) },
 /// ));
@@ -39,6 +50,7 @@ pub struct GatewayBuilder {
     max_body_bytes: usize,
     billing: BillingConfig,
     extractor: Arc<dyn UsageExtractor>,
+    routes: Vec<(String, Endpoint)>,
     backlog: Option<Arc<SettlementBacklog>>,
 }
 
@@ -60,6 +72,7 @@ impl GatewayBuilder {
             max_body_bytes: 16 * 1024 * 1024,
             billing: BillingConfig::default(),
             extractor: Arc::new(LlmExtractor),
+            routes: Vec::new(),
             backlog: None,
         }
     }
@@ -71,9 +84,21 @@ impl GatewayBuilder {
         self
     }
 
-    /// Reads requests and responses with `extractor` (default: the LLM dialects).
+    /// Reads requests and responses with `extractor` (default: the LLM dialects at their
+    /// standard paths). The paths it does not recognise are refused (404).
     pub fn extractor(mut self, extractor: Arc<dyn UsageExtractor>) -> Self {
         self.extractor = extractor;
+        self
+    }
+
+    /// Meters requests to `path` as `endpoint`, in that endpoint's dialect (see
+    /// [`MeteredRoutes`] for the path syntax, `{model}` for the Gemini endpoints). Once a route
+    /// is declared, only declared routes are metered: every other path, the standard `/v1` ones
+    /// included, is refused (404). The extractor (the LLM dialects, or the one given to
+    /// [`extractor`](GatewayBuilder::extractor)) reads each declared route's requests as if they
+    /// came to the endpoint's standard path.
+    pub fn meter(mut self, path: impl Into<String>, endpoint: Endpoint) -> Self {
+        self.routes.push((path.into(), endpoint));
         self
     }
 
@@ -119,15 +144,24 @@ impl GatewayBuilder {
             Arc::new(KeyCache::with_clock(self.auth_store, self.clock.clone(), KeyCache::DEFAULT_TTL_MILLIS))
         });
         let limiter = self.limiter.unwrap_or_else(|| Arc::new(LocalRateLimiter::new(self.clock.clone())));
+        let extractor = if self.routes.is_empty() {
+            self.extractor
+        } else {
+            let routes = self
+                .routes
+                .into_iter()
+                .fold(MeteredRoutes::new(self.extractor), |routes, (path, endpoint)| routes.route(path, endpoint));
+            Arc::new(routes)
+        };
         let mut billing = BillingLayer::new(self.billing_store, self.prices, self.sink, self.billing)
-            .with_extractor(self.extractor.clone());
+            .with_extractor(extractor.clone());
         if let Some(backlog) = self.backlog {
             billing = billing.with_backlog(backlog);
         }
         GatewayLayer {
             auth: KeyAuthLayer::new(cache).with_clock(self.clock),
             rate_limit: RateLimitLayer::new(limiter),
-            quota: QuotaLayer::new(self.max_body_bytes).with_extractor(self.extractor.clone()),
+            quota: QuotaLayer::new(self.max_body_bytes).with_extractor(extractor),
             billing,
         }
     }

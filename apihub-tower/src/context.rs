@@ -37,3 +37,35 @@ impl RequestId {
             .unwrap_or_else(|| RequestId(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple())))
     }
 }
+
+/// The request's [`AuthenticatedKey`], or the refusal every layer after authentication gives a
+/// request without one (logged as an error, since it means the stack is mis-assembled).
+///
+/// The rate-limit, quota and billing layers act for a key: none of them forwards a request that
+/// carries no [`AuthenticatedKey`], whatever order the layers were assembled in. The refusal is a
+/// 401 `invalid_api_key` rather than a 5xx: the extension is put there by whatever authenticates
+/// requests ([`KeyAuth`](crate::auth::KeyAuth), or an application's own middleware for users it
+/// signed in), and a layer cannot tell "nothing authenticated this request" from "the
+/// authenticating layer let an anonymous request by". In the second case the client can act on a
+/// 401 (send a key); in the first, nothing is forwarded or billed either way, and the error log
+/// names the layer, so the operator finds the mis-assembly. A 503 would invite clients to retry a
+/// request that can never succeed.
+pub(crate) fn require_key<'a, B>(
+    request: &'a http::Request<B>,
+    layer: &'static str,
+) -> Result<&'a AuthenticatedKey, crate::body::GatewayError> {
+    request.extensions().get::<AuthenticatedKey>().ok_or_else(|| {
+        tracing::error!(
+            layer,
+            path = request.uri().path(),
+            "refused a request without an authenticated key: key authentication must run before this layer \
+             (use GatewayBuilder, or put KeyAuthLayer outermost)"
+        );
+        crate::body::GatewayError::new(
+            http::StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "this request carries no authenticated API key",
+        )
+    })
+}

@@ -8,6 +8,29 @@
 //!
 //! [`memory`] holds in-memory stores, so the stack runs with no database, and [`GatewayBuilder`]
 //! assembles the layers in their documented order.
+//!
+//! The stack fails closed: nothing reaches the upstream unbilled. A path that is not a metered
+//! route is refused (404), as is an unpriced model; the metered routes are the dialects'
+//! standard paths, or those declared with [`GatewayBuilder::meter`]. Each layer after key
+//! authentication refuses a request without an authenticated key, and billing one the quota layer
+//! did not read, so layers assembled in another order refuse requests rather than serve them free.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Arc;
+//! use apihub_core::pricing::ModelPrice;
+//! use apihub_core::usage::Endpoint;
+//! use apihub_tower::GatewayBuilder;
+//! use apihub_tower::memory::MemoryStore;
+//!
+//! let store = Arc::new(MemoryStore::new());
+//! let prices = HashMap::from([("claude-sonnet-4".to_owned(), ModelPrice::default())]);
+//! // An Anthropic upstream behind the app's own path.
+//! let gateway = GatewayBuilder::new(store.clone(), store, Arc::new(prices))
+//!     .meter("/api/llm/messages", Endpoint::Messages)
+//!     .build();
+//! # let _ = gateway;
+//! ```
 #![warn(missing_docs)]
 
 pub mod auth;

@@ -179,10 +179,16 @@ impl Meter {
         let reported = reported.clamped();
         let estimated_output = output_bytes.div_ceil(BYTES_PER_TOKEN);
         let (usage, source) = if reported.is_empty() {
-            // Not reported: prompt estimate plus output bytes ÷ 4, documented in the module.
+            // Not reported: prompt estimate plus output bytes ÷ 4, documented in the module; an
+            // image endpoint's answer counts the images asked for (a per-image price applies).
+            let images = match &self.kind {
+                Kind::Json { info, .. } if info.endpoint == Endpoint::ImageGenerations => info.output_cap,
+                _ => None,
+            };
             let estimate = Usage {
                 input_tokens: Some(self.prompt_estimate),
                 output_tokens: Some(estimated_output),
+                images,
                 ..Usage::default()
             };
             (estimate, UsageSource::Estimated)
@@ -342,6 +348,17 @@ mod tests {
         assert_eq!(bill.source, UsageSource::Estimated);
         assert_eq!(bill.usage.input_tokens, Some(100));
         assert_eq!(bill.usage.output_tokens, Some(4));
+    }
+
+    #[test]
+    fn an_image_answer_without_usage_is_billed_for_the_images_asked_for() {
+        let info = RequestInfo::read("/v1/images/generations", br#"{"model":"img","n":2}"#).unwrap();
+        let mut meter = Meter::json(info, Arc::new(crate::extract::LlmExtractor), 1 << 20);
+        meter.observe(Bytes::from_static(b"event: image_generation.completed\ndata: {}\n\n"));
+        let price = ModelPrice { per_image: Some(Money::from_credits(1)), ..ModelPrice::default() };
+        let bill = meter.bill(Outcome::Completed, &price, DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
+        assert_eq!((bill.source, bill.usage.images), (UsageSource::Estimated, Some(2)));
+        assert_eq!(bill.charge, Money::from_credits(2));
     }
 
     #[test]

@@ -10,17 +10,25 @@
 //!    balance and the key's quotas: 402 `insufficient_quota` or 403 `key_quota_exceeded` when it
 //!    does not fit, and nothing is forwarded;
 //! 3. the response is passed through chunk by chunk while a [`meter`] reads its usage (JSON
-//!    `usage`, or the dialect's SSE events);
+//!    `usage`, or the dialect's SSE events; the SSE body of an endpoint whose events no dialect
+//!    reader knows, such as a per-call API's, is read whole by the extractor, like JSON);
 //! 4. when the body ends the charge — `cost(price, usage) × user rate × key rate`, rounded once
 //!    ([`charge`](apihub_core::pricing::charge)) — is settled, all of it even above the hold (the
 //!    excess is the record's `overage`), and a usage record goes to the [`UsageSink`]. A
 //!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]).
 //!
+//! Billing fails closed: a request without an authenticated key (401, see
+//! [`AuthenticatedKey`](crate::context::AuthenticatedKey)) or that the quota layer did not read
+//! (503 `gateway_misconfigured`: the layers are out of order) is refused, logged as an error,
+//! and never forwarded, so no assembly of the layers serves requests unbilled. So is a model
+//! with no price (404 `model_not_found`) or a request that names none (400 `model_required`).
+//!
 //! An upstream error status, a connection failure or a timeout releases the hold (502/504 for the
 //! latter two) and costs nothing. A stream that ends before any output costs nothing. When the
 //! upstream reports no usage, the charge is estimated (prompt bytes ÷ 4 plus output bytes ÷ 4
 //! tokens, where a stream's output bytes are its generated text, reasoning and tool-call
-//! arguments without the SSE and JSON around them, and a JSON body's are the whole body),
+//! arguments without the SSE and JSON around them, and a JSON body's are the whole body, plus,
+//! for an image endpoint read whole, the images asked for),
 //! recorded as `usage_source = estimated`; so is the output
 //! of a stream cut short after reporting only part of its usage (the input, an early output
 //! count), never below what was reported. The [`Reservation`] itself releases on drop, so a

@@ -18,7 +18,7 @@ use tower::Service;
 use super::meter::{Meter, Outcome};
 use super::{BillingLayer, MeteredBody, Reservation, SettlementBacklog, UsageSink};
 use crate::body::{BoxError, GatewayBody, GatewayError, gateway_body, into_gateway};
-use crate::context::{AuthenticatedKey, RequestId};
+use crate::context::{AuthenticatedKey, RequestId, require_key};
 use crate::quota::BufferedBody;
 
 /// Reserves, forwards and settles; see the [module docs](crate::billing).
@@ -121,6 +121,26 @@ fn reject(error: BillingError) -> GatewayError {
     }
 }
 
+/// The refusal of a request that reached billing with an authenticated key but without the
+/// [`RequestInfo`] the quota layer leaves for a metered route: the quota layer did not run before
+/// billing (the layers are out of order, or it is missing), so what the request asks for was
+/// never read and it cannot be billed. A 503 `gateway_misconfigured`, logged as an error: the
+/// client cannot change anything (a 4xx would tell it to), and a 500 would suggest a crash; under
+/// [`GatewayBuilder`](crate::GatewayBuilder) this never happens (an unmetered path is a 404 from
+/// the quota layer).
+fn unread() -> GatewayError {
+    tracing::error!(
+        "refused a request billing cannot read: the quota layer must run before billing \
+         (use GatewayBuilder, or the order key auth, rate limit, quota, billing)"
+    );
+    GatewayError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "api_error",
+        "gateway_misconfigured",
+        "this gateway cannot bill the request",
+    )
+}
+
 fn upstream_failure(error: BoxError) -> GatewayError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
     let mut timed_out = false;
@@ -209,12 +229,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        let identity = request.extensions().get::<AuthenticatedKey>().cloned();
-        let info = request.extensions_mut().remove::<RequestInfo>();
+        // Fail closed: a request this layer cannot bill is refused, never forwarded for free.
+        let admitted = require_key(&request, "billing")
+            .cloned()
+            .and_then(|identity| Ok((identity, request.extensions_mut().remove::<RequestInfo>().ok_or_else(unread)?)));
         Box::pin(async move {
-            // Unauthenticated requests and unmetered endpoints (GET /v1/models, …) pass through.
-            let (Some(identity), Some(info)) = (identity, info) else {
-                return inner.call(request).await.map(into_gateway);
+            let (identity, info) = match admitted {
+                Ok(admitted) => admitted,
+                Err(rejection) => return Ok(rejection.into_response()),
             };
             let plan = match layer.plan(&identity, info) {
                 Ok(plan) => plan,
@@ -303,7 +325,9 @@ where
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
-            let meter = if is_sse {
+            // Only the dialects' streams are read as they pass; any other SSE body (a per-call
+            // API's) is read whole by the extractor, like JSON, so it is billed like JSON too.
+            let meter = if is_sse && reads_streams(plan.info.endpoint) {
                 Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
             } else {
                 Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
@@ -330,6 +354,13 @@ where
             Ok(Response::from_parts(parts, gateway_body(MeteredBody::new(body, meter, settle))))
         })
     }
+}
+
+/// Whether [`StreamUsage`](apihub_core::usage::StreamUsage) reads `endpoint`'s SSE events. It
+/// reads none of an embeddings or image endpoint's: metered as a dialect stream, such a body would
+/// never show output and would be served free.
+fn reads_streams(endpoint: Endpoint) -> bool {
+    !matches!(endpoint, Endpoint::Embeddings | Endpoint::ImageGenerations)
 }
 
 async fn release(reservation: Reservation) {

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower::Service;
 
 use crate::body::{BoxError, GatewayBody, GatewayError, into_gateway};
-use crate::context::AuthenticatedKey;
+use crate::context::require_key;
 use crate::extract::UsageExtractor;
 
 /// The request body as received, kept in extensions so a layer inside can rewrite it.
@@ -29,6 +29,16 @@ pub struct Quota<S> {
 
 fn refuse(code: &'static str, message: String) -> GatewayError {
     GatewayError::new(StatusCode::FORBIDDEN, "permission_error", code, message)
+}
+
+/// The refusal of a path that is not a metered route (see [`UsageExtractor::request`]).
+fn unknown_route(path: &str) -> GatewayError {
+    GatewayError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "unknown_url",
+        format!("`{path}` is not a metered endpoint of this gateway"),
+    )
 }
 
 /// The one refusal for a key limit (`remaining_calls`, `token_limit` or `quota_limit`), whether
@@ -86,7 +96,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.max_body_bytes;
         let extractor = self.extractor.clone();
+        // No authenticated key: refused before the body is read (see `require_key`).
+        let identity = require_key(&request, "quota").cloned();
         Box::pin(async move {
+            let identity = match identity {
+                Ok(identity) => identity,
+                Err(rejection) => return Ok(rejection.into_response()),
+            };
             let (mut parts, body) = request.into_parts();
             let bytes = match Limited::new(body, limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
@@ -110,15 +126,14 @@ where
                 }
             };
             let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str());
-            let info = extractor.request(path, &bytes);
-            if let Some(identity) = parts.extensions.get::<AuthenticatedKey>()
-                && let Err(rejection) = check(&identity.key, info.as_ref())
-            {
+            // A path the extractor does not meter is refused, never forwarded for free.
+            let Some(info) = extractor.request(path, &bytes) else {
+                return Ok(unknown_route(parts.uri.path()).into_response());
+            };
+            if let Err(rejection) = check(&identity.key, Some(&info)) {
                 return Ok(rejection.into_response());
             }
-            if let Some(info) = info {
-                parts.extensions.insert(info);
-            }
+            parts.extensions.insert(info);
             parts.extensions.insert(BufferedBody(bytes.clone()));
             inner.call(Request::from_parts(parts, B::from(bytes))).await.map(into_gateway)
         })

@@ -4,8 +4,8 @@
 //! admits exactly N requests per window however many arrive at once: the check and the increment
 //! are one atomic step. A refused request gets a 429 with `Retry-After`; every answer carries
 //! `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
-//! `x-ratelimit-reset-requests` for the tighter window. The layer runs after key authentication
-//! and never creates state for a request without an authenticated key.
+//! `x-ratelimit-reset-requests` for the tighter window. The layer runs after key authentication:
+//! a request without an authenticated key is refused (401) and creates no state.
 //!
 //! ```
 //! use std::sync::Arc;

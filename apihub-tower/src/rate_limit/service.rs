@@ -11,7 +11,7 @@ use tower::Service;
 use super::limiter::Allowance;
 use super::{Decision, Limits, RateLimiter};
 use crate::body::{BoxError, GatewayBody, GatewayError, into_gateway};
-use crate::context::AuthenticatedKey;
+use crate::context::require_key;
 
 /// Enforces the authenticated key's rate limits; see the [module docs](crate::rate_limit).
 #[derive(Clone)]
@@ -56,15 +56,18 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limiter = self.limiter.clone();
-        let key = request
-            .extensions()
-            .get::<AuthenticatedKey>()
+        // No authenticated key: refused, never forwarded uncounted (see `require_key`).
+        let key = require_key(&request, "rate limit")
             .map(|k| (k.key.id, Limits { per_minute: k.key.policy.rate_limit, per_day: k.key.policy.rate_limit_day }));
         Box::pin(async move {
-            // No authenticated key, or no limits: nothing to count (and no state is created).
-            let Some((key_id, limits)) = key.filter(|(_, l)| *l != Limits::default()) else {
-                return inner.call(request).await.map(into_gateway);
+            let (key_id, limits) = match key {
+                Ok(key) => key,
+                Err(rejection) => return Ok(rejection.into_response()),
             };
+            // No limits: nothing to count (and no state is created).
+            if limits == Limits::default() {
+                return inner.call(request).await.map(into_gateway);
+            }
             let decision = match limiter.check(key_id, limits).await {
                 Ok(decision) => decision,
                 Err(error) => {
