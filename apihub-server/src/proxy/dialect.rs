@@ -22,6 +22,8 @@ pub fn of_path(path: &str) -> Dialect {
     match Endpoint::from_path(path) {
         Some(endpoint) => endpoint.dialect(),
         None if path.starts_with("/v1beta/") || path == "/v1beta" => Dialect::Gemini,
+        // A Gemini method the gateway does not meter, on the `/v1` prefix Google also serves.
+        None if path.starts_with("/v1/models/") && path.contains(':') => Dialect::Gemini,
         None if path.starts_with("/v1/messages") => Dialect::Anthropic,
         None => Dialect::OpenAi,
     }
@@ -106,6 +108,7 @@ mod tests {
         assert_eq!(of_path("/v1beta/models"), Dialect::Gemini);
         assert_eq!(of_path("/v1beta/models/gemini-2.0-flash:streamGenerateContent"), Dialect::Gemini);
         assert_eq!(of_path("/v1/models/gemini-2.0-flash:generateContent"), Dialect::Gemini);
+        assert_eq!(of_path("/v1/models/gemini-2.0-flash:countTokens"), Dialect::Gemini);
     }
 
     #[test]

@@ -145,7 +145,10 @@ fn handle(
     let refuse = move |error: GatewayError| Box::pin(std::future::ready(dialect::render(dialect, &error)));
     let endpoint = Endpoint::from_path(&path);
     let model_list = path == "/v1/models" || path == "/v1beta/models";
-    let one_model = endpoint.is_none() && (path.starts_with("/v1/models/") || path.starts_with("/v1beta/models/"));
+    // `/v1/models/{model}`, not a Gemini method (`/v1beta/models/{model}:countTokens`).
+    let one_model = endpoint.is_none()
+        && !path.contains(':')
+        && (path.starts_with("/v1/models/") || path.starts_with("/v1beta/models/"));
     if model_list || one_model {
         if method != Method::GET && method != Method::HEAD {
             return refuse(method_not_allowed());
