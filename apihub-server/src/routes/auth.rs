@@ -23,9 +23,13 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
-    /// At least 8 characters.
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
+    /// One `@` with text on both sides, printable ASCII without spaces; empty = none.
+    #[schema(max_length = 254, pattern = r"^([!-?A-~]+@[!-?A-~]+)?$")]
     pub email: Option<String>,
 }
 
@@ -130,7 +134,8 @@ pub async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
-    /// At least 8 characters.
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 

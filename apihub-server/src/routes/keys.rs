@@ -14,7 +14,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::views::{CreatedKey, KeyPage, KeyView, PageQuery, double_option};
+use super::views::names::ActiveStatus;
+use super::views::{CreatedKey, KeyPage, KeyView, PageQuery, double_option, whole};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
@@ -30,24 +31,34 @@ const MAX_LIMIT: u32 = 1_000_000_000;
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct KeyFields {
     /// Display name (at most 100 characters).
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
     /// After this instant the key is refused; must be in the future.
     pub expires_at: Option<DateTime<Utc>>,
     /// Requests per minute.
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub rate_limit: Option<u32>,
     /// Requests per day.
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub rate_limit_day: Option<u32>,
     /// Lifetime tokens.
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(minimum = 0)]
     pub token_limit: Option<i64>,
-    /// Lifetime credits (exact decimal).
-    #[schema(value_type = Option<f64>)]
+    /// Lifetime credits (exact decimal, at most six fractional digits).
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 999_999_999.999_999)]
     pub quota_limit: Option<Money>,
     /// Calls allowed; only successful calls count down.
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(minimum = 0)]
     pub remaining_calls: Option<i64>,
-    /// Models the key may call; empty or absent = all.
+    /// Models the key may call (at most 200); empty or absent = all.
+    #[schema(max_items = 200)]
     pub allowed_models: Option<Vec<String>>,
     /// Administrators only: the key's discount, in (0, 1].
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 1)]
     pub discount_rate: Option<DiscountRate>,
 }
 
@@ -65,6 +76,8 @@ pub struct CreateKeyRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BatchCreateRequest {
     /// How many keys, 1 to 1000.
+    #[serde(deserialize_with = "whole::required")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: u32,
     /// Names become `<prefix>-1`, `<prefix>-2`, …
     pub name_prefix: Option<String>,
@@ -86,30 +99,32 @@ pub struct BatchCreated {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
-    #[schema(value_type = Option<String>, example = "disabled")]
+    #[schema(value_type = Option<ActiveStatus>, inline, example = "disabled")]
     pub status: Option<KeyStatus>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[serde(default, deserialize_with = "whole::double_option")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000_000)]
     pub rate_limit: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[serde(default, deserialize_with = "whole::double_option")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000_000)]
     pub rate_limit_day: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "whole::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub token_limit: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 999_999_999.999_999)]
     pub quota_limit: Option<Option<Money>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "whole::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub remaining_calls: Option<Option<i64>>,
+    #[schema(max_items = 200)]
     pub allowed_models: Option<Vec<String>>,
     /// Administrators only.
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 1)]
     pub discount_rate: Option<DiscountRate>,
 }
 

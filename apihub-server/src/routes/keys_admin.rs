@@ -19,6 +19,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct AllKeysQuery {
     /// Only this owner's keys.
+    #[serde(default, deserialize_with = "super::views::whole::option")]
     pub user_id: Option<i64>,
     /// Only keys of this batch.
     pub batch_id: Option<String>,

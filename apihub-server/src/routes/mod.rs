@@ -6,6 +6,7 @@ pub mod health;
 pub mod keys;
 pub mod keys_admin;
 pub mod metrics;
+pub mod openapi;
 pub mod prices;
 pub mod recharge;
 pub mod redemption;
@@ -113,7 +114,14 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (also served at `/api/openapi.json` and printed by `apihub openapi`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    documented_api().1
+}
+
+/// The routes and their document, completed with the responses every operation can give.
+fn documented_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = api_router().split_for_parts();
+    openapi::FrameworkResponses.modify(&mut doc);
+    (api, doc)
 }
 
 /// The whole application, shared by `main` and the tests.
@@ -130,7 +138,7 @@ pub fn build_app(state: AppState) -> Router {
     // For Prometheus, not for API clients: left out of the OpenAPI document (whose generated
     // client the dashboard is built on).
     let scrape = Router::new().route("/metrics", axum::routing::get(metrics::metrics)).with_state(state.clone());
-    let (api, mut doc) = api_router().split_for_parts();
+    let (api, mut doc) = documented_api();
     doc.info.title.clone_from(&state.config.app_name);
     // The account API: JSON bodies of at most MAX_BODY_BYTES (413 via our extractor's rejection)
     // and a minute per request. The proxy has its own limits: LLM calls run long and carry more.

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::BalanceView;
+use super::views::names::OrderStatusName;
 use super::views::{PageQuery, RechargeOrderPage, TransactionView, parse_filter};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::config::EpayConfig;
@@ -108,6 +109,9 @@ pub struct RechargeOptions {
     pub price: Money,
     /// Accepted `payment_type` values.
     pub payment_types: Vec<String>,
+    /// The currency payments are made in (`CURRENCY`, an ISO 4217 code such as `CNY`).
+    #[schema(example = "CNY")]
+    pub currency: String,
 }
 
 /// The recharge settings: bounds, price and payment methods.
@@ -121,6 +125,7 @@ pub async fn options(State(state): State<AppState>, _user: CurrentUser) -> Json<
             max_amount: epay.policy.max_amount,
             price: epay.policy.price,
             payment_types: epay.policy.payment_types.clone(),
+            currency: state.config.currency.clone(),
         },
         None => RechargeOptions {
             enabled: false,
@@ -128,6 +133,7 @@ pub async fn options(State(state): State<AppState>, _user: CurrentUser) -> Json<
             max_amount: Money::ZERO,
             price: Money::ZERO,
             payment_types: Vec::new(),
+            currency: state.config.currency.clone(),
         },
     })
 }
@@ -323,8 +329,9 @@ async fn settle_notification(state: &AppState, form: &[u8]) -> Notification {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
-    /// `pending` or `paid`.
+    #[param(value_type = Option<OrderStatusName>, inline)]
     pub status: Option<String>,
+    #[serde(default, deserialize_with = "super::views::whole::option")]
     pub user_id: Option<i64>,
     pub out_trade_no: Option<String>,
 }
@@ -352,7 +359,8 @@ pub async fn admin_orders(
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// Why (for example the provider's trade number seen in its console); kept on the order and
-    /// in the ledger row.
+    /// in the ledger row. 1 to 200 characters (surrounding spaces aside), without NUL.
+    #[schema(pattern = r"^\s*[^\s\x00][^\x00]*$", max_length = 200)]
     pub note: String,
 }
 

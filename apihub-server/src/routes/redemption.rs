@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::BalanceView;
+use super::views::names::ActiveStatus;
 use super::views::{PageQuery, RedemptionCodePage, TransactionView, parse_filter};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ErrorBody};
@@ -61,11 +62,14 @@ impl From<RedemptionCode> for RedemptionCodeView {
 #[serde(deny_unknown_fields)]
 pub struct CreateCodesRequest {
     /// How many codes, 1 to 1000.
+    #[serde(deserialize_with = "super::views::whole::required")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: u32,
     /// Credit per code, positive.
-    #[schema(value_type = f64, example = 10)]
+    #[schema(value_type = f64, example = 10, exclusive_minimum = 0, maximum = 999_999_999.999_999)]
     pub amount: Money,
-    /// The batch's name.
+    /// The batch's name: 1 to 100 characters (surrounding spaces aside), without NUL.
+    #[schema(pattern = r"^\s*[^\s\x00][^\x00]*$", max_length = 100)]
     pub name: String,
     /// When the codes stop redeeming (in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
@@ -105,8 +109,10 @@ pub async fn create_codes(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CodeQuery {
-    /// `active` or `disabled`.
+    #[param(value_type = Option<ActiveStatus>, inline)]
     pub status: Option<String>,
+    /// Letters and digits.
+    #[param(pattern = "^[A-Za-z0-9]*$")]
     pub batch_id: Option<String>,
     /// Only redeemed (`true`) or unredeemed (`false`) codes.
     pub redeemed: Option<bool>,

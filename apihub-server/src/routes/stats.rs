@@ -25,9 +25,15 @@ const TOP_USERS: u32 = 10;
 pub struct RangeQuery {
     /// Start, inclusive: an RFC 3339 time, or a `YYYY-MM-DD` date (its UTC midnight).
     /// Default: 30 days before `to`.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     pub from: Option<String>,
     /// End: an RFC 3339 time (exclusive), or a `YYYY-MM-DD` date (counted whole, to its end in UTC).
     /// Default: the end of today (UTC).
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     pub to: Option<String>,
 }
 

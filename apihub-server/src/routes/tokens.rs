@@ -8,6 +8,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::views::names::TxTypeName;
 use super::views::{PageQuery, TransactionPage};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
@@ -72,7 +73,7 @@ pub async fn balance(
 #[into_params(parameter_in = Query)]
 pub struct TxTypeQuery {
     /// `recharge`, `consume`, `refund` or `adjust`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<TxTypeName>, inline)]
     pub tx_type: Option<TxType>,
 }
 
@@ -93,7 +94,7 @@ pub async fn transactions(
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// The amount to check, in credits.
-    #[schema(value_type = f64)]
+    #[schema(value_type = f64, minimum = -999_999_999.999_999, maximum = 999_999_999.999_999)]
     pub amount: Money,
 }
 

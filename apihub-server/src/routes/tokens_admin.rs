@@ -140,7 +140,7 @@ pub async fn adjust(
 #[serde(deny_unknown_fields)]
 pub struct DiscountRequest {
     /// In (0, 1]: 1 = full price, 0.8 = 20% off.
-    #[schema(value_type = f64, example = 0.8)]
+    #[schema(value_type = f64, example = 0.8, exclusive_minimum = 0, maximum = 1)]
     pub discount_rate: DiscountRate,
 }
 

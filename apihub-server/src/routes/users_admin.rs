@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::views::names::{ActiveStatus, RoleName};
 use super::views::{PageQuery, UserPage, UserView};
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
@@ -19,10 +20,10 @@ pub struct UserFilter {
     /// Case-insensitive part of the username or email.
     pub search: Option<String>,
     /// `user` or `admin`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<RoleName>, inline)]
     pub role: Option<Role>,
     /// `active` or `disabled`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<ActiveStatus>, inline)]
     pub status: Option<UserStatus>,
 }
 

@@ -171,8 +171,12 @@ impl From<Transaction> for TransactionView {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number, from 1 (default 1).
+    #[serde(default, deserialize_with = "whole::option")]
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u32>,
     /// Rows per page, 1 to 200 (default 20).
+    #[serde(default, deserialize_with = "whole::option")]
+    #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
 }
 
@@ -243,4 +247,125 @@ where
     D: serde::Deserializer<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Whole numbers as JSON Schema counts them: `752`, `752.0` and `"752"` (a query string) are the
+/// same integer. Anything with a fraction, out of the target's range or not a number is refused.
+pub mod whole {
+    use serde::de::{self, Deserializer, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    /// Floats beyond this are not exact integers any more; refuse them rather than guess.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+
+    struct WholeVisitor<T>(PhantomData<T>);
+
+    impl<T: TryFrom<i128>> WholeVisitor<T> {
+        fn fit<E: de::Error>(value: i128) -> Result<T, E> {
+            T::try_from(value).map_err(|_| E::custom(format!("{value} is out of range")))
+        }
+        fn float<E: de::Error>(value: f64) -> Result<T, E> {
+            if value.is_finite() && value.fract() == 0.0 && value.abs() <= EXACT {
+                // Exact: a whole f64 of at most 2^53 converts without rounding.
+                #[allow(clippy::cast_possible_truncation)]
+                return Self::fit(value as i128);
+            }
+            Err(E::custom(format!("{value} is not a whole number")))
+        }
+    }
+
+    impl<T: TryFrom<i128>> Visitor<'_> for WholeVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            Self::fit(v.into())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            Self::fit(v.into())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            Self::float(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            if let Ok(n) = v.parse::<i128>() {
+                return Self::fit(n);
+            }
+            // `752.0` or `7.52e2`, but not `inf`, `NaN` or text with spaces.
+            let numeric = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+            match v.parse::<f64>() {
+                Ok(f) if numeric => Self::float(f),
+                _ => Err(E::custom(format!("`{v}` is not a whole number"))),
+            }
+        }
+    }
+
+    struct Whole<T>(T);
+
+    impl<'de, T: TryFrom<i128>> serde::Deserialize<'de> for Whole<T> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(WholeVisitor(PhantomData)).map(Whole)
+        }
+    }
+
+    /// A required whole number.
+    pub fn required<'de, D: Deserializer<'de>, T: TryFrom<i128>>(deserializer: D) -> Result<T, D::Error> {
+        <Whole<T> as serde::Deserialize>::deserialize(deserializer).map(|w| w.0)
+    }
+
+    /// An optional whole number (use with `#[serde(default)]`).
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<i128>>(deserializer: D) -> Result<Option<T>, D::Error> {
+        <Option<Whole<T>> as serde::Deserialize>::deserialize(deserializer).map(|o| o.map(|w| w.0))
+    }
+
+    /// A whole number that may be absent (outer `None`, with `#[serde(default)]`), `null` or a value.
+    pub fn double_option<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        option(deserializer).map(Some)
+    }
+}
+
+/// The names the API accepts for domain enums, for the OpenAPI document only (apihub-core does
+/// not depend on utoipa).
+pub mod names {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// A user's role.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RoleName {
+        User,
+        Admin,
+    }
+
+    /// Active or disabled (users, keys, redemption codes).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ActiveStatus {
+        Active,
+        Disabled,
+    }
+
+    /// A recharge order's status.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum OrderStatusName {
+        Pending,
+        Paid,
+    }
+
+    /// The kind of a ledger row.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TxTypeName {
+        Recharge,
+        Consume,
+        Refund,
+        Adjust,
+    }
 }

@@ -45,7 +45,12 @@ export interface AdminOrderFilter extends Paging {
 }
 
 /** Administrators: a page of every order. */
-export const adminOrders = (filter: AdminOrderFilter) => call(client.GET('/api/admin/recharge-orders', { params: { query: filter } }));
+export const adminOrders = (filter: AdminOrderFilter) => call(
+    client.GET('/api/admin/recharge-orders', {
+      // The filter's select offers only the documented values.
+      params: { query: { ...filter, status: filter.status as 'pending' | 'paid' | undefined } },
+    }),
+  );
 
 /** Administrators: every order. */
 export const adminOrdersQuery = (filter: AdminOrderFilter) =>

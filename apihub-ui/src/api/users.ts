@@ -12,7 +12,15 @@ export interface UserFilter extends Paging {
 export const usersQuery = (filter: UserFilter) =>
   queryOptions({
     queryKey: ['users', filter],
-    queryFn: () => call(client.GET('/api/admin/users', { params: { query: filter } })),
+    queryFn: () => call(client.GET('/api/admin/users', { params: {
+          // The filter's selects offer only the documented values.
+          query: {
+            ...filter,
+            role: filter.role as 'user' | 'admin' | undefined,
+            status: filter.status as 'active' | 'disabled' | undefined,
+          },
+        },
+      })),
   });
 
 export const disableUser = (id: number) =>

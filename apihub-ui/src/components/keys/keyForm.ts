@@ -143,7 +143,7 @@ export function toKeyPatch(values: KeyFormValues, admin: boolean): KeyPatch {
     remaining_calls: orNull(values.remaining_calls),
     allowed_models: values.allowed_models ?? [],
   };
-  if (values.status) patch.status = values.status;
+  if (values.status === 'active' || values.status === 'disabled') patch.status = values.status;
   if (admin && !blank(values.discount_rate)) patch.discount_rate = values.discount_rate!.trim();
   return patch;
 }
