@@ -35,6 +35,7 @@ async fn order_pay_and_credit(gw: EpayGateway) {
     let options = app.get("/api/tokens/recharge/options", &token).await.expect(StatusCode::OK);
     assert_eq!(options["enabled"], true);
     assert_eq!(options["payment_types"], json!(["alipay", "wxpay", "qqpay"]));
+    assert_eq!(options["currency"], "CNY", "the dashboard shows prices in it");
     assert_eq!((&options["min_amount"], &options["max_amount"]), (&json!(1), &json!(500)));
 
     let created = gw.order(&token, "10", "alipay").await;

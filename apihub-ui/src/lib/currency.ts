@@ -1,6 +1,6 @@
-// The currency payments are made in. ONE place decides it: `CURRENCY` below, until the server
-// says. When `GET /api/tokens/recharge/options` carries an optional `currency` (an ISO 4217 code
-// such as "CNY" or "USD"), `useCurrency` uses it instead; nothing else in the dashboard assumes one.
+// The currency payments are made in: the server's `CURRENCY` setting, which
+// `GET /api/tokens/recharge/options` carries as `currency` (an ISO 4217 code such as "CNY" or
+// "USD"); `CURRENCY` below only until that answer arrives. Nothing else in the dashboard assumes one.
 import { useQuery } from '@tanstack/react-query';
 import { rechargeApi } from '../api';
 
@@ -26,9 +26,9 @@ export function currencyFor(code: string): Currency {
   }
 }
 
-/** The currency from the recharge options' optional `currency` field, else `CURRENCY`. */
+/** The currency from the recharge options' `currency` field, else (still loading) `CURRENCY`. */
 export function useCurrency(): Currency {
   const options = useQuery({ ...rechargeApi.rechargeOptionsQuery(), retry: false });
-  const code = (options.data as { currency?: unknown } | undefined)?.currency;
+  const code = options.data?.currency;
   return typeof code === 'string' && code ? currencyFor(code) : CURRENCY;
 }
