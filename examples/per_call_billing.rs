@@ -22,7 +22,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 
-/// `POST /render` is one image; everything else is not metered.
+/// `POST /render` is one image; any other path is refused (404), never forwarded unbilled.
 struct RenderCalls;
 
 impl UsageExtractor for RenderCalls {
