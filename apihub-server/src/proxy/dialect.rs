@@ -19,7 +19,12 @@ use serde_json::json;
 /// The dialect a path speaks, for its errors: its endpoint's, or by prefix for paths that are not
 /// metered endpoints (the model list, unknown paths).
 pub fn of_path(path: &str) -> Dialect {
-    match Endpoint::from_path(path) {
+    of(path, Endpoint::from_path(path))
+}
+
+/// [`of_path`], for a caller that has already looked the endpoint up.
+pub fn of(path: &str, endpoint: Option<Endpoint>) -> Dialect {
+    match endpoint {
         Some(endpoint) => endpoint.dialect(),
         None if path.starts_with("/v1beta/") || path == "/v1beta" => Dialect::Gemini,
         // A Gemini method the gateway does not meter, on the `/v1` prefix Google also serves.

@@ -141,9 +141,9 @@ fn handle(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    let dialect = dialect::of_path(&path);
-    let refuse = move |error: GatewayError| Box::pin(std::future::ready(dialect::render(dialect, &error)));
     let endpoint = Endpoint::from_path(&path);
+    let dialect = dialect::of(&path, endpoint);
+    let refuse = move |error: GatewayError| Box::pin(std::future::ready(dialect::render(dialect, &error)));
     let model_list = path == "/v1/models" || path == "/v1beta/models";
     // `/v1/models/{model}`, not a Gemini method (`/v1beta/models/{model}:countTokens`).
     let one_model = endpoint.is_none()
