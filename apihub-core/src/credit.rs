@@ -107,6 +107,8 @@ struct UserEntry {
     unwritten: i64,
     /// Open holds.
     reserved: i64,
+    /// The newest hold taken on these funds (0: none): tells an idle entry from a busy one.
+    last_hold: ReservationId,
 }
 
 impl UserEntry {
@@ -131,6 +133,15 @@ struct KeyEntry {
     stored: StoredKey,
     unwritten: KeyAmounts,
     reserved: KeyAmounts,
+    /// The newest hold taken on this key (0: none).
+    last_hold: ReservationId,
+}
+
+impl KeyEntry {
+    fn idle(&self) -> bool {
+        let (r, u) = (self.reserved, self.unwritten);
+        r.quota == 0 && r.tokens == 0 && r.calls == 0 && u.quota == 0 && u.tokens == 0 && u.calls == 0
+    }
 }
 
 impl KeyEntry {
@@ -181,7 +192,12 @@ impl CreditBook {
         match self.keys.get_mut(&key_id) {
             Some(entry) => entry.stored = stored,
             None => {
-                let entry = KeyEntry { stored, unwritten: KeyAmounts::default(), reserved: KeyAmounts::default() };
+                let entry = KeyEntry {
+                    stored,
+                    unwritten: KeyAmounts::default(),
+                    reserved: KeyAmounts::default(),
+                    last_hold: 0,
+                };
                 self.keys.insert(key_id, entry);
             }
         }
@@ -190,6 +206,97 @@ impl CreditBook {
     /// Forgets a deleted key. Its open holds still settle against the user.
     pub fn forget_key(&mut self, key_id: KeyId) {
         self.keys.remove(&key_id);
+    }
+
+    /// Adds `amount` to a user's stored funds (a credit lease grown), entering the user at zero
+    /// first when it is not in the book.
+    pub fn grant_user(&mut self, user_id: UserId, amount: Money) {
+        let entry = self.users.entry(user_id).or_default();
+        entry.stored = entry.stored.saturating_add(amount.micros());
+    }
+
+    /// Adds to the limits a key has (a key lease grown): `quota` to its credit limit, `tokens` to
+    /// its token limit and `calls` to its remaining calls, each only where the key has that limit.
+    /// Returns `false` when the key is not in the book.
+    pub fn grant_key(&mut self, key_id: KeyId, quota: Money, tokens: i64, calls: i64) -> bool {
+        let Some(entry) = self.keys.get_mut(&key_id) else { return false };
+        let stored = &mut entry.stored;
+        stored.quota_limit =
+            stored.quota_limit.map(|limit| Money::from_micros(limit.micros().saturating_add(quota.micros())));
+        stored.token_limit = stored.token_limit.map(|limit| limit.saturating_add(tokens));
+        stored.remaining_calls = stored.remaining_calls.map(|left| left.saturating_add(calls));
+        true
+    }
+
+    /// Users with nothing held and nothing unwritten, with the newest hold taken on their funds
+    /// (unchanged between two looks: nobody used them meanwhile).
+    pub fn idle_users(&self) -> Vec<(UserId, ReservationId)> {
+        let idle = self.users.iter().filter(|(_, entry)| entry.reserved == 0 && entry.unwritten == 0);
+        idle.map(|(id, entry)| (*id, entry.last_hold)).collect()
+    }
+
+    /// Keys with nothing held and nothing unwritten, with the newest hold taken on them.
+    pub fn idle_keys(&self) -> Vec<(KeyId, ReservationId)> {
+        self.keys.iter().filter(|(_, entry)| entry.idle()).map(|(id, entry)| (*id, entry.last_hold)).collect()
+    }
+
+    /// What a user's open holds and unwritten debits still take from its funds (micros).
+    pub fn user_commitments(&self, user_id: UserId) -> Option<i64> {
+        self.users.get(&user_id).map(|entry| entry.reserved.saturating_add(entry.unwritten))
+    }
+
+    /// What a key's open holds and unwritten debits still take from its limits: credit (micros),
+    /// tokens and calls (a hold takes a call; a settled call only when it succeeded).
+    pub fn key_commitments(&self, key_id: KeyId) -> Option<[i64; 3]> {
+        self.keys.get(&key_id).map(|entry| {
+            let (r, u) = (entry.reserved, entry.unwritten);
+            [r.quota.saturating_add(u.quota), r.tokens.saturating_add(u.tokens), r.calls.saturating_add(u.calls)]
+        })
+    }
+
+    /// Shrinks a user's stored funds to what its open holds and unwritten debits take (nothing
+    /// is left for new holds), and returns that amount (micros); `None` when not in the book.
+    pub fn shrink_user(&mut self, user_id: UserId) -> Option<i64> {
+        let entry = self.users.get_mut(&user_id)?;
+        entry.stored = entry.stored.min(entry.reserved.saturating_add(entry.unwritten));
+        Some(entry.stored)
+    }
+
+    /// After [`written`](Self::written), for a book whose stored amounts are leases (slices of a
+    /// balance and of a key's limits, never below zero): what a batch charged beyond a lease
+    /// came from the balance itself, so the lease is empty, not negative.
+    pub fn clamp_leases(&mut self, debits: &[Debit]) {
+        for debit in debits {
+            if let Some(user) = self.users.get_mut(&debit.user_id) {
+                user.stored = user.stored.max(0);
+            }
+            if let Some(key) = self.keys.get_mut(&debit.key_id) {
+                let stored = &mut key.stored;
+                if let Some(limit) = stored.quota_limit {
+                    stored.quota_used = stored.quota_used.min(limit);
+                }
+                if let Some(limit) = stored.token_limit {
+                    stored.tokens_used = stored.tokens_used.min(limit);
+                }
+            }
+        }
+    }
+
+    /// The users and keys in the book.
+    pub fn entries(&self) -> (Vec<UserId>, Vec<KeyId>) {
+        (self.users.keys().copied().collect(), self.keys.keys().copied().collect())
+    }
+
+    /// Forgets a user's funds. Its open holds and unwritten debits still close and write.
+    pub fn forget_user(&mut self, user_id: UserId) {
+        self.users.remove(&user_id);
+    }
+
+    /// Forgets every user's funds and every key (a node whose leases may have lapsed): each is
+    /// loaded again on its next hold. Open holds and unwritten debits still close and write.
+    pub fn forget_all(&mut self) {
+        self.users.clear();
+        self.keys.clear();
     }
 
     /// Whether the user's funds are in the book.
@@ -246,15 +353,17 @@ impl CreditBook {
             let conflict = format!("request id `{}` already holds credit", new.request_id);
             return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Conflict(conflict))));
         }
+        self.last_id += 1;
         if let Some(user) = self.users.get_mut(&new.user_id) {
             user.reserved += amount;
+            user.last_hold = self.last_id;
         }
         if let Some(key) = self.keys.get_mut(&new.key_id) {
             key.reserved.quota += amount;
             key.reserved.tokens += tokens;
             key.reserved.calls += 1;
+            key.last_hold = self.last_id;
         }
-        self.last_id += 1;
         let hold =
             OpenHold { user_id: new.user_id, key_id: new.key_id, request_id: new.request_id.clone(), amount, tokens };
         self.holds.insert(self.last_id, hold);

@@ -56,6 +56,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
             Invalidator::local(key_cache.clone(), prices.clone()),
         ),
     };
+    let invalidator = invalidator.with_leases(sql.leases().cloned());
     let (usage_log, _writer) = UsageLog::start(store.clone());
     let upstream = crate::proxy::upstream_service(&config)?;
     let address_throttle = Arc::new(LoginThrottle::per_address(config.login_limit_per_address));

@@ -188,7 +188,7 @@ async fn serve() -> anyhow::Result<()> {
     if tokio::time::timeout(SETTLEMENT_DRAIN, settlements.drained()).await.is_err() {
         tracing::error!(left = settlements.len(), "settlements still failing at shutdown are lost");
     }
-    if let Err(error) = db.flush().await {
+    if let Err(error) = db.close().await {
         tracing::error!(%error, "writing the last settlements failed; they are lost");
     }
     usage_log.flush().await;

@@ -52,7 +52,7 @@ async fn seed_usage(app: &TestApp, key_id: i64) {
     );
     match &app.state.db {
         Db::Sqlite { pool, .. } => pool.get().await.expect("connection").batch_execute(&sql).await,
-        Db::Postgres { pool } => pool.get().await.expect("connection").batch_execute(&sql).await,
+        Db::Postgres { pool, .. } => pool.get().await.expect("connection").batch_execute(&sql).await,
     }
     .expect("seed usage");
 }

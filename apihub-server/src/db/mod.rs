@@ -26,6 +26,7 @@ mod billing;
 mod cached;
 pub mod engine;
 mod keys;
+pub mod leases;
 mod ledger;
 mod prices;
 mod recharge;
@@ -59,7 +60,8 @@ pub enum Db {
     /// file is the only one spending its credit).
     Sqlite { pool: Pool<SqliteConn>, writer: Arc<writer::SqliteWriter>, engine: Arc<engine::Engine> },
     /// PostgreSQL through diesel-async's native connection.
-    Postgres { pool: Pool<AsyncPgConnection> },
+    /// `engine` the credit engine that holds and settles from this gateway's credit leases.
+    Postgres { pool: Pool<AsyncPgConnection>, engine: Arc<leases::LeaseEngine> },
 }
 
 /// Which backend a `DATABASE_URL` names.
@@ -131,7 +133,8 @@ impl Db {
                     .timeouts(timeouts)
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()?;
-                Ok(Db::Postgres { pool })
+                let engine = leases::LeaseEngine::start(pool.clone());
+                Ok(Db::Postgres { pool, engine })
             }
         }
     }
@@ -140,7 +143,7 @@ impl Db {
     pub fn pool_status(&self) -> crate::metrics::PoolGauges {
         let status = match self {
             Db::Sqlite { pool, .. } => pool.status(),
-            Db::Postgres { pool } => pool.status(),
+            Db::Postgres { pool, .. } => pool.status(),
         };
         crate::metrics::PoolGauges {
             in_use: status.size.saturating_sub(status.available),
@@ -154,7 +157,7 @@ impl Db {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Db::Sqlite { pool, .. } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
-            Db::Postgres { pool } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
+            Db::Postgres { pool, .. } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
         }
         .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
@@ -247,6 +250,14 @@ impl SqlStore {
         }
     }
 
+    /// The credit engine, on PostgreSQL.
+    pub(crate) fn leases(&self) -> Option<&Arc<leases::LeaseEngine>> {
+        match &self.db {
+            Db::Postgres { engine, .. } => Some(engine),
+            Db::Sqlite { .. } => None,
+        }
+    }
+
     /// Runs an account write that changes balances or key rows, so that the credit engine (on
     /// SQLite) reads back what it `touched` (see [`engine::Engine::account_write`]).
     pub(crate) async fn account_write<T>(
@@ -255,9 +266,15 @@ impl SqlStore {
         write: impl AsyncFnOnce() -> Result<T, StoreError>,
         touched: impl FnOnce(&T) -> engine::Touched,
     ) -> Result<T, StoreError> {
-        match self.engine() {
-            Some(engine) => engine.account_write(debiting, write, touched).await,
-            None => write().await,
+        match &self.db {
+            Db::Sqlite { engine, .. } => engine.account_write(debiting, write, touched).await,
+            Db::Postgres { engine, .. } => {
+                // Leased credit is reserved: give this gateway's idle lease back before a debit.
+                if let Some(engine::Debiting { user_id, .. }) = debiting {
+                    engine.revoke_user(user_id).await?;
+                }
+                write().await
+            }
         }
     }
 }
@@ -272,11 +289,20 @@ impl Db {
         }
     }
 
-    /// Writes every settlement still queued in memory (SQLite's credit engine): at shutdown.
+    /// Writes every settlement still queued in memory.
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {
             Db::Sqlite { engine, .. } => engine.flush().await,
-            Db::Postgres { .. } => Ok(()),
+            Db::Postgres { engine, .. } => engine.flush().await,
+        }
+    }
+
+    /// At shutdown: writes every settlement still queued in memory and (on PostgreSQL) gives
+    /// back this gateway's credit leases, so other gateways can sell that credit at once.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite { engine, .. } => engine.flush().await,
+            Db::Postgres { engine, .. } => engine.give_back_all().await,
         }
     }
 }
@@ -347,7 +373,10 @@ macro_rules! with_conn {
                     let $conn = &mut *guard;
                     $body
                 }
-                $crate::db::Db::Postgres { pool } => {
+                $crate::db::Db::Postgres { pool, engine } => {
+                    if $settled {
+                        engine.caught_up().await;
+                    }
                     let mut guard = pool.get().await.map_err($crate::db::pool_error)?;
                     let $conn = &mut *guard;
                     $body
@@ -370,7 +399,7 @@ macro_rules! write_tx {
         let result: Result<_, $error> = async {
             match &$store.db {
                 $crate::db::Db::Sqlite { writer, .. } => writer.transaction(async |$conn| $body).await,
-                $crate::db::Db::Postgres { pool } => $crate::db::pg_tx!(pool, $error, |$conn| $body),
+                $crate::db::Db::Postgres { pool, .. } => $crate::db::pg_tx!(pool, $error, |$conn| $body),
             }
         }
         .await;
@@ -390,32 +419,10 @@ macro_rules! write_op {
                     .batched($crate::db::writer::Answer::$answer, async move |$conn| -> Result<_, $error> { $body })
                     .await
             }
-            $crate::db::Db::Postgres { pool } => async { $crate::db::pg_tx!(pool, $error, |$conn| $body) }.await,
+            $crate::db::Db::Postgres { pool, .. } => async { $crate::db::pg_tx!(pool, $error, |$conn| $body) }.await,
         };
         result.map_err(|e| e.0)
     }};
-}
-
-/// For a transaction that only takes a hold: on PostgreSQL it commits without waiting for its WAL
-/// to reach the disk (`synchronous_commit = off` for this transaction alone), so the user's row is
-/// free again that much sooner. A crash of the database server may lose such a hold, which frees
-/// nothing it had not taken (the request's settlement then finds no hold and charges nothing);
-/// what it commits stays consistent, and settlements still wait for the disk. On SQLite the
-/// writer decides when to commit ([`writer::Answer`]); nothing to do.
-pub(crate) trait HoldCommit {
-    async fn commit_without_flush(&mut self) -> diesel::QueryResult<()>;
-}
-
-impl HoldCommit for AsyncPgConnection {
-    async fn commit_without_flush(&mut self) -> diesel::QueryResult<()> {
-        self.batch_execute("SET LOCAL synchronous_commit TO OFF").await
-    }
-}
-
-impl HoldCommit for writer::WriteConn {
-    async fn commit_without_flush(&mut self) -> diesel::QueryResult<()> {
-        Ok(())
-    }
 }
 
 /// One PostgreSQL transaction on a pooled connection; evaluates to `Result<_, $error>`.

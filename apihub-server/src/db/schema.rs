@@ -145,6 +145,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    credit_leases (id) {
+        id -> BigInt,
+        node_id -> Text,
+        user_id -> BigInt,
+        key_id -> Nullable<BigInt>,
+        amount -> BigInt,
+        tokens -> BigInt,
+        calls -> BigInt,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations);

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::SharedRedis;
+use crate::db::leases::LeaseEngine;
 use crate::proxy::prices::PriceCache;
 
 /// How long a subscriber connection may take to open or to answer.
@@ -60,12 +61,20 @@ impl Invalidation {
 struct Caches {
     keys: Arc<KeyCache>,
     prices: Arc<PriceCache>,
+    /// On PostgreSQL, the credit engine: a changed key's lease is given back and the key read
+    /// again.
+    leases: Option<Arc<LeaseEngine>>,
 }
 
 impl Caches {
     async fn apply(&self, what: &Invalidation) -> Result<(), StoreError> {
         match what {
-            Invalidation::Key(public_id) => self.keys.invalidate_key(public_id),
+            Invalidation::Key(public_id) => {
+                self.keys.invalidate_key(public_id);
+                if let Some(leases) = &self.leases {
+                    leases.revoke_key(public_id).await;
+                }
+            }
             Invalidation::User(user_id) => self.keys.invalidate_user(*user_id),
             Invalidation::Prices => self.prices.reload().await?,
         }
@@ -98,12 +107,18 @@ impl std::fmt::Debug for Invalidator {
 impl Invalidator {
     /// Refreshes this node's caches only (a single node, or no Redis).
     pub fn local(keys: Arc<KeyCache>, prices: Arc<PriceCache>) -> Self {
-        Invalidator { caches: Caches { keys, prices }, redis: None }
+        Invalidator { caches: Caches { keys, prices, leases: None }, redis: None }
     }
 
     /// Refreshes this node's caches and publishes every invalidation through `redis`.
     pub fn shared(keys: Arc<KeyCache>, prices: Arc<PriceCache>, redis: SharedRedis) -> Self {
-        Invalidator { caches: Caches { keys, prices }, redis: Some(redis) }
+        Invalidator { caches: Caches { keys, prices, leases: None }, redis: Some(redis) }
+    }
+
+    /// Also makes the credit engine give back a changed key's lease (PostgreSQL).
+    pub fn with_leases(mut self, leases: Option<Arc<LeaseEngine>>) -> Self {
+        self.caches.leases = leases;
+        self
     }
 
     /// The pub/sub channel, `{prefix}:invalidate`, when shared.

@@ -1,0 +1,1021 @@
+//! The credit engine on PostgreSQL: credit leases.
+//!
+//! Several gateways may spend the same users' credit, so none can keep a user's whole balance in
+//! memory as the SQLite engine does ([`super::engine`]). Instead each gateway leases a slice of
+//! what is free: one conditional `UPDATE` moves credit into `users.reserved` (and, for a key
+//! with limits, its remaining credit, tokens and calls into `api_keys.*_reserved`) and records the
+//! slice in `credit_leases` under this gateway's node id. The slice is then the user's "balance" in
+//! this gateway's [`CreditBook`]: holds, settlements and releases are taken from it in memory, and
+//! settlements are written in batches, each consuming the lease it came from. Invariant: leases
+//! and holds never exceed a balance, on any number of gateways, because every lease is taken by
+//! the same conditional update that refuses what is not free.
+//!
+//! - **Sizing.** A lease grows by at least what a refused hold lacks and at most half of what is
+//!   free (so a second gateway finds credit too), aiming at twice its last growth: a busy user's
+//!   lease grows to cover a few hundred milliseconds of traffic, and a user's last credit is leased
+//!   exactly, hold by hold.
+//! - **Giving back.** A slice nobody used for a second is returned ([`IDLE_SWEEP`]); so is
+//!   everything at shutdown. A gateway that cannot renew its leases for [`LEASE_TTL`] (measured with
+//!   the database's clock) loses them: any gateway frees expired leases ([`RECLAIM_EVERY`]), so a
+//!   crashed gateway's credit is free again within 25 s. This gateway stops using its leases
+//!   [`VALIDITY_MARGIN`] before they can expire, measuring from before it asked for their
+//!   renewal with its own monotonic clock, so no clock (its own or another gateway's) can make two
+//!   gateways spend the same credit.
+//! - **Changes.** An administrator's change to a key (limits, reset, deletion) makes every gateway
+//!   give the key's lease back and read the key again ([`LeaseEngine::revoke_key`], through the
+//!   existing invalidation); a debit by an administrator first gives back this gateway's idle
+//!   lease of the user.
+//! - **Lock order.** A batch locks its users, then its keys (each in id order), then its leases;
+//!   granting and reclaiming lock the user or key before the lease: two gateways never deadlock.
+//!
+//! What a crash can lose is the same as on SQLite: at most one window of unwritten settlements, in
+//! the customer's favour. What a database outage longer than the lease lifetime can cost: the
+//! holds still open on this gateway when its leases lapse are settled afterwards against a
+//! balance whose lease other gateways may have taken: at most those holds (and overage).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use apihub_core::Money;
+use apihub_core::billing::{
+    BillingError, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
+};
+use apihub_core::credit::{CreditBook, Debit, HoldError, StoredKey};
+use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
+use apihub_core::policy::KeyId;
+use apihub_core::store::StoreError;
+use apihub_core::user::UserId;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{Notify, watch};
+
+use super::engine::{MAX_UNWRITTEN, WINDOW};
+use super::schema::transactions;
+use super::{TxError, now_millis, pool_error};
+
+/// How long a lease lives without renewal (the database's clock).
+pub const LEASE_TTL: Duration = Duration::from_secs(20);
+/// How often this gateway renews its leases.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// This gateway stops using its leases this long before they could expire.
+const VALIDITY_MARGIN: Duration = Duration::from_secs(3);
+/// How often this gateway frees any gateway's expired leases.
+pub const RECLAIM_EVERY: Duration = Duration::from_secs(5);
+/// How often unused leases are looked at; one unused since the last look is given back.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+/// Most debits written in one transaction.
+const MAX_BATCH: usize = 4_096;
+/// Longest a read waits for the settlements before it to be written.
+const READ_WAIT: Duration = Duration::from_secs(5);
+/// Longest pause between two attempts at a batch that failed.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// Most rounds of growing a lease and trying a hold again.
+const MAX_ROUNDS: usize = 64;
+/// A lease grows by this many times what a refused hold lacked, at least.
+const GROWTH: i64 = 8;
+
+/// The database's clock, in Unix milliseconds (leases are stamped and aged with it).
+const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+type PgPool = Pool<AsyncPgConnection>;
+
+/// The engine; see the [module docs](self).
+pub struct LeaseEngine {
+    node_id: String,
+    pool: PgPool,
+    book: Mutex<CreditBook>,
+    sizes: Mutex<Sizes>,
+    /// Held while a batch is written, a lease is granted, renewed or given back: the book's
+    /// stored amounts and the database's leases never disagree about a written batch.
+    order: tokio::sync::Mutex<()>,
+    /// Wakes the writing task: a first debit queued, or a reader waiting.
+    wake: Arc<Notify>,
+    /// A reader waits: write now, without waiting for the window.
+    urgent: AtomicBool,
+    /// The newest debit written.
+    written: watch::Sender<u64>,
+    /// Until when this gateway's leases are certainly alive (`None`: none granted yet).
+    valid_until: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for LeaseEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseEngine").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+/// A key and what stays leased of it: credit (micros), tokens, calls.
+type Kept<Id> = (Id, [i64; 3]);
+
+/// What the engine remembers about its leases besides the book.
+#[derive(Debug, Default)]
+struct Sizes {
+    /// The last growth of each user's lease (micros).
+    user_grants: HashMap<UserId, i64>,
+    /// The last growth of each key's lease: credit (micros), tokens, calls.
+    key_grants: HashMap<KeyId, [i64; 3]>,
+    /// Keys by public id, for invalidations.
+    public_ids: HashMap<String, KeyId>,
+    /// Entries seen idle at the last sweep, with their newest hold then.
+    idle_users: HashMap<UserId, ReservationId>,
+    idle_keys: HashMap<KeyId, ReservationId>,
+}
+
+#[derive(QueryableByName)]
+struct UserGrant {
+    #[diesel(sql_type = BigInt)]
+    free: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    granted: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct KeyGrant {
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = Text)]
+    public_id: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    quota_free: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    tokens_free: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    calls_free: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    granted: bool,
+    #[diesel(sql_type = BigInt)]
+    quota: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+}
+
+#[derive(QueryableByName)]
+struct LeaseRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    key_id: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    amount: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+}
+
+#[derive(QueryableByName)]
+struct Balance {
+    #[diesel(sql_type = BigInt)]
+    token_balance: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = transactions)]
+struct ConsumeRow {
+    user_id: i64,
+    tx_type: &'static str,
+    amount: i64,
+    balance_before: i64,
+    balance_after: i64,
+    order_no: String,
+    description: String,
+    created_at: i64,
+}
+
+/// Which of a key's limits a hold lacks, and by how much: credit (micros), tokens, calls.
+fn key_shortfall(counters: &KeyCounters, new: &NewReservation) -> [i64; 3] {
+    let quota = counters.quota_limit.map_or(0, |limit| {
+        counters.quota_used.micros() + counters.quota_reserved.micros() + new.hold.amount.micros() - limit.micros()
+    });
+    let tokens = counters
+        .token_limit
+        .map_or(0, |limit| counters.tokens_used + counters.tokens_reserved + new.hold.tokens - limit);
+    let calls = counters.remaining_calls.map_or(0, |left| 1 - (left - counters.calls_reserved));
+    [quota.max(0), tokens.max(0), calls.max(0)]
+}
+
+impl LeaseEngine {
+    /// An engine for a new node id on `pool`, with its writing and upkeep tasks (which end with
+    /// the engine).
+    pub(crate) fn start(pool: PgPool) -> Arc<LeaseEngine> {
+        let engine = Arc::new(LeaseEngine {
+            node_id: uuid::Uuid::new_v4().simple().to_string(),
+            pool,
+            book: Mutex::new(CreditBook::default()),
+            sizes: Mutex::default(),
+            order: tokio::sync::Mutex::new(()),
+            wake: Arc::new(Notify::new()),
+            urgent: AtomicBool::new(false),
+            written: watch::Sender::new(0),
+            valid_until: Mutex::new(None),
+        });
+        tokio::spawn(write_behind(Arc::downgrade(&engine), engine.wake.clone()));
+        tokio::spawn(upkeep(Arc::downgrade(&engine)));
+        engine
+    }
+
+    /// This gateway's node id (its leases carry it).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn book(&self) -> MutexGuard<'_, CreditBook> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sizes(&self) -> MutexGuard<'_, Sizes> {
+        self.sizes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets every lease when they may have lapsed (the renewals failed for too long): each
+    /// user and key is leased again on its next hold.
+    fn check_validity(&self) {
+        let mut valid_until = self.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
+        if valid_until.is_some_and(|until| Instant::now() >= until) {
+            tracing::error!("credit leases could not be renewed in time; they are given up");
+            *valid_until = None;
+            self.book().forget_all();
+            *self.sizes() = Sizes::default();
+        }
+    }
+
+    fn renewed(&self, asked_at: Instant) {
+        let until = asked_at + LEASE_TTL - VALIDITY_MARGIN;
+        let mut valid_until = self.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
+        if valid_until.is_none_or(|current| current < until) {
+            *valid_until = Some(until);
+        }
+    }
+
+    /// Takes a hold from this gateway's leases, growing them when they are short.
+    pub(crate) async fn reserve(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
+        if self.book().unwritten() >= MAX_UNWRITTEN {
+            self.wake_now();
+            return Err(BillingError::Store(StoreError::Unavailable("settlements are waiting to be written".into())));
+        }
+        self.check_validity();
+        // Each round either holds, or grows a lease (which takes credit from the database, so
+        // the rounds end), or is refused; the hold after a growth is taken under the order lock.
+        for _ in 0..MAX_ROUNDS {
+            let refused = match self.book().hold(new) {
+                Ok(id) => return Ok(id),
+                Err(refused) => refused,
+            };
+            let held = match refused {
+                HoldError::UserNotLoaded(_) | HoldError::Refused(BillingError::InsufficientBalance { .. }) => {
+                    self.grow_user(new).await?
+                }
+                HoldError::KeyNotLoaded(_) | HoldError::Refused(BillingError::KeyLimit { .. }) => {
+                    self.grow_key(new).await?
+                }
+                HoldError::Refused(error) => return Err(error),
+            };
+            if let Some(id) = held {
+                return Ok(id);
+            }
+        }
+        Err(BillingError::Store(StoreError::Unavailable("credit leases changed while the hold was taken".into())))
+    }
+
+    /// After a growth (the caller holds the order lock): the hold, when it fits now.
+    fn hold_now(&self, new: &NewReservation) -> Result<Option<ReservationId>, BillingError> {
+        match self.book().hold(new) {
+            Ok(id) => Ok(Some(id)),
+            Err(HoldError::Refused(error @ BillingError::Store(_))) => Err(error),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Closes a hold with its whole charge and queues the debit.
+    pub(crate) fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
+        let (settled, first) = {
+            let mut book = self.book();
+            let (settled, _) = book.settle(id, settlement)?;
+            (settled, book.unwritten() == 1)
+        };
+        if first {
+            self.wake.notify_one();
+        }
+        Ok(settled)
+    }
+
+    /// Frees a hold (its credit stays in this gateway's lease).
+    pub(crate) fn release(&self, id: ReservationId) -> Result<(), BillingError> {
+        self.book().release(id)
+    }
+
+    /// Holds open on this gateway.
+    pub(crate) fn open_holds(&self) -> usize {
+        self.book().open_holds()
+    }
+
+    /// What this gateway's open holds take from a key: (tokens, credit in micros, calls).
+    pub(crate) fn key_holds(&self, key_id: KeyId) -> Option<(i64, i64, i64)> {
+        let counters = self.book().key_counters(key_id)?;
+        Some((counters.tokens_reserved, counters.quota_reserved.micros(), counters.calls_reserved))
+    }
+
+    /// What this gateway holds and has not written of a user's credit: (held, unwritten).
+    pub(crate) fn user_holds(&self, user_id: UserId) -> Option<UserFunds> {
+        self.book().funds(user_id)
+    }
+
+    /// Grows (or first takes) this gateway's lease of a user's credit by at least what `new`
+    /// lacks, then takes the hold when it fits. Refused with what is available (this lease and
+    /// the free credit) when even that is not free.
+    async fn grow_user(&self, new: &NewReservation) -> Result<Option<ReservationId>, BillingError> {
+        let (user_id, required) = (new.user_id, new.hold.amount);
+        let _order = self.order.lock().await;
+        self.write_queued().await.map_err(BillingError::Store)?;
+        // What the hold lacks now (other requests took or freed credit while this one waited).
+        let leased = self.book().funds(user_id);
+        let available = leased.map_or(Money::ZERO, |funds| funds.available());
+        if leased.is_some() && available >= required {
+            return self.hold_now(new);
+        }
+        let min = required.micros().saturating_sub(available.micros()).max(0);
+        if min == 0 {
+            self.book().grant_user(user_id, Money::ZERO);
+            return self.hold_now(new);
+        }
+        let last = self.sizes().user_grants.get(&user_id).copied().unwrap_or(0);
+        let want = min.saturating_mul(GROWTH).max(last.saturating_mul(2));
+        let asked_at = Instant::now();
+        let grant: Vec<UserGrant> = self
+            .run(async |conn| {
+                Ok(diesel::sql_query(format!(
+                    "WITH u AS (SELECT id, token_balance - reserved AS free FROM users WHERE id = $1 FOR UPDATE), \
+                     g AS (UPDATE users SET reserved = users.reserved + GREATEST($2, LEAST($3, u.free / 2)) \
+                           FROM u WHERE users.id = u.id AND u.free >= $2 \
+                           RETURNING users.id, GREATEST($2, LEAST($3, u.free / 2)) AS granted), \
+                     l AS (INSERT INTO credit_leases (node_id, user_id, key_id, amount, expires_at, created_at) \
+                           SELECT $4, g.id, NULL, g.granted, {DB_NOW} + $5, {DB_NOW} FROM g \
+                           ON CONFLICT (node_id, user_id) WHERE key_id IS NULL DO UPDATE \
+                           SET amount = credit_leases.amount + EXCLUDED.amount, expires_at = EXCLUDED.expires_at) \
+                     SELECT u.free, (SELECT granted FROM g) AS granted FROM u"
+                ))
+                .bind::<BigInt, _>(user_id)
+                .bind::<BigInt, _>(min)
+                .bind::<BigInt, _>(want)
+                .bind::<Text, _>(&self.node_id)
+                .bind::<BigInt, _>(ttl_millis())
+                .load(conn)
+                .await?)
+            })
+            .await
+            .map_err(BillingError::Store)?;
+        let Some(grant) = grant.into_iter().next() else {
+            return Err(BillingError::Store(StoreError::NotFound));
+        };
+        match grant.granted {
+            Some(granted) => {
+                self.renewed(asked_at);
+                self.book().grant_user(user_id, Money::from_micros(granted));
+                self.sizes().user_grants.insert(user_id, granted);
+                self.hold_now(new)
+            }
+            None => {
+                let available = Money::from_micros(available.micros().saturating_add(grant.free.max(0)));
+                Err(BillingError::InsufficientBalance { available, required })
+            }
+        }
+    }
+
+    /// Reads a key (on first use) and grows this gateway's lease of its limited credit, tokens
+    /// and calls by at least what `new` lacks, then takes the hold when it fits. Refused with
+    /// the limit that is spent.
+    async fn grow_key(&self, new: &NewReservation) -> Result<Option<ReservationId>, BillingError> {
+        let key_id = new.key_id;
+        let _order = self.order.lock().await;
+        self.write_queued().await.map_err(BillingError::Store)?;
+        let loaded = self.book().key_counters(key_id);
+        let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
+        let min = match loaded {
+            Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => return self.hold_now(new),
+            // What the hold lacks now, on each limit.
+            Some(counters) => key_shortfall(&counters, new),
+            // On first use, enough for this hold on every limit the key has.
+            None => [new.hold.amount.micros().max(0), new.hold.tokens.max(0), 1],
+        };
+        let last = self.sizes().key_grants.get(&key_id).copied().unwrap_or_default();
+        let want: [i64; 3] = std::array::from_fn(|i| min[i].saturating_mul(GROWTH).max(last[i].saturating_mul(2)));
+        let asked_at = Instant::now();
+        let grant: Vec<KeyGrant> = self
+            .run(async |conn| {
+                // A limit the key does not have grants nothing and needs nothing (`free` NULL).
+                Ok(diesel::sql_query(format!(
+                    "WITH k AS (SELECT id, user_id, public_id, \
+                                quota_limit - quota_used - quota_reserved AS quota_free, \
+                                token_limit - tokens_used - tokens_reserved AS tokens_free, \
+                                remaining_calls - calls_reserved AS calls_free \
+                                FROM api_keys WHERE id = $1 FOR UPDATE), \
+                     s AS (SELECT k.*, \
+                                COALESCE(GREATEST($2, LEAST($5, quota_free / 2)), 0) AS quota, \
+                                COALESCE(GREATEST($3, LEAST($6, tokens_free / 2)), 0) AS tokens, \
+                                COALESCE(GREATEST($4, LEAST($7, calls_free / 2)), 0) AS calls, \
+                                (quota_free IS NULL OR quota_free >= $2) AND (tokens_free IS NULL OR tokens_free >= $3) \
+                                AND (calls_free IS NULL OR calls_free >= $4) AS granted FROM k), \
+                     g AS (UPDATE api_keys SET quota_reserved = quota_reserved + s.quota, \
+                                tokens_reserved = tokens_reserved + s.tokens, calls_reserved = calls_reserved + s.calls \
+                           FROM s WHERE api_keys.id = s.id AND s.granted AND s.quota + s.tokens + s.calls > 0 \
+                           RETURNING api_keys.id), \
+                     l AS (INSERT INTO credit_leases (node_id, user_id, key_id, amount, tokens, calls, expires_at, created_at) \
+                           SELECT $8, s.user_id, s.id, s.quota, s.tokens, s.calls, {DB_NOW} + $9, {DB_NOW} \
+                           FROM s JOIN g ON g.id = s.id \
+                           ON CONFLICT (node_id, key_id) WHERE key_id IS NOT NULL DO UPDATE \
+                           SET amount = credit_leases.amount + EXCLUDED.amount, tokens = credit_leases.tokens + EXCLUDED.tokens, \
+                               calls = credit_leases.calls + EXCLUDED.calls, expires_at = EXCLUDED.expires_at) \
+                     SELECT user_id, public_id, quota_free, tokens_free, calls_free, granted, quota, tokens, calls FROM s"
+                ))
+                .bind::<BigInt, _>(key_id)
+                .bind::<BigInt, _>(min[0])
+                .bind::<BigInt, _>(min[1])
+                .bind::<BigInt, _>(min[2])
+                .bind::<BigInt, _>(want[0])
+                .bind::<BigInt, _>(want[1])
+                .bind::<BigInt, _>(want[2])
+                .bind::<Text, _>(&self.node_id)
+                .bind::<BigInt, _>(ttl_millis())
+                .load(conn)
+                .await?)
+            })
+            .await
+            .map_err(BillingError::Store)?;
+        let Some(grant) = grant.into_iter().next() else {
+            return Err(BillingError::Store(StoreError::NotFound));
+        };
+        if grant.user_id != new.user_id {
+            return Err(BillingError::Store(StoreError::NotFound));
+        }
+        if !grant.granted {
+            let limit = if grant.calls_free.is_some_and(|free| free < min[2]) {
+                "remaining_calls"
+            } else if grant.tokens_free.is_some_and(|free| free < min[1]) {
+                "token_limit"
+            } else {
+                "quota_limit"
+            };
+            return Err(BillingError::KeyLimit { limit });
+        }
+        if grant.quota + grant.tokens + grant.calls > 0 {
+            self.renewed(asked_at);
+        }
+        let (quota, tokens, calls) = (Money::from_micros(grant.quota), grant.tokens, grant.calls);
+        let mut book = self.book();
+        if !book.grant_key(key_id, quota, tokens, calls) {
+            book.store_key(
+                key_id,
+                StoredKey {
+                    user_id: grant.user_id,
+                    quota_limit: grant.quota_free.map(|_| quota),
+                    token_limit: grant.tokens_free.map(|_| tokens),
+                    remaining_calls: grant.calls_free.map(|_| calls),
+                    tokens_used: 0,
+                    quota_used: Money::ZERO,
+                },
+            );
+        }
+        drop(book);
+        let mut sizes = self.sizes();
+        sizes.key_grants.insert(key_id, [grant.quota, grant.tokens, grant.calls]);
+        sizes.public_ids.insert(grant.public_id, key_id);
+        drop(sizes);
+        self.hold_now(new)
+    }
+
+    /// Gives back this gateway's lease of a key and forgets it, so that its next hold reads the
+    /// key again (an administrator changed it). Holds still open keep their share of the lease
+    /// until they close.
+    pub(crate) async fn revoke_key(&self, public_id: &str) {
+        let key_id = self.sizes().public_ids.get(public_id).copied();
+        if let Some(key_id) = key_id
+            && let Err(error) = self.give_back(&[], &[key_id], true).await
+        {
+            tracing::warn!(%error, key_id, "giving back a key's lease failed; it expires on its own");
+        }
+    }
+
+    /// Gives back this gateway's lease of a user's credit, but for what its open holds need
+    /// (before an administrator's debit).
+    pub(crate) async fn revoke_user(&self, user_id: UserId) -> Result<(), StoreError> {
+        self.give_back(&[user_id], &[], false).await
+    }
+
+    /// Gives back leases: all of a lease when its entry is idle, else all but what the entry's
+    /// open holds and unwritten debits take. With `forget`, the entries leave the book (and are
+    /// leased afresh on their next hold); else users keep what stays leased (keys are always
+    /// forgotten: they are given back when they changed).
+    async fn give_back(&self, user_ids: &[UserId], key_ids: &[KeyId], forget: bool) -> Result<(), StoreError> {
+        let _order = self.order.lock().await;
+        self.write_queued().await?;
+        // What stays leased: what the open holds may still charge, and what was settled after the
+        // write above (the next batch consumes it from the lease).
+        // (user, credit kept) and (key, [credit, tokens, calls] kept).
+        let (users, keys): (Vec<(UserId, i64)>, Vec<Kept<KeyId>>) = {
+            let mut book = self.book();
+            let users = if forget {
+                let kept = user_ids.iter().filter_map(|id| book.user_commitments(*id).map(|keep| (*id, keep)));
+                let kept: Vec<_> = kept.collect();
+                user_ids.iter().for_each(|id| book.forget_user(*id));
+                kept
+            } else {
+                user_ids.iter().filter_map(|id| book.shrink_user(*id).map(|keep| (*id, keep))).collect()
+            };
+            let keys = key_ids.iter().filter_map(|id| book.key_commitments(*id).map(|keep| (*id, keep))).collect();
+            for id in key_ids {
+                book.forget_key(*id);
+            }
+            (users, keys)
+        };
+        {
+            let mut sizes = self.sizes();
+            for (id, _) in &users {
+                sizes.user_grants.remove(id);
+            }
+            for (id, _) in &keys {
+                sizes.key_grants.remove(id);
+            }
+        }
+        for (user_id, keep) in users {
+            self.shrink(Some(user_id), None, [keep, 0, 0]).await?;
+        }
+        for (key_id, keep) in keys {
+            self.shrink(None, Some(key_id), keep).await?;
+        }
+        Ok(())
+    }
+
+    /// Shrinks this gateway's lease of a user's credit or a key's limits to `keep` (credit,
+    /// tokens, calls), deleting it when nothing is kept.
+    async fn shrink(&self, user_id: Option<UserId>, key_id: Option<KeyId>, keep: [i64; 3]) -> Result<(), StoreError> {
+        let node_id = self.node_id.clone();
+        self.run(async |conn| {
+            conn.transaction(async |conn| -> Result<(), TxError> {
+                // The user or key first, then the lease: the lock order.
+                let lease: Vec<LeaseRow> = match (user_id, key_id) {
+                    (Some(user_id), _) => {
+                        diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                            .bind::<BigInt, _>(user_id)
+                            .execute(conn)
+                            .await?;
+                        diesel::sql_query(
+                            "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases \
+                             WHERE node_id = $1 AND user_id = $2 AND key_id IS NULL FOR UPDATE",
+                        )
+                        .bind::<Text, _>(&node_id)
+                        .bind::<BigInt, _>(user_id)
+                        .load(conn)
+                        .await?
+                    }
+                    (None, Some(key_id)) => {
+                        diesel::sql_query("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE")
+                            .bind::<BigInt, _>(key_id)
+                            .execute(conn)
+                            .await?;
+                        diesel::sql_query(
+                            "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases \
+                             WHERE node_id = $1 AND key_id = $2 FOR UPDATE",
+                        )
+                        .bind::<Text, _>(&node_id)
+                        .bind::<BigInt, _>(key_id)
+                        .load(conn)
+                        .await?
+                    }
+                    (None, None) => Vec::new(),
+                };
+                for lease in lease {
+                    let back = [
+                        (lease.amount - keep[0]).max(0),
+                        (lease.tokens - keep[1]).max(0),
+                        (lease.calls - keep[2]).max(0),
+                    ];
+                    free_lease(conn, &lease, back).await?;
+                }
+                Ok(())
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Waits until every debit settled so far is written (at once when none waits).
+    pub(crate) async fn caught_up(&self) {
+        let target = self.book().last_seq();
+        if *self.written.borrow() >= target {
+            return;
+        }
+        self.wake_now();
+        let mut written = self.written.subscribe();
+        let _ = tokio::time::timeout(READ_WAIT, written.wait_for(|written| *written >= target)).await;
+    }
+
+    /// Writes every debit queued so far.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let _order = self.order.lock().await;
+        self.write_queued().await
+    }
+
+    /// Writes every debit queued so far, and gives back every lease but for what open holds take
+    /// (shutdown).
+    pub async fn give_back_all(&self) -> Result<(), StoreError> {
+        self.flush().await?;
+        let (users, keys) = self.book().entries();
+        self.give_back(&users, &keys, true).await
+    }
+
+    fn wake_now(&self) {
+        self.urgent.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Runs `body` on a pooled connection.
+    async fn run<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        body(&mut conn).await.map_err(|e| e.0)
+    }
+
+    /// Writes the debits queued when it is called (the caller holds the order lock).
+    async fn write_queued(&self) -> Result<(), StoreError> {
+        let last = self.book().last_seq();
+        loop {
+            let mut batch = self.book().to_write(MAX_BATCH);
+            batch.retain(|debit| debit.seq <= last);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let node_id = self.node_id.clone();
+            let rows = batch.clone();
+            self.run(async |conn| conn.transaction(async |conn| write_debits(conn, &node_id, &rows).await).await)
+                .await
+                .inspect_err(|error| {
+                    tracing::error!(%error, debits = batch.len(), "writing settlements failed; they stay queued");
+                })?;
+            {
+                let mut book = self.book();
+                book.written(&batch);
+                book.clamp_leases(&batch);
+            }
+            if let Some(last) = batch.last() {
+                self.written.send_replace(last.seq);
+            }
+        }
+    }
+
+    /// Renews this gateway's leases, gives back those unused since the last look, and frees any
+    /// gateway's expired leases.
+    async fn renew(&self) -> Result<(), StoreError> {
+        let _order = self.order.lock().await;
+        let asked_at = Instant::now();
+        let node_id = self.node_id.clone();
+        let renewed: usize = self
+            .run(async |conn| {
+                Ok(diesel::sql_query(format!("UPDATE credit_leases SET expires_at = {DB_NOW} + $2 WHERE node_id = $1"))
+                    .bind::<Text, _>(&node_id)
+                    .bind::<BigInt, _>(ttl_millis())
+                    .execute(conn)
+                    .await?)
+            })
+            .await?;
+        if renewed > 0 {
+            self.renewed(asked_at);
+        }
+        Ok(())
+    }
+
+    /// Gives back the leases whose entries were idle at the last look and still are.
+    async fn return_idle(&self) -> Result<(), StoreError> {
+        let (users, keys) = {
+            let book = self.book();
+            let mut sizes = self.sizes();
+            let idle_users = book.idle_users();
+            let idle_keys = book.idle_keys();
+            let users: Vec<UserId> = idle_users
+                .iter()
+                .filter(|(id, last)| sizes.idle_users.get(id) == Some(last))
+                .map(|(id, _)| *id)
+                .collect();
+            let keys: Vec<KeyId> = idle_keys
+                .iter()
+                .filter(|(id, last)| sizes.idle_keys.get(id) == Some(last))
+                .map(|(id, _)| *id)
+                .collect();
+            sizes.idle_users = idle_users.into_iter().filter(|(id, _)| !users.contains(id)).collect();
+            sizes.idle_keys = idle_keys.into_iter().filter(|(id, _)| !keys.contains(id)).collect();
+            (users, keys)
+        };
+        if users.is_empty() && keys.is_empty() {
+            return Ok(());
+        }
+        self.give_back(&users, &keys, true).await
+    }
+
+    /// Frees any gateway's expired leases, one transaction each; returns how many.
+    pub(crate) async fn reclaim_expired(&self) -> Result<usize, StoreError> {
+        let expired: Vec<LeaseRow> = self
+            .run(async |conn| {
+                Ok(diesel::sql_query(format!(
+                    "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases \
+                     WHERE expires_at < {DB_NOW} ORDER BY id LIMIT 1000"
+                ))
+                .load(conn)
+                .await?)
+            })
+            .await?;
+        let mut freed = 0;
+        for lease in expired {
+            let found = self
+                .run(async |conn| {
+                    conn.transaction(async |conn| -> Result<bool, TxError> {
+                        lock_owner(conn, &lease).await?;
+                        let gone: Vec<LeaseRow> = diesel::sql_query(format!(
+                            "DELETE FROM credit_leases WHERE id = $1 AND expires_at < {DB_NOW} \
+                             RETURNING id, user_id, key_id, amount, tokens, calls"
+                        ))
+                        .bind::<BigInt, _>(lease.id)
+                        .load(conn)
+                        .await?;
+                        for row in &gone {
+                            unreserve(conn, row, [row.amount, row.tokens, row.calls]).await?;
+                        }
+                        Ok(!gone.is_empty())
+                    })
+                    .await
+                })
+                .await?;
+            freed += usize::from(found);
+        }
+        Ok(freed)
+    }
+}
+
+fn ttl_millis() -> i64 {
+    i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Locks a lease's user or key row (the lock order: owner before lease).
+async fn lock_owner(conn: &mut AsyncPgConnection, lease: &LeaseRow) -> Result<(), diesel::result::Error> {
+    let (sql, id) = match lease.key_id {
+        Some(key_id) => ("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE", key_id),
+        None => ("SELECT id FROM users WHERE id = $1 FOR UPDATE", lease.user_id),
+    };
+    diesel::sql_query(sql).bind::<BigInt, _>(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Gives `back` (credit, tokens, calls) of a lease to its user or key: the lease shrinks, or is
+/// deleted when nothing is left.
+async fn free_lease(
+    conn: &mut AsyncPgConnection,
+    lease: &LeaseRow,
+    back: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    if back == [lease.amount, lease.tokens, lease.calls] {
+        diesel::sql_query("DELETE FROM credit_leases WHERE id = $1").bind::<BigInt, _>(lease.id).execute(conn).await?;
+    } else {
+        diesel::sql_query(
+            "UPDATE credit_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
+        )
+        .bind::<BigInt, _>(lease.id)
+        .bind::<BigInt, _>(back[0])
+        .bind::<BigInt, _>(back[1])
+        .bind::<BigInt, _>(back[2])
+        .execute(conn)
+        .await?;
+    }
+    unreserve(conn, lease, back).await
+}
+
+/// Takes `back` out of the reserved columns of a lease's user or key.
+async fn unreserve(
+    conn: &mut AsyncPgConnection,
+    lease: &LeaseRow,
+    back: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    match lease.key_id {
+        Some(key_id) => {
+            diesel::sql_query(
+                "UPDATE api_keys SET quota_reserved = quota_reserved - $2, tokens_reserved = tokens_reserved - $3, \
+                 calls_reserved = calls_reserved - $4 WHERE id = $1",
+            )
+            .bind::<BigInt, _>(key_id)
+            .bind::<BigInt, _>(back[0])
+            .bind::<BigInt, _>(back[1])
+            .bind::<BigInt, _>(back[2])
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            diesel::sql_query("UPDATE users SET reserved = reserved - $2 WHERE id = $1")
+                .bind::<BigInt, _>(lease.user_id)
+                .bind::<BigInt, _>(back[0])
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One batch: its users locked, then its keys, then this gateway's leases of them (the lock
+/// order); per user one `UPDATE` of the balance and of what the lease still holds, per key the
+/// same for its counters, and the consume rows.
+async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<(), TxError> {
+    let now = now_millis();
+    let mut user_totals: Vec<(UserId, i64)> = Vec::new();
+    let mut key_totals: Vec<(KeyId, [i64; 4])> = Vec::new();
+    for debit in batch {
+        match user_totals.iter_mut().find(|(id, _)| *id == debit.user_id) {
+            Some((_, total)) => *total = total.saturating_add(debit.charge.micros()),
+            None => user_totals.push((debit.user_id, debit.charge.micros())),
+        }
+        let add = [debit.charge.micros(), debit.tokens, 1, i64::from(debit.success)];
+        match key_totals.iter_mut().find(|(id, _)| *id == debit.key_id) {
+            Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t = t.saturating_add(a)),
+            None => key_totals.push((debit.key_id, add)),
+        }
+    }
+    user_totals.sort_unstable_by_key(|(id, _)| *id);
+    key_totals.sort_unstable_by_key(|(id, _)| *id);
+    let user_ids: Vec<i64> = user_totals.iter().map(|(id, _)| *id).collect();
+    let key_ids: Vec<i64> = key_totals.iter().map(|(id, _)| *id).collect();
+    diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind::<Array<BigInt>, _>(&user_ids)
+        .execute(conn)
+        .await?;
+    diesel::sql_query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind::<Array<BigInt>, _>(&key_ids)
+        .execute(conn)
+        .await?;
+    let leases: Vec<LeaseRow> = diesel::sql_query(
+        "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases WHERE node_id = $1 \
+         AND ((key_id IS NULL AND user_id = ANY($2)) OR key_id = ANY($3)) ORDER BY id FOR UPDATE",
+    )
+    .bind::<Text, _>(node_id)
+    .bind::<Array<BigInt>, _>(&user_ids)
+    .bind::<Array<BigInt>, _>(&key_ids)
+    .load(conn)
+    .await?;
+    let ids: Vec<&str> = batch.iter().filter(|d| d.charge.is_positive()).map(|d| d.request_id.as_str()).collect();
+    let mut taken: std::collections::HashSet<String> = transactions::table
+        .filter(transactions::tx_type.eq(TxType::Consume.as_str()))
+        .filter(transactions::order_no.eq_any(&ids))
+        .select(transactions::order_no.assume_not_null())
+        .load::<String>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut rows = Vec::new();
+    for (user_id, total) in user_totals {
+        // What the lease still holds pays first; the rest (overage) comes from the balance alone.
+        let lease = leases.iter().find(|l| l.key_id.is_none() && l.user_id == user_id);
+        let consumed = lease.map_or(0, |l| l.amount.min(total));
+        if let Some(lease) = lease {
+            diesel::sql_query("UPDATE credit_leases SET amount = amount - $2 WHERE id = $1")
+                .bind::<BigInt, _>(lease.id)
+                .bind::<BigInt, _>(consumed)
+                .execute(conn)
+                .await?;
+        }
+        let balance: Vec<Balance> = diesel::sql_query(
+            "UPDATE users SET token_balance = token_balance - $2, reserved = reserved - $3, \
+             total_consumed = CASE WHEN total_consumed <= 9223372036854775807 - $2 THEN total_consumed + $2 \
+             ELSE 9223372036854775807 END, updated_at = $4 WHERE id = $1 RETURNING token_balance",
+        )
+        .bind::<BigInt, _>(user_id)
+        .bind::<BigInt, _>(total)
+        .bind::<BigInt, _>(consumed)
+        .bind::<BigInt, _>(now)
+        .load(conn)
+        .await?;
+        let Some(Balance { token_balance }) = balance.into_iter().next() else { continue };
+        let mut running = token_balance.saturating_add(total);
+        for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
+            let charge = debit.charge.micros();
+            let order_no = if taken.insert(debit.request_id.clone()) {
+                debit.request_id.clone()
+            } else {
+                format!("{}#{}", debit.request_id, debit.seq)
+            };
+            rows.push(ConsumeRow {
+                user_id,
+                tx_type: TxType::Consume.as_str(),
+                amount: -charge,
+                balance_before: running,
+                balance_after: running.saturating_sub(charge),
+                order_no,
+                description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
+                created_at: now,
+            });
+            running = running.saturating_sub(charge);
+        }
+    }
+    for (key_id, [quota, tokens, calls, successes]) in key_totals {
+        let lease = leases.iter().find(|l| l.key_id == Some(key_id));
+        let consumed = lease.map_or([0; 3], |l| [l.amount.min(quota), l.tokens.min(tokens), l.calls.min(successes)]);
+        if let Some(lease) = lease {
+            diesel::sql_query(
+                "UPDATE credit_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
+            )
+            .bind::<BigInt, _>(lease.id)
+            .bind::<BigInt, _>(consumed[0])
+            .bind::<BigInt, _>(consumed[1])
+            .bind::<BigInt, _>(consumed[2])
+            .execute(conn)
+            .await?;
+        }
+        // Successes use up remaining calls, stopping at zero; NULL, no limit, stays NULL.
+        diesel::sql_query(
+            "UPDATE api_keys SET \
+             quota_used = CASE WHEN quota_used <= 9223372036854775807 - $2 THEN quota_used + $2 ELSE 9223372036854775807 END, \
+             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $3 THEN tokens_used + $3 ELSE 9223372036854775807 END, \
+             calls_total = calls_total + $4, calls_succeeded = calls_succeeded + $5, \
+             remaining_calls = CASE WHEN remaining_calls IS NULL THEN NULL ELSE GREATEST(remaining_calls - $5, 0) END, \
+             quota_reserved = quota_reserved - $6, tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8, \
+             updated_at = $9 WHERE id = $1",
+        )
+        .bind::<BigInt, _>(key_id)
+        .bind::<BigInt, _>(quota.max(0))
+        .bind::<BigInt, _>(tokens.max(0))
+        .bind::<BigInt, _>(calls)
+        .bind::<BigInt, _>(successes)
+        .bind::<BigInt, _>(consumed[0])
+        .bind::<BigInt, _>(consumed[1])
+        .bind::<BigInt, _>(consumed[2])
+        .bind::<BigInt, _>(now)
+        .execute(conn)
+        .await?;
+    }
+    if !rows.is_empty() {
+        diesel::insert_into(transactions::table).values(&rows).execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// The writing task: waits for a first debit, lets the window fill (unless a reader waits), writes
+/// the queue, and on failure tries again with a growing pause. Ends with the engine.
+async fn write_behind(engine: Weak<LeaseEngine>, wake: Arc<Notify>) {
+    let mut pause = WINDOW;
+    loop {
+        let woken = wake.notified();
+        let (pending, urgent) = match engine.upgrade() {
+            Some(engine) => (engine.book().unwritten() > 0, engine.urgent.swap(false, Ordering::AcqRel)),
+            None => return,
+        };
+        if !pending {
+            let _ = tokio::time::timeout(WINDOW * 20, woken).await;
+            continue;
+        }
+        if !urgent {
+            let _ = tokio::time::timeout(pause, woken).await;
+        }
+        let Some(engine) = engine.upgrade() else { return };
+        engine.urgent.store(false, Ordering::Release);
+        let written = {
+            let _order = engine.order.lock().await;
+            engine.write_queued().await
+        };
+        match written {
+            Ok(()) => pause = WINDOW,
+            Err(_) => pause = (pause * 2).min(MAX_PAUSE),
+        }
+    }
+}
+
+/// Renews leases, gives back idle ones and frees expired ones, on their schedules. Ends with the
+/// engine.
+async fn upkeep(engine: Weak<LeaseEngine>) {
+    let mut tick = tokio::time::interval(IDLE_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_renewal, mut last_reclaim) = (Instant::now(), Instant::now() - RECLAIM_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(engine) = engine.upgrade() else { return };
+        if last_renewal.elapsed() >= HEARTBEAT {
+            match engine.renew().await {
+                Ok(()) => last_renewal = Instant::now(),
+                Err(error) => tracing::warn!(%error, "renewing credit leases failed"),
+            }
+        }
+        if let Err(error) = engine.return_idle().await {
+            tracing::warn!(%error, "giving back unused credit leases failed");
+        }
+        if last_reclaim.elapsed() >= RECLAIM_EVERY {
+            last_reclaim = Instant::now();
+            match engine.reclaim_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(freed = n, "freed expired credit leases (a gateway stopped renewing them)"),
+                Err(error) => tracing::warn!(%error, "freeing expired credit leases failed"),
+            }
+        }
+    }
+}
