@@ -548,6 +548,35 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_shrinks_to_what_is_held_and_a_charge_beyond_it_leaves_it_empty_not_negative() {
+        let mut book = CreditBook::default();
+        book.grant_user(1, credits("1"));
+        book.store_key(7, StoredKey { user_id: 1, token_limit: Some(100), ..StoredKey::default() });
+        let id = book.hold(&reservation(1, 7, "0.4", 50)).unwrap();
+        // Given back but for the open hold: nothing is left for another.
+        assert_eq!(book.shrink_user(1), Some(400_000));
+        assert!(matches!(
+            book.hold(&reservation(1, 7, "0.1", 1)),
+            Err(HoldError::Refused(BillingError::InsufficientBalance { .. }))
+        ));
+        book.grant_user(1, credits("0.5"));
+        // The upstream reports far more than the lease: the excess came from the balance itself.
+        let (_, debit) = book.settle(id, &settlement("2", 150, true)).unwrap();
+        book.written(std::slice::from_ref(&debit));
+        book.clamp_leases(&[debit]);
+        assert_eq!(book.funds(1).unwrap().balance, Money::ZERO);
+        assert_eq!(book.key_counters(7).unwrap().tokens_used, 100);
+        assert!(matches!(
+            book.hold(&reservation(1, 7, "0", 1)),
+            Err(HoldError::Refused(BillingError::KeyLimit { limit: "token_limit" }))
+        ));
+        assert!(book.grant_key(7, Money::ZERO, 20, 0));
+        assert!(book.hold(&reservation(1, 7, "0", 20)).is_ok());
+        assert_eq!(book.user_commitments(1), Some(0));
+        assert_eq!(book.key_commitments(7), Some([0, 20, 1]));
+    }
+
+    #[test]
     fn a_row_reread_after_writes_counts_each_settlement_once() {
         let mut book = book("10", StoredKey { remaining_calls: Some(3), ..StoredKey::default() });
         for _ in 0..2 {

@@ -503,6 +503,14 @@ impl LeaseEngine {
         }
     }
 
+    /// Gives back every key's lease and forgets the keys (invalidations may have been missed).
+    pub(crate) async fn revoke_all_keys(&self) {
+        let (_, keys) = self.book().entries();
+        if let Err(error) = self.give_back(&[], &keys, true).await {
+            tracing::warn!(%error, "giving back the keys' leases failed; they expire on their own");
+        }
+    }
+
     /// Gives back this gateway's lease of a user's credit, but for what its open holds need
     /// (before an administrator's debit).
     pub(crate) async fn revoke_user(&self, user_id: UserId) -> Result<(), StoreError> {

@@ -81,9 +81,13 @@ impl Caches {
         Ok(())
     }
 
-    /// After missing messages: forgets every key, reloads the prices.
+    /// After missing messages: forgets every key (and gives back every key's lease), reloads the
+    /// prices.
     async fn refresh(&self) {
         self.keys.clear();
+        if let Some(leases) = &self.leases {
+            leases.revoke_all_keys().await;
+        }
         if let Err(error) = self.prices.reload().await {
             tracing::warn!(%error, "reloading model prices failed; the periodic reload will retry");
         }
