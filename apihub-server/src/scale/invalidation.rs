@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::SharedRedis;
+use crate::metered::RouteTable;
 use crate::proxy::prices::PriceCache;
 
 /// How long a subscriber connection may take to open or to answer.
@@ -21,7 +22,7 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// First and longest wait before reconnecting a dropped subscription.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
-/// What changed, as published: `key:<public_id>`, `user:<id>` or `prices`.
+/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices` or `routes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     /// One key (updated, disabled, deleted, its usage reset).
@@ -30,6 +31,8 @@ pub enum Invalidation {
     User(UserId),
     /// The model prices.
     Prices,
+    /// The metered routes.
+    Routes,
 }
 
 impl Invalidation {
@@ -39,13 +42,16 @@ impl Invalidation {
             Invalidation::Key(public_id) => format!("key:{public_id}"),
             Invalidation::User(user_id) => format!("user:{user_id}"),
             Invalidation::Prices => "prices".to_owned(),
+            Invalidation::Routes => "routes".to_owned(),
         }
     }
 
     /// Reads a payload; `None` for anything else.
     pub fn decode(payload: &str) -> Option<Invalidation> {
-        if payload == "prices" {
-            return Some(Invalidation::Prices);
+        match payload {
+            "prices" => return Some(Invalidation::Prices),
+            "routes" => return Some(Invalidation::Routes),
+            _ => {}
         }
         match payload.split_once(':')? {
             ("key", public_id) if !public_id.is_empty() => Some(Invalidation::Key(public_id.to_owned())),
@@ -60,6 +66,7 @@ impl Invalidation {
 struct Caches {
     keys: Arc<KeyCache>,
     prices: Arc<PriceCache>,
+    routes: Option<Arc<RouteTable>>,
 }
 
 impl Caches {
@@ -68,6 +75,11 @@ impl Caches {
             Invalidation::Key(public_id) => self.keys.invalidate_key(public_id),
             Invalidation::User(user_id) => self.keys.invalidate_user(*user_id),
             Invalidation::Prices => self.prices.reload().await?,
+            Invalidation::Routes => {
+                if let Some(routes) = &self.routes {
+                    routes.reload().await?;
+                }
+            }
         }
         Ok(())
     }
@@ -77,6 +89,11 @@ impl Caches {
         self.keys.clear();
         if let Err(error) = self.prices.reload().await {
             tracing::warn!(%error, "reloading model prices failed; the periodic reload will retry");
+        }
+        if let Some(routes) = &self.routes
+            && let Err(error) = routes.reload().await
+        {
+            tracing::warn!(%error, "reloading metered routes failed; the periodic reload will retry");
         }
     }
 }
@@ -98,12 +115,18 @@ impl std::fmt::Debug for Invalidator {
 impl Invalidator {
     /// Refreshes this node's caches only (a single node, or no Redis).
     pub fn local(keys: Arc<KeyCache>, prices: Arc<PriceCache>) -> Self {
-        Invalidator { caches: Caches { keys, prices }, redis: None }
+        Invalidator { caches: Caches { keys, prices, routes: None }, redis: None }
     }
 
     /// Refreshes this node's caches and publishes every invalidation through `redis`.
     pub fn shared(keys: Arc<KeyCache>, prices: Arc<PriceCache>, redis: SharedRedis) -> Self {
-        Invalidator { caches: Caches { keys, prices }, redis: Some(redis) }
+        Invalidator { caches: Caches { keys, prices, routes: None }, redis: Some(redis) }
+    }
+
+    /// Also reloads `routes` on a [`Invalidation::Routes`] (and after missed messages).
+    pub fn with_routes(mut self, routes: Arc<RouteTable>) -> Self {
+        self.caches.routes = Some(routes);
+        self
     }
 
     /// The pub/sub channel, `{prefix}:invalidate`, when shared.
@@ -125,6 +148,11 @@ impl Invalidator {
     /// Reloads the model prices, here and on every node.
     pub async fn prices(&self) -> Result<(), StoreError> {
         self.invalidate(Invalidation::Prices).await
+    }
+
+    /// Reloads the metered routes, here and on every node.
+    pub async fn routes(&self) -> Result<(), StoreError> {
+        self.invalidate(Invalidation::Routes).await
     }
 
     /// Applies `what` here, then publishes it. Only reloading prices here can fail. A failed
