@@ -254,7 +254,9 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        for what in [Invalidation::Key("AbC123".into()), Invalidation::User(42), Invalidation::Prices] {
+        for what in
+            [Invalidation::Key("AbC123".into()), Invalidation::User(42), Invalidation::Prices, Invalidation::Routes]
+        {
             assert_eq!(Invalidation::decode(&what.encode()), Some(what));
         }
         for junk in ["", "key:", "user:x", "nope:1", "key"] {
