@@ -30,7 +30,8 @@ pub struct RouteView {
     pub prefix: bool,
     pub methods: Vec<String>,
     pub upstream_url: String,
-    /// `…` and the upstream key's last four characters; null when the route sends none.
+    /// `…` and the upstream key's last four characters (only `…` for a key under 12 characters);
+    /// null when the route sends none.
     pub upstream_key_preview: Option<String>,
     pub upstream_key_header: String,
     /// Credits charged per successful call.
@@ -55,9 +56,10 @@ pub struct RouteView {
 impl From<MeteredRoute> for RouteView {
     fn from(route: MeteredRoute) -> Self {
         let spec = route.spec;
+        // The last four characters of a key long enough that they give little away; else none.
         let preview = spec.upstream_key.as_deref().map(|key| {
-            let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-            format!("…{tail}")
+            let tail = if key.len() >= 12 { key.get(key.len() - 4..) } else { None };
+            format!("…{}", tail.unwrap_or_default())
         });
         RouteView {
             id: route.id,
@@ -278,4 +280,47 @@ pub async fn delete_route(
     state.routes.delete_route(route_id).await.map_err(stored)?;
     state.invalidator.routes().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(upstream_key: Option<&str>) -> RouteView {
+        let mut spec = RouteSpec::new("images", "/api/generate", "http://127.0.0.1:1/generate");
+        spec.upstream_key = upstream_key.map(str::to_owned);
+        let now = Utc::now();
+        MeteredRoute { id: 1, spec, created_at: now, updated_at: now }.into()
+    }
+
+    #[test]
+    fn the_upstream_key_shows_only_a_preview_and_a_short_key_none_of_itself() {
+        assert_eq!(view(Some("sk-image-upstream-0123")).upstream_key_preview.as_deref(), Some("…0123"));
+        assert_eq!(view(Some("short-key")).upstream_key_preview.as_deref(), Some("…"));
+        assert_eq!(view(None).upstream_key_preview, None);
+    }
+
+    #[test]
+    fn a_route_may_not_take_the_gateways_own_paths() {
+        let taken = |path: &str| {
+            gateway_path(&RouteSpec { prefix: path.ends_with('/'), ..RouteSpec::new("r", path, "http://h") })
+        };
+        for path in [
+            "/api/keys/import",
+            "/api/admin/x",
+            "/api/",
+            "/v1/chat/completions",
+            "/v1/",
+            "/v1/models/x",
+            "/v1beta/x",
+            "/docs",
+            "/metrics",
+            "/healthz",
+        ] {
+            assert!(taken(path).is_some(), "{path}");
+        }
+        for path in ["/api/generate", "/v1/audio/speech", "/v1/audio/", "/v1/rerank", "/render"] {
+            assert_eq!(taken(path), None, "{path}");
+        }
+    }
 }

@@ -1601,7 +1601,10 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
             upstream_key_header: string;
-            /** @description `…` and the upstream key's last four characters; null when the route sends none. */
+            /**
+             * @description `…` and the upstream key's last four characters (only `…` for a key under 12 characters);
+             *     null when the route sends none.
+             */
             upstream_key_preview?: string | null;
             upstream_url: string;
         };
