@@ -1,18 +1,30 @@
-//! The API key format: `ahg_<public id>_<secret>`.
+//! The API key format: `ahg_<public id>_<secret>`, and keys imported from another system.
 //!
 //! The public id (12 base62 characters) finds the key's row; the secret (32 base62 characters,
 //! about 190 random bits from the thread-local CSPRNG) proves possession. Only a SHA-256 of the
 //! secret is stored, with the last four characters for display. A malformed key is refused by
 //! [`PlainKey::parse`] before any storage lookup.
 //!
+//! An imported key keeps the string another system issued (at least [`IMPORTED_MIN_LEN`]
+//! printable ASCII characters, not starting with `ahg_`). Its row is named by a public id derived
+//! from the string ([`imported_public_id`], `imp_` and 24 hex digits, which no generated id can
+//! equal), and the SHA-256 of the whole string is stored as its secret hash.
+//!
 //! ```
-//! use apihub_core::key::{GeneratedKey, PlainKey};
+//! use apihub_core::key::{GeneratedKey, ImportedKey, PlainKey};
 //!
 //! let generated = GeneratedKey::generate();
 //! let presented = PlainKey::parse(generated.plain.expose()).unwrap();
 //! assert_eq!(presented.public_id(), generated.public_id);
 //! assert!(presented.matches(&generated.secret_hash));
 //! assert!(PlainKey::parse("sk-not-ours").is_err());
+//!
+//! // A key imported from another system authenticates with its own string.
+//! let imported = ImportedKey::new("felix-0123456789abcdef").unwrap();
+//! let presented = PlainKey::parse_any("felix-0123456789abcdef").unwrap();
+//! assert_eq!(presented.public_id(), imported.public_id);
+//! assert!(presented.matches(&imported.secret_hash));
+//! assert!(ImportedKey::new("short").is_err());
 //! ```
 
 use std::fmt;
@@ -67,9 +79,83 @@ pub struct MalformedKey;
 
 /// A whole key as a client presents it. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PlainKey(String);
+pub struct PlainKey {
+    text: String,
+    /// `Some` for an imported key: its derived public id.
+    imported: Option<String>,
+}
+
+/// Shortest imported key accepted.
+pub const IMPORTED_MIN_LEN: usize = 16;
+/// Longest imported key accepted.
+pub const IMPORTED_MAX_LEN: usize = 256;
+/// What every imported key's public id starts with.
+pub const IMPORTED_ID_PREFIX: &str = "imp_";
+
+/// The public id of an imported key: `imp_` and the first 24 hex digits of a SHA-256 of the key
+/// under its own domain (not the stored secret hash). A generated id is 12 base62 characters, so
+/// the two never meet.
+pub fn imported_public_id(text: &str) -> String {
+    let digest = Sha256::new().chain_update(b"apihub-imported-key:").chain_update(text.as_bytes()).finalize();
+    format!("{IMPORTED_ID_PREFIX}{}", &hex::encode(digest)[..24])
+}
+
+/// Why a key string cannot be imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// Shorter than [`IMPORTED_MIN_LEN`] or longer than [`IMPORTED_MAX_LEN`].
+    #[error("an imported key must be {IMPORTED_MIN_LEN} to {IMPORTED_MAX_LEN} characters long")]
+    Length,
+    /// A character outside printable ASCII (spaces and control characters included).
+    #[error("an imported key must be printable ASCII without spaces")]
+    Alphabet,
+    /// Starts with `ahg_`: that prefix belongs to the keys this gateway issues.
+    #[error("an imported key must not start with `{PREFIX}`")]
+    ReservedPrefix,
+}
+
+/// A key string from another system, checked, and what to store for it.
+#[derive(Debug, Clone)]
+pub struct ImportedKey {
+    /// The derived public id ([`imported_public_id`]).
+    pub public_id: String,
+    /// SHA-256 of the whole string.
+    pub secret_hash: SecretHash,
+    /// Its last four characters, for display.
+    pub last4: String,
+}
+
+impl ImportedKey {
+    /// Checks `text` (length, alphabet, prefix) and derives what to store.
+    pub fn new(text: &str) -> Result<Self, ImportError> {
+        if !(IMPORTED_MIN_LEN..=IMPORTED_MAX_LEN).contains(&text.len()) {
+            return Err(ImportError::Length);
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ImportError::Alphabet);
+        }
+        if text.starts_with(PREFIX) {
+            return Err(ImportError::ReservedPrefix);
+        }
+        Ok(ImportedKey {
+            public_id: imported_public_id(text),
+            secret_hash: SecretHash::of(text),
+            last4: text[text.len() - 4..].to_owned(),
+        })
+    }
+}
 
 impl PlainKey {
+    /// A presented key in either format: an `ahg_` key ([`PlainKey::parse`]), or else an
+    /// imported one (anything [`ImportedKey::new`] accepts).
+    pub fn parse_any(text: &str) -> Result<Self, MalformedKey> {
+        if text.starts_with(PREFIX) {
+            return Self::parse(text);
+        }
+        let imported = ImportedKey::new(text).map_err(|_| MalformedKey)?;
+        Ok(PlainKey { text: text.to_owned(), imported: Some(imported.public_id) })
+    }
+
     /// Checks the format (prefix, lengths, alphabet) without touching storage.
     pub fn parse(text: &str) -> Result<Self, MalformedKey> {
         let rest = text.strip_prefix(PREFIX).ok_or(MalformedKey)?;
@@ -82,16 +168,23 @@ impl PlainKey {
         if !base62(public_id) || !base62(secret) {
             return Err(MalformedKey);
         }
-        Ok(PlainKey(text.to_owned()))
+        Ok(PlainKey { text: text.to_owned(), imported: None })
     }
 
     /// The public id, which names the key's row.
     pub fn public_id(&self) -> &str {
-        &self.0[PREFIX.len()..PREFIX.len() + PUBLIC_ID_LEN]
+        match &self.imported {
+            Some(public_id) => public_id,
+            None => &self.text[PREFIX.len()..PREFIX.len() + PUBLIC_ID_LEN],
+        }
     }
 
+    /// What is hashed: an `ahg_` key's secret part, an imported key's whole string.
     fn secret(&self) -> &str {
-        &self.0[PREFIX.len() + PUBLIC_ID_LEN + 1..]
+        match &self.imported {
+            Some(_) => &self.text,
+            None => &self.text[PREFIX.len() + PUBLIC_ID_LEN + 1..],
+        }
     }
 
     /// Whether this key's secret hashes to `stored`, compared in constant time.
@@ -101,13 +194,16 @@ impl PlainKey {
 
     /// The whole key, for the one response that shows it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl fmt::Debug for PlainKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PlainKey({PREFIX}{}_****)", self.public_id())
+        match &self.imported {
+            Some(public_id) => write!(f, "PlainKey({public_id} imported, ****)"),
+            None => write!(f, "PlainKey({PREFIX}{}_****)", self.public_id()),
+        }
     }
 }
 
@@ -133,13 +229,19 @@ impl GeneratedKey {
         let secret = draw(SECRET_LEN);
         let last4 = secret[SECRET_LEN - 4..].to_owned();
         let secret_hash = SecretHash::of(&secret);
-        GeneratedKey { plain: PlainKey(format!("{PREFIX}{public_id}_{secret}")), public_id, secret_hash, last4 }
+        let plain = PlainKey { text: format!("{PREFIX}{public_id}_{secret}"), imported: None };
+        GeneratedKey { plain, public_id, secret_hash, last4 }
     }
 }
 
-/// How a stored key is shown: prefix, public id and the last four secret characters.
+/// How a stored key is shown: prefix, public id and the last four secret characters; an imported
+/// key only by its last four characters.
 pub fn display_mask(public_id: &str, last4: &str) -> String {
-    format!("{PREFIX}{public_id}_…{last4}")
+    if public_id.starts_with(IMPORTED_ID_PREFIX) {
+        format!("…{last4}")
+    } else {
+        format!("{PREFIX}{public_id}_…{last4}")
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +281,33 @@ mod tests {
         ))
         .unwrap();
         assert!(!forged.matches(&a.secret_hash));
+    }
+
+    #[test]
+    fn imported_keys_authenticate_with_their_own_string_only() {
+        let text = "felix_key_0123456789";
+        let imported = ImportedKey::new(text).unwrap();
+        let presented = PlainKey::parse_any(text).unwrap();
+        assert_eq!(presented.public_id(), imported.public_id);
+        assert!(presented.public_id().starts_with(IMPORTED_ID_PREFIX));
+        assert!(presented.matches(&imported.secret_hash));
+        let other = PlainKey::parse_any("felix_key_0123456780").unwrap();
+        assert_ne!(other.public_id(), imported.public_id);
+        assert!(!other.matches(&imported.secret_hash));
+        assert_eq!(imported.last4, "6789");
+        assert_eq!(display_mask(&imported.public_id, &imported.last4), "…6789");
+        assert!(!format!("{presented:?}").contains(text));
+    }
+
+    #[test]
+    fn unimportable_strings_are_refused() {
+        assert_eq!(ImportedKey::new("short").unwrap_err(), ImportError::Length);
+        assert_eq!(ImportedKey::new(&"x".repeat(IMPORTED_MAX_LEN + 1)).unwrap_err(), ImportError::Length);
+        assert_eq!(ImportedKey::new("with a space 0123456").unwrap_err(), ImportError::Alphabet);
+        assert_eq!(ImportedKey::new("ahg_0123456789abcdefgh").unwrap_err(), ImportError::ReservedPrefix);
+        // An `ahg_` string is read as a generated key, never as an imported one.
+        assert_eq!(PlainKey::parse_any("ahg_0123456789abcdefgh"), Err(MalformedKey));
+        assert_eq!(PlainKey::parse_any("short"), Err(MalformedKey));
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct ApiKey {
     pub usage: KeyUsage,
     /// The batch that created it, if any.
     pub batch_id: Option<String>,
+    /// Imported from another system with its own string (see [`ImportedKey`](crate::key::ImportedKey)).
+    pub imported: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change of policy or counters.

@@ -203,6 +203,17 @@ pub struct ModelPoint {
     pub usage: Summary,
 }
 
+/// One metered route's usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePoint {
+    /// The route.
+    pub route_id: crate::route::RouteId,
+    /// Its name (empty if the route is gone).
+    pub name: String,
+    /// Its counters.
+    pub usage: Summary,
+}
+
 /// One user's usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPoint {
@@ -247,6 +258,8 @@ pub trait StatsStore: Send + Sync {
     async fn usage_by_day(&self, filter: &StatsFilter) -> Result<Vec<DayPoint>, StoreError>;
     /// One point per model used, most charged first (then by model name).
     async fn usage_by_model(&self, filter: &StatsFilter) -> Result<Vec<ModelPoint>, StoreError>;
+    /// One point per metered route used, most charged first (then by route id).
+    async fn usage_by_route(&self, filter: &StatsFilter) -> Result<Vec<RoutePoint>, StoreError>;
     /// The `limit` users charged most over `range`, most charged first (then by user id).
     async fn top_users(&self, range: &TimeRange, limit: u32) -> Result<Vec<UserPoint>, StoreError>;
     /// Credit recharged over `range`: the sum of positive `recharge` ledger rows.
@@ -272,6 +285,7 @@ mod tests {
             key_id: 1,
             model: "m".into(),
             endpoint: "/v1/chat/completions".into(),
+            route_id: None,
             stream: false,
             prompt_tokens: tokens,
             completion_tokens: tokens / 2,

@@ -161,6 +161,10 @@ pub trait KeyStore: Send + Sync {
     async fn delete_key(&self, id: KeyId) -> Result<(), StoreError>;
     /// Zeroes a key's usage counters.
     async fn reset_key_usage(&self, id: KeyId) -> Result<ApiKey, StoreError>;
+    /// Inserts keys imported from another system (flagged `imported`), each for its owner, all or
+    /// none: [`StoreError::Conflict`] when a public id is taken, [`StoreError::NotFound`] when an
+    /// owner does not exist.
+    async fn import_keys(&self, keys: Vec<(UserId, NewKey)>) -> Result<Vec<ApiKey>, StoreError>;
 }
 
 /// The credit ledger.
@@ -202,6 +206,8 @@ pub struct UsageRecord {
     pub model: String,
     /// The path called, e.g. `/v1/chat/completions`.
     pub endpoint: String,
+    /// The metered route it came through, if any (see [`route`](crate::route)).
+    pub route_id: Option<crate::route::RouteId>,
     /// Whether the response streamed.
     pub stream: bool,
     /// Input tokens.

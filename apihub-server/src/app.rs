@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
+use apihub_core::route::RouteStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_core::user::{NewUser, Role, validate_password, validate_username};
@@ -19,6 +20,7 @@ use crate::auth::password::{self, PasswordPool};
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::{Db, PoolOptions, SqlStore};
+use crate::metered::{RouteTable, StackParts};
 use crate::metrics::Metrics;
 use crate::proxy::prices::PriceCache;
 use crate::proxy::usage_log::UsageLog;
@@ -42,22 +44,39 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
     let key_cache = Arc::new(KeyCache::new(store.clone()));
     let prices = Arc::new(PriceCache::load(store.clone()).await?);
-    let (rate_limiter, invalidator): (Arc<dyn RateLimiter>, _) = match &config.redis {
+    let redis = match &config.redis {
         Some(redis_config) => {
             let redis = SharedRedis::connect(redis_config).await?;
             tracing::info!(address = %redis.address(), prefix = redis.prefix(), "rate limits and invalidations shared through Redis");
-            (
-                Arc::new(RedisRateLimiter::new(redis.clone(), Arc::new(SystemClock))),
-                Invalidator::shared(key_cache.clone(), prices.clone(), redis),
-            )
+            Some(redis)
         }
-        None => (
-            Arc::new(LocalRateLimiter::new(Arc::new(SystemClock))),
-            Invalidator::local(key_cache.clone(), prices.clone()),
-        ),
+        None => None,
     };
-    let invalidator = invalidator.with_leases(sql.leases().cloned());
+    let rate_limiter: Arc<dyn RateLimiter> = match &redis {
+        Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone(), Arc::new(SystemClock))),
+        None => Arc::new(LocalRateLimiter::new(Arc::new(SystemClock))),
+    };
+    let metrics = Arc::new(Metrics::default());
     let (usage_log, _writer) = UsageLog::start(store.clone());
+    let settlements = Arc::<apihub_tower::billing::SettlementBacklog>::default();
+    let routes: Arc<dyn RouteStore> = sql.clone();
+    let parts = StackParts {
+        store: store.clone(),
+        key_cache: key_cache.clone(),
+        rate_limiter: rate_limiter.clone(),
+        usage_log: Arc::new(usage_log.clone()),
+        metrics: metrics.clone(),
+        settlements: settlements.clone(),
+        max_body_bytes: config.proxy_max_body_bytes,
+        idle_timeout: Duration::from_secs(config.upstream_idle_timeout_secs),
+    };
+    let route_table = Arc::new(RouteTable::load(routes.clone(), parts).await?);
+    let invalidator = match redis {
+        Some(redis) => Invalidator::shared(key_cache.clone(), prices.clone(), redis),
+        None => Invalidator::local(key_cache.clone(), prices.clone()),
+    }
+    .with_routes(route_table.clone())
+    .with_leases(sql.leases().cloned());
     let upstream = crate::proxy::upstream_service(&config)?;
     let address_throttle = Arc::new(LoginThrottle::per_address(config.login_limit_per_address));
     Ok(AppState {
@@ -65,6 +84,8 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         stats,
         redemption,
         recharge,
+        routes,
+        route_table,
         db,
         jwt,
         config: Arc::new(config),
@@ -74,17 +95,17 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         login_throttle: Arc::default(),
         address_throttle,
         passwords: PasswordPool::for_this_machine(),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         prices,
         usage_log,
         upstream,
-        settlements: Arc::default(),
+        settlements,
         draining: Arc::default(),
     })
 }
 
-/// Background upkeep for a serving gateway: releases orphaned holds, reloads prices every few
-/// seconds (the bound for a change made on another node without Redis) and, with Redis, applies
+/// Background upkeep for a serving gateway: releases orphaned holds, reloads prices and metered
+/// routes every few seconds (the bound for a change made on another node without Redis) and, with Redis, applies
 /// other nodes' invalidations at once. Abort the handles at shutdown.
 pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let store = state.store.clone();
@@ -99,13 +120,16 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    let prices = state.prices.clone();
+    let (prices, routes) = (state.prices.clone(), state.route_table.clone());
     let refresher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
             if let Err(error) = prices.reload().await {
                 tracing::warn!(%error, "reloading model prices failed");
+            }
+            if let Err(error) = routes.reload().await {
+                tracing::warn!(%error, "reloading metered routes failed");
             }
         }
     });

@@ -25,3 +25,15 @@ pub struct Path<T>(pub T);
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
+
+/// A UTF-8 text body, rejecting with [`ApiError`] (400 not UTF-8, 413 size).
+#[derive(Debug, Clone, Default)]
+pub struct Text(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for Text {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        String::from_request(request, state).await.map(Text).map_err(ApiError::from)
+    }
+}

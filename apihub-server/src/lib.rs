@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod metered;
 pub mod metrics;
 pub mod mock_upstream;
 pub mod proxy;

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
+use apihub_core::route::RouteStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
 use apihub_tower::auth::KeyCache;
@@ -16,6 +17,7 @@ use crate::auth::password::PasswordPool;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
+use crate::metered::RouteTable;
 use crate::metrics::Metrics;
 use crate::proxy::UpstreamService;
 use crate::proxy::prices::PriceCache;
@@ -33,6 +35,10 @@ pub struct AppState {
     pub redemption: Arc<dyn RedemptionStore>,
     /// Online recharge orders, from the same storage.
     pub recharge: Arc<dyn RechargeStore>,
+    /// Metered routes, from the same storage.
+    pub routes: Arc<dyn RouteStore>,
+    /// The metered routes being served; reloaded through `invalidator` after every change.
+    pub route_table: Arc<RouteTable>,
     /// The pool, for readiness checks.
     pub db: Db,
     /// Session token keys.
@@ -41,7 +47,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// API-key lookups; invalidated (through `invalidator`) whenever a key or its owner changes.
     pub key_cache: Arc<KeyCache>,
-    /// Refreshes `key_cache` and `prices` after a change, and with Redis every other node's too.
+    /// Refreshes `key_cache`, `prices` and `route_table` after a change, and with Redis every other node's too.
     pub invalidator: Invalidator,
     /// Per-key request counters: in process, or in Redis when shared by several gateways.
     pub rate_limiter: Arc<dyn RateLimiter>,

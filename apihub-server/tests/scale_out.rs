@@ -148,6 +148,23 @@ async fn two_gateways_share_credit_limits_and_key_changes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A metered route created through node A is served by node B at once (published through
+    // Redis), not at its next reload: here, the mock's chat endpoint as a per-call route.
+    let route = json!({
+        "name": "chat-per-call", "path": "/api/chat", "price_per_call": "0",
+        "upstream_url": format!("{}/v1/chat/completions", mock.url()), "upstream_key": UPSTREAM_KEY,
+    });
+    api(&client, &a, Method::POST, "/api/admin/routes", &admin, Some(route)).await.expect(StatusCode::CREATED);
+    let (bearer, body) =
+        (format!("Bearer {carol_key}"), json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}));
+    let started = Instant::now();
+    while send(&client, Method::POST, &b.url("/api/chat"), &[("authorization", &bearer)], Some(&body)).await.status
+        != StatusCode::OK
+    {
+        assert!(started.elapsed() < Duration::from_secs(2), "node B did not learn the route");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // (a) 200 simultaneous requests against a key that can afford exactly 50.
     let statuses = burst(&client, nodes, &alice_key, 200).await;
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();

@@ -79,6 +79,7 @@ fn record(
         key_id,
         model: model.to_owned(),
         endpoint: "/v1/chat/completions".into(),
+        route_id: None,
         stream: false,
         prompt_tokens,
         completion_tokens,

@@ -51,6 +51,12 @@ pub trait UsageExtractor: Send + Sync + 'static {
     /// events the dialect readers know (chat, completions, responses, messages, Gemini), which
     /// [`StreamUsage`](apihub_core::usage::StreamUsage) reads as it passes.
     fn response(&self, info: &RequestInfo, body: &[u8]) -> Usage;
+
+    /// Whether the upstream's `status` is a success, billed; any other status passes through to
+    /// the client and costs nothing (default: any 2xx).
+    fn succeeded(&self, _info: &RequestInfo, status: http::StatusCode) -> bool {
+        status.is_success()
+    }
 }
 
 /// The LLM dialects: OpenAI, Anthropic and Gemini.
@@ -164,5 +170,9 @@ impl UsageExtractor for MeteredRoutes {
 
     fn response(&self, info: &RequestInfo, body: &[u8]) -> Usage {
         self.inner.response(info, body)
+    }
+
+    fn succeeded(&self, info: &RequestInfo, status: http::StatusCode) -> bool {
+        self.inner.succeeded(info, status)
     }
 }

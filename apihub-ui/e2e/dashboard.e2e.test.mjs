@@ -6,15 +6,13 @@
 // CHROMIUM (default /usr/bin/chromium: Debian's package; nothing downloads a browser).
 // Screenshots of the main pages land in e2e/screenshots/ (gitignored).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Processes, freePort, launchChromium, logIn, screenshotOnFailure, waitFor } from './harness.mjs';
 import { chineseAntdTexts, failedPasswordChange, phoneLayout } from './ui-checks.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -35,51 +33,13 @@ const CODE_AMOUNT = '2.25';
 // provider's notification with the merchant key, as EPay would.
 const EPAY = { url: 'http://epay.e2e.test', pid: '1001', key: 'e2e-merchant-key', price: '7.3', amount: '2.5', money: '18.25' };
 
-const children = [];
 let tmp;
 let base;
 let context;
 let page;
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-  });
-}
-
-function start(name, args, env = {}) {
-  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const keep = (chunk) => {
-    log = (log + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const entry = { name, child, log: () => log };
-  children.push(entry);
-  return entry;
-}
-
-async function waitFor(what, probe, entry, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (entry.child.exitCode !== null) {
-      throw new Error(`${entry.name} exited (${entry.child.exitCode}) before ${what}:\n${entry.log()}`);
-    }
-    try {
-      if (await probe()) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${entry.log()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const processes = new Processes(bin);
+const start = (name, args, env) => processes.start(name, args, env);
 
 /** Credits (decimal text) → integer micros, exactly. */
 function micros(text) {
@@ -112,12 +72,8 @@ async function shot(name) {
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 }
 
-async function login({ username, password }) {
-  await page.goto(`${base}/login`);
-  await page.locator('#login_username').fill(username);
-  await page.locator('#login_password').fill(password);
-  await page.locator('form#login button[type=submit]').click();
-  await page.getByTestId('current-username').getByText(username, { exact: true }).waitFor();
+async function login(user) {
+  await logIn(page, base, user);
 }
 
 async function logout() {
@@ -177,47 +133,17 @@ before(async () => {
       'the SPA fallback is the server side of this work',
   );
 
-  context = await chromium.launchPersistentContext(join(tmp, 'chromium-profile'), {
-    executablePath: chromiumPath,
-    headless: true,
-    locale: 'en-US',
-    viewport: { width: 1360, height: 860 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  context.setDefaultTimeout(20_000);
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  // The dashboard speaks English here whatever the machine's language.
-  await page.addInitScript(() => localStorage.setItem('apihub.locale', 'en'));
+  ({ context, page } = await launchChromium(chromiumPath, tmp));
 });
 
 after(async () => {
   await context?.close().catch(() => {});
-  for (const { child } of children.reverse()) {
-    if (child.exitCode === null) child.kill('SIGTERM');
-  }
-  await Promise.all(
-    children.map(({ child }) => (child.exitCode === null ? new Promise((r) => child.once('exit', r)) : null)),
-  );
+  await processes.stopAll();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 test('admin prices a model and makes a code, a new user is recharged, calls it with a key, sees the call billed, redeems the code and buys credit through EPay', async () => {
-  try {
-    await journey();
-  } catch (e) {
-    await page?.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
-    throw e;
-  }
+  await screenshotOnFailure(page, shots, 'failure', journey);
 });
 
 // After the journey, on its gateway and users (each opens its own page).

@@ -3,6 +3,7 @@
 // that frees its button at once. (Not named *.test.mjs: it is imported, not run on its own.)
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { logIn as loginOn } from './harness.mjs';
 
 /** English antd texts that must not show in zh-CN (word-bounded where they are words). */
 const ENGLISH_ANTD = [/\bCancel\b/, /\bOK\b/, /\(optional\)/, /\/ page\b/, /\bSelect date\b/, /\bNow\b/];
@@ -14,14 +15,6 @@ async function openPage(context, locale, viewport) {
   await p.addInitScript((l) => localStorage.setItem('apihub.locale', l), locale);
   p.on('pageerror', (e) => console.error('page error:', e.message));
   return p;
-}
-
-async function loginOn(p, base, { username, password }) {
-  await p.goto(`${base}/login`);
-  await p.locator('#login_username').fill(username);
-  await p.locator('#login_password').fill(password);
-  await p.locator('form#login button[type=submit]').click();
-  await p.getByTestId('current-username').getByText(username, { exact: true }).waitFor();
 }
 
 async function englishIn(p) {

@@ -40,6 +40,7 @@ pub(crate) struct KeyRow {
     calls_succeeded: i64,
     created_at: i64,
     updated_at: i64,
+    imported: bool,
 }
 
 /// The policy columns, written whole on insert and update.
@@ -90,6 +91,7 @@ struct NewKeyRow {
     last4: String,
     batch_id: Option<String>,
     created_at: i64,
+    imported: bool,
     #[diesel(embed)]
     policy: PolicyColumns,
 }
@@ -142,6 +144,7 @@ impl KeyRow {
                 calls_succeeded: self.calls_succeeded,
             },
             batch_id: self.batch_id,
+            imported: self.imported,
             created_at: from_millis(self.created_at),
             updated_at: from_millis(self.updated_at),
         })
@@ -166,17 +169,13 @@ macro_rules! filtered_keys {
     }};
 }
 
-fn rows_to_keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {
-    rows.into_iter().map(KeyRow::into_domain).collect()
-}
-
-#[async_trait]
-impl KeyStore for SqlStore {
-    async fn create_keys(&self, user_id: UserId, keys: Vec<NewKey>) -> Result<Vec<ApiKey>, StoreError> {
+impl SqlStore {
+    /// Inserts keys, each for its owner, all or none.
+    async fn insert_keys(&self, keys: Vec<(UserId, NewKey)>, imported: bool) -> Result<Vec<ApiKey>, StoreError> {
         let now = now_millis();
         let rows = keys
             .into_iter()
-            .map(|k| {
+            .map(|(user_id, k)| {
                 Ok(NewKeyRow {
                     user_id,
                     public_id: k.public_id,
@@ -184,6 +183,7 @@ impl KeyStore for SqlStore {
                     last4: k.last4,
                     batch_id: k.batch_id,
                     created_at: now,
+                    imported,
                     policy: PolicyColumns::of(&k.policy, now)?,
                 })
             })
@@ -204,6 +204,17 @@ impl KeyStore for SqlStore {
             Ok(out)
         })?;
         rows_to_keys(created)
+    }
+}
+
+fn rows_to_keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {
+    rows.into_iter().map(KeyRow::into_domain).collect()
+}
+
+#[async_trait]
+impl KeyStore for SqlStore {
+    async fn create_keys(&self, user_id: UserId, keys: Vec<NewKey>) -> Result<Vec<ApiKey>, StoreError> {
+        self.insert_keys(keys.into_iter().map(|key| (user_id, key)).collect(), false).await
     }
 
     async fn key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
@@ -275,5 +286,9 @@ impl KeyStore for SqlStore {
         };
         let row: KeyRow = self.account_write(None, write, |_| Touched::key(id)).await?;
         row.into_domain()
+    }
+
+    async fn import_keys(&self, keys: Vec<(UserId, NewKey)>) -> Result<Vec<ApiKey>, StoreError> {
+        self.insert_keys(keys, true).await
     }
 }

@@ -46,6 +46,7 @@ diesel::table! {
         tokens_reserved -> BigInt,
         quota_reserved -> BigInt,
         calls_reserved -> BigInt,
+        imported -> Bool,
     }
 }
 
@@ -84,6 +85,7 @@ diesel::table! {
         usage_source -> Text,
         created_at -> BigInt,
         overage -> BigInt,
+        route_id -> Nullable<BigInt>,
     }
 }
 
@@ -159,6 +161,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    metered_routes (id) {
+        id -> BigInt,
+        name -> Text,
+        path -> Text,
+        prefix -> Bool,
+        methods -> Text,
+        upstream_url -> Text,
+        upstream_key -> Nullable<Text>,
+        upstream_key_header -> Text,
+        price_per_call -> BigInt,
+        price_per_unit -> Nullable<BigInt>,
+        units_pointer -> Nullable<Text>,
+        max_units -> BigInt,
+        key_field -> Nullable<Text>,
+        model_pointer -> Nullable<Text>,
+        success_statuses -> Text,
+        timeout_secs -> Integer,
+        allow_stream -> Bool,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations);
+diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations, metered_routes);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use apihub_core::Money;
 use apihub_core::ledger::TxType;
 use apihub_core::stats::{
-    DayPoint, MILLIS_PER_DAY, ModelPoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint, fill_days,
+    DayPoint, MILLIS_PER_DAY, ModelPoint, RoutePoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint, fill_days,
 };
 use apihub_core::store::StoreError;
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 
-use super::schema::{transactions, usage_logs, users};
+use super::schema::{metered_routes, transactions, usage_logs, users};
 use super::{SqlStore, with_conn};
 
 /// `SUM(column)` of a `BIGINT` column, as one `BIGINT` on both backends (0 for no rows), that
@@ -134,6 +134,38 @@ impl StatsStore for SqlStore {
                 .await?)
         })?;
         Ok(rows.into_iter().map(|(model, counters)| ModelPoint { model, usage: summary(counters) }).collect())
+    }
+
+    async fn usage_by_route(&self, filter: &StatsFilter) -> Result<Vec<RoutePoint>, StoreError> {
+        let (rows, names): (Vec<(Option<i64>, Counters)>, Vec<(i64, String)>) = with_conn!(self, |conn| {
+            let query = usage_logs::table
+                .filter(usage_logs::route_id.is_not_null())
+                .select((usage_logs::route_id, sql::<CounterTypes>(&counters())))
+                .group_by(usage_logs::route_id);
+            let rows: Vec<(Option<i64>, Counters)> = filtered!(filter, query)
+                .order((sql::<BigInt>(&charged()).desc(), usage_logs::route_id.asc()))
+                .load(conn)
+                .await?;
+            let ids: Vec<i64> = rows.iter().filter_map(|(id, _)| *id).collect();
+            let names = metered_routes::table
+                .filter(metered_routes::id.eq_any(ids))
+                .select((metered_routes::id, metered_routes::name))
+                .load(conn)
+                .await?;
+            Ok((rows, names))
+        })?;
+        let mut names: HashMap<i64, String> = names.into_iter().collect();
+        Ok(rows
+            .into_iter()
+            .filter_map(|(route_id, counters)| {
+                let route_id = route_id?;
+                Some(RoutePoint {
+                    route_id,
+                    name: names.remove(&route_id).unwrap_or_default(),
+                    usage: summary(counters),
+                })
+            })
+            .collect())
     }
 
     async fn top_users(&self, range: &TimeRange, limit: u32) -> Result<Vec<UserPoint>, StoreError> {

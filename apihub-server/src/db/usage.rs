@@ -33,6 +33,7 @@ struct UsageRow {
     usage_source: String,
     created_at: i64,
     overage: i64,
+    route_id: Option<i64>,
 }
 
 impl UsageRow {
@@ -60,6 +61,7 @@ impl UsageRow {
             .to_owned(),
             created_at: r.created_at.timestamp_millis(),
             overage: r.overage.micros(),
+            route_id: r.route_id,
         }
     }
 
@@ -81,6 +83,7 @@ impl UsageRow {
             key_id: self.key_id,
             model: self.model,
             endpoint: self.endpoint,
+            route_id: self.route_id,
             stream: self.stream,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,

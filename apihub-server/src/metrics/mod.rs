@@ -345,6 +345,7 @@ mod tests {
             key_id: 1,
             model: model.into(),
             endpoint: "/v1/chat/completions".into(),
+            route_id: None,
             stream: false,
             prompt_tokens: 7,
             completion_tokens: 3,

@@ -51,13 +51,73 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
 }
 
+/// Where requests go: an upstream URL's scheme, host and path.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    base_path: String,
+}
+
+impl Target {
+    /// Reads a plain `http://` URL (put TLS termination in front of a remote upstream).
+    pub(crate) fn parse(url: &str) -> Result<Target, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("`{url}`: {e}"))?;
+        let scheme = uri.scheme().cloned().ok_or("needs a scheme")?;
+        if scheme != http::uri::Scheme::HTTP {
+            return Err("must be http:// (terminate TLS in front of a remote upstream)".into());
+        }
+        let authority = uri.authority().cloned().ok_or("needs a host")?;
+        Ok(Target { scheme, authority, base_path: uri.path().to_owned() })
+    }
+
+    /// Points `request` at the URL's path followed by `path` (the URL as it is when `path` is
+    /// empty) and `query`, and drops hop-by-hop headers and the client's credentials.
+    pub(crate) fn point(&self, request: &mut Request<Body>, path: &str, query: Option<&str>) -> Result<(), BoxError> {
+        let base = if path.is_empty() { self.base_path.as_str() } else { self.base_path.trim_end_matches('/') };
+        let path_and_query = match query {
+            Some(query) => format!("{base}{path}?{query}"),
+            None => format!("{base}{path}"),
+        };
+        *request.uri_mut() = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(path_and_query)?)
+            .build()?;
+        scrub(request.headers_mut());
+        Ok(())
+    }
+}
+
+/// A pooled keep-alive HTTP/1 client, as every upstream uses.
+pub(crate) fn pooled_client(connect_timeout: Duration) -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.set_connect_timeout(Some(connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Sends `request` and returns the response with hop-by-hop headers dropped and a body that ends
+/// when the upstream stalls for `idle_timeout`.
+pub(crate) async fn forward(
+    client: Client<HttpConnector, Body>,
+    request: Request<Body>,
+    idle_timeout: Duration,
+) -> Result<Response<IdleTimeout<Incoming>>, BoxError> {
+    let mut response = client.request(request).await?;
+    scrub(response.headers_mut());
+    Ok(response.map(|body| IdleTimeout::new(body, idle_timeout)))
+}
+
 /// Forwards gateway requests to the upstream.
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpConnector, Body>,
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
-    base_path: String,
+    target: Target,
     api_key: Option<HeaderValue>,
     bearer: Option<HeaderValue>,
     idle_timeout: Duration,
@@ -66,42 +126,20 @@ pub struct Upstream {
 impl Upstream {
     /// A client for `config.url` (plain HTTP: put TLS termination in front of a remote upstream).
     pub fn new(config: &UpstreamConfig) -> anyhow::Result<Self> {
-        let uri: Uri = config.url.parse().map_err(|e| anyhow::anyhow!("UPSTREAM_URL `{}`: {e}", config.url))?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| anyhow::anyhow!("UPSTREAM_URL needs a scheme"))?;
-        if scheme != http::uri::Scheme::HTTP {
-            anyhow::bail!("UPSTREAM_URL must be http:// (terminate TLS in front of a remote upstream)");
-        }
-        let authority = uri.authority().cloned().ok_or_else(|| anyhow::anyhow!("UPSTREAM_URL needs a host"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let target = Target::parse(&config.url).map_err(|e| anyhow::anyhow!("UPSTREAM_URL {e}"))?;
+        let client = pooled_client(config.connect_timeout);
         let header = |value: String| {
             HeaderValue::from_str(&value).map_err(|_| anyhow::anyhow!("UPSTREAM_API_KEY is not a valid header value"))
         };
         let api_key = config.api_key.clone().map(header).transpose()?;
         let bearer = config.api_key.as_ref().map(|key| header(format!("Bearer {key}"))).transpose()?;
-        let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Upstream { client, scheme, authority, base_path, api_key, bearer, idle_timeout: config.idle_timeout })
+        Ok(Upstream { client, target, api_key, bearer, idle_timeout: config.idle_timeout })
     }
 
     fn rewrite(&self, request: &mut Request<Body>) -> Result<(), BoxError> {
-        let path = request.uri().path();
+        let path = request.uri().path().to_owned();
         let query = request.uri().query().map(strip_key_param).filter(|q| !q.is_empty());
-        let path_and_query = match query {
-            Some(query) => format!("{}{path}?{query}", self.base_path),
-            None => format!("{}{path}", self.base_path),
-        };
-        *request.uri_mut() = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(path_and_query)?)
-            .build()?;
-        scrub(request.headers_mut());
+        self.target.point(request, &path, query.as_deref())?;
         if let (Some(key), Some(bearer)) = (&self.api_key, &self.bearer) {
             // Each dialect's own header, and a bearer token, which CLIProxyAPI accepts for all.
             let dialect_header = match request.uri().path() {
@@ -152,9 +190,7 @@ impl Service<Request<Body>> for Upstream {
         let (client, idle_timeout) = (self.client.clone(), self.idle_timeout);
         Box::pin(async move {
             rewritten?;
-            let mut response = client.request(request).await?;
-            scrub(response.headers_mut());
-            Ok(response.map(|body| IdleTimeout::new(body, idle_timeout)))
+            forward(client, request, idle_timeout).await
         })
     }
 }

@@ -5,6 +5,8 @@ pub mod dashboard;
 pub mod health;
 pub mod keys;
 pub mod keys_admin;
+pub mod keys_import;
+pub mod metered_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod prices;
@@ -46,6 +48,7 @@ use crate::state::AppState;
         (name = "admin", description = "Administration: users, keys and credit"),
         (name = "stats", description = "Usage statistics"),
         (name = "prices", description = "Model prices"),
+        (name = "routes", description = "Metered routes: any HTTP API behind the gateway's keys and billing"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -81,6 +84,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys_admin::all_keys))
         .routes(routes!(keys_admin::user_keys, keys_admin::create_user_key))
         .routes(routes!(keys_admin::create_user_batch))
+        .routes(routes!(keys_import::import_keys))
+        .routes(routes!(keys_import::import_keys_csv))
         .routes(routes!(tokens::balance))
         .routes(routes!(tokens::transactions))
         .routes(routes!(tokens::check))
@@ -102,6 +107,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(recharge::complete_order))
         .routes(routes!(prices::list_prices))
         .routes(routes!(prices::set_price, prices::delete_price))
+        .routes(routes!(metered_routes::list_routes, metered_routes::create_route))
+        .routes(routes!(metered_routes::get_route, metered_routes::update_route, metered_routes::delete_route))
         .routes(routes!(stats::my_stats))
         .routes(routes!(stats::key_stats))
         .routes(routes!(stats::admin_overview))
@@ -127,6 +134,7 @@ fn documented_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole application, shared by `main` and the tests.
 pub fn build_app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let route_table = state.route_table.clone();
     let dashboard = dashboard::service(state.config.ui_dir.as_deref());
     // Every /v1 response is counted by status class, refusals included; forwarded requests are
     // counted again by model when their usage record is made.
@@ -163,6 +171,10 @@ pub fn build_app(state: AppState) -> Router {
         Some(files) => app.fallback_service(files),
         None => app.fallback(not_found),
     };
+
+    // Metered routes first: a request to a route's path is served by that route (the routes API
+    // never lets a route take one of the gateway's own paths); any other goes on to the app.
+    let app = app.layer(axum::middleware::from_fn_with_state(route_table, crate::metered::dispatch));
 
     // Outermost first: each request gets an id (kept on the response) before it is traced, and a
     // panic anywhere becomes a JSON 500 inside the trace.

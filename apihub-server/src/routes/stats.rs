@@ -2,7 +2,7 @@
 //! own keys'; administrators see any user's, any key's and the whole site's.
 
 use apihub_core::Money;
-use apihub_core::stats::{DayPoint, ModelPoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint};
+use apihub_core::stats::{DayPoint, ModelPoint, RoutePoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint};
 use axum::extract::State;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,22 @@ impl From<ModelPoint> for ModelUsage {
     }
 }
 
+/// One metered route's usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteUsage {
+    pub route_id: i64,
+    /// Its name (empty if the route was removed since).
+    pub name: String,
+    #[serde(flatten)]
+    pub usage: UsageSummary,
+}
+
+impl From<RoutePoint> for RouteUsage {
+    fn from(p: RoutePoint) -> Self {
+        RouteUsage { route_id: p.route_id, name: p.name, usage: p.usage.into() }
+    }
+}
+
 /// One user's usage.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserUsage {
@@ -166,6 +182,8 @@ pub struct Overview {
     pub by_day: Vec<DayUsage>,
     /// Most charged first.
     pub by_model: Vec<ModelUsage>,
+    /// Each metered route's calls, most charged first.
+    pub by_route: Vec<RouteUsage>,
     /// The 10 users charged most in the range, most first.
     pub top_users: Vec<UserUsage>,
     /// Credit recharged in the range.
@@ -227,8 +245,9 @@ pub async fn admin_overview(
     let range = query.range(now)?;
     let stats = state.stats.as_ref();
     let today = StatsFilter::over(TimeRange::utc_day(now));
-    let (report, today, top_users, revenue) = tokio::try_join!(
+    let (report, by_route, today, top_users, revenue) = tokio::try_join!(
         report(stats, StatsFilter::over(range)),
+        async { stats.usage_by_route(&StatsFilter::over(range)).await.map_err(ApiError::from) },
         async { stats.usage_summary(&today).await.map_err(ApiError::from) },
         async { stats.top_users(&range, TOP_USERS).await.map_err(ApiError::from) },
         async { stats.recharge_total(&range).await.map_err(ApiError::from) },
@@ -240,6 +259,7 @@ pub async fn admin_overview(
         today: today.into(),
         by_day: report.by_day,
         by_model: report.by_model,
+        by_route: by_route.into_iter().map(Into::into).collect(),
         top_users: top_users.into_iter().map(Into::into).collect(),
         revenue,
     }))

@@ -59,8 +59,10 @@ pub struct KeyView {
     pub id: i64,
     pub user_id: i64,
     pub name: String,
-    /// `ahg_<public id>_…<last 4>`.
+    /// `ahg_<public id>_…<last 4>`, or `…<last 4>` for an imported key.
     pub key_preview: String,
+    /// Imported from another system with its own string.
+    pub imported: bool,
     #[schema(value_type = String, example = "active")]
     pub status: KeyStatus,
     pub expires_at: Option<DateTime<Utc>>,
@@ -95,6 +97,7 @@ impl From<ApiKey> for KeyView {
             id: k.id,
             user_id: k.user_id,
             key_preview: display_mask(&k.public_id, &k.last4),
+            imported: k.imported,
             name: k.policy.name,
             status: k.policy.status,
             expires_at: k.policy.expires_at,

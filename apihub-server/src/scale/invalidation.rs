@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::SharedRedis;
 use crate::db::leases::LeaseEngine;
+use crate::metered::RouteTable;
 use crate::proxy::prices::PriceCache;
 
 /// How long a subscriber connection may take to open or to answer.
@@ -22,7 +23,7 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// First and longest wait before reconnecting a dropped subscription.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
-/// What changed, as published: `key:<public_id>`, `user:<id>` or `prices`.
+/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices` or `routes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     /// One key (updated, disabled, deleted, its usage reset).
@@ -31,6 +32,8 @@ pub enum Invalidation {
     User(UserId),
     /// The model prices.
     Prices,
+    /// The metered routes.
+    Routes,
 }
 
 impl Invalidation {
@@ -40,13 +43,16 @@ impl Invalidation {
             Invalidation::Key(public_id) => format!("key:{public_id}"),
             Invalidation::User(user_id) => format!("user:{user_id}"),
             Invalidation::Prices => "prices".to_owned(),
+            Invalidation::Routes => "routes".to_owned(),
         }
     }
 
     /// Reads a payload; `None` for anything else.
     pub fn decode(payload: &str) -> Option<Invalidation> {
-        if payload == "prices" {
-            return Some(Invalidation::Prices);
+        match payload {
+            "prices" => return Some(Invalidation::Prices),
+            "routes" => return Some(Invalidation::Routes),
+            _ => {}
         }
         match payload.split_once(':')? {
             ("key", public_id) if !public_id.is_empty() => Some(Invalidation::Key(public_id.to_owned())),
@@ -64,6 +70,8 @@ struct Caches {
     /// On PostgreSQL, the credit engine: a changed key's lease is given back and the key read
     /// again.
     leases: Option<Arc<LeaseEngine>>,
+    /// The metered routes, reloaded when an administrator changes one.
+    routes: Option<Arc<RouteTable>>,
 }
 
 impl Caches {
@@ -77,6 +85,11 @@ impl Caches {
             }
             Invalidation::User(user_id) => self.keys.invalidate_user(*user_id),
             Invalidation::Prices => self.prices.reload().await?,
+            Invalidation::Routes => {
+                if let Some(routes) = &self.routes {
+                    routes.reload().await?;
+                }
+            }
         }
         Ok(())
     }
@@ -90,6 +103,11 @@ impl Caches {
         }
         if let Err(error) = self.prices.reload().await {
             tracing::warn!(%error, "reloading model prices failed; the periodic reload will retry");
+        }
+        if let Some(routes) = &self.routes
+            && let Err(error) = routes.reload().await
+        {
+            tracing::warn!(%error, "reloading metered routes failed; the periodic reload will retry");
         }
     }
 }
@@ -111,17 +129,23 @@ impl std::fmt::Debug for Invalidator {
 impl Invalidator {
     /// Refreshes this node's caches only (a single node, or no Redis).
     pub fn local(keys: Arc<KeyCache>, prices: Arc<PriceCache>) -> Self {
-        Invalidator { caches: Caches { keys, prices, leases: None }, redis: None }
+        Invalidator { caches: Caches { keys, prices, leases: None, routes: None }, redis: None }
     }
 
     /// Refreshes this node's caches and publishes every invalidation through `redis`.
     pub fn shared(keys: Arc<KeyCache>, prices: Arc<PriceCache>, redis: SharedRedis) -> Self {
-        Invalidator { caches: Caches { keys, prices, leases: None }, redis: Some(redis) }
+        Invalidator { caches: Caches { keys, prices, leases: None, routes: None }, redis: Some(redis) }
     }
 
     /// Also makes the credit engine give back a changed key's lease (PostgreSQL).
     pub fn with_leases(mut self, leases: Option<Arc<LeaseEngine>>) -> Self {
         self.caches.leases = leases;
+        self
+    }
+
+    /// Also reloads `routes` on a [`Invalidation::Routes`] (and after missed messages).
+    pub fn with_routes(mut self, routes: Arc<RouteTable>) -> Self {
+        self.caches.routes = Some(routes);
         self
     }
 
@@ -144,6 +168,11 @@ impl Invalidator {
     /// Reloads the model prices, here and on every node.
     pub async fn prices(&self) -> Result<(), StoreError> {
         self.invalidate(Invalidation::Prices).await
+    }
+
+    /// Reloads the metered routes, here and on every node.
+    pub async fn routes(&self) -> Result<(), StoreError> {
+        self.invalidate(Invalidation::Routes).await
     }
 
     /// Applies `what` here, then publishes it. Only reloading prices here can fail. A failed
@@ -245,7 +274,9 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        for what in [Invalidation::Key("AbC123".into()), Invalidation::User(42), Invalidation::Prices] {
+        for what in
+            [Invalidation::Key("AbC123".into()), Invalidation::User(42), Invalidation::Prices, Invalidation::Routes]
+        {
             assert_eq!(Invalidation::decode(&what.encode()), Some(what));
         }
         for junk in ["", "key:", "user:x", "nope:1", "key"] {

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 
 pub mod epay;
 pub mod gateway;
+pub mod image_upstream;
 pub mod process;
 
 pub const ADMIN: &str = "root_admin";

@@ -110,7 +110,7 @@ where
             None => {
                 Err(unauthorized("missing API key: send `Authorization: Bearer ahg_…` (or x-api-key / x-goog-api-key)"))
             }
-            Some(text) => PlainKey::parse(text).map_err(|_| unauthorized("malformed API key")),
+            Some(text) => PlainKey::parse_any(text).map_err(|_| unauthorized("malformed API key")),
         };
         Box::pin(async move {
             match Self::authenticate(&cache, clock.as_ref(), presented).await {

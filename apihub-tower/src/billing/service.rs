@@ -282,6 +282,7 @@ where
                 key_id: identity.key.id,
                 model: plan.model.clone(),
                 endpoint: request.uri().path().to_owned(),
+                route_id: None,
                 stream: plan.info.stream,
                 prompt_tokens: 0,
                 completion_tokens: 0,
@@ -314,7 +315,7 @@ where
                 }
             };
             let status = response.status();
-            if !status.is_success() {
+            if !layer.extractor.succeeded(&plan.info, status) {
                 // The upstream's own error passes through, and costs nothing.
                 release(reservation).await;
                 failed(record, status);

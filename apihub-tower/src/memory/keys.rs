@@ -20,6 +20,39 @@ pub(super) struct KeyRow {
 }
 
 impl MemoryStore {
+    /// Inserts keys, each for its owner, all or none.
+    fn insert_keys(&self, keys: Vec<(UserId, NewKey)>, imported: bool) -> Result<Vec<ApiKey>, StoreError> {
+        let mut state = self.lock()?;
+        if keys.iter().any(|(user_id, _)| !state.users.contains_key(user_id)) {
+            return Err(StoreError::NotFound);
+        }
+        // Check every public id before inserting any: all or none.
+        let mut taken: HashSet<&str> = state.keys.values().map(|row| row.key.public_id.as_str()).collect();
+        if let Some((_, dup)) = keys.iter().find(|(_, key)| !taken.insert(key.public_id.as_str())) {
+            return Err(StoreError::Conflict(format!("public id `{}` is taken", dup.public_id)));
+        }
+        let now = Utc::now();
+        let mut created = Vec::with_capacity(keys.len());
+        for (user_id, new) in keys {
+            let key = ApiKey {
+                id: next_id(&mut state.last_key_id),
+                user_id,
+                public_id: new.public_id,
+                secret_hash: new.secret_hash,
+                last4: new.last4,
+                policy: new.policy,
+                usage: KeyUsage::default(),
+                batch_id: new.batch_id,
+                imported,
+                created_at: now,
+                updated_at: now,
+            };
+            state.keys.insert(key.id, KeyRow { key: key.clone(), holds: KeyHolds::default() });
+            created.push(key);
+        }
+        Ok(created)
+    }
+
     /// Changes one key under the lock, stamps `updated_at` and returns the result.
     fn update_key_with(&self, id: KeyId, change: impl FnOnce(&mut ApiKey)) -> Result<ApiKey, StoreError> {
         let mut state = self.lock()?;
@@ -40,34 +73,7 @@ fn matches(key: &ApiKey, query: &KeyQuery) -> bool {
 #[async_trait]
 impl KeyStore for MemoryStore {
     async fn create_keys(&self, user_id: UserId, keys: Vec<NewKey>) -> Result<Vec<ApiKey>, StoreError> {
-        let mut state = self.lock()?;
-        if !state.users.contains_key(&user_id) {
-            return Err(StoreError::NotFound);
-        }
-        // Check every public id before inserting any: all or none.
-        let mut taken: HashSet<&str> = state.keys.values().map(|row| row.key.public_id.as_str()).collect();
-        if let Some(dup) = keys.iter().find(|key| !taken.insert(key.public_id.as_str())) {
-            return Err(StoreError::Conflict(format!("public id `{}` is taken", dup.public_id)));
-        }
-        let now = Utc::now();
-        let mut created = Vec::with_capacity(keys.len());
-        for new in keys {
-            let key = ApiKey {
-                id: next_id(&mut state.last_key_id),
-                user_id,
-                public_id: new.public_id,
-                secret_hash: new.secret_hash,
-                last4: new.last4,
-                policy: new.policy,
-                usage: KeyUsage::default(),
-                batch_id: new.batch_id,
-                created_at: now,
-                updated_at: now,
-            };
-            state.keys.insert(key.id, KeyRow { key: key.clone(), holds: KeyHolds::default() });
-            created.push(key);
-        }
-        Ok(created)
+        self.insert_keys(keys.into_iter().map(|key| (user_id, key)).collect(), false)
     }
 
     async fn key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
@@ -93,6 +99,10 @@ impl KeyStore for MemoryStore {
 
     async fn reset_key_usage(&self, id: KeyId) -> Result<ApiKey, StoreError> {
         self.update_key_with(id, |key| key.usage = KeyUsage::default())
+    }
+
+    async fn import_keys(&self, keys: Vec<(UserId, NewKey)>) -> Result<Vec<ApiKey>, StoreError> {
+        self.insert_keys(keys, true)
     }
 }
 

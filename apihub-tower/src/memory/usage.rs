@@ -37,6 +37,7 @@ mod tests {
             key_id: 1,
             model: "gpt-4o".into(),
             endpoint: "/v1/chat/completions".into(),
+            route_id: None,
             stream: false,
             prompt_tokens: 10,
             completion_tokens: 20,

@@ -158,6 +158,7 @@ mod tests {
             policy,
             usage,
             batch_id: None,
+            imported: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -17,6 +17,8 @@ export const DECIMAL_FIELDS: ReadonlySet<string> = new Set([
   'per_image_price',
   'per_request_price',
   'price',
+  'price_per_call',
+  'price_per_unit',
   'quota_limit',
   'quota_used',
   'raw_cost',

@@ -4,6 +4,45 @@
  */
 
 export interface paths {
+    "/api/admin/keys/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Import keys given as JSON; all or none. */
+        post: operations["import_keys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/keys/import/csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import keys given as CSV: a header row naming the columns (`key`, `username` or `user_id`,
+         *     and any of `name`, `remaining_calls`, `rate_limit`, `rate_limit_day`, `token_limit`,
+         *     `quota_limit`, `expires_at`, `allowed_models` separated by `;`), then one key per row; fields
+         *     are not quoted. Empty cells are absent. All or none.
+         */
+        post: operations["import_keys_csv"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/prices/{model}": {
         parameters: {
             query?: never;
@@ -89,6 +128,43 @@ export interface paths {
         /** Disable a redemption code (a redeemed code keeps its credit). */
         post: operations["disable_code"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/routes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every metered route. */
+        get: operations["list_routes"];
+        put?: never;
+        /** Create a metered route; it is served at once on every node. */
+        post: operations["create_route"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/routes/{route_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One metered route. */
+        get: operations["get_route"];
+        /** Replace a metered route's definition (an absent `upstream_key` keeps the stored one). */
+        put: operations["update_route"];
+        post?: never;
+        /** Remove a metered route: its path answers 404 from then on (its usage stays in the statistics). */
+        delete: operations["delete_route"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1035,6 +1111,30 @@ export interface components {
             /** @description `ok`. */
             status: string;
         };
+        /** @description Body of `POST /api/admin/keys/import`. */
+        ImportKeysRequest: {
+            /** @description 1 to 1000 keys, none twice. */
+            keys: components["schemas"]["ImportedKeyRequest"][];
+        };
+        /** @description One key to import: its string, its owner (`username` or `user_id`) and its limits. */
+        ImportedKeyRequest: components["schemas"]["KeyFields"] & {
+            /**
+             * @description The key as the other system issued it: 16 to 256 printable ASCII characters, not `ahg_…`.
+             * @example felix-0123456789abcdef
+             */
+            key: string;
+            /**
+             * Format: int64
+             * @description The owner's id (or give `username`).
+             */
+            user_id?: number | null;
+            /** @description The owner's username (or give `user_id`). */
+            username?: string | null;
+        };
+        /** @description The imported keys (never their strings). */
+        ImportedKeys: {
+            keys: components["schemas"]["KeyView"][];
+        };
         /** @description The limits a new key gets. Absent fields mean unlimited (or the default). */
         KeyFields: {
             /** @description Models the key may call (at most 200); empty or absent = all. */
@@ -1109,7 +1209,9 @@ export interface components {
             expires_at?: string | null;
             /** Format: int64 */
             id: number;
-            /** @description `ahg_<public id>_…<last 4>`. */
+            /** @description Imported from another system with its own string. */
+            imported: boolean;
+            /** @description `ahg_<public id>_…<last 4>`, or `…<last 4>` for an imported key. */
             key_preview: string;
             name: string;
             /**
@@ -1163,6 +1265,8 @@ export interface components {
             by_day: components["schemas"]["DayUsage"][];
             /** @description Most charged first. */
             by_model: components["schemas"]["ModelUsage"][];
+            /** @description Each metered route's calls, most charged first. */
+            by_route: components["schemas"]["RouteUsage"][];
             /** Format: date-time */
             from: string;
             /**
@@ -1390,6 +1494,120 @@ export interface components {
             /** @description 3–32 characters of `A-Z a-z 0-9 _ . -`. */
             username: string;
         };
+        /**
+         * @description Body of `POST /api/admin/routes` and `PUT /api/admin/routes/{route_id}` (a whole definition;
+         *     on update an absent `upstream_key` keeps the stored one, `null` removes it).
+         */
+        RouteRequest: {
+            /** @description Whether a request may ask for a stream; default false. */
+            allow_stream?: boolean | null;
+            /** @description Default true. */
+            enabled?: boolean | null;
+            /**
+             * @description A top-level JSON body field carrying the client's key (removed before forwarding).
+             * @example apiKey
+             */
+            key_field?: string | null;
+            /**
+             * Format: int64
+             * @description Most units one call may ask for, 1 to 10000; default 100.
+             */
+            max_units?: number | null;
+            /** @description Methods accepted (GET, POST, PUT, PATCH, DELETE); default POST. */
+            methods?: string[] | null;
+            /** @description JSON pointer to the model, checked against the key's allow-list. */
+            model_pointer?: string | null;
+            /**
+             * @description Unique, 1 to 64 characters.
+             * @example image-generation
+             */
+            name: string;
+            /**
+             * @description The public path, e.g. `/api/generate`; end it with `/` for a prefix route.
+             * @example /api/generate
+             */
+            path: string;
+            /**
+             * Format: double
+             * @description Credits per successful call (required; 0 is allowed, a missing price is not).
+             * @example 0.01
+             */
+            price_per_call: string;
+            /**
+             * Format: double
+             * @description Credits per unit, with `units_pointer`.
+             */
+            price_per_unit?: string | null;
+            /** @description Statuses billed as success (200 to 399); default any 2xx. */
+            success_statuses?: number[] | null;
+            /**
+             * Format: int32
+             * @description Seconds to the upstream's response headers, 1 to 3600; default 60.
+             */
+            timeout_secs?: number | null;
+            /** @description JSON pointer to the units of a call, e.g. `/batch_size` (1 when the body does not set it). */
+            units_pointer?: string | null;
+            /** @description The key sent upstream (never shown again). */
+            upstream_key?: string | null;
+            /** @description The header it goes in; default `authorization` (sent as `Bearer <key>`). */
+            upstream_key_header?: string | null;
+            /**
+             * @description Plain http:// URL: the whole target of an exact route, the base of a prefix route.
+             * @example http://127.0.0.1:7860/api/generate
+             */
+            upstream_url: string;
+        };
+        /** @description One metered route's usage. */
+        RouteUsage: components["schemas"]["UsageSummary"] & {
+            /** @description Its name (empty if the route was removed since). */
+            name: string;
+            /** Format: int64 */
+            route_id: number;
+        };
+        /** @description A metered route as the API shows it: never the upstream key, only its last four characters. */
+        RouteView: {
+            allow_stream: boolean;
+            /** Format: date-time */
+            created_at: string;
+            enabled: boolean;
+            /** Format: int64 */
+            id: number;
+            key_field?: string | null;
+            /** Format: int64 */
+            max_units: number;
+            methods: string[];
+            model_pointer?: string | null;
+            name: string;
+            /** @description The public path (a prefix when `prefix`, ending with `/`). */
+            path: string;
+            prefix: boolean;
+            /**
+             * Format: double
+             * @description Credits charged per successful call.
+             * @example 0.01
+             */
+            price_per_call: string;
+            /**
+             * Format: double
+             * @description Credits charged per unit (read at `units_pointer`).
+             * @example 0.05
+             */
+            price_per_unit?: string | null;
+            /** @description Statuses billed as success; empty = any 2xx. */
+            success_statuses: number[];
+            /** Format: int32 */
+            timeout_secs: number;
+            units_pointer?: string | null;
+            /** Format: date-time */
+            updated_at: string;
+            upstream_key_header: string;
+            /**
+             * @description `…` and the upstream key's last four characters (only `…` for a key under 12 characters);
+             *     null when the route sends none.
+             */
+            upstream_key_preview?: string | null;
+            upstream_url: string;
+        };
         /** @description A session token. */
         TokenResponse: {
             /** @description Send as `Authorization: Bearer <access_token>`. */
@@ -1572,6 +1790,181 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    import_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportKeysRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportedKeys"];
+                };
+            };
+            /** @description The body is not well-formed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    import_keys_csv: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "text/csv": string;
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportedKeys"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     set_price: {
         parameters: {
             query?: never;
@@ -2050,6 +2443,357 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["RedemptionCodeView"];
                 };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_routes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteView"][];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_route: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RouteRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteView"];
+                };
+            };
+            /** @description The body is not well-formed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_route: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                route_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteView"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_route: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                route_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RouteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteView"];
+                };
+            };
+            /** @description The body is not well-formed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_route: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                route_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Missing, invalid or expired session token */
             401: {

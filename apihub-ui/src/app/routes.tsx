@@ -21,6 +21,7 @@ const RechargeResult = lazy(() => import('../pages/recharge-result'));
 const AdminUsers = lazy(() => import('../pages/admin/users'));
 const AdminKeys = lazy(() => import('../pages/admin/keys'));
 const AdminPrices = lazy(() => import('../pages/admin/prices'));
+const AdminRoutes = lazy(() => import('../pages/admin/routes'));
 const AdminStats = lazy(() => import('../pages/admin/stats'));
 const AdminRedemptionCodes = lazy(() => import('../pages/admin/redemption-codes'));
 const AdminRechargeOrders = lazy(() => import('../pages/admin/recharge-orders'));
@@ -53,6 +54,7 @@ export function AppRoutes() {
           <Route path="admin/users/:id/usage" element={<RequireAdmin><UserUsage /></RequireAdmin>} />
           <Route path="admin/keys" element={<RequireAdmin><AdminKeys /></RequireAdmin>} />
           <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
+          <Route path="admin/routes" element={<RequireAdmin><AdminRoutes /></RequireAdmin>} />
           <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />
           <Route path="admin/redemption-codes" element={<RequireAdmin><AdminRedemptionCodes /></RequireAdmin>} />
           <Route path="admin/recharge-orders" element={<RequireAdmin><AdminRechargeOrders /></RequireAdmin>} />

@@ -1,12 +1,22 @@
 // Forms declared as data: a page lists its fields (name, label, kind, validators) and this
 // renders them as antd Form.Items with the matching input.
-import { DatePicker, Form, Input, InputNumber, Select } from 'antd';
+import { DatePicker, Form, Input, InputNumber, Select, Switch } from 'antd';
 import type { ReactNode } from 'react';
 import { useI18n, type Locale, type MessageKey, type Translate } from '../i18n';
 import { pickerFormat } from '../lib/format';
 import type { Validator } from '../lib/validation';
 
-export type FieldKind = 'text' | 'password' | 'email' | 'integer' | 'decimal' | 'datetime' | 'tags' | 'select' | 'textarea';
+export type FieldKind =
+  | 'text'
+  | 'password'
+  | 'email'
+  | 'integer'
+  | 'decimal'
+  | 'datetime'
+  | 'tags'
+  | 'select'
+  | 'textarea'
+  | 'switch';
 
 export interface FieldDef {
   name: string;
@@ -52,6 +62,8 @@ function input(field: FieldDef, t: Translate, locale: Locale): ReactNode {
       return <Select {...common} options={options} allowClear />;
     case 'textarea':
       return <Input.TextArea {...common} rows={2} />;
+    case 'switch':
+      return <Switch aria-label={common['aria-label']} />;
     default:
       return <Input {...common} autoComplete={field.autoComplete} />;
   }
@@ -71,6 +83,7 @@ export function FormFields({ fields }: { fields: FieldDef[] }) {
             extra={field.help ? t(field.help) : undefined}
             rules={field.validators?.map((v) => v(t))}
             dependencies={field.dependencies}
+            valuePropName={field.kind === 'switch' ? 'checked' : undefined}
             validateFirst
           >
             {input(field, t, locale)}

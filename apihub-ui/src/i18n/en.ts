@@ -1,4 +1,5 @@
 import { enMore } from './en-more';
+import { enRoutes } from './en-routes';
 
 // English: the reference dictionary. Its keys are the MessageKey type; zh-CN must have them all.
 export const en = {
@@ -352,6 +353,7 @@ export const en = {
   'adminStats.topUsers': 'Top users',
   'adminStats.rangeNote': 'From {from} to {to} (UTC, end exclusive): {charged} {charged|credit|credits} charged.',
   ...enMore,
+  ...enRoutes,
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -63,9 +63,12 @@ export function keyColumns({ t, locale, admin = false, actions, owner }: KeyColu
               {k.name || '—'}
             </Typography.Text>
           </Link>
-          <Typography.Text code ellipsis={{ tooltip: k.key_preview }} style={{ fontSize: 12, maxWidth: 214 }}>
-            {k.key_preview}
-          </Typography.Text>
+          <Space size={4}>
+            <Typography.Text code ellipsis={{ tooltip: k.key_preview }} style={{ fontSize: 12, maxWidth: 214 }}>
+              {k.key_preview}
+            </Typography.Text>
+            {k.imported ? <Tag title={t('keys.importedHelp')}>{t('keys.imported')}</Tag> : null}
+          </Space>
         </Space>
       ),
     },

@@ -9,6 +9,7 @@ const KEY: Key = {
   user_id: 2,
   name: 'laptop',
   key_preview: 'ahg_x_…abcd',
+  imported: false,
   status: 'active',
   allowed_models: [],
   discount_rate: '0.9',

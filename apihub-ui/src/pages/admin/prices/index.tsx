@@ -1,12 +1,13 @@
 // /admin/prices: the price list, with set (create or replace) and delete.
 import { PlusOutlined } from '@ant-design/icons';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Alert, App, Button, Card, Empty, Form, Modal, Popconfirm, Space, Table } from 'antd';
+import { App, Button, Card, Empty, Form, Table } from 'antd';
 import { useEffect, useState } from 'react';
 import { pricesApi } from '../../../api';
 import type { Price, PriceRequest } from '../../../api/prices';
 import { ErrorAlert } from '../../../components/ErrorAlert';
-import { FormFields, type FieldDef } from '../../../components/FormFields';
+import { EditDeleteActions, FormModal } from '../../../components/EditableList';
+import type { FieldDef } from '../../../components/FormFields';
 import { PageContainer } from '../../../components/PageContainer';
 import { useT } from '../../../i18n';
 import { decimal, maxLength, required } from '../../../lib/validation';
@@ -83,21 +84,11 @@ export default function AdminPricesPage() {
       title: t('common.actions'),
       key: 'actions',
       render: (_, p) => (
-        <Space size={0}>
-          <Button type="link" size="small" onClick={() => setEditing(p)}>
-            {t('common.edit')}
-          </Button>
-          <Popconfirm
-            title={t('prices.confirmDelete', { model: p.model })}
-            okButtonProps={{ danger: true }}
-            okText={t('common.delete')}
-            onConfirm={() => remove.mutate(p.model)}
-          >
-            <Button type="link" size="small" danger>
-              {t('common.delete')}
-            </Button>
-          </Popconfirm>
-        </Space>
+        <EditDeleteActions
+          onEdit={() => setEditing(p)}
+          confirm={t('prices.confirmDelete', { model: p.model })}
+          onDelete={() => remove.mutate(p.model)}
+        />
       ),
     },
   ]);
@@ -123,19 +114,17 @@ export default function AdminPricesPage() {
           locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('models.empty')} /> }}
         />
       </Card>
-      <Modal
+      <FormModal<Values>
         open={editing !== null}
         title={editing && editing !== 'new' ? t('prices.editTitle', { model: editing.model }) : t('prices.set')}
+        name="price"
+        form={form}
+        fields={fields(editing !== null && editing !== 'new')}
+        saving={save.isPending}
+        error={save.isError ? save.error : null}
         onCancel={() => setEditing(null)}
-        onOk={() => form.submit()}
-        confirmLoading={save.isPending}
-        forceRender
-      >
-        {save.isError ? <Alert type="error" showIcon message={errorText(save.error)} style={{ marginBottom: 16 }} /> : null}
-        <Form<Values> form={form} name="price" layout="vertical" onFinish={(v) => save.mutate(v)}>
-          <FormFields fields={fields(editing !== null && editing !== 'new')} />
-        </Form>
-      </Modal>
+        onFinish={(v) => save.mutate(v)}
+      />
     </PageContainer>
   );
 }

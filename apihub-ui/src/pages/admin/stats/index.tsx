@@ -22,6 +22,7 @@ import { columnFraction, formatMoney } from '../../../lib/money';
 import { remainder, useOnlineRevenue } from './revenue';
 
 type UserUsage = Schemas['UserUsage'];
+type RouteUsage = Schemas['RouteUsage'];
 
 export const topUserColumns = (t: Translate, locale: Locale, users: UserUsage[] = []): ColumnsType<UserUsage> => [
   {
@@ -35,6 +36,13 @@ export const topUserColumns = (t: Translate, locale: Locale, users: UserUsage[] 
   { title: t('stats.tokens'), dataIndex: 'total_tokens', key: 'total_tokens', align: 'right', width: 110, render: (v: number) => <span className="num">{formatCount(v, locale)}</span> },
   { title: t('stats.rawCost'), dataIndex: 'raw_cost', key: 'raw_cost', align: 'right', width: 130, render: (v: string) => <Money value={v} fraction={columnFraction(users.map((u) => u.raw_cost))} /> },
   { title: t('stats.charged'), dataIndex: 'charged', key: 'charged', align: 'right', width: 130, render: (v: string) => <Money value={v} strong fraction={columnFraction(users.map((u) => u.charged))} /> },
+];
+
+export const routeColumns = (t: Translate, locale: Locale, routes: RouteUsage[] = []): ColumnsType<RouteUsage> => [
+  { title: t('adminStats.route'), dataIndex: 'name', key: 'name', ellipsis: true, render: (v: string, r) => `${v || '—'} (#${r.route_id})` },
+  { title: t('adminStats.calls'), dataIndex: 'requests', key: 'requests', align: 'right', width: 90, render: (v: number) => <span className="num">{formatCount(v, locale)}</span> },
+  { title: t('adminStats.succeeded'), dataIndex: 'succeeded', key: 'succeeded', align: 'right', width: 90, render: (v: number) => <span className="num">{formatCount(v, locale)}</span> },
+  { title: t('stats.charged'), dataIndex: 'charged', key: 'charged', align: 'right', width: 130, render: (v: string) => <Money value={v} strong fraction={columnFraction(routes.map((r) => r.charged))} /> },
 ];
 
 function SummaryCards({ summary, t, locale }: { summary: UsageSummary; t: Translate; locale: Locale }) {
@@ -165,6 +173,20 @@ export default function AdminStatsPage() {
               columns={modelColumns(t, locale, maxCharged)}
               dataSource={data?.by_model ?? []}
               scroll={{ x: 420 }}
+              locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('dashboard.noUsage')} /> }}
+            />
+          </Card>
+        </Col>
+        <Col span={24}>
+          <Card title={`${t('adminStats.byRoute')} · ${title}`} data-testid="by-route">
+            <Table<RouteUsage>
+              size="small"
+              rowKey="route_id"
+              loading={overview.isPending}
+              pagination={false}
+              columns={routeColumns(t, locale, data?.by_route)}
+              dataSource={data?.by_route ?? []}
+              scroll={{ x: 500 }}
               locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('dashboard.noUsage')} /> }}
             />
           </Card>
