@@ -77,6 +77,17 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     }
     .with_routes(route_table.clone())
     .with_leases(sql.leases().cloned());
+    // With Redis, a gateway refused credit that other gateways lease asks them for it.
+    if let (Some(leases), Some(_)) = (sql.leases(), invalidator.channel()) {
+        let (nudge, mut nudged) = tokio::sync::mpsc::channel(64);
+        leases.nudge_with(nudge);
+        let invalidator = invalidator.clone();
+        tokio::spawn(async move {
+            while let Some(user_id) = nudged.recv().await {
+                let _ = invalidator.invalidate(crate::scale::Invalidation::Leases(user_id)).await;
+            }
+        });
+    }
     let upstream = crate::proxy::upstream_service(&config)?;
     let address_throttle = Arc::new(LoginThrottle::per_address(config.login_limit_per_address));
     Ok(AppState {

@@ -73,6 +73,10 @@ const MAX_BATCH: usize = 4_096;
 const READ_WAIT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts at a batch that failed.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How many times a hold refused for credit that other gateways lease asks them for it.
+const NUDGES: u32 = 3;
+/// How long it then waits before trying again.
+const NUDGE_WAIT: Duration = Duration::from_millis(50);
 /// Most rounds of growing a lease and trying a hold again.
 const MAX_ROUNDS: usize = 64;
 /// A lease grows by this many times what a refused hold lacked, at least.
@@ -100,6 +104,8 @@ pub struct LeaseEngine {
     written: watch::Sender<u64>,
     /// Until when this gateway's leases are certainly alive (`None`: none granted yet).
     valid_until: Mutex<Option<Instant>>,
+    /// Asks the other gateways to give back a user's unused lease (through Redis).
+    nudge: std::sync::OnceLock<tokio::sync::mpsc::Sender<UserId>>,
 }
 
 impl std::fmt::Debug for LeaseEngine {
@@ -131,6 +137,23 @@ struct UserGrant {
     free: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     granted: Option<i64>,
+    /// What other gateways lease of the user's credit.
+    #[diesel(sql_type = BigInt)]
+    others: i64,
+}
+
+/// Why a lease could not grow.
+enum Refusal {
+    /// Not enough credit, even counting what other gateways lease.
+    Refused(BillingError),
+    /// Enough only with what other gateways lease; they were asked for it.
+    LeasedElsewhere(BillingError),
+}
+
+impl From<BillingError> for Refusal {
+    fn from(error: BillingError) -> Self {
+        Refusal::Refused(error)
+    }
 }
 
 #[derive(QueryableByName)]
@@ -216,10 +239,17 @@ impl LeaseEngine {
             urgent: AtomicBool::new(false),
             written: watch::Sender::new(0),
             valid_until: Mutex::new(None),
+            nudge: std::sync::OnceLock::new(),
         });
         tokio::spawn(write_behind(Arc::downgrade(&engine), engine.wake.clone()));
         tokio::spawn(upkeep(Arc::downgrade(&engine)));
         engine
+    }
+
+    /// Where to ask the other gateways for a user's unused lease, when this one is refused
+    /// credit they lease (set once, at start-up, with Redis).
+    pub fn nudge_with(&self, sender: tokio::sync::mpsc::Sender<UserId>) {
+        let _ = self.nudge.set(sender);
     }
 
     /// This gateway's node id (its leases carry it).
@@ -264,19 +294,38 @@ impl LeaseEngine {
         self.check_validity();
         // Each round either holds, or grows a lease (which takes credit from the database, so
         // the rounds end), or is refused; the hold after a growth is taken under the order lock.
+        let (mut nudges, mut transient) = (NUDGES, NUDGES);
         for _ in 0..MAX_ROUNDS {
             let refused = match self.book().hold(new) {
                 Ok(id) => return Ok(id),
                 Err(refused) => refused,
             };
-            let held = match refused {
+            let grown = match refused {
                 HoldError::UserNotLoaded(_) | HoldError::Refused(BillingError::InsufficientBalance { .. }) => {
-                    self.grow_user(new).await?
+                    self.grow_user(new).await
                 }
                 HoldError::KeyNotLoaded(_) | HoldError::Refused(BillingError::KeyLimit { .. }) => {
-                    self.grow_key(new).await?
+                    self.grow_key(new).await.map_err(Refusal::Refused)
                 }
                 HoldError::Refused(error) => return Err(error),
+            };
+            let held = match grown {
+                Ok(held) => held,
+                // Other gateways lease what this one lacks: ask them for it, and try again.
+                Err(Refusal::LeasedElsewhere(_)) if nudges > 0 => {
+                    nudges -= 1;
+                    tokio::time::sleep(NUDGE_WAIT).await;
+                    None
+                }
+                // A deadlock between gateways or a busy pool: try again shortly.
+                Err(Refusal::Refused(BillingError::Store(StoreError::Unavailable(_) | StoreError::Internal(_))))
+                    if transient > 0 =>
+                {
+                    transient -= 1;
+                    tokio::time::sleep(NUDGE_WAIT).await;
+                    None
+                }
+                Err(Refusal::LeasedElsewhere(error) | Refusal::Refused(error)) => return Err(error),
             };
             if let Some(id) = held {
                 return Ok(id);
@@ -331,7 +380,7 @@ impl LeaseEngine {
     /// Grows (or first takes) this gateway's lease of a user's credit by at least what `new`
     /// lacks, then takes the hold when it fits. Refused with what is available (this lease and
     /// the free credit) when even that is not free.
-    async fn grow_user(&self, new: &NewReservation) -> Result<Option<ReservationId>, BillingError> {
+    async fn grow_user(&self, new: &NewReservation) -> Result<Option<ReservationId>, Refusal> {
         let (user_id, required) = (new.user_id, new.hold.amount);
         let _order = self.order.lock().await;
         self.write_queued().await.map_err(BillingError::Store)?;
@@ -339,12 +388,12 @@ impl LeaseEngine {
         let leased = self.book().funds(user_id);
         let available = leased.map_or(Money::ZERO, |funds| funds.available());
         if leased.is_some() && available >= required {
-            return self.hold_now(new);
+            return Ok(self.hold_now(new)?);
         }
         let min = required.micros().saturating_sub(available.micros()).max(0);
         if min == 0 {
             self.book().grant_user(user_id, Money::ZERO);
-            return self.hold_now(new);
+            return Ok(self.hold_now(new)?);
         }
         let last = self.sizes().user_grants.get(&user_id).copied().unwrap_or(0);
         let want = min.saturating_mul(GROWTH).max(last.saturating_mul(2));
@@ -360,7 +409,9 @@ impl LeaseEngine {
                            SELECT $4, g.id, NULL, g.granted, {DB_NOW} + $5, {DB_NOW} FROM g \
                            ON CONFLICT (node_id, user_id) WHERE key_id IS NULL DO UPDATE \
                            SET amount = credit_leases.amount + EXCLUDED.amount, expires_at = EXCLUDED.expires_at) \
-                     SELECT u.free, (SELECT granted FROM g) AS granted FROM u"
+                     SELECT u.free, (SELECT granted FROM g) AS granted, \
+                            (SELECT COALESCE(SUM(amount), 0) FROM credit_leases \
+                             WHERE user_id = $1 AND key_id IS NULL AND node_id <> $4)::BIGINT AS others FROM u"
                 ))
                 .bind::<BigInt, _>(user_id)
                 .bind::<BigInt, _>(min)
@@ -373,18 +424,26 @@ impl LeaseEngine {
             .await
             .map_err(BillingError::Store)?;
         let Some(grant) = grant.into_iter().next() else {
-            return Err(BillingError::Store(StoreError::NotFound));
+            return Err(BillingError::Store(StoreError::NotFound).into());
         };
         match grant.granted {
             Some(granted) => {
                 self.renewed(asked_at);
                 self.book().grant_user(user_id, Money::from_micros(granted));
                 self.sizes().user_grants.insert(user_id, granted);
-                self.hold_now(new)
+                Ok(self.hold_now(new)?)
             }
             None => {
-                let available = Money::from_micros(available.micros().saturating_add(grant.free.max(0)));
-                Err(BillingError::InsufficientBalance { available, required })
+                let here = available.micros().saturating_add(grant.free.max(0));
+                let error = BillingError::InsufficientBalance { available: Money::from_micros(here), required };
+                if grant.others > 0
+                    && here.saturating_add(grant.others) >= required.micros()
+                    && let Some(nudge) = self.nudge.get()
+                {
+                    let _ = nudge.try_send(user_id);
+                    return Err(Refusal::LeasedElsewhere(error));
+                }
+                Err(Refusal::Refused(error))
             }
         }
     }

@@ -23,7 +23,8 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// First and longest wait before reconnecting a dropped subscription.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
-/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices` or `routes`.
+/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices`, `routes`, or a request
+/// for a user's credit leases (`leases:<id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     /// One key (updated, disabled, deleted, its usage reset).
@@ -34,6 +35,9 @@ pub enum Invalidation {
     Prices,
     /// The metered routes.
     Routes,
+    /// A gateway was refused credit that other gateways lease: each gives back what its open
+    /// holds do not take.
+    Leases(UserId),
 }
 
 impl Invalidation {
@@ -44,6 +48,7 @@ impl Invalidation {
             Invalidation::User(user_id) => format!("user:{user_id}"),
             Invalidation::Prices => "prices".to_owned(),
             Invalidation::Routes => "routes".to_owned(),
+            Invalidation::Leases(user_id) => format!("leases:{user_id}"),
         }
     }
 
@@ -57,6 +62,7 @@ impl Invalidation {
         match payload.split_once(':')? {
             ("key", public_id) if !public_id.is_empty() => Some(Invalidation::Key(public_id.to_owned())),
             ("user", id) => id.parse().ok().map(Invalidation::User),
+            ("leases", id) => id.parse().ok().map(Invalidation::Leases),
             _ => None,
         }
     }
@@ -85,6 +91,13 @@ impl Caches {
             }
             Invalidation::User(user_id) => self.keys.invalidate_user(*user_id),
             Invalidation::Prices => self.prices.reload().await?,
+            Invalidation::Leases(user_id) => {
+                if let Some(leases) = &self.leases
+                    && let Err(error) = leases.revoke_user(*user_id).await
+                {
+                    tracing::warn!(%error, user_id, "giving back a user's credit lease failed");
+                }
+            }
             Invalidation::Routes => {
                 if let Some(routes) = &self.routes {
                     routes.reload().await?;
