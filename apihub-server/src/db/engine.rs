@@ -77,9 +77,10 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// A consume row of the ledger, as a batch of settlements writes it.
 #[derive(Insertable)]
 #[diesel(table_name = transactions)]
-struct ConsumeRow<'a> {
+pub(super) struct ConsumeRow<'a> {
     user_id: i64,
     tx_type: &'a str,
     amount: i64,
@@ -379,13 +380,14 @@ fn billing_to_store(error: BillingError) -> StoreError {
     }
 }
 
-/// One batch's statements: per user one `UPDATE` (its consume rows' running balances follow from
-/// the balance it returns), per key one `UPDATE`, and the consume rows in multi-row `INSERT`s.
-async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> Result<(), TxError> {
-    let now = now_millis();
-    // Users and keys in the order first seen, with their totals.
+/// A key's totals in a batch: charge (micros), tokens, calls, successful calls.
+pub(super) type KeyTotal = (KeyId, [i64; 4]);
+
+/// A batch's users and keys in the order first seen, with their totals: per user the charge;
+/// per key the charge, tokens, calls and successful calls.
+pub(super) fn batch_totals(batch: &[Debit]) -> (Vec<(UserId, i64)>, Vec<KeyTotal>) {
     let mut user_totals: Vec<(UserId, i64)> = Vec::new();
-    let mut key_totals: Vec<(KeyId, [i64; 4])> = Vec::new();
+    let mut key_totals: Vec<KeyTotal> = Vec::new();
     for debit in batch {
         match user_totals.iter_mut().find(|(id, _)| *id == debit.user_id) {
             Some((_, total)) => *total = total.saturating_add(debit.charge.micros()),
@@ -397,6 +399,49 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
             None => key_totals.push((debit.key_id, add)),
         }
     }
+    (user_totals, key_totals)
+}
+
+/// A user's consume rows for a batch, with running balances ending at `balance` (the balance
+/// after the batch's `total`). A request id already in the ledger (`taken`; a library caller
+/// reusing ids) gets the debit's sequence number appended.
+pub(super) fn consume_rows(
+    batch: &[Debit],
+    user_id: UserId,
+    balance: i64,
+    total: i64,
+    taken: &mut std::collections::HashSet<String>,
+    now: i64,
+) -> Vec<ConsumeRow<'static>> {
+    let mut running = balance.saturating_add(total);
+    let mut rows = Vec::new();
+    for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
+        let charge = debit.charge.micros();
+        let order_no = if taken.insert(debit.request_id.clone()) {
+            debit.request_id.clone()
+        } else {
+            format!("{}#{}", debit.request_id, debit.seq)
+        };
+        rows.push(ConsumeRow {
+            user_id,
+            tx_type: TxType::Consume.as_str(),
+            amount: -charge,
+            balance_before: running,
+            balance_after: running.saturating_sub(charge),
+            order_no,
+            description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
+            created_at: now,
+        });
+        running = running.saturating_sub(charge);
+    }
+    rows
+}
+
+/// One batch's statements: per user one `UPDATE` (its consume rows' running balances follow from
+/// the balance it returns), per key one `UPDATE`, and the consume rows in multi-row `INSERT`s.
+async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> Result<(), TxError> {
+    let now = now_millis();
+    let (user_totals, key_totals) = batch_totals(batch);
     // A request id is the consume row's order number, unique per kind: one already in the ledger
     // (a library caller reusing ids) gets the debit's sequence number appended rather than stop
     // the batch, which would never be written.
@@ -422,26 +467,7 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
             .await
             .optional()?;
         let Some(balance) = balance else { continue };
-        let mut running = balance.saturating_add(total);
-        for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
-            let charge = debit.charge.micros();
-            let order_no = if taken.insert(debit.request_id.clone()) {
-                debit.request_id.clone()
-            } else {
-                format!("{}#{}", debit.request_id, debit.seq)
-            };
-            rows.push(ConsumeRow {
-                user_id,
-                tx_type: TxType::Consume.as_str(),
-                amount: -charge,
-                balance_before: running,
-                balance_after: running.saturating_sub(charge),
-                order_no,
-                description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
-                created_at: now,
-            });
-            running = running.saturating_sub(charge);
-        }
+        rows.extend(consume_rows(batch, user_id, balance, total, &mut taken, now));
     }
     for (key_id, [quota, tokens, calls, successes]) in key_totals {
         // Successes use up remaining calls, stopping at zero (an administrator may have lowered the

@@ -43,7 +43,7 @@ use apihub_core::billing::{
     BillingError, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
 };
 use apihub_core::credit::{CreditBook, Debit, HoldError, StoredKey};
-use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
+use apihub_core::ledger::TxType;
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
 use apihub_core::user::UserId;
@@ -53,7 +53,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{Notify, watch};
 
-use super::engine::{MAX_UNWRITTEN, WINDOW};
+use super::engine::{MAX_UNWRITTEN, WINDOW, batch_totals, consume_rows};
 use super::schema::transactions;
 use super::{TxError, now_millis, pool_error};
 
@@ -198,19 +198,6 @@ struct LeaseRow {
 struct Balance {
     #[diesel(sql_type = BigInt)]
     token_balance: i64,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = transactions)]
-struct ConsumeRow {
-    user_id: i64,
-    tx_type: &'static str,
-    amount: i64,
-    balance_before: i64,
-    balance_after: i64,
-    order_no: String,
-    description: String,
-    created_at: i64,
 }
 
 /// Which of a key's limits a hold lacks, and by how much: credit (micros), tokens, calls.
@@ -898,19 +885,7 @@ async fn unreserve(
 /// same for its counters, and the consume rows.
 async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<(), TxError> {
     let now = now_millis();
-    let mut user_totals: Vec<(UserId, i64)> = Vec::new();
-    let mut key_totals: Vec<(KeyId, [i64; 4])> = Vec::new();
-    for debit in batch {
-        match user_totals.iter_mut().find(|(id, _)| *id == debit.user_id) {
-            Some((_, total)) => *total = total.saturating_add(debit.charge.micros()),
-            None => user_totals.push((debit.user_id, debit.charge.micros())),
-        }
-        let add = [debit.charge.micros(), debit.tokens, 1, i64::from(debit.success)];
-        match key_totals.iter_mut().find(|(id, _)| *id == debit.key_id) {
-            Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t = t.saturating_add(a)),
-            None => key_totals.push((debit.key_id, add)),
-        }
-    }
+    let (mut user_totals, mut key_totals) = batch_totals(batch);
     user_totals.sort_unstable_by_key(|(id, _)| *id);
     key_totals.sort_unstable_by_key(|(id, _)| *id);
     let user_ids: Vec<i64> = user_totals.iter().map(|(id, _)| *id).collect();
@@ -965,26 +940,7 @@ async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debi
         .load(conn)
         .await?;
         let Some(Balance { token_balance }) = balance.into_iter().next() else { continue };
-        let mut running = token_balance.saturating_add(total);
-        for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
-            let charge = debit.charge.micros();
-            let order_no = if taken.insert(debit.request_id.clone()) {
-                debit.request_id.clone()
-            } else {
-                format!("{}#{}", debit.request_id, debit.seq)
-            };
-            rows.push(ConsumeRow {
-                user_id,
-                tx_type: TxType::Consume.as_str(),
-                amount: -charge,
-                balance_before: running,
-                balance_after: running.saturating_sub(charge),
-                order_no,
-                description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
-                created_at: now,
-            });
-            running = running.saturating_sub(charge);
-        }
+        rows.extend(consume_rows(batch, user_id, token_balance, total, &mut taken, now));
     }
     for (key_id, [quota, tokens, calls, successes]) in key_totals {
         let lease = leases.iter().find(|l| l.key_id == Some(key_id));
