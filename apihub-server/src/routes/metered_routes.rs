@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use apihub_core::Money;
-use apihub_core::route::{MeteredRoute, RouteSpec};
+use apihub_core::route::{METHODS, MeteredRoute, RouteSpec};
 use apihub_core::store::StoreError;
 use apihub_core::usage::Endpoint;
 use axum::extract::State;
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 
 use super::views::double_option;
 use crate::auth::AdminUser;
@@ -97,7 +98,8 @@ pub struct RouteRequest {
     /// The public path, e.g. `/api/generate`; end it with `/` for a prefix route.
     #[schema(example = "/api/generate")]
     pub path: String,
-    /// Methods accepted (GET, POST, PUT, PATCH, DELETE); default POST.
+    /// Methods accepted, upper case, none twice; default `["POST"]`.
+    #[schema(schema_with = methods_schema)]
     pub methods: Option<Vec<String>>,
     /// Plain http:// URL: the whole target of an exact route, the base of a prefix route.
     #[schema(example = "http://127.0.0.1:7860/api/generate")]
@@ -124,7 +126,8 @@ pub struct RouteRequest {
     pub key_field: Option<String>,
     /// JSON pointer to the model, checked against the key's allow-list.
     pub model_pointer: Option<String>,
-    /// Statuses billed as success (200 to 399); default any 2xx.
+    /// Statuses billed as success (200 to 399, at most 20); default any 2xx.
+    #[schema(schema_with = success_statuses_schema)]
     pub success_statuses: Option<Vec<u16>>,
     /// Seconds to the upstream's response headers, 1 to 3600; default 60.
     #[schema(minimum = 1, maximum = 3600)]
@@ -135,13 +138,35 @@ pub struct RouteRequest {
     pub enabled: Option<bool>,
 }
 
+/// `methods` in the OpenAPI document: what [`RouteSpec::validate`] accepts.
+fn methods_schema() -> Array {
+    let method = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(METHODS));
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(method)
+        .min_items(Some(1))
+        .max_items(Some(METHODS.len()))
+        .unique_items(true)
+        .build()
+}
+
+/// `success_statuses` in the OpenAPI document: what [`RouteSpec::validate`] accepts.
+fn success_statuses_schema() -> Array {
+    let status = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(200)).maximum(Some(399));
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(status)
+        .max_items(Some(20))
+        .build()
+}
+
 impl RouteRequest {
     /// The definition, checked; `current_key` is kept when the request names no upstream key.
     fn into_spec(self, current_key: Option<String>) -> Result<RouteSpec, ApiError> {
         let defaults = RouteSpec::new(&self.name, &self.path, &self.upstream_url);
         let spec = RouteSpec {
             prefix: self.path.ends_with('/'),
-            methods: self.methods.unwrap_or(defaults.methods).into_iter().map(|m| m.to_ascii_uppercase()).collect(),
+            methods: self.methods.unwrap_or(defaults.methods),
             upstream_key: self.upstream_key.unwrap_or(current_key),
             upstream_key_header: self.upstream_key_header.unwrap_or(defaults.upstream_key_header),
             price_per_call: self.price_per_call,

@@ -18,6 +18,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct UserFilter {
     /// Case-insensitive part of the username or email.
+    #[param(max_length = 100, pattern = r"^[^\x00]*$")]
     pub search: Option<String>,
     /// `user` or `admin`.
     #[param(value_type = Option<RoleName>, inline)]
@@ -36,7 +37,7 @@ pub async fn list_users(
     Query(filter): Query<UserFilter>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<UserPage>, ApiError> {
-    if filter.search.as_deref().is_some_and(|s| s.len() > 100 || s.contains('\0')) {
+    if filter.search.as_deref().is_some_and(|s| s.chars().count() > 100 || s.contains('\0')) {
         return Err(ApiError::Validation("search must be at most 100 characters, without NUL".into()));
     }
     let query = UserQuery { search: filter.search, role: filter.role, status: filter.status };

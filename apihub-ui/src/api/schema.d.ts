@@ -1513,8 +1513,7 @@ export interface components {
              * @description Most units one call may ask for, 1 to 10000; default 100.
              */
             max_units?: number | null;
-            /** @description Methods accepted (GET, POST, PUT, PATCH, DELETE); default POST. */
-            methods?: string[] | null;
+            methods?: ("GET" | "POST" | "PUT" | "PATCH" | "DELETE")[] | null;
             /** @description JSON pointer to the model, checked against the key's allow-list. */
             model_pointer?: string | null;
             /**
@@ -1538,7 +1537,6 @@ export interface components {
              * @description Credits per unit, with `units_pointer`.
              */
             price_per_unit?: string | null;
-            /** @description Statuses billed as success (200 to 399); default any 2xx. */
             success_statuses?: number[] | null;
             /**
              * Format: int32
