@@ -299,6 +299,8 @@ mod tests {
             upstream_latency_ms: 1,
             usage_source: UsageSource::Reported,
             created_at,
+            channel: None,
+            attempts: 1,
         }
     }
 

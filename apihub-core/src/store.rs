@@ -234,6 +234,11 @@ pub struct UsageRecord {
     pub usage_source: UsageSource,
     /// When the request started.
     pub created_at: DateTime<Utc>,
+    /// The upstream channel that answered, when the gateway has several (see
+    /// [`channel`](crate::channel)).
+    pub channel: Option<String>,
+    /// Upstreams tried, the one that answered included (1 without failover).
+    pub attempts: u32,
 }
 
 /// The per-request usage log.

@@ -71,11 +71,13 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         idle_timeout: Duration::from_secs(config.upstream_idle_timeout_secs),
     };
     let route_table = Arc::new(RouteTable::load(routes.clone(), parts).await?);
+    let (upstream, channels) = crate::proxy::upstream_service(&config, sql.clone()).await?;
     let invalidator = match redis {
         Some(redis) => Invalidator::shared(key_cache.clone(), prices.clone(), redis),
         None => Invalidator::local(key_cache.clone(), prices.clone()),
     }
     .with_routes(route_table.clone())
+    .with_channels(channels.clone())
     .with_leases(sql.leases().cloned());
     // With Redis, a gateway refused credit that other gateways lease asks them for it.
     if let (Some(leases), Some(_)) = (sql.leases(), invalidator.channel()) {
@@ -88,7 +90,6 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
             }
         });
     }
-    let upstream = crate::proxy::upstream_service(&config)?;
     let address_throttle = Arc::new(LoginThrottle::per_address(config.login_limit_per_address));
     Ok(AppState {
         store,
@@ -110,13 +111,14 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         prices,
         usage_log,
         upstream,
+        channels,
         settlements,
         draining: Arc::default(),
     })
 }
 
-/// Background upkeep for a serving gateway: releases orphaned holds, reloads prices and metered
-/// routes every few seconds (the bound for a change made on another node without Redis) and, with Redis, applies
+/// Background upkeep for a serving gateway: releases orphaned holds, reloads prices, metered
+/// routes and channels every few seconds (the bound for a change made on another node without Redis) and, with Redis, applies
 /// other nodes' invalidations at once. Abort the handles at shutdown.
 pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let store = state.store.clone();
@@ -131,7 +133,7 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    let (prices, routes) = (state.prices.clone(), state.route_table.clone());
+    let (prices, routes, channels) = (state.prices.clone(), state.route_table.clone(), state.channels.clone());
     let refresher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
@@ -141,6 +143,9 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
             if let Err(error) = routes.reload().await {
                 tracing::warn!(%error, "reloading metered routes failed");
+            }
+            if let Err(error) = channels.reload().await {
+                tracing::warn!(%error, "reloading channels failed");
             }
         }
     });

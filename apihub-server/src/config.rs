@@ -70,6 +70,9 @@ pub struct Config {
     /// `UPSTREAM_IDLE_TIMEOUT_SECS`: longest wait for the upstream's next body bytes; past it the
     /// response ends, and what was delivered is billed.
     pub upstream_idle_timeout_secs: u64,
+    /// `UPSTREAM_MAX_ATTEMPTS`: most channels tried for one request before its first byte (1 to
+    /// 10, default 3; see [`crate::proxy::channels`]).
+    pub upstream_max_attempts: usize,
     /// `CURRENCY`: the ISO 4217 code of the money users pay in (default `CNY`), shown by the
     /// dashboard next to prices and payments.
     pub currency: String,
@@ -285,6 +288,7 @@ impl Config {
             },
             shutdown_readiness_delay_secs: parsed("SHUTDOWN_READINESS_DELAY_SECS", 5)?,
             upstream_idle_timeout_secs: parsed("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
+            upstream_max_attempts: parsed::<usize>("UPSTREAM_MAX_ATTEMPTS", 3)?.clamp(1, 10),
             currency: currency(var("CURRENCY"))?,
             cors_allow_origins: var("CORS_ALLOW_ORIGINS")
                 .map(|list| {

@@ -65,6 +65,8 @@ pub struct AppState {
     pub usage_log: UsageLog,
     /// The upstream client.
     pub upstream: UpstreamService,
+    /// The upstream channels behind `upstream`, with their health.
+    pub channels: Arc<crate::proxy::channels::ChannelTable>,
     /// Set when the gateway starts to shut down: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
     /// Settlements the store could not write yet, retried until it can; drained at shutdown.

@@ -93,6 +93,8 @@ fn record(
         upstream_latency_ms: 10,
         usage_source: UsageSource::Reported,
         created_at,
+        channel: None,
+        attempts: 1,
     }
 }
 

@@ -69,3 +69,13 @@ pub(crate) fn require_key<'a, B>(
         )
     })
 }
+
+/// Which upstream answered, put into response extensions by an upstream service that chooses
+/// among several (the gateway's channels); the billing layer copies it into the usage record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy {
+    /// The upstream's name.
+    pub upstream: String,
+    /// Upstreams tried for this request, the one that answered included.
+    pub attempts: u32,
+}

@@ -24,6 +24,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 mod billing;
 mod cached;
+mod channels;
 pub mod engine;
 mod keys;
 pub mod leases;

@@ -86,6 +86,26 @@ diesel::table! {
         created_at -> BigInt,
         overage -> BigInt,
         route_id -> Nullable<BigInt>,
+        channel -> Nullable<Text>,
+        attempts -> Integer,
+    }
+}
+
+diesel::table! {
+    channels (id) {
+        id -> BigInt,
+        name -> Text,
+        base_url -> Text,
+        api_key -> Nullable<Text>,
+        dialects -> Text,
+        models -> Text,
+        aliases -> Text,
+        priority -> Integer,
+        weight -> Integer,
+        enabled -> Bool,
+        timeout_secs -> Nullable<Integer>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
     }
 }
 
@@ -188,4 +208,12 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, api_keys, transactions, usage_logs, reservations, metered_routes);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    api_keys,
+    transactions,
+    usage_logs,
+    reservations,
+    metered_routes,
+    channels
+);

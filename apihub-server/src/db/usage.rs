@@ -34,6 +34,8 @@ struct UsageRow {
     created_at: i64,
     overage: i64,
     route_id: Option<i64>,
+    channel: Option<String>,
+    attempts: i32,
 }
 
 impl UsageRow {
@@ -62,6 +64,8 @@ impl UsageRow {
             created_at: r.created_at.timestamp_millis(),
             overage: r.overage.micros(),
             route_id: r.route_id,
+            channel: r.channel.clone(),
+            attempts: i32::try_from(r.attempts).unwrap_or(i32::MAX),
         }
     }
 
@@ -93,6 +97,8 @@ impl UsageRow {
             overage: Money::from_micros(self.overage),
             upstream_latency_ms: self.upstream_latency_ms,
             created_at: from_millis(self.created_at),
+            attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts", self.attempts))?,
+            channel: self.channel,
         })
     }
 }

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
 
 use crate::proxy::UpstreamBody;
+use crate::proxy::rename::Renamed;
 use crate::proxy::upstream::{Target, forward};
 
 /// The pooled client every route shares.
@@ -81,7 +82,7 @@ impl RouteUpstream {
             async move {
                 rewritten?;
                 match tokio::time::timeout(timeout, forward(client, request, idle_timeout)).await {
-                    Ok(response) => response,
+                    Ok(response) => response.map(|r| r.map(Renamed::plain)),
                     // The billing layer answers an `Elapsed` with a 504.
                     Err(_) => Err(Box::new(tower::timeout::error::Elapsed::new()) as BoxError),
                 }

@@ -134,6 +134,8 @@ pub struct Gauges {
     pub db_write_transactions: Option<u64>,
     /// Heap allocations so far, with the `count-allocations` feature.
     pub allocations: Option<u64>,
+    /// The upstream channels in use and their health.
+    pub channels: Vec<crate::proxy::channels::ChannelStatus>,
 }
 
 /// A connection pool's state.
@@ -310,6 +312,41 @@ impl Metrics {
             );
             out.sample("apihub_db_write_transactions_total", &[], count);
         }
+        if !gauges.channels.is_empty() {
+            use apihub_core::channel::BreakerState;
+            out.family(
+                "apihub_channel_state",
+                "gauge",
+                "Each upstream channel's circuit breaker: 1 for its current state (closed, open, half_open).",
+            );
+            for channel in &gauges.channels {
+                for (state, name) in [
+                    (BreakerState::Closed, "closed"),
+                    (BreakerState::Open, "open"),
+                    (BreakerState::HalfOpen, "half_open"),
+                ] {
+                    let value = u64::from(channel.state == state);
+                    out.sample("apihub_channel_state", &[("channel", &channel.name), ("state", name)], value);
+                }
+            }
+            out.family(
+                "apihub_channel_attempts_total",
+                "counter",
+                "Requests sent to each upstream channel by result: answered, or failed (connect error, timeout, 5xx, 429).",
+            );
+            for channel in &gauges.channels {
+                out.sample(
+                    "apihub_channel_attempts_total",
+                    &[("channel", &channel.name), ("result", "answered")],
+                    channel.answered,
+                );
+                out.sample(
+                    "apihub_channel_attempts_total",
+                    &[("channel", &channel.name), ("result", "failed")],
+                    channel.failed,
+                );
+            }
+        }
         if let Some(count) = gauges.allocations {
             out.family("apihub_allocations_total", "counter", "Heap allocations (count-allocations builds only).");
             out.sample("apihub_allocations_total", &[], count);
@@ -359,6 +396,8 @@ mod tests {
             upstream_latency_ms: latency_ms,
             usage_source: UsageSource::Reported,
             created_at: chrono::Utc::now(),
+            channel: None,
+            attempts: 1,
         }
     }
 
@@ -378,11 +417,22 @@ mod tests {
             pool: Some(PoolGauges { in_use: 1, idle: 3, max: 16, waiting: 0 }),
             db_write_transactions: Some(7),
             allocations: None,
+            channels: vec![crate::proxy::channels::ChannelStatus {
+                id: Some(1),
+                name: "backup".into(),
+                state: apihub_core::channel::BreakerState::Open,
+                consecutive_failures: 3,
+                answered: 5,
+                failed: 3,
+            }],
         };
         let text = metrics.render(&gauges);
         for line in [
             "# TYPE apihub_requests_total counter",
             "apihub_requests_total{status=\"2xx\"} 2",
+            "apihub_channel_state{channel=\"backup\",state=\"open\"} 1",
+            "apihub_channel_state{channel=\"backup\",state=\"closed\"} 0",
+            "apihub_channel_attempts_total{channel=\"backup\",result=\"failed\"} 3",
             "apihub_requests_total{status=\"4xx\"} 1",
             "apihub_requests_total{status=\"5xx\"} 0",
             "apihub_upstream_requests_total{model=\"gpt-4o\",status=\"2xx\"} 1",

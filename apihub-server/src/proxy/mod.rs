@@ -7,10 +7,12 @@
 //! list, filtered to what the key may use and what has a price. The gateway's own errors are in
 //! the shape of the route's vendor ([`dialect`]).
 
+pub mod channels;
 pub mod dialect;
 mod idle;
 mod models;
 pub mod prices;
+pub(crate) mod rename;
 pub mod upstream;
 pub mod usage_log;
 
@@ -33,8 +35,9 @@ use crate::state::AppState;
 /// What the proxy forwards through: the upstream client behind a time-to-headers timeout.
 pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<UpstreamBody>, UpstreamError>;
 
-/// The upstream's response body, ended when it stalls for `UPSTREAM_IDLE_TIMEOUT_SECS`.
-pub type UpstreamBody = idle::IdleTimeout<hyper::body::Incoming>;
+/// The upstream's response body, ended when it stalls for `UPSTREAM_IDLE_TIMEOUT_SECS`, with the
+/// model's public name given back where a channel knows it by another.
+pub type UpstreamBody = rename::Renamed<idle::IdleTimeout<hyper::body::Incoming>>;
 
 /// Why the upstream could not answer (its source may be a timeout's `Elapsed`).
 #[derive(Debug)]
@@ -52,20 +55,33 @@ impl std::error::Error for UpstreamError {
     }
 }
 
-/// Builds the upstream service from the configuration.
-pub fn upstream_service(config: &crate::config::Config) -> anyhow::Result<UpstreamService> {
-    let client = upstream::Upstream::new(&upstream::UpstreamConfig {
-        url: config.upstream_url.clone(),
-        api_key: config.upstream_api_key.as_ref().map(|k| k.expose().to_owned()),
+/// Loads the channels (`UPSTREAM_URL` when none is stored) and builds the service the proxy
+/// forwards through.
+pub async fn upstream_service(
+    config: &crate::config::Config,
+    store: std::sync::Arc<dyn apihub_core::channel::ChannelStore>,
+) -> anyhow::Result<(UpstreamService, std::sync::Arc<channels::ChannelTable>)> {
+    let mut fallback = apihub_core::channel::ChannelSpec::new("default", &config.upstream_url);
+    fallback.api_key = config.upstream_api_key.as_ref().map(|k| k.expose().to_owned());
+    // Checked here so that a wrong UPSTREAM_URL stops the start, as it always has.
+    upstream::Upstream::new(&upstream::UpstreamConfig {
+        url: fallback.base_url.clone(),
+        api_key: fallback.api_key.clone(),
         connect_timeout: Duration::from_secs(config.upstream_connect_timeout_secs),
         idle_timeout: Duration::from_secs(config.upstream_idle_timeout_secs),
     })?;
-    let service = ServiceBuilder::new()
-        .map_err(UpstreamError)
+    let settings = channels::ChannelSettings {
+        fallback,
+        connect_timeout: Duration::from_secs(config.upstream_connect_timeout_secs),
         // Time to the response headers; a stream may then run as long as it runs.
-        .timeout(Duration::from_secs(config.upstream_timeout_secs))
-        .service(client);
-    Ok(BoxCloneSyncService::new(service))
+        timeout: Duration::from_secs(config.upstream_timeout_secs),
+        idle_timeout: Duration::from_secs(config.upstream_idle_timeout_secs),
+        max_attempts: config.upstream_max_attempts,
+        breaker: apihub_core::channel::BreakerPolicy::default(),
+    };
+    let table = channels::ChannelTable::load(store, settings).await?;
+    let service = ServiceBuilder::new().map_err(UpstreamError).service(table.service());
+    Ok((BoxCloneSyncService::new(service), table))
 }
 
 fn not_found(message: &str) -> GatewayError {

@@ -57,11 +57,7 @@ pub struct RouteView {
 impl From<MeteredRoute> for RouteView {
     fn from(route: MeteredRoute) -> Self {
         let spec = route.spec;
-        // The last four characters of a key long enough that they give little away; else none.
-        let preview = spec.upstream_key.as_deref().map(|key| {
-            let tail = if key.len() >= 12 { key.get(key.len() - 4..) } else { None };
-            format!("…{}", tail.unwrap_or_default())
-        });
+        let preview = spec.upstream_key.as_deref().map(apihub_core::channel::key_preview);
         RouteView {
             id: route.id,
             name: spec.name,

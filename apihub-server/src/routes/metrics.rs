@@ -36,6 +36,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         pool: Some(pool),
         db_write_transactions: state.db.write_transactions(),
         allocations: crate::metrics::allocations::allocations(),
+        channels: state.channels.statuses(),
     };
     ([(CONTENT_TYPE, TEXT_FORMAT)], state.metrics.render(&gauges)).into_response()
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: every route, its OpenAPI document and the middleware around them.
 
 pub mod auth;
+pub mod channels;
 pub mod dashboard;
 pub mod health;
 pub mod keys;
@@ -49,6 +50,7 @@ use crate::state::AppState;
         (name = "stats", description = "Usage statistics"),
         (name = "prices", description = "Model prices"),
         (name = "routes", description = "Metered routes: any HTTP API behind the gateway's keys and billing"),
+        (name = "channels", description = "Upstream channels: where LLM requests go, with priorities, weights, aliases and failover"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -107,6 +109,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(recharge::complete_order))
         .routes(routes!(prices::list_prices))
         .routes(routes!(prices::set_price, prices::delete_price))
+        .routes(routes!(channels::list_channels, channels::create_channel))
+        .routes(routes!(channels::get_channel, channels::update_channel, channels::delete_channel))
         .routes(routes!(metered_routes::list_routes, metered_routes::create_route))
         .routes(routes!(metered_routes::get_route, metered_routes::update_route, metered_routes::delete_route))
         .routes(routes!(stats::my_stats))

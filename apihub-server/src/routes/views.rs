@@ -362,6 +362,15 @@ pub mod names {
         Paid,
     }
 
+    /// An LLM API dialect an upstream channel speaks.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum DialectName {
+        OpenAi,
+        Anthropic,
+        Gemini,
+    }
+
     /// The kind of a ledger row.
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "snake_case")]

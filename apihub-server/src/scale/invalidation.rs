@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::SharedRedis;
 use crate::db::leases::LeaseEngine;
 use crate::metered::RouteTable;
+use crate::proxy::channels::ChannelTable;
 use crate::proxy::prices::PriceCache;
 
 /// How long a subscriber connection may take to open or to answer.
@@ -23,7 +24,7 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// First and longest wait before reconnecting a dropped subscription.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
-/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices`, `routes`, or a request
+/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices`, `routes`, `channels`, or a request
 /// for a user's credit leases (`leases:<id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -35,6 +36,8 @@ pub enum Invalidation {
     Prices,
     /// The metered routes.
     Routes,
+    /// The upstream channels.
+    Channels,
     /// A gateway was refused credit that other gateways lease: each gives back what its open
     /// holds do not take.
     Leases(UserId),
@@ -48,6 +51,7 @@ impl Invalidation {
             Invalidation::User(user_id) => format!("user:{user_id}"),
             Invalidation::Prices => "prices".to_owned(),
             Invalidation::Routes => "routes".to_owned(),
+            Invalidation::Channels => "channels".to_owned(),
             Invalidation::Leases(user_id) => format!("leases:{user_id}"),
         }
     }
@@ -57,6 +61,7 @@ impl Invalidation {
         match payload {
             "prices" => return Some(Invalidation::Prices),
             "routes" => return Some(Invalidation::Routes),
+            "channels" => return Some(Invalidation::Channels),
             _ => {}
         }
         match payload.split_once(':')? {
@@ -78,6 +83,8 @@ struct Caches {
     leases: Option<Arc<LeaseEngine>>,
     /// The metered routes, reloaded when an administrator changes one.
     routes: Option<Arc<RouteTable>>,
+    /// The upstream channels, reloaded when an administrator changes one.
+    channels: Option<Arc<ChannelTable>>,
 }
 
 impl Caches {
@@ -103,6 +110,11 @@ impl Caches {
                     routes.reload().await?;
                 }
             }
+            Invalidation::Channels => {
+                if let Some(channels) = &self.channels {
+                    channels.reload().await?;
+                }
+            }
         }
         Ok(())
     }
@@ -121,6 +133,11 @@ impl Caches {
             && let Err(error) = routes.reload().await
         {
             tracing::warn!(%error, "reloading metered routes failed; the periodic reload will retry");
+        }
+        if let Some(channels) = &self.channels
+            && let Err(error) = channels.reload().await
+        {
+            tracing::warn!(%error, "reloading channels failed; the periodic reload will retry");
         }
     }
 }
@@ -142,12 +159,12 @@ impl std::fmt::Debug for Invalidator {
 impl Invalidator {
     /// Refreshes this node's caches only (a single node, or no Redis).
     pub fn local(keys: Arc<KeyCache>, prices: Arc<PriceCache>) -> Self {
-        Invalidator { caches: Caches { keys, prices, leases: None, routes: None }, redis: None }
+        Invalidator { caches: Caches { keys, prices, leases: None, routes: None, channels: None }, redis: None }
     }
 
     /// Refreshes this node's caches and publishes every invalidation through `redis`.
     pub fn shared(keys: Arc<KeyCache>, prices: Arc<PriceCache>, redis: SharedRedis) -> Self {
-        Invalidator { caches: Caches { keys, prices, leases: None, routes: None }, redis: Some(redis) }
+        Invalidator { caches: Caches { keys, prices, leases: None, routes: None, channels: None }, redis: Some(redis) }
     }
 
     /// Also makes the credit engine give back a changed key's lease (PostgreSQL).
@@ -159,6 +176,12 @@ impl Invalidator {
     /// Also reloads `routes` on a [`Invalidation::Routes`] (and after missed messages).
     pub fn with_routes(mut self, routes: Arc<RouteTable>) -> Self {
         self.caches.routes = Some(routes);
+        self
+    }
+
+    /// Also reloads `channels` on a [`Invalidation::Channels`] (and after missed messages).
+    pub fn with_channels(mut self, channels: Arc<ChannelTable>) -> Self {
+        self.caches.channels = Some(channels);
         self
     }
 
@@ -186,6 +209,11 @@ impl Invalidator {
     /// Reloads the metered routes, here and on every node.
     pub async fn routes(&self) -> Result<(), StoreError> {
         self.invalidate(Invalidation::Routes).await
+    }
+
+    /// Reloads the upstream channels, here and on every node.
+    pub async fn channels(&self) -> Result<(), StoreError> {
+        self.invalidate(Invalidation::Channels).await
     }
 
     /// Applies `what` here, then publishes it. Only reloading prices here can fail. A failed
@@ -287,9 +315,13 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        for what in
-            [Invalidation::Key("AbC123".into()), Invalidation::User(42), Invalidation::Prices, Invalidation::Routes]
-        {
+        for what in [
+            Invalidation::Key("AbC123".into()),
+            Invalidation::User(42),
+            Invalidation::Prices,
+            Invalidation::Routes,
+            Invalidation::Channels,
+        ] {
             assert_eq!(Invalidation::decode(&what.encode()), Some(what));
         }
         for junk in ["", "key:", "user:x", "nope:1", "key"] {

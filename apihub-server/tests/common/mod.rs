@@ -255,6 +255,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         },
         shutdown_readiness_delay_secs: 0,
         upstream_idle_timeout_secs: 300,
+        upstream_max_attempts: 3,
         cors_allow_origins: Vec::new(),
         currency: "CNY".into(),
         ui_dir: Some(PathBuf::from("no-ui-in-tests")),

@@ -18,7 +18,7 @@ use tower::Service;
 use super::meter::{Meter, Outcome};
 use super::{BillingLayer, MeteredBody, Reservation, SettlementBacklog, UsageSink};
 use crate::body::{BoxError, GatewayBody, GatewayError, gateway_body, into_gateway};
-use crate::context::{AuthenticatedKey, RequestId, require_key};
+use crate::context::{AuthenticatedKey, RequestId, ServedBy, require_key};
 use crate::quota::BufferedBody;
 
 /// Reserves, forwards and settles; see the [module docs](crate::billing).
@@ -275,8 +275,10 @@ where
                 }
             }
             request.extensions_mut().insert(request_id.clone());
+            // What billing read, for the upstream service (a gateway choosing among upstreams by model).
+            request.extensions_mut().insert(plan.info.clone());
 
-            let record = UsageRecord {
+            let mut record = UsageRecord {
                 request_id: request_id.0.clone(),
                 user_id: identity.user_id,
                 key_id: identity.key.id,
@@ -296,6 +298,8 @@ where
                 upstream_latency_ms: 0,
                 usage_source: UsageSource::Reported,
                 created_at: Utc::now(),
+                channel: None,
+                attempts: 1,
             };
             let started = Instant::now();
             let response = inner.call(request).await;
@@ -314,6 +318,10 @@ where
                     return Ok(rejection.into_response());
                 }
             };
+            if let Some(served) = response.extensions().get::<ServedBy>() {
+                record.channel = Some(served.upstream.clone());
+                record.attempts = served.attempts;
+            }
             let status = response.status();
             if !layer.extractor.succeeded(&plan.info, status) {
                 // The upstream's own error passes through, and costs nothing.
@@ -333,7 +341,6 @@ where
             } else {
                 Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
             };
-            let mut record = record;
             record.status = status.as_u16();
             record.upstream_latency_ms = latency_ms;
             let settle = Settle {

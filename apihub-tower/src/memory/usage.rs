@@ -51,6 +51,8 @@ mod tests {
             upstream_latency_ms: 120,
             usage_source: UsageSource::Reported,
             created_at,
+            channel: None,
+            attempts: 1,
         }
     }
 

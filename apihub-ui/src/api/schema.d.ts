@@ -4,6 +4,46 @@
  */
 
 export interface paths {
+    "/api/admin/channels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every channel, with its health on this node. */
+        get: operations["list_channels"];
+        put?: never;
+        /**
+         * Create a channel; it takes traffic at once on every node (with the first channel, `UPSTREAM_URL`
+         *     stops being used).
+         */
+        post: operations["create_channel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/channels/{channel_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One channel. */
+        get: operations["get_channel"];
+        /** Replace a channel's definition (an absent `api_key` keeps the stored one); its health is kept. */
+        put: operations["update_channel"];
+        post?: never;
+        /** Remove a channel (usage rows keep its name); with none left, `UPSTREAM_URL` is used again. */
+        delete: operations["delete_channel"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/keys/import": {
         parameters: {
             query?: never;
@@ -939,6 +979,115 @@ export interface components {
             /** @description 8 to 256 characters. */
             new_password: string;
         };
+        /** @description A channel's health on this node. */
+        ChannelHealth: {
+            /**
+             * Format: int64
+             * @description Attempts it answered since this node started.
+             */
+            answered: number;
+            /** Format: int32 */
+            consecutive_failures: number;
+            /**
+             * Format: int64
+             * @description Attempts that failed (connect error, timeout, 5xx, 429) since this node started.
+             */
+            failed: number;
+            /**
+             * @description `closed` (taking traffic), `open` (skipped until its back-off passes) or `half_open` (one
+             *     trial request at a time).
+             * @example closed
+             */
+            state: string;
+        };
+        /**
+         * @description Body of `POST /api/admin/channels` and `PUT /api/admin/channels/{channel_id}` (a whole
+         *     definition; on update an absent `api_key` keeps the stored one, `null` removes it).
+         */
+        ChannelRequest: {
+            /**
+             * @description Public model name → the channel's name for it (at most 500).
+             * @example {
+             *       "gpt-4o": "gpt-4o-2024-11-20"
+             *     }
+             */
+            aliases?: {
+                [key: string]: string;
+            } | null;
+            /** @description The key sent upstream (never shown again). */
+            api_key?: string | null;
+            /**
+             * @description Plain http:// base URL (put TLS termination in front of a remote upstream).
+             * @example http://127.0.0.1:8317
+             */
+            base_url: string;
+            /**
+             * @description `openai`, `anthropic`, `gemini`; absent or empty: all.
+             * @example [
+             *       "openai"
+             *     ]
+             */
+            dialects?: components["schemas"]["DialectName"][] | null;
+            /** @description Default true. */
+            enabled?: boolean | null;
+            /** @description Public model names it serves (at most 500); absent or empty: any. */
+            models?: string[] | null;
+            /**
+             * @description Unique, 1 to 64 characters.
+             * @example cliproxy-1
+             */
+            name: string;
+            /**
+             * Format: int32
+             * @description Higher is tried first, -1000 to 1000; default 0.
+             */
+            priority?: number | null;
+            /**
+             * Format: int32
+             * @description Seconds to the response headers, 1 to 3600; default `UPSTREAM_TIMEOUT_SECS`.
+             */
+            timeout_secs?: number | null;
+            /**
+             * Format: int32
+             * @description Share of traffic inside its priority group, 1 to 1000; default 1.
+             */
+            weight?: number | null;
+        };
+        /** @description A channel as the API shows it: never its key, only a preview. */
+        ChannelView: {
+            /** @description Public model name → the channel's name for it. */
+            aliases: {
+                [key: string]: string;
+            };
+            /**
+             * @description `…` and the key's last four characters (only `…` for a key under 12 characters); null
+             *     when the channel sends none.
+             */
+            api_key_preview?: string | null;
+            base_url: string;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Empty: all. */
+            dialects: components["schemas"]["DialectName"][];
+            enabled: boolean;
+            health?: null | components["schemas"]["ChannelHealth"];
+            /** Format: int64 */
+            id: number;
+            /** @description Public model names it serves; empty: any. */
+            models: string[];
+            name: string;
+            /** Format: int32 */
+            priority: number;
+            /**
+             * Format: int32
+             * @description Seconds to the response headers; null: `UPSTREAM_TIMEOUT_SECS`.
+             */
+            timeout_secs?: number | null;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: int32 */
+            weight: number;
+        };
         /** @description Body of `POST /api/tokens/check`. */
         CheckRequest: {
             /**
@@ -1085,6 +1234,11 @@ export interface components {
              */
             date: string;
         };
+        /**
+         * @description An LLM API dialect an upstream channel speaks.
+         * @enum {string}
+         */
+        DialectName: "openai" | "anthropic" | "gemini";
         /** @description Body of the discount route. */
         DiscountRequest: {
             /**
@@ -1788,6 +1942,357 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_channels: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"][];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description The body is not well-formed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description The body is not well-formed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     import_keys: {
         parameters: {
             query?: never;

@@ -1,0 +1,336 @@
+//! Upstream channels (see [`apihub_core::channel`]): the service the LLM proxy forwards through.
+//!
+//! For each request it picks the channels that serve the request's dialect and model, orders them
+//! (priority, then weighted random, channels whose breaker is open last) and tries them in turn
+//! while nothing has reached the client: a connect error, a timeout to the headers, a 5xx or a 429
+//! moves on to the next, up to `UPSTREAM_MAX_ATTEMPTS`. It sits inside the billing layer, so a
+//! request has one hold and at most one charge whatever the number of attempts; the channel that
+//! answered and the attempts go into the usage row ([`ServedBy`]).
+//!
+//! With no channel stored, `UPSTREAM_URL` and `UPSTREAM_API_KEY` are the one channel, `default`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use apihub_core::channel::{Breaker, BreakerPolicy, BreakerState, ChannelId, ChannelSpec, ChannelStore, attempt_order};
+use apihub_core::store::StoreError;
+use apihub_core::usage::{Dialect, RequestInfo};
+use apihub_tower::body::BoxError;
+use apihub_tower::context::ServedBy;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use tower::{Service, ServiceExt};
+
+use super::UpstreamBody;
+use super::rename::{Rename, Renamed};
+use super::upstream::{Upstream, UpstreamConfig};
+
+/// What every channel shares: the fallback upstream and the timeouts.
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    /// `UPSTREAM_URL` and `UPSTREAM_API_KEY`: the channel used when none is stored.
+    pub fallback: ChannelSpec,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Time to the response headers, unless the channel sets its own.
+    pub timeout: Duration,
+    /// Longest wait for the next bytes of a response body.
+    pub idle_timeout: Duration,
+    /// Most channels tried for one request.
+    pub max_attempts: usize,
+    /// When a channel's breaker opens and for how long.
+    pub breaker: BreakerPolicy,
+}
+
+/// A channel's health, kept across reloads of its definition.
+#[derive(Debug, Default)]
+struct Health {
+    breaker: Mutex<Breaker>,
+    answered: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A channel ready to take requests.
+struct Live {
+    spec: ChannelSpec,
+    upstream: Upstream,
+    timeout: Duration,
+    health: Arc<Health>,
+}
+
+/// A channel's state for `/metrics` and the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelStatus {
+    /// Its id (`None`: the fallback from `UPSTREAM_URL`).
+    pub id: Option<ChannelId>,
+    /// Its name.
+    pub name: String,
+    /// Its breaker.
+    pub state: BreakerState,
+    /// Consecutive failures.
+    pub consecutive_failures: u32,
+    /// Attempts it answered (any status but 5xx and 429) since this node started.
+    pub answered: u64,
+    /// Attempts that failed (connect error, timeout, 5xx, 429) since this node started.
+    pub failed: u64,
+}
+
+/// The channels in use, each with its id (`None`: the fallback).
+type LiveChannels = Vec<(Option<ChannelId>, Arc<Live>)>;
+
+/// The channels, rebuilt whole on every reload (health carried over by id).
+pub struct ChannelTable {
+    store: Arc<dyn ChannelStore>,
+    settings: ChannelSettings,
+    live: RwLock<Arc<LiveChannels>>,
+    epoch: Instant,
+}
+
+impl ChannelTable {
+    /// Loads the channels from `store`.
+    pub async fn load(store: Arc<dyn ChannelStore>, settings: ChannelSettings) -> Result<Arc<Self>, StoreError> {
+        let table = Arc::new(ChannelTable { store, settings, live: RwLock::default(), epoch: Instant::now() });
+        table.reload().await?;
+        Ok(table)
+    }
+
+    /// Reads the channels again. A stored channel this node cannot use is left out (and logged).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let stored = self.store.channels().await?;
+        let previous = self.current();
+        let health_of = |id: Option<ChannelId>| {
+            previous.iter().find(|(old, _)| *old == id).map(|(_, live)| live.health.clone()).unwrap_or_default()
+        };
+        let mut live = Vec::new();
+        if stored.is_empty() {
+            let spec = self.settings.fallback.clone();
+            match self.build(spec, health_of(None)) {
+                Ok(channel) => live.push((None, Arc::new(channel))),
+                Err(error) => tracing::error!(%error, "UPSTREAM_URL cannot be used"),
+            }
+        }
+        for channel in stored.into_iter().filter(|c| c.spec.enabled) {
+            let id = channel.id;
+            match self.build(channel.spec, health_of(Some(id))) {
+                Ok(built) => live.push((Some(id), Arc::new(built))),
+                Err(error) => tracing::error!(channel = id, %error, "a channel cannot be used; left out"),
+            }
+        }
+        if let Ok(mut current) = self.live.write() {
+            *current = Arc::new(live);
+        }
+        Ok(())
+    }
+
+    fn build(&self, spec: ChannelSpec, health: Arc<Health>) -> anyhow::Result<Live> {
+        let settings = &self.settings;
+        let upstream = Upstream::new(&UpstreamConfig {
+            url: spec.base_url.clone(),
+            api_key: spec.api_key.clone(),
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+        })?;
+        let timeout = spec.timeout_secs.map_or(settings.timeout, |s| Duration::from_secs(u64::from(s)));
+        Ok(Live { spec, upstream, timeout, health })
+    }
+
+    fn current(&self) -> Arc<LiveChannels> {
+        self.live.read().map(|live| live.clone()).unwrap_or_default()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Where the channels are stored.
+    pub fn store(&self) -> &Arc<dyn ChannelStore> {
+        &self.store
+    }
+
+    /// Every channel in use and its health.
+    pub fn statuses(&self) -> Vec<ChannelStatus> {
+        let now = self.now_ms();
+        self.current()
+            .iter()
+            .map(|(id, live)| {
+                let breaker = live.health.breaker.lock().map(|b| b.clone()).unwrap_or_default();
+                ChannelStatus {
+                    id: *id,
+                    name: live.spec.name.clone(),
+                    state: breaker.state(now),
+                    consecutive_failures: breaker.failures(),
+                    answered: live.health.answered.load(Ordering::Relaxed),
+                    failed: live.health.failed.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// The channels to try for a request in `dialect` for `model` (any model when `None`), in order.
+    fn plan(&self, dialect: Dialect, model: Option<&str>) -> Vec<Arc<Live>> {
+        let now = self.now_ms();
+        let live = self.current();
+        let serving: Vec<&Arc<Live>> = live
+            .iter()
+            .map(|(_, live)| live)
+            .filter(|live| match model {
+                Some(model) => live.spec.serves(dialect, model),
+                None => live.spec.enabled && (live.spec.dialects.is_empty() || live.spec.dialects.contains(&dialect)),
+            })
+            .collect();
+        let candidates: Vec<(&ChannelSpec, bool)> = serving
+            .iter()
+            .map(|live| (&live.spec, live.health.breaker.lock().map(|b| b.allows(now)).unwrap_or(true)))
+            .collect();
+        let order = attempt_order(&candidates, |n| rand::random_range(0..n.max(1)));
+        order.into_iter().take(self.settings.max_attempts.max(1)).map(|i| serving[i].clone()).collect()
+    }
+
+    /// The service the proxy forwards through.
+    pub fn service(self: &Arc<Self>) -> Channels {
+        Channels { table: self.clone() }
+    }
+}
+
+/// No channel serves the request.
+#[derive(Debug, thiserror::Error)]
+#[error("no enabled channel serves `{0}`")]
+pub struct NoChannel(String);
+
+/// Forwards a request through the table's channels, with failover.
+#[derive(Clone)]
+pub struct Channels {
+    table: Arc<ChannelTable>,
+}
+
+impl Service<Request<Body>> for Channels {
+    type Response = Response<UpstreamBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let table = self.table.clone();
+        Box::pin(async move { forward(&table, request).await })
+    }
+}
+
+/// Whether a channel's answer is a failure to move on from.
+fn failed(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+async fn forward(table: &ChannelTable, request: Request<Body>) -> Result<Response<UpstreamBody>, BoxError> {
+    let path = request.uri().path().to_owned();
+    let info = request.extensions().get::<RequestInfo>().cloned();
+    let dialect = info.as_ref().map_or_else(|| super::dialect::of_path(&path), |info| info.endpoint.dialect());
+    let model = info.as_ref().and_then(|info| info.model.clone());
+    let plan = table.plan(dialect, model.as_deref());
+    if plan.is_empty() {
+        return Err(Box::new(NoChannel(model.unwrap_or_else(|| path.clone()))));
+    }
+    let (parts, body) = request.into_parts();
+    // The proxy's stack has read the body whole already (its size is bounded there).
+    let body = axum::body::to_bytes(body, usize::MAX).await?;
+    let attempts = plan.len();
+    let mut last_error: Option<BoxError> = None;
+    for (n, live) in plan.iter().enumerate() {
+        let last = n + 1 == attempts;
+        let upstream_model = model.as_deref().map(|m| live.spec.upstream_model(m).to_owned());
+        let rename = match (&model, &upstream_model) {
+            (Some(public), Some(upstream)) => Rename::model(upstream, public),
+            _ => None,
+        };
+        let attempt = build_request(&parts, &body, rename.as_ref().and(model.as_deref()), upstream_model.as_deref())?;
+        if let Ok(mut breaker) = live.health.breaker.lock() {
+            breaker.attempt(table.now_ms());
+        }
+        let sent = tokio::time::timeout(live.timeout, live.upstream.clone().oneshot(attempt)).await;
+        let outcome = match sent {
+            Ok(Ok(response)) if !failed(response.status()) || last => Ok(response),
+            Ok(Ok(response)) => Err(format!("answered {}", response.status()).into()),
+            Ok(Err(error)) => Err(error),
+            // The billing layer answers tower's `Elapsed` with a 504.
+            Err(_) => Err(Box::new(tower::timeout::error::Elapsed::new()) as BoxError),
+        };
+        match outcome {
+            Ok(mut response) => {
+                record(table, live, !failed(response.status()));
+                response.extensions_mut().insert(ServedBy { upstream: live.spec.name.clone(), attempts: n as u32 + 1 });
+                if rename.is_some() {
+                    response.headers_mut().remove(header::CONTENT_LENGTH);
+                }
+                return Ok(response.map(|body| Renamed::new(body, rename)));
+            }
+            Err(error) => {
+                record(table, live, false);
+                tracing::warn!(channel = %live.spec.name, attempt = n + 1, %error, "a channel failed; trying the next");
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Box::new(NoChannel(path))))
+}
+
+fn record(table: &ChannelTable, live: &Live, ok: bool) {
+    let counter = if ok { &live.health.answered } else { &live.health.failed };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut breaker) = live.health.breaker.lock() {
+        if ok {
+            breaker.success();
+        } else {
+            breaker.failure(table.now_ms(), &table.settings.breaker);
+        }
+    }
+}
+
+/// One attempt's request: the client's, with the model renamed for the channel when it has an
+/// alias for it (`public` is then the client's name, `upstream` the channel's).
+fn build_request(
+    parts: &http::request::Parts,
+    body: &Bytes,
+    public: Option<&str>,
+    upstream: Option<&str>,
+) -> Result<Request<Body>, BoxError> {
+    let mut request = Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).version(parts.version);
+    if let Some(headers) = request.headers_mut() {
+        *headers = parts.headers.clone();
+    }
+    let (Some(public), Some(upstream)) = (public, upstream) else {
+        return Ok(request.body(Body::from(body.clone()))?);
+    };
+    // Gemini names the model in the path, the other dialects in the body.
+    let path = parts.uri.path();
+    let gemini_segment = format!("/models/{public}:");
+    if path.contains(&gemini_segment) {
+        let renamed = path.replacen(&gemini_segment, &format!("/models/{upstream}:"), 1);
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{renamed}?{query}"),
+            None => renamed,
+        };
+        request = request.uri(path_and_query);
+        return Ok(request.body(Body::from(body.clone()))?);
+    }
+    let mut json: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(object) = json.as_object_mut() {
+        object.insert("model".into(), serde_json::Value::String(upstream.to_owned()));
+    }
+    let body = serde_json::to_vec(&json)?;
+    let mut request = request.body(Body::from(body))?;
+    request.headers_mut().remove(header::CONTENT_LENGTH);
+    Ok(request)
+}
+
+/// Channel statuses by id, for the API.
+pub fn statuses_by_id(table: &ChannelTable) -> HashMap<ChannelId, ChannelStatus> {
+    table.statuses().into_iter().filter_map(|status| status.id.map(|id| (id, status))).collect()
+}

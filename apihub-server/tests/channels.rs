@@ -1,0 +1,155 @@
+//! Upstream channels, on SQLite and PostgreSQL: failover before the first byte with one hold and
+//! one charge, the circuit breaker, model aliases both ways, model routing, `UPSTREAM_URL` as the
+//! channel when none is stored, and the admin API.
+
+mod common;
+
+use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream};
+use common::gateway::{Auth, Gateway, UPSTREAM_KEY};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const MODEL: &str = "gpt-4o-mini";
+
+fn chat(stream: bool) -> Value {
+    json!({"model": MODEL, "stream": stream, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+/// A mock upstream that answers every request with `status` (or normally with `None`).
+async fn mock(status: Option<StatusCode>) -> MockUpstream {
+    let behaviour = Behaviour { status, ..Behaviour::default() };
+    MockUpstream::start(MockConfig { api_key: Some(UPSTREAM_KEY.into()), behaviour, ..MockConfig::default() })
+        .await
+        .expect("mock upstream")
+}
+
+/// Creates a channel as the administrator; returns its view.
+async fn channel(gw: &Gateway, fields: Value) -> Value {
+    gw.app.post("/api/admin/channels", &gw.admin, fields).await.expect(StatusCode::CREATED)
+}
+
+async fn a_failing_channel_fails_over_to_the_next_with_one_hold_and_one_charge(gw: Gateway) {
+    gw.price(MODEL, "1.5", "6").await;
+    let alice = gw.customer("alice", "10", "1", json!({})).await;
+    let broken = mock(Some(StatusCode::INTERNAL_SERVER_ERROR)).await;
+    channel(&gw, json!({"name": "primary", "base_url": broken.url(), "api_key": UPSTREAM_KEY, "priority": 10})).await;
+    channel(&gw, json!({"name": "backup", "base_url": gw.mock.url(), "api_key": UPSTREAM_KEY})).await;
+
+    for (n, stream) in [false, true, false].into_iter().enumerate() {
+        let got = gw.post("/v1/chat/completions", Auth::Bearer(&alice.key), &[], &chat(stream)).await;
+        got.expect(StatusCode::OK);
+        assert_eq!(broken.stats().total(), n as u64 + 1, "the primary was tried first");
+    }
+    assert_eq!(gw.consumes(alice.user_id).await.len(), 3, "one charge per client request");
+    let usage = gw.usage(alice.user_id).await;
+    assert_eq!(usage.len(), 3, "one usage row per client request");
+    for row in &usage {
+        assert_eq!((row.channel.as_deref(), row.attempts, row.status), (Some("backup"), 2, 200), "{row:?}");
+    }
+
+    // Three failures in a row opened the primary's breaker: it is skipped, not tried first.
+    gw.post("/v1/chat/completions", Auth::Bearer(&alice.key), &[], &chat(false)).await.expect(StatusCode::OK);
+    assert_eq!(broken.stats().total(), 3, "an open channel is tried only after the healthy ones");
+    let views = gw.app.get("/api/admin/channels", &gw.admin).await.expect(StatusCode::OK);
+    let primary = views.as_array().unwrap().iter().find(|c| c["name"] == "primary").unwrap();
+    assert_eq!(primary["health"]["state"], "open", "{primary}");
+    let metrics = gw.app.call(Method::GET, "/metrics", None, None).await.body;
+    let text = metrics.as_str().unwrap_or_default();
+    assert!(text.contains("apihub_channel_state{channel=\"primary\",state=\"open\"} 1"), "{text}");
+    assert!(text.contains("apihub_channel_attempts_total{channel=\"backup\",result=\"answered\"} 4"), "{text}");
+    gw.assert_settled(alice.user_id).await;
+}
+
+async fn when_every_channel_fails_the_last_answer_passes_through_and_costs_nothing(gw: Gateway) {
+    gw.price(MODEL, "1.5", "6").await;
+    let bob = gw.customer("bob", "10", "1", json!({})).await;
+    let (one, two) = (mock(Some(StatusCode::TOO_MANY_REQUESTS)).await, mock(Some(StatusCode::BAD_GATEWAY)).await);
+    channel(&gw, json!({"name": "one", "base_url": one.url(), "api_key": UPSTREAM_KEY, "priority": 1})).await;
+    channel(&gw, json!({"name": "two", "base_url": two.url(), "api_key": UPSTREAM_KEY})).await;
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&bob.key), &[], &chat(false)).await;
+    got.expect(StatusCode::BAD_GATEWAY);
+    assert_eq!((one.stats().total(), two.stats().total()), (1, 1));
+    assert!(gw.consumes(bob.user_id).await.is_empty(), "a failed request costs nothing");
+    let usage = gw.usage(bob.user_id).await;
+    assert_eq!((usage[0].channel.as_deref(), usage[0].attempts), (Some("two"), 2));
+    gw.assert_settled(bob.user_id).await;
+}
+
+async fn an_alias_renames_the_model_upstream_and_back_for_the_client(gw: Gateway) {
+    gw.price(MODEL, "1.5", "6").await;
+    let carol = gw.customer("carol", "10", "1", json!({})).await;
+    let aliases = json!({MODEL: "gpt-4o-mini-2024-07-18"});
+    let fields = json!({"name": "dated", "base_url": gw.mock.url(), "api_key": UPSTREAM_KEY, "aliases": aliases});
+    channel(&gw, fields).await;
+
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&carol.key), &[], &chat(false)).await;
+    assert_eq!(got.expect(StatusCode::OK).json()["model"], MODEL);
+    let seen = gw.last_upstream_request().json().expect("a JSON body");
+    assert_eq!(seen["model"], "gpt-4o-mini-2024-07-18", "the channel's name went upstream");
+
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&carol.key), &[], &chat(true)).await;
+    got.expect(StatusCode::OK);
+    let text = got.text();
+    assert!(!text.contains("2024-07-18"), "the stream shows only the public name: {text}");
+    assert!(text.contains(&format!("\"model\":\"{MODEL}\"")), "{text}");
+    let consumes = gw.consumes(carol.user_id).await;
+    assert_eq!(consumes.len(), 2, "both billed at the public model's price");
+    assert!(gw.usage(carol.user_id).await.iter().all(|row| row.model == MODEL));
+}
+
+async fn channels_serve_only_their_models_and_without_channels_the_upstream_url_does(gw: Gateway) {
+    gw.price(MODEL, "1.5", "6").await;
+    let dave = gw.customer("dave", "10", "1", json!({})).await;
+    gw.post("/v1/chat/completions", Auth::Bearer(&dave.key), &[], &chat(false)).await.expect(StatusCode::OK);
+    assert_eq!(gw.usage(dave.user_id).await[0].channel.as_deref(), Some("default"));
+
+    let other = mock(None).await;
+    let fields = json!({"name": "gpt-4o only", "base_url": other.url(), "api_key": UPSTREAM_KEY, "models": ["gpt-4o"]});
+    let created = channel(&gw, fields).await;
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&dave.key), &[], &chat(false)).await;
+    got.expect(StatusCode::BAD_GATEWAY);
+    assert_eq!(other.stats().total(), 0, "no channel serves the model: nothing is sent anywhere");
+    let before = gw.mock.stats().total();
+
+    let path = format!("/api/admin/channels/{}", created["id"]);
+    gw.app.call(Method::DELETE, &path, Some(&gw.admin), None).await.expect(StatusCode::NO_CONTENT);
+    gw.post("/v1/chat/completions", Auth::Bearer(&dave.key), &[], &chat(false)).await.expect(StatusCode::OK);
+    assert_eq!(gw.mock.stats().total(), before + 1, "with no channel left, UPSTREAM_URL serves again");
+    assert_eq!(gw.consumes(dave.user_id).await.len(), 2);
+}
+
+async fn the_admin_api_hides_keys_and_checks_definitions(gw: Gateway) {
+    let fields = json!({"name": "main", "base_url": gw.mock.url(), "api_key": "sk-secret-upstream-9876",
+        "dialects": ["openai", "anthropic"], "weight": 5, "timeout_secs": 30});
+    let created = channel(&gw, fields.clone()).await;
+    assert_eq!(created["api_key_preview"], "…9876");
+    assert!(!created.to_string().contains("sk-secret"), "{created}");
+    assert_eq!(created["dialects"], json!(["openai", "anthropic"]));
+    gw.app.post("/api/admin/channels", &gw.admin, fields).await.expect_error(StatusCode::CONFLICT, "conflict");
+
+    for bad in [
+        json!({"name": "x", "base_url": "https://tls.example"}),
+        json!({"name": "x", "base_url": gw.mock.url(), "weight": 0}),
+        json!({"name": "x", "base_url": gw.mock.url(), "dialects": ["cohere"]}),
+        json!({"name": "", "base_url": gw.mock.url()}),
+    ] {
+        gw.app.post("/api/admin/channels", &gw.admin, bad).await.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // An update without `api_key` keeps the key.
+    let path = format!("/api/admin/channels/{}", created["id"]);
+    let body = json!({"name": "main", "base_url": gw.mock.url(), "priority": 3});
+    let updated = gw.app.call(Method::PUT, &path, Some(&gw.admin), Some(body)).await.expect(StatusCode::OK);
+    assert_eq!((updated["api_key_preview"].clone(), updated["priority"].clone()), (json!("…9876"), json!(3)));
+
+    let (_, user) = gw.app.user("erin").await;
+    gw.app.get("/api/admin/channels", &user).await.expect(StatusCode::FORBIDDEN);
+}
+
+db_tests!(
+    fixture = crate::common::gateway::Gateway::start;
+    a_failing_channel_fails_over_to_the_next_with_one_hold_and_one_charge,
+    when_every_channel_fails_the_last_answer_passes_through_and_costs_nothing,
+    an_alias_renames_the_model_upstream_and_back_for_the_client,
+    channels_serve_only_their_models_and_without_channels_the_upstream_url_does,
+    the_admin_api_hides_keys_and_checks_definitions,
+);
