@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod prices;
 pub mod recharge;
 pub mod redemption;
+pub mod requests;
 pub mod stats;
 pub mod tokens;
 pub mod tokens_admin;
@@ -109,6 +110,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(prices::set_price, prices::delete_price))
         .routes(routes!(metered_routes::list_routes, metered_routes::create_route))
         .routes(routes!(metered_routes::get_route, metered_routes::update_route, metered_routes::delete_route))
+        .routes(routes!(requests::my_requests))
+        .routes(routes!(requests::export_my_requests))
+        .routes(routes!(requests::admin_requests))
+        .routes(routes!(requests::export_admin_requests))
         .routes(routes!(stats::my_stats))
         .routes(routes!(stats::key_stats))
         .routes(routes!(stats::admin_overview))

@@ -256,6 +256,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         shutdown_readiness_delay_secs: 0,
         upstream_idle_timeout_secs: 300,
         cors_allow_origins: Vec::new(),
+        usage_log_retention_days: None,
         currency: "CNY".into(),
         ui_dir: Some(PathBuf::from("no-ui-in-tests")),
         redis: None,
