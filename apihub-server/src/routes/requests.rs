@@ -116,6 +116,7 @@ pub enum ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct FormatQuery {
     /// `csv` (the default) or `ndjson`.
+    #[param(inline)]
     pub format: Option<ExportFormat>,
 }
 
