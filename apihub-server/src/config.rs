@@ -310,7 +310,9 @@ fn retention_days(configured: Option<String>) -> anyhow::Result<Option<u32>> {
     let Some(text) = configured else { return Ok(None) };
     match text.parse::<u32>() {
         Ok(days) if (1..=365_000).contains(&days) => Ok(Some(days)),
-        _ => bail!("USAGE_LOG_RETENTION_DAYS=`{text}` must be a whole number of days from 1 to 365000 (unset: keep all)"),
+        _ => {
+            bail!("USAGE_LOG_RETENTION_DAYS=`{text}` must be a whole number of days from 1 to 365000 (unset: keep all)")
+        }
     }
 }
 

@@ -56,7 +56,8 @@ async fn cost_headers_equal_the_ledger_and_the_log_lists_every_request(gw: Gatew
     made.push((id, Money::ZERO.checked_sub(row.amount).expect("charge"), 200));
 
     // The upstream's own error passes through with the id, and costs nothing.
-    let got = gw.post("/v1/chat/completions", Auth::Bearer(&alice.key), &[("x-mock-status", "503")], &chat("x", false)).await;
+    let got =
+        gw.post("/v1/chat/completions", Auth::Bearer(&alice.key), &[("x-mock-status", "503")], &chat("x", false)).await;
     got.expect(StatusCode::SERVICE_UNAVAILABLE);
     let id = got.header("x-apihub-request-id").expect("a request id").to_owned();
     assert_eq!(got.header("x-apihub-cost"), None);
@@ -80,7 +81,10 @@ async fn cost_headers_equal_the_ledger_and_the_log_lists_every_request(gw: Gatew
     made.reverse();
     assert_eq!(listed, made);
     let first = &page["items"][3];
-    assert_eq!((&first["key_id"], &first["model"], &first["stream"]), (&json!(alice.key_id), &json!(MODEL), &json!(false)));
+    assert_eq!(
+        (&first["key_id"], &first["model"], &first["stream"]),
+        (&json!(alice.key_id), &json!(MODEL), &json!(false))
+    );
     assert_eq!((&first["user_discount"], &first["key_discount"]), (&json!(0.85), &json!(0.7)));
     assert_eq!(page["items"][1]["stream"], true);
 }

@@ -21,7 +21,14 @@ fn at(rfc3339: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(rfc3339).expect("time").with_timezone(&Utc)
 }
 
-fn record(created_at: DateTime<Utc>, user_id: i64, key_id: i64, model: &str, status: u16, charged: &str) -> UsageRecord {
+fn record(
+    created_at: DateTime<Utc>,
+    user_id: i64,
+    key_id: i64,
+    model: &str,
+    status: u16,
+    charged: &str,
+) -> UsageRecord {
     UsageRecord {
         request_id: uuid::Uuid::new_v4().to_string(),
         user_id,
@@ -104,9 +111,15 @@ async fn pages_follow_the_cursor_newest_first_and_filters_narrow(app: TestApp) {
     assert_eq!(page["next_cursor"], Value::Null, "the last page says so");
     let first = &page["items"][3];
     assert_eq!(first["key_name"], "ci, \"nightly\"");
-    assert_eq!((&first["status"], &first["model"], &first["username"]), (&json!(429), &json!("claude-3"), &json!("alice")));
+    assert_eq!(
+        (&first["status"], &first["model"], &first["username"]),
+        (&json!(429), &json!("claude-3"), &json!("alice"))
+    );
     let oldest = &page["items"][5];
-    assert_eq!((&oldest["charged"], &oldest["raw_cost"], &oldest["user_discount"]), (&json!(0.5), &json!(0.5), &json!(1)));
+    assert_eq!(
+        (&oldest["charged"], &oldest["raw_cost"], &oldest["user_discount"]),
+        (&json!(0.5), &json!(0.5), &json!(1))
+    );
     assert_eq!((&oldest["prompt_tokens"], &oldest["cached_tokens"]), (&json!(10), &json!(3)));
     assert_eq!((&oldest["usage_source"], &oldest["created_at"]), (&json!("reported"), &json!("2025-06-01T00:00:00Z")));
     assert_eq!(oldest["key_name"], "laptop");
@@ -134,8 +147,10 @@ async fn pages_follow_the_cursor_newest_first_and_filters_narrow(app: TestApp) {
 
     // Bad input is a clear 422.
     for query in ["limit=0", "limit=201", "cursor=abc", "cursor=1-", "status=2xx", "from=2025-13-01", "to=yesterday"] {
-        let message =
-            app.get(&format!("/api/usage/requests?{query}"), &alice.1).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+        let message = app
+            .get(&format!("/api/usage/requests?{query}"), &alice.1)
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
         assert!(!message.is_empty(), "{query}");
     }
 }
@@ -182,7 +197,10 @@ async fn exports_are_quoted_csv_with_a_bom_or_ndjson(app: TestApp) {
     let text = String::from_utf8(body.concat()).expect("UTF-8");
     let items: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     assert_eq!(items.len(), 1);
-    assert_eq!((&items[0]["request_id"], &items[0]["key_name"]), (&json!(rows[1].request_id), &json!("a \"quoted\", key")));
+    assert_eq!(
+        (&items[0]["request_id"], &items[0]["key_name"]),
+        (&json!(rows[1].request_id), &json!("a \"quoted\", key"))
+    );
 
     // Nothing to export: CSV is still its header.
     let (_, body) = frames(&app, "/api/usage/requests/export?model=none", &alice.1).await;
@@ -320,8 +338,16 @@ async fn a_deep_page_of_a_million_rows_is_an_index_range_scan(app: TestApp) {
         ("user, deep page", &alice.1, format!("/api/usage/requests?limit=50&cursor={cursor}")),
         ("admin, first page", &admin, "/api/admin/usage/requests?limit=200".to_owned()),
         ("admin, deep page", &admin, format!("/api/admin/usage/requests?limit=200&cursor={cursor}")),
-        ("admin, deep page of errors", &admin, format!("/api/admin/usage/requests?limit=50&status=error&cursor={cursor}")),
-        ("admin, deep page of one key", &admin, format!("/api/admin/usage/requests?limit=50&key_id={bob_key}&cursor={cursor}")),
+        (
+            "admin, deep page of errors",
+            &admin,
+            format!("/api/admin/usage/requests?limit=50&status=error&cursor={cursor}"),
+        ),
+        (
+            "admin, deep page of one key",
+            &admin,
+            format!("/api/admin/usage/requests?limit=50&key_id={bob_key}&cursor={cursor}"),
+        ),
     ] {
         let (page, took) = timed(&app, token, &path).await;
         let items = page["items"].as_array().expect("items");
@@ -350,7 +376,11 @@ async fn an_export_of_100000_rows_streams_in_bounded_chunks(app: TestApp) {
     assert_eq!(lines, 100_001, "a header and every row");
     assert!(body.len() >= 100, "streamed in chunks of 1,000 rows, not whole: {} chunks", body.len());
     assert!(largest < 512 * 1024, "each chunk is small: {largest} bytes");
-    eprintln!("{:?}: exported 100,000 rows ({bytes} bytes) in {} chunks of at most {largest} bytes in {took:.1?}", backend(&app), body.len());
+    eprintln!(
+        "{:?}: exported 100,000 rows ({bytes} bytes) in {} chunks of at most {largest} bytes in {took:.1?}",
+        backend(&app),
+        body.len()
+    );
 }
 
 async fn retention_deletes_only_rows_older_than_the_limit(app: TestApp) {
@@ -373,7 +403,10 @@ async fn retention_deletes_only_rows_older_than_the_limit(app: TestApp) {
     let kept: Vec<String> = rows[4..].iter().rev().map(|r| r.request_id.clone()).collect();
     assert_eq!(left, kept);
     // Nothing more to do.
-    assert_eq!(apihub_server::retention::prune(app.state.request_log.as_ref(), cutoff, 2, Duration::ZERO).await.unwrap(), 0);
+    assert_eq!(
+        apihub_server::retention::prune(app.state.request_log.as_ref(), cutoff, 2, Duration::ZERO).await.unwrap(),
+        0
+    );
 }
 
 db_tests!(

@@ -53,9 +53,9 @@ impl RequestLogStore for SqlStore {
                 q = q.filter(usage_logs::created_at.lt(to.timestamp_millis()));
             }
             if let Some(Cursor { created_at_ms, id }) = after {
-                q = q.filter(usage_logs::created_at.le(created_at_ms)).filter(
-                    usage_logs::created_at.lt(created_at_ms).or(usage_logs::id.lt(id)),
-                );
+                q = q
+                    .filter(usage_logs::created_at.le(created_at_ms))
+                    .filter(usage_logs::created_at.lt(created_at_ms).or(usage_logs::id.lt(id)));
             }
             let rows: Vec<(i64, UsageRow)> = q
                 .order((usage_logs::created_at.desc(), usage_logs::id.desc()))

@@ -52,10 +52,9 @@ pub struct FilterQuery {
 impl FilterQuery {
     fn filter(&self) -> Result<RequestFilter, ApiError> {
         let status = match &self.status {
-            Some(text) => Some(
-                StatusFilter::parse(text)
-                    .ok_or_else(|| ApiError::Validation("`status` must be a three-digit status, `ok` or `error`".into()))?,
-            ),
+            Some(text) => Some(StatusFilter::parse(text).ok_or_else(|| {
+                ApiError::Validation("`status` must be a three-digit status, `ok` or `error`".into())
+            })?),
             None => None,
         };
         let from = self.from.as_deref().map(|t| parse_bound(t, "from", false)).transpose()?;
@@ -86,12 +85,13 @@ pub struct PageQuery {
 
 impl PageQuery {
     fn read(&self) -> Result<(Option<Cursor>, u32), ApiError> {
-        let cursor = match &self.cursor {
-            Some(text) => Some(Cursor::parse(text).ok_or_else(|| {
-                ApiError::Validation("`cursor` must be a `next_cursor` from a previous page".into())
-            })?),
-            None => None,
-        };
+        let cursor =
+            match &self.cursor {
+                Some(text) => Some(Cursor::parse(text).ok_or_else(|| {
+                    ApiError::Validation("`cursor` must be a `next_cursor` from a previous page".into())
+                })?),
+                None => None,
+            };
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ApiError::Validation(format!("`limit` must be from 1 to {MAX_PAGE}")));
