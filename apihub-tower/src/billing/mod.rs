@@ -16,9 +16,8 @@
 //!    ([`charge`](apihub_core::pricing::charge)) — is settled, all of it even above the hold (the
 //!    excess is the record's `overage`), and a usage record goes to the [`UsageSink`]. A
 //!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]);
-//! 5. every forwarded request's response carries its request id ([`REQUEST_ID`]). A body read
-//!    whole to be billed (JSON, not a dialect's stream) is read, and settled, before its headers
-//!    go out, which then carry the charge ([`COST`]) and, where the store knows it without a
+//! 5. every forwarded request's response carries its request id ([`REQUEST_ID`]). A body that
+//!    is not an event stream (JSON) is read, and settled, before its headers go out, which then carry the charge ([`COST`]) and, where the store knows it without a
 //!    round trip, the balance after it ([`BALANCE`]); one larger than
 //!    [`BillingConfig::max_metered_body`] goes out as it comes, without them.
 //!

@@ -345,13 +345,14 @@ where
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             // Only the dialects' streams are read as they pass; any other SSE body (a per-call
             // API's) is read whole by the extractor, like JSON, so it is billed like JSON too.
-            let streamed = is_sse && reads_streams(plan.info.endpoint);
-            let meter = if streamed {
+            let meter = if is_sse && reads_streams(plan.info.endpoint) {
                 Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
             } else {
                 Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
             };
-            let receipt = (!streamed).then(|| Arc::new(OnceLock::new()));
+            // Only a body that is not a stream of events (not even a per-call API's) waits for
+            // its cost: holding back a stream's events would hold back what it is for.
+            let receipt = (!is_sse).then(|| Arc::new(OnceLock::new()));
             let mut record = record;
             record.status = status.as_u16();
             record.upstream_latency_ms = latency_ms;
@@ -376,7 +377,7 @@ where
             let Some(receipt) = receipt else {
                 return Ok(Response::from_parts(parts, gateway_body(body)));
             };
-            // A body read whole to bill it (JSON) is read before its headers go out, and settled,
+            // A body that is not a stream (JSON) is read before its headers go out, and settled,
             // so that they can say what it cost; one above the metering limit (or cut short by
             // the upstream) goes out as it comes, without them.
             let body = match read_whole(body, layer.config.max_metered_body).await {
