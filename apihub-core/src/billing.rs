@@ -197,6 +197,11 @@ pub trait BillingStore: Send + Sync {
     async fn release_stale(&self, age: std::time::Duration) -> Result<u64, BillingError>;
     /// Open holds against a user (for tests and the dashboard).
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError>;
+    /// The user's balance, settled charges included (written or not), when the store knows it
+    /// without a round trip to a database; `None` (the default) when it would take one.
+    fn known_balance(&self, _user_id: UserId) -> Option<Money> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod pricing;
 pub mod recharge;
 pub mod redemption;
+pub mod request_log;
 pub mod route;
 pub mod stats;
 pub mod store;

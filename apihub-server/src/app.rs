@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
+use apihub_core::request_log::RequestLogStore;
 use apihub_core::route::RouteStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
@@ -39,6 +40,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let sql = Arc::new(SqlStore::new(db.clone()));
     let store: Arc<dyn Store> = sql.clone();
     let stats: Arc<dyn StatsStore> = sql.clone();
+    let request_log: Arc<dyn RequestLogStore> = sql.clone();
     let redemption: Arc<dyn RedemptionStore> = sql.clone();
     let recharge: Arc<dyn RechargeStore> = sql.clone();
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
@@ -94,6 +96,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState {
         store,
         stats,
+        request_log,
         redemption,
         recharge,
         routes,
@@ -118,8 +121,9 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Background upkeep for a serving gateway: releases orphaned holds, reloads prices, metered
-/// routes and channels every few seconds (the bound for a change made on another node without Redis) and, with Redis, applies
-/// other nodes' invalidations at once. Abort the handles at shutdown.
+/// routes and channels every few seconds (the bound for a change made on another node without
+/// Redis), with `USAGE_LOG_RETENTION_DAYS` prunes expired usage rows and, with Redis, applies other
+/// nodes' invalidations at once. Abort the handles at shutdown.
 pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let store = state.store.clone();
     let sweeper = tokio::spawn(async move {
@@ -150,6 +154,9 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     });
     let mut tasks = vec![sweeper, refresher];
+    if let Some(days) = state.config.usage_log_retention_days {
+        tasks.push(crate::retention::spawn(state.request_log.clone(), days));
+    }
     tasks.extend(state.invalidator.subscribe());
     tasks
 }

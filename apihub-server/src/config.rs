@@ -73,6 +73,9 @@ pub struct Config {
     /// `UPSTREAM_MAX_ATTEMPTS`: most channels tried for one request before its first byte (1 to
     /// 10, default 3; see [`crate::proxy::channels`]).
     pub upstream_max_attempts: usize,
+    /// `USAGE_LOG_RETENTION_DAYS`: usage rows (the per-request log) older than this many days are
+    /// deleted in small batches by a background task; `None` (the default): kept for ever.
+    pub usage_log_retention_days: Option<u32>,
     /// `CURRENCY`: the ISO 4217 code of the money users pay in (default `CNY`), shown by the
     /// dashboard next to prices and payments.
     pub currency: String,
@@ -289,6 +292,7 @@ impl Config {
             shutdown_readiness_delay_secs: parsed("SHUTDOWN_READINESS_DELAY_SECS", 5)?,
             upstream_idle_timeout_secs: parsed("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
             upstream_max_attempts: parsed::<usize>("UPSTREAM_MAX_ATTEMPTS", 3)?.clamp(1, 10),
+            usage_log_retention_days: retention_days(var("USAGE_LOG_RETENTION_DAYS"))?,
             currency: currency(var("CURRENCY"))?,
             cors_allow_origins: var("CORS_ALLOW_ORIGINS")
                 .map(|list| {
@@ -302,6 +306,17 @@ impl Config {
             redis: RedisConfig::parse(var("REDIS_URL"), var("REDIS_KEY_PREFIX"))?,
             epay: EpayConfig::from_vars(var)?,
         })
+    }
+}
+
+/// `USAGE_LOG_RETENTION_DAYS`, vetted: a whole number of days, at least 1; unset keeps every row.
+fn retention_days(configured: Option<String>) -> anyhow::Result<Option<u32>> {
+    let Some(text) = configured else { return Ok(None) };
+    match text.parse::<u32>() {
+        Ok(days) if (1..=365_000).contains(&days) => Ok(Some(days)),
+        _ => {
+            bail!("USAGE_LOG_RETENTION_DAYS=`{text}` must be a whole number of days from 1 to 365000 (unset: keep all)")
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod metered;
 pub mod metrics;
 pub mod mock_upstream;
 pub mod proxy;
+pub mod retention;
 pub mod routes;
 pub mod scale;
 pub mod serve;

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use apihub_core::recharge::RechargeStore;
 use apihub_core::redemption::RedemptionStore;
+use apihub_core::request_log::RequestLogStore;
 use apihub_core::route::RouteStore;
 use apihub_core::stats::StatsStore;
 use apihub_core::store::Store;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Usage statistics, from the same storage.
     pub stats: Arc<dyn StatsStore>,
+    /// The per-request log, from the same storage.
+    pub request_log: Arc<dyn RequestLogStore>,
     /// Redemption codes, from the same storage.
     pub redemption: Arc<dyn RedemptionStore>,
     /// Online recharge orders, from the same storage.

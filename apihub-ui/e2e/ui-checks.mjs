@@ -64,6 +64,7 @@ const PHONE_PAGES = [
   '/keys',
   '/usage',
   '/transactions',
+  '/requests',
   '/playground',
   '/models',
   '/quickstart',
@@ -72,6 +73,7 @@ const PHONE_PAGES = [
   '/admin/keys',
   '/admin/prices',
   '/admin/stats',
+  '/admin/requests',
   '/admin/redemption-codes',
   '/admin/recharge-orders',
 ];

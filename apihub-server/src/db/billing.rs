@@ -196,6 +196,12 @@ impl BillingStore for SqlStore {
         Ok(released)
     }
 
+    /// On SQLite the credit engine has every balance in memory; on PostgreSQL a gateway only
+    /// knows its lease, and the balance would take a read after the batch write: `None`.
+    fn known_balance(&self, user_id: UserId) -> Option<Money> {
+        self.engine().and_then(|engine| engine.funds(user_id)).map(|funds| funds.balance)
+    }
+
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError> {
         if let Some(funds) = self.engine().and_then(|engine| engine.funds(user_id)) {
             return Ok(funds);

@@ -32,6 +32,7 @@ mod ledger;
 mod prices;
 mod recharge;
 mod redemption;
+mod request_log;
 mod routes;
 pub mod schema;
 mod stats;

@@ -14,28 +14,28 @@ use super::{SqlStore, TxError, corrupt, from_millis, load_page, write_op};
 /// A `usage_logs` row (without its id, which only orders rows).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = usage_logs)]
-struct UsageRow {
-    request_id: String,
-    user_id: i64,
-    key_id: i64,
-    model: String,
-    endpoint: String,
-    stream: bool,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-    cached_tokens: i64,
-    raw_cost: i64,
-    user_discount_ppm: i32,
-    key_discount_ppm: i32,
-    charged: i64,
-    status: i32,
-    upstream_latency_ms: i64,
-    usage_source: String,
-    created_at: i64,
-    overage: i64,
-    route_id: Option<i64>,
-    channel: Option<String>,
-    attempts: i32,
+pub(super) struct UsageRow {
+    pub(super) request_id: String,
+    pub(super) user_id: i64,
+    pub(super) key_id: i64,
+    pub(super) model: String,
+    pub(super) endpoint: String,
+    pub(super) stream: bool,
+    pub(super) prompt_tokens: i64,
+    pub(super) completion_tokens: i64,
+    pub(super) cached_tokens: i64,
+    pub(super) raw_cost: i64,
+    pub(super) user_discount_ppm: i32,
+    pub(super) key_discount_ppm: i32,
+    pub(super) charged: i64,
+    pub(super) status: i32,
+    pub(super) upstream_latency_ms: i64,
+    pub(super) usage_source: String,
+    pub(super) created_at: i64,
+    pub(super) overage: i64,
+    pub(super) route_id: Option<i64>,
+    pub(super) channel: Option<String>,
+    pub(super) attempts: i32,
 }
 
 impl UsageRow {
@@ -69,7 +69,7 @@ impl UsageRow {
         }
     }
 
-    fn into_domain(self) -> Result<UsageRecord, StoreError> {
+    pub(super) fn into_domain(self) -> Result<UsageRecord, StoreError> {
         let rate = |ppm: i32| {
             u32::try_from(ppm).ok().and_then(|p| DiscountRate::from_ppm(p).ok()).ok_or_else(|| corrupt("discount", ppm))
         };

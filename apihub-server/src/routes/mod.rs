@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod prices;
 pub mod recharge;
 pub mod redemption;
+pub mod requests;
 pub mod stats;
 pub mod tokens;
 pub mod tokens_admin;
@@ -113,6 +114,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::get_channel, channels::update_channel, channels::delete_channel))
         .routes(routes!(metered_routes::list_routes, metered_routes::create_route))
         .routes(routes!(metered_routes::get_route, metered_routes::update_route, metered_routes::delete_route))
+        .routes(routes!(requests::my_requests))
+        .routes(routes!(requests::export_my_requests))
+        .routes(routes!(requests::admin_requests))
+        .routes(routes!(requests::export_admin_requests))
         .routes(routes!(stats::my_stats))
         .routes(routes!(stats::key_stats))
         .routes(routes!(stats::admin_overview))

@@ -53,7 +53,7 @@ impl RangeQuery {
 }
 
 /// An RFC 3339 time, or a date: its UTC midnight, or for an `end` bound the next midnight.
-fn parse_bound(text: &str, name: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_bound(text: &str, name: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
     let invalid = || ApiError::Validation(format!("`{name}` must be an RFC 3339 time or a YYYY-MM-DD date"));
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));

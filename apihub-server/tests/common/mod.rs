@@ -257,6 +257,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         upstream_idle_timeout_secs: 300,
         upstream_max_attempts: 3,
         cors_allow_origins: Vec::new(),
+        usage_log_retention_days: None,
         currency: "CNY".into(),
         ui_dir: Some(PathBuf::from("no-ui-in-tests")),
         redis: None,

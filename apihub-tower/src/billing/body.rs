@@ -125,3 +125,37 @@ impl<B> Drop for MeteredBody<B> {
         }
     }
 }
+
+/// The bytes already read from a body, then the rest of it (or the error that cut it short).
+pub(crate) struct Prefixed<B> {
+    read: std::collections::VecDeque<Bytes>,
+    rest: Option<Result<B, BoxError>>,
+}
+
+impl<B> Prefixed<B> {
+    pub(crate) fn new(read: Vec<Bytes>, rest: Result<B, BoxError>) -> Self {
+        Prefixed { read: read.into(), rest: Some(rest) }
+    }
+}
+
+impl<B> Body for Prefixed<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(data) = self.read.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match self.rest.as_mut() {
+            None => Poll::Ready(None),
+            Some(Ok(body)) => Pin::new(body).poll_frame(cx),
+            Some(Err(_)) => match self.rest.take() {
+                Some(Err(error)) => Poll::Ready(Some(Err(error))),
+                _ => Poll::Ready(None),
+            },
+        }
+    }
+}

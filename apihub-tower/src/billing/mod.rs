@@ -15,7 +15,11 @@
 //! 4. when the body ends the charge — `cost(price, usage) × user rate × key rate`, rounded once
 //!    ([`charge`](apihub_core::pricing::charge)) — is settled, all of it even above the hold (the
 //!    excess is the record's `overage`), and a usage record goes to the [`UsageSink`]. A
-//!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]).
+//!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]);
+//! 5. every forwarded request's response carries its request id ([`REQUEST_ID`]). A body that
+//!    is not an event stream (JSON) is read, and settled, before its headers go out, which then carry the charge ([`COST`]) and, where the store knows it without a
+//!    round trip, the balance after it ([`BALANCE`]); one larger than
+//!    [`BillingConfig::max_metered_body`] goes out as it comes, without them.
 //!
 //! Billing fails closed: a request without an authenticated key (401, see
 //! [`AuthenticatedKey`](crate::context::AuthenticatedKey)) or that the quota layer did not read
@@ -70,7 +74,7 @@ pub use backlog::SettlementBacklog;
 pub use body::MeteredBody;
 pub use layer::BillingLayer;
 pub use reservation::Reservation;
-pub use service::Billing;
+pub use service::{BALANCE, Billing, COST, REQUEST_ID};
 
 /// Where prices come from.
 pub trait PriceBook: Send + Sync {

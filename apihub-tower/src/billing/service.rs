@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -13,8 +13,10 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
+use http_body_util::{BodyExt, Full};
 use tower::Service;
 
+use super::body::Prefixed;
 use super::meter::{Meter, Outcome};
 use super::{BillingLayer, MeteredBody, Reservation, SettlementBacklog, UsageSink};
 use crate::body::{BoxError, GatewayBody, GatewayError, gateway_body, into_gateway};
@@ -37,6 +39,8 @@ pub(crate) struct Settle {
     sink: Arc<dyn UsageSink>,
     record: UsageRecord,
     backlog: Arc<SettlementBacklog>,
+    /// Where the charge goes once settled, for a response that waits for it.
+    receipt: Option<Arc<OnceLock<Money>>>,
 }
 
 impl Settle {
@@ -44,7 +48,7 @@ impl Settle {
     pub(crate) fn run(self, meter: &Meter, outcome: Outcome) -> impl Future<Output = ()> + Send + 'static {
         let bill = meter.bill(outcome, &self.price, self.user_discount, self.key_discount);
         async move {
-            let Settle { reservation, sink, mut record, backlog, .. } = self;
+            let Settle { reservation, sink, mut record, backlog, receipt, .. } = self;
             if let Some(reported) = bill.implausible {
                 tracing::warn!(
                     request = %record.request_id,
@@ -60,6 +64,9 @@ impl Settle {
                 }
                 record.status = if outcome == Outcome::Completed { record.status } else { 499 };
                 sink.record(record);
+                if let Some(receipt) = receipt {
+                    let _ = receipt.set(Money::ZERO);
+                }
                 return;
             }
             let settlement = Settlement {
@@ -81,6 +88,9 @@ impl Settle {
                 record.charged = settled.charged;
                 record.overage = settled.overage;
                 sink.record(record);
+                if let Some(receipt) = receipt {
+                    let _ = receipt.set(settled.charged);
+                }
             };
             let mut reservation = reservation;
             match reservation.try_settle(&settlement).await {
@@ -309,13 +319,20 @@ where
                 record.upstream_latency_ms = latency_ms;
                 layer.sink.record(record);
             };
+            let request_id_header = HeaderValue::from_str(&request_id.0).ok();
+            let with_request_id = |mut response: Response<GatewayBody>| {
+                if let Some(value) = request_id_header.clone() {
+                    response.headers_mut().insert(REQUEST_ID, value);
+                }
+                response
+            };
             let response = match response {
                 Ok(response) => response,
                 Err(error) => {
                     let rejection = upstream_failure(error.into());
                     release(reservation).await;
                     failed(record, rejection.status);
-                    return Ok(rejection.into_response());
+                    return Ok(with_request_id(rejection.into_response()));
                 }
             };
             if let Some(served) = response.extensions().get::<ServedBy>() {
@@ -327,7 +344,7 @@ where
                 // The upstream's own error passes through, and costs nothing.
                 release(reservation).await;
                 failed(record, status);
-                return Ok(into_gateway(response));
+                return Ok(with_request_id(into_gateway(response)));
             }
             let is_sse = response
                 .headers()
@@ -341,6 +358,9 @@ where
             } else {
                 Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
             };
+            // Only a body that is not a stream of events (not even a per-call API's) waits for
+            // its cost: holding back a stream's events would hold back what it is for.
+            let receipt = (!is_sse).then(|| Arc::new(OnceLock::new()));
             record.status = status.as_u16();
             record.upstream_latency_ms = latency_ms;
             let settle = Settle {
@@ -351,16 +371,74 @@ where
                 sink: layer.sink.clone(),
                 record,
                 backlog: layer.backlog.clone(),
+                receipt: receipt.clone(),
             };
             let (mut parts, body) = response.into_parts();
             if !meter.passes_through_unchanged() {
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
-            if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-                parts.headers.insert("x-apihub-request-id", value);
+            if let Some(value) = request_id_header {
+                parts.headers.insert(REQUEST_ID, value);
             }
-            Ok(Response::from_parts(parts, gateway_body(MeteredBody::new(body, meter, settle))))
+            let body = MeteredBody::new(body, meter, settle);
+            let Some(receipt) = receipt else {
+                return Ok(Response::from_parts(parts, gateway_body(body)));
+            };
+            // A body that is not a stream (JSON) is read before its headers go out, and settled,
+            // so that they can say what it cost; one above the metering limit (or cut short by
+            // the upstream) goes out as it comes, without them.
+            let body = match read_whole(body, layer.config.max_metered_body).await {
+                Ok(whole) => {
+                    if let Some(charged) = receipt.get()
+                        && let Ok(value) = HeaderValue::from_str(&charged.to_string())
+                    {
+                        parts.headers.insert(COST, value);
+                        if let Some(balance) = layer.store.known_balance(identity.user_id)
+                            && let Ok(value) = HeaderValue::from_str(&balance.to_string())
+                        {
+                            parts.headers.insert(BALANCE, value);
+                        }
+                    }
+                    gateway_body(Full::new(whole).map_err(|never| match never {}))
+                }
+                Err(prefixed) => gateway_body(prefixed),
+            };
+            Ok(Response::from_parts(parts, body))
         })
+    }
+}
+
+/// The gateway's request id, on every response to a request that was forwarded (the usage
+/// record's and the ledger row's `request_id`).
+pub const REQUEST_ID: &str = "x-apihub-request-id";
+/// What a non-streamed response cost, in credits (the ledger's consume row).
+pub const COST: &str = "x-apihub-cost";
+/// The user's balance after that charge, in credits, where the store knows it without a round
+/// trip ([`BillingStore::known_balance`](apihub_core::billing::BillingStore::known_balance)).
+pub const BALANCE: &str = "x-apihub-balance";
+
+/// Reads `body` to its end, when it ends within `limit` bytes; otherwise (or when it fails) the
+/// bytes read so far followed by the rest of it, to send on as it comes.
+async fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, Prefixed<B>>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut read: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    loop {
+        match body.frame().await {
+            None => return Ok(read.concat().into()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    size = size.saturating_add(data.len());
+                    read.push(data);
+                }
+                if size > limit {
+                    return Err(Prefixed::new(read, Ok(body)));
+                }
+            }
+            Some(Err(error)) => return Err(Prefixed::new(read, Err(error))),
+        }
     }
 }
 

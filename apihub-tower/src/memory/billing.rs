@@ -226,6 +226,10 @@ impl BillingStore for MemoryStore {
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError> {
         Ok(self.lock()?.users.get(&user_id).ok_or(StoreError::NotFound)?.funds())
     }
+
+    fn known_balance(&self, user_id: UserId) -> Option<Money> {
+        Some(self.lock().ok()?.users.get(&user_id)?.funds().balance)
+    }
 }
 
 #[cfg(test)]

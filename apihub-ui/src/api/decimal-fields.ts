@@ -11,9 +11,11 @@ export const DECIMAL_FIELDS: ReadonlySet<string> = new Set([
   'charged',
   'discount_rate',
   'input_price',
+  'key_discount',
   'max_amount',
   'min_amount',
   'output_price',
+  'overage',
   'per_image_price',
   'per_request_price',
   'price',
@@ -27,4 +29,5 @@ export const DECIMAL_FIELDS: ReadonlySet<string> = new Set([
   'token_balance',
   'total_consumed',
   'total_recharged',
+  'user_discount',
 ]);

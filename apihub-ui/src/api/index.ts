@@ -5,6 +5,7 @@ export * as keysApi from './keys';
 export * as pricesApi from './prices';
 export * as rechargeApi from './recharge';
 export * as redemptionApi from './redemption';
+export * as requestsApi from './requests';
 export * as routesApi from './routes';
 export * as statsApi from './stats';
 export * as usersApi from './users';

@@ -210,6 +210,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/usage/requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Everyone's requests, newest first. */
+        get: operations["admin_requests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/usage/requests/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Everyone's requests matching the filters, newest first, as a CSV or NDJSON download. */
+        get: operations["export_admin_requests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/users": {
         parameters: {
             query?: never;
@@ -843,6 +877,40 @@ export interface paths {
         };
         /** The caller's transactions, newest first. */
         get: operations["transactions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/usage/requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's requests, newest first. */
+        get: operations["my_requests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/usage/requests/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's requests matching the filters, newest first, as a CSV or NDJSON download. */
+        get: operations["export_my_requests"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1647,6 +1715,102 @@ export interface components {
             password: string;
             /** @description 3–32 characters of `A-Z a-z 0-9 _ . -`. */
             username: string;
+        };
+        /** @description One request through the gateway. Money fields are exact decimals of credits. */
+        RequestItem: {
+            /**
+             * Format: int32
+             * @description Channels tried, the one that answered included.
+             */
+            attempts: number;
+            /**
+             * Format: int64
+             * @description Prompt tokens read from the upstream's cache.
+             */
+            cached_tokens: number;
+            /**
+             * @description The upstream channel that answered (`default`: `UPSTREAM_URL`; null for a metered route's
+             *     call or a request no channel answered).
+             */
+            channel?: string | null;
+            /**
+             * Format: double
+             * @description What was charged (the ledger's consume row).
+             * @example 0.0125
+             */
+            charged: string;
+            /** Format: int64 */
+            completion_tokens: number;
+            /** Format: date-time */
+            created_at: string;
+            /** @description The path called. */
+            endpoint: string;
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: double
+             * @description The key's multiplier at the time (1 = full price).
+             * @example 1
+             */
+            key_discount: string;
+            /** Format: int64 */
+            key_id: number;
+            /** @description The key's name (empty if the key was removed since). */
+            key_name: string;
+            model: string;
+            /**
+             * Format: double
+             * @description The part of the charge above the request's hold.
+             */
+            overage: string;
+            /** Format: int64 */
+            prompt_tokens: number;
+            /**
+             * Format: double
+             * @description Cost before discounts.
+             */
+            raw_cost: string;
+            /** @description The gateway's request id (the `x-apihub-request-id` response header). */
+            request_id: string;
+            /**
+             * Format: int64
+             * @description The metered route called, for a metered route's call.
+             */
+            route_id?: number | null;
+            /** @description Its name (empty if the route was removed since). */
+            route_name?: string | null;
+            /**
+             * Format: int32
+             * @description The status the client got (499: the client went away before the end).
+             */
+            status: number;
+            stream: boolean;
+            /**
+             * Format: int64
+             * @description Time to the upstream's response headers, in milliseconds.
+             */
+            upstream_latency_ms: number;
+            /**
+             * @description `reported` by the upstream, or `estimated` by the gateway.
+             * @example reported
+             */
+            usage_source: string;
+            /**
+             * Format: double
+             * @description The user's multiplier at the time (1 = full price).
+             * @example 1
+             */
+            user_discount: string;
+            /** Format: int64 */
+            user_id: number;
+            /** @description The owner's username (empty if the user was removed since). */
+            username: string;
+        };
+        /** @description One page of requests, newest first. */
+        RequestPage: {
+            items: components["schemas"]["RequestItem"][];
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            next_cursor?: string | null;
         };
         /**
          * @description Body of `POST /api/admin/routes` and `PUT /api/admin/routes/{route_id}` (a whole definition;
@@ -3317,6 +3481,146 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_requests: {
+        parameters: {
+            query?: {
+                /** @description Only this user's requests. */
+                user_id?: number;
+                /** @description Only this key's requests. */
+                key_id?: number;
+                /** @description Only this model's requests (exact name). */
+                model?: string;
+                /** @description A status (`429`), `ok` (any 2xx) or `error` (anything else). */
+                status?: string;
+                /** @description Start, inclusive: an RFC 3339 time, or a `YYYY-MM-DD` date (its UTC midnight). */
+                from?: string;
+                /** @description End: an RFC 3339 time (exclusive), or a `YYYY-MM-DD` date (counted whole, to its end in UTC). */
+                to?: string;
+                /** @description The previous page's `next_cursor`: this page starts after it. Opaque. */
+                cursor?: string;
+                /** @description Rows per page, 1 to 200 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RequestPage"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export_admin_requests: {
+        parameters: {
+            query?: {
+                /** @description Only this user's requests. */
+                user_id?: number;
+                /** @description Only this key's requests. */
+                key_id?: number;
+                /** @description Only this model's requests (exact name). */
+                model?: string;
+                /** @description A status (`429`), `ok` (any 2xx) or `error` (anything else). */
+                status?: string;
+                /** @description Start, inclusive: an RFC 3339 time, or a `YYYY-MM-DD` date (its UTC midnight). */
+                from?: string;
+                /** @description End: an RFC 3339 time (exclusive), or a `YYYY-MM-DD` date (counted whole, to its end in UTC). */
+                to?: string;
+                /** @description `csv` (the default) or `ndjson`. */
+                format?: "csv" | "ndjson";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rows, streamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6295,6 +6599,144 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TransactionPage"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    my_requests: {
+        parameters: {
+            query?: {
+                /** @description Only this key's requests. */
+                key_id?: number;
+                /** @description Only this model's requests (exact name). */
+                model?: string;
+                /** @description A status (`429`), `ok` (any 2xx) or `error` (anything else). */
+                status?: string;
+                /** @description Start, inclusive: an RFC 3339 time, or a `YYYY-MM-DD` date (its UTC midnight). */
+                from?: string;
+                /** @description End: an RFC 3339 time (exclusive), or a `YYYY-MM-DD` date (counted whole, to its end in UTC). */
+                to?: string;
+                /** @description The previous page's `next_cursor`: this page starts after it. Opaque. */
+                cursor?: string;
+                /** @description Rows per page, 1 to 200 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RequestPage"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled, or the route is for administrators only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export_my_requests: {
+        parameters: {
+            query?: {
+                /** @description Only this key's requests. */
+                key_id?: number;
+                /** @description Only this model's requests (exact name). */
+                model?: string;
+                /** @description A status (`429`), `ok` (any 2xx) or `error` (anything else). */
+                status?: string;
+                /** @description Start, inclusive: an RFC 3339 time, or a `YYYY-MM-DD` date (its UTC midnight). */
+                from?: string;
+                /** @description End: an RFC 3339 time (exclusive), or a `YYYY-MM-DD` date (counted whole, to its end in UTC). */
+                to?: string;
+                /** @description `csv` (the default) or `ndjson`. */
+                format?: "csv" | "ndjson";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rows, streamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/x-ndjson": string;
                 };
             };
             /** @description Missing, invalid or expired session token */

@@ -10,6 +10,7 @@ const Register = lazy(() => import('../pages/register'));
 const Dashboard = lazy(() => import('../pages/dashboard'));
 const Keys = lazy(() => import('../pages/keys'));
 const Transactions = lazy(() => import('../pages/transactions'));
+const Requests = lazy(() => import('../pages/requests'));
 const Usage = lazy(() => import('../pages/usage'));
 const KeyUsage = lazy(() => import('../pages/key-usage'));
 const Playground = lazy(() => import('../pages/playground'));
@@ -46,6 +47,7 @@ export function AppRoutes() {
           <Route path="usage" element={<Usage />} />
           <Route path="playground" element={<Playground />} />
           <Route path="transactions" element={<Transactions />} />
+          <Route path="requests" element={<Requests />} />
           <Route path="models" element={<Models />} />
           <Route path="quickstart" element={<Quickstart />} />
           <Route path="recharge" element={<Recharge />} />
@@ -56,6 +58,7 @@ export function AppRoutes() {
           <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
           <Route path="admin/routes" element={<RequireAdmin><AdminRoutes /></RequireAdmin>} />
           <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />
+          <Route path="admin/requests" element={<RequireAdmin><Requests admin /></RequireAdmin>} />
           <Route path="admin/redemption-codes" element={<RequireAdmin><AdminRedemptionCodes /></RequireAdmin>} />
           <Route path="admin/recharge-orders" element={<RequireAdmin><AdminRechargeOrders /></RequireAdmin>} />
           <Route path="*" element={<NotFound />} />

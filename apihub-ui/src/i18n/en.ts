@@ -1,4 +1,5 @@
 import { enMore } from './en-more';
+import { enRequests } from './en-requests';
 import { enRoutes } from './en-routes';
 
 // English: the reference dictionary. Its keys are the MessageKey type; zh-CN must have them all.
@@ -354,6 +355,7 @@ export const en = {
   'adminStats.rangeNote': 'From {from} to {to} (UTC, end exclusive): {charged} {charged|credit|credits} charged.',
   ...enMore,
   ...enRoutes,
+  ...enRequests,
 } as const;
 
 export type MessageKey = keyof typeof en;

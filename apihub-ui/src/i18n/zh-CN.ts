@@ -1,6 +1,7 @@
 // 简体中文。键与 en.ts 相同（类型检查保证一个不少）。
 import type { MessageKey } from './en';
 import { zhCNMore } from './zh-CN-more';
+import { zhCNRequests } from './zh-CN-requests';
 import { zhCNRoutes } from './zh-CN-routes';
 
 export const zhCN: Record<MessageKey, string> = {
@@ -355,4 +356,5 @@ export const zhCN: Record<MessageKey, string> = {
   'adminStats.rangeNote': '{from} 至 {to}（UTC，不含结束时刻）：共扣 {charged} 额度。',
   ...zhCNMore,
   ...zhCNRoutes,
+  ...zhCNRequests,
 };

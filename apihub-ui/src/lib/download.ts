@@ -1,7 +1,12 @@
-// Saves text as a file the browser downloads (new keys as CSV, new redemption codes as text).
+// Saves content as a file the browser downloads (new keys as CSV, new redemption codes as text,
+// request-log exports).
 
 export function downloadText(filename: string, text: string, type = 'text/plain;charset=utf-8') {
-  const url = URL.createObjectURL(new Blob([text], { type }));
+  downloadBlob(filename, new Blob([text], { type }));
+}
+
+export function downloadBlob(filename: string, blob: Blob) {
+  const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
   a.download = filename;

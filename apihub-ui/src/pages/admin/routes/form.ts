@@ -89,7 +89,7 @@ export function toRouteRequest(v: RouteValues): RouteRequest {
   const body: RouteRequest = {
     name: v.name.trim(),
     path: v.path.trim(),
-    methods: v.methods.map((m) => m.trim().toUpperCase()),
+    methods: v.methods.map((m) => m.trim().toUpperCase()) as RouteRequest['methods'],
     upstream_url: v.upstream_url.trim(),
     upstream_key_header: opt(v.upstream_key_header),
     price_per_call: v.price_per_call.trim(),
