@@ -15,6 +15,7 @@ export type FieldKind =
   | 'datetime'
   | 'tags'
   | 'select'
+  | 'multiselect'
   | 'textarea'
   | 'switch';
 
@@ -26,7 +27,7 @@ export interface FieldDef {
   /** Shown under the input. */
   help?: MessageKey;
   placeholder?: MessageKey;
-  /** For `select` and `tags`: a fixed label, a label to translate, or the value itself. */
+  /** For `select`, `multiselect` and `tags`: a fixed label, a label to translate, or the value itself. */
   options?: { value: string; label?: string; labelKey?: MessageKey }[];
   /** Other fields whose change re-validates this one. */
   dependencies?: string[];
@@ -34,6 +35,8 @@ export interface FieldDef {
   min?: number;
   max?: number;
   autoComplete?: string;
+  /** For `textarea`: its height in lines (2 unless told). */
+  rows?: number;
   /** Hide the field (e.g. administrator-only fields for users). */
   hidden?: boolean;
 }
@@ -60,8 +63,10 @@ function input(field: FieldDef, t: Translate, locale: Locale): ReactNode {
       return <Select {...common} mode="tags" options={options} allowClear tokenSeparators={[',', ' ']} />;
     case 'select':
       return <Select {...common} options={options} allowClear />;
+    case 'multiselect':
+      return <Select {...common} mode="multiple" options={options} allowClear />;
     case 'textarea':
-      return <Input.TextArea {...common} rows={2} />;
+      return <Input.TextArea {...common} rows={field.rows ?? 2} />;
     case 'switch':
       return <Switch aria-label={common['aria-label']} />;
     default:
