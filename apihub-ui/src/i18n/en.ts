@@ -1,3 +1,4 @@
+import { enChannels } from './en-channels';
 import { enMore } from './en-more';
 import { enRequests } from './en-requests';
 import { enRoutes } from './en-routes';
@@ -356,6 +357,7 @@ export const en = {
   ...enMore,
   ...enRoutes,
   ...enRequests,
+  ...enChannels,
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -1,5 +1,6 @@
 // 简体中文。键与 en.ts 相同（类型检查保证一个不少）。
 import type { MessageKey } from './en';
+import { zhCNChannels } from './zh-CN-channels';
 import { zhCNMore } from './zh-CN-more';
 import { zhCNRequests } from './zh-CN-requests';
 import { zhCNRoutes } from './zh-CN-routes';
@@ -357,4 +358,5 @@ export const zhCN: Record<MessageKey, string> = {
   ...zhCNMore,
   ...zhCNRoutes,
   ...zhCNRequests,
+  ...zhCNChannels,
 };
