@@ -2,6 +2,7 @@
 import {
   ApiOutlined,
   BarChartOutlined,
+  ClusterOutlined,
   CodeOutlined,
   DashboardOutlined,
   DollarOutlined,
@@ -53,6 +54,7 @@ const ADMIN_NAV: NavItem[] = [
   { path: '/admin/users', label: 'nav.adminUsers', icon: <TeamOutlined /> },
   { path: '/admin/keys', label: 'nav.adminKeys', icon: <ApiOutlined /> },
   { path: '/admin/prices', label: 'nav.adminPrices', icon: <DollarOutlined /> },
+  { path: '/admin/channels', label: 'nav.adminChannels', icon: <ClusterOutlined /> },
   { path: '/admin/routes', label: 'nav.adminRoutes', icon: <NodeIndexOutlined /> },
   { path: '/admin/stats', label: 'nav.adminStats', icon: <BarChartOutlined /> },
   { path: '/admin/requests', label: 'nav.adminRequests', icon: <OrderedListOutlined /> },

@@ -23,6 +23,7 @@ const AdminUsers = lazy(() => import('../pages/admin/users'));
 const AdminKeys = lazy(() => import('../pages/admin/keys'));
 const AdminPrices = lazy(() => import('../pages/admin/prices'));
 const AdminRoutes = lazy(() => import('../pages/admin/routes'));
+const AdminChannels = lazy(() => import('../pages/admin/channels'));
 const AdminStats = lazy(() => import('../pages/admin/stats'));
 const AdminRedemptionCodes = lazy(() => import('../pages/admin/redemption-codes'));
 const AdminRechargeOrders = lazy(() => import('../pages/admin/recharge-orders'));
@@ -57,6 +58,7 @@ export function AppRoutes() {
           <Route path="admin/keys" element={<RequireAdmin><AdminKeys /></RequireAdmin>} />
           <Route path="admin/prices" element={<RequireAdmin><AdminPrices /></RequireAdmin>} />
           <Route path="admin/routes" element={<RequireAdmin><AdminRoutes /></RequireAdmin>} />
+          <Route path="admin/channels" element={<RequireAdmin><AdminChannels /></RequireAdmin>} />
           <Route path="admin/stats" element={<RequireAdmin><AdminStats /></RequireAdmin>} />
           <Route path="admin/requests" element={<RequireAdmin><Requests admin /></RequireAdmin>} />
           <Route path="admin/redemption-codes" element={<RequireAdmin><AdminRedemptionCodes /></RequireAdmin>} />
