@@ -72,6 +72,7 @@ const PHONE_PAGES = [
   '/admin/users',
   '/admin/keys',
   '/admin/prices',
+  '/admin/channels',
   '/admin/stats',
   '/admin/requests',
   '/admin/redemption-codes',
