@@ -4,7 +4,10 @@
 
 mod common;
 
-use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream};
+use std::time::Duration;
+
+use apihub_core::Money;
+use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream, header};
 use common::gateway::{Auth, Gateway, UPSTREAM_KEY};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -21,6 +24,24 @@ async fn mock(status: Option<StatusCode>) -> MockUpstream {
     MockUpstream::start(MockConfig { api_key: Some(UPSTREAM_KEY.into()), behaviour, ..MockConfig::default() })
         .await
         .expect("mock upstream")
+}
+
+/// A mock upstream that behaves as `behaviour`.
+async fn mock_with(behaviour: Behaviour) -> MockUpstream {
+    MockUpstream::start(MockConfig { api_key: Some(UPSTREAM_KEY.into()), behaviour, ..MockConfig::default() })
+        .await
+        .expect("mock upstream")
+}
+
+/// Asserts that every consume row of the ledger is a usage row's charge, and the other way round.
+async fn assert_ledger_is_the_usage_log(gw: &Gateway, user_id: i64) {
+    let mut ledger: Vec<Money> =
+        gw.consumes(user_id).await.iter().map(|t| Money::ZERO.checked_sub(t.amount).unwrap()).collect();
+    let mut usage: Vec<Money> =
+        gw.usage(user_id).await.iter().map(|row| row.charged).filter(|charge| charge.is_positive()).collect();
+    ledger.sort();
+    usage.sort();
+    assert_eq!(ledger, usage, "the ledger's charges are the usage log's");
 }
 
 /// Creates a channel as the administrator; returns its view.
@@ -145,6 +166,84 @@ async fn the_admin_api_hides_keys_and_checks_definitions(gw: Gateway) {
     gw.app.get("/api/admin/channels", &user).await.expect(StatusCode::FORBIDDEN);
 }
 
+async fn weights_share_traffic_in_proportion(gw: Gateway) {
+    gw.price(MODEL, "1.5", "6").await;
+    let fay = gw.customer("fay", "100", "1", json!({})).await;
+    let mocks = [mock(None).await, mock(None).await, mock(None).await];
+    for (upstream, weight) in mocks.iter().zip([1, 3, 6]) {
+        let fields = json!({"name": format!("w{weight}"), "base_url": upstream.url(), "api_key": UPSTREAM_KEY, "weight": weight});
+        channel(&gw, fields).await;
+    }
+    const REQUESTS: u64 = 1_000;
+    for _ in 0..REQUESTS {
+        gw.post("/v1/chat/completions", Auth::Bearer(&fay.key), &[], &chat(false)).await.expect(StatusCode::OK);
+    }
+    let counts: Vec<u64> = mocks.iter().map(|m| m.stats().total()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), REQUESTS, "each request went to exactly one channel");
+    // Expected 100, 300 and 600; 80 is more than 5 standard deviations for each.
+    for (count, expected) in counts.iter().zip([100u64, 300, 600]) {
+        assert!(count.abs_diff(expected) <= 80, "{counts:?} is not in proportion to the weights 1 : 3 : 6");
+    }
+    // Every request is the same and costs the same: the balance went down by exactly 1,000 of
+    // them (the ledger is more than a page, so it is compared through the balance).
+    let usage = gw.usage(fay.user_id).await;
+    let each = usage[0].charged;
+    assert!(each.is_positive() && usage.iter().all(|row| row.charged == each && row.attempts == 1));
+    let charged = (0..REQUESTS).fold(Money::ZERO, |sum, _| sum.checked_add(each).unwrap());
+    let funds = gw.funds(fay.user_id).await;
+    assert_eq!(Money::from_credits(100).checked_sub(charged), Some(funds.balance), "one charge per request");
+    assert_eq!(funds.reserved, Money::ZERO);
+}
+
+async fn refused_connections_and_timeouts_fail_over_and_a_stream_cut_after_its_first_byte_does_not(gw: Gateway) {
+    gw.price(MODEL, "1.5", "6").await;
+    let gus = gw.customer("gus", "10", "1", json!({})).await;
+    // Nothing listens on a port that was just freed.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let slow = mock_with(Behaviour { latency: Duration::from_secs(5), ..Behaviour::default() }).await;
+    let refused =
+        json!({"name": "refused", "base_url": format!("http://{closed}"), "api_key": UPSTREAM_KEY, "priority": 3});
+    let channel_ids = [
+        channel(&gw, refused).await["id"].clone(),
+        channel(
+            &gw,
+            json!({"name": "slow", "base_url": slow.url(), "api_key": UPSTREAM_KEY, "priority": 2, "timeout_secs": 1}),
+        )
+        .await["id"]
+            .clone(),
+    ];
+    channel(&gw, json!({"name": "good", "base_url": gw.mock.url(), "api_key": UPSTREAM_KEY, "priority": 1})).await;
+
+    let started = std::time::Instant::now();
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&gus.key), &[], &chat(false)).await;
+    got.expect(StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(4), "the slow channel was given up after its 1 s timeout");
+    assert_eq!(slow.stats().total(), 1);
+    let usage = gw.usage(gus.user_id).await;
+    assert_eq!((usage[0].channel.as_deref(), usage[0].attempts), (Some("good"), 3));
+
+    // Only `good` is left; a stream that breaks after its first bytes is not retried elsewhere:
+    // the client keeps what it received and is billed for it.
+    for id in channel_ids {
+        gw.app.call(Method::DELETE, &format!("/api/admin/channels/{id}"), Some(&gw.admin), None).await;
+    }
+    let other = mock(None).await;
+    channel(&gw, json!({"name": "other", "base_url": other.url(), "api_key": UPSTREAM_KEY})).await;
+    let mut body = chat(true);
+    body["max_tokens"] = json!(20);
+    body["stream_options"] = json!({"include_usage": true});
+    let (before_good, before_other) = (gw.mock.stats().total(), other.stats().total());
+    let got = gw.post("/v1/chat/completions", Auth::Bearer(&gus.key), &[(header::RESET_AFTER, "4")], &body).await;
+    got.expect(StatusCode::OK);
+    assert!(got.error.is_some(), "the client sees the stream break");
+    let tried = (gw.mock.stats().total() - before_good) + (other.stats().total() - before_other);
+    assert_eq!(tried, 1, "no failover after the first byte");
+    gw.eventually_settled(gus.user_id).await;
+    let consumes = gw.consumes(gus.user_id).await;
+    assert_eq!(consumes.len(), 2, "the cut stream is billed for what it carried");
+    assert_ledger_is_the_usage_log(&gw, gus.user_id).await;
+}
+
 db_tests!(
     fixture = crate::common::gateway::Gateway::start;
     a_failing_channel_fails_over_to_the_next_with_one_hold_and_one_charge,
@@ -152,4 +251,6 @@ db_tests!(
     an_alias_renames_the_model_upstream_and_back_for_the_client,
     channels_serve_only_their_models_and_without_channels_the_upstream_url_does,
     the_admin_api_hides_keys_and_checks_definitions,
+    weights_share_traffic_in_proportion,
+    refused_connections_and_timeouts_fail_over_and_a_stream_cut_after_its_first_byte_does_not,
 );

@@ -51,6 +51,9 @@ pub struct FilterQuery {
 
 impl FilterQuery {
     fn filter(&self) -> Result<RequestFilter, ApiError> {
+        if self.model.as_deref().is_some_and(|m| m.chars().count() > 200 || m.contains('\0')) {
+            return Err(ApiError::Validation("`model` must be at most 200 characters, without NUL".into()));
+        }
         let status = match &self.status {
             Some(text) => Some(StatusFilter::parse(text).ok_or_else(|| {
                 ApiError::Validation("`status` must be a three-digit status, `ok` or `error`".into())
