@@ -154,6 +154,16 @@ pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     });
     let mut tasks = vec![sweeper, refresher];
+    if state.config.channel_probe_secs > 0 {
+        let (channels, every) = (state.channels.clone(), Duration::from_secs(state.config.channel_probe_secs));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                channels.probe().await;
+            }
+        }));
+    }
     if let Some(days) = state.config.usage_log_retention_days {
         tasks.push(crate::retention::spawn(state.request_log.clone(), days));
     }

@@ -73,6 +73,9 @@ pub struct Config {
     /// `UPSTREAM_MAX_ATTEMPTS`: most channels tried for one request before its first byte (1 to
     /// 10, default 3; see [`crate::proxy::channels`]).
     pub upstream_max_attempts: usize,
+    /// `CHANNEL_PROBE_SECS`: how often every channel is probed with `GET /v1/models` (free), its
+    /// answer fed to its circuit breaker; 0 (the default): never, the breakers learn from traffic.
+    pub channel_probe_secs: u64,
     /// `USAGE_LOG_RETENTION_DAYS`: usage rows (the per-request log) older than this many days are
     /// deleted in small batches by a background task; `None` (the default): kept for ever.
     pub usage_log_retention_days: Option<u32>,
@@ -292,6 +295,7 @@ impl Config {
             shutdown_readiness_delay_secs: parsed("SHUTDOWN_READINESS_DELAY_SECS", 5)?,
             upstream_idle_timeout_secs: parsed("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
             upstream_max_attempts: parsed::<usize>("UPSTREAM_MAX_ATTEMPTS", 3)?.clamp(1, 10),
+            channel_probe_secs: parsed("CHANNEL_PROBE_SECS", 0)?,
             usage_log_retention_days: retention_days(var("USAGE_LOG_RETENTION_DAYS"))?,
             currency: currency(var("CURRENCY"))?,
             cors_allow_origins: var("CORS_ALLOW_ORIGINS")

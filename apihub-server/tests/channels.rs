@@ -244,6 +244,20 @@ async fn refused_connections_and_timeouts_fail_over_and_a_stream_cut_after_its_f
     assert_ledger_is_the_usage_log(&gw, gus.user_id).await;
 }
 
+async fn probes_open_a_dead_channel_before_any_client_meets_it(gw: Gateway) {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    channel(&gw, json!({"name": "dead", "base_url": format!("http://{closed}"), "api_key": UPSTREAM_KEY})).await;
+    channel(&gw, json!({"name": "alive", "base_url": gw.mock.url(), "api_key": UPSTREAM_KEY})).await;
+    for _ in 0..3 {
+        gw.app.state.channels.probe().await;
+    }
+    let views = gw.app.get("/api/admin/channels", &gw.admin).await.expect(StatusCode::OK);
+    let health = |name: &str| views.as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["health"].clone();
+    assert_eq!((health("dead")["state"].clone(), health("dead")["failed"].clone()), (json!("open"), json!(3)));
+    assert_eq!((health("alive")["state"].clone(), health("alive")["answered"].clone()), (json!("closed"), json!(3)));
+    assert_eq!(gw.mock.stats().requests("/v1/models"), 3, "the probe is the free model list");
+}
+
 db_tests!(
     fixture = crate::common::gateway::Gateway::start;
     a_failing_channel_fails_over_to_the_next_with_one_hold_and_one_charge,
@@ -253,4 +267,5 @@ db_tests!(
     the_admin_api_hides_keys_and_checks_definitions,
     weights_share_traffic_in_proportion,
     refused_connections_and_timeouts_fail_over_and_a_stream_cut_after_its_first_byte_does_not,
+    probes_open_a_dead_channel_before_any_client_meets_it,
 );

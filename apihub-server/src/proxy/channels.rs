@@ -31,6 +31,9 @@ use super::UpstreamBody;
 use super::rename::{Rename, Renamed};
 use super::upstream::{Upstream, UpstreamConfig};
 
+/// Longest wait for a probe's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every channel shares: the fallback upstream and the timeouts.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
@@ -172,6 +175,30 @@ impl ChannelTable {
             .collect()
     }
 
+    /// Probes every channel in use with a free request (`GET /v1/models`, or `/v1beta/models` for
+    /// a Gemini-only channel; never a paid call) and feeds the answers to their breakers: a dead
+    /// channel opens before a client meets it, a recovered one closes without a client's request
+    /// being its trial.
+    pub async fn probe(&self) {
+        let live = self.current();
+        let probes = live.iter().map(|(_, live)| async move {
+            let path = if live.spec.dialects == [Dialect::Gemini] { "/v1beta/models" } else { "/v1/models" };
+            let request = Request::get(path).body(Body::empty());
+            let ok = match request {
+                Ok(request) => matches!(
+                    tokio::time::timeout(live.timeout.min(PROBE_TIMEOUT), live.upstream.clone().oneshot(request)).await,
+                    Ok(Ok(response)) if response.status().is_success()
+                ),
+                Err(_) => false,
+            };
+            if !ok {
+                tracing::warn!(channel = %live.spec.name, "a channel failed its probe");
+            }
+            record(self, live, ok);
+        });
+        futures_util::future::join_all(probes).await;
+    }
+
     /// The channels to try for a request in `dialect` for `model` (any model when `None`), in order.
     fn plan(&self, dialect: Dialect, model: Option<&str>) -> Vec<Arc<Live>> {
         let now = self.now_ms();
@@ -184,6 +211,10 @@ impl ChannelTable {
                 None => live.spec.enabled && (live.spec.dialects.is_empty() || live.spec.dialects.contains(&dialect)),
             })
             .collect();
+        if serving.len() <= 1 {
+            // One channel (the usual set-up): nothing to order.
+            return serving.into_iter().cloned().collect();
+        }
         let candidates: Vec<(&ChannelSpec, bool)> = serving
             .iter()
             .map(|live| (&live.spec, live.health.breaker.lock().map(|b| b.allows(now)).unwrap_or(true)))

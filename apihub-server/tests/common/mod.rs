@@ -256,6 +256,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         shutdown_readiness_delay_secs: 0,
         upstream_idle_timeout_secs: 300,
         upstream_max_attempts: 3,
+        channel_probe_secs: 0,
         cors_allow_origins: Vec::new(),
         usage_log_retention_days: None,
         currency: "CNY".into(),
