@@ -5,22 +5,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apihub_core::store::{UsageRecord, UsageSource};
-use apihub_core::{DiscountRate, Money};
+use apihub_core::store::UsageRecord;
 use apihub_server::db::Db;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
-use common::{Backend, TestApp};
+use common::{Backend, TestApp, at, usage_row};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn at(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339).expect("time").with_timezone(&Utc)
-}
-
+/// A usage row with 10 input, 20 output and 3 cached tokens, charged at its raw cost.
 fn record(
     created_at: DateTime<Utc>,
     user_id: i64,
@@ -29,29 +25,8 @@ fn record(
     status: u16,
     charged: &str,
 ) -> UsageRecord {
-    UsageRecord {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        user_id,
-        key_id,
-        model: model.to_owned(),
-        endpoint: "/v1/chat/completions".into(),
-        route_id: None,
-        stream: false,
-        prompt_tokens: 10,
-        completion_tokens: 20,
-        cached_tokens: 3,
-        raw_cost: Money::parse(charged).expect("raw cost"),
-        user_discount: DiscountRate::FULL_PRICE,
-        key_discount: DiscountRate::FULL_PRICE,
-        charged: Money::parse(charged).expect("charged"),
-        overage: Money::ZERO,
-        status,
-        upstream_latency_ms: 12,
-        usage_source: UsageSource::Reported,
-        created_at,
-        channel: None,
-        attempts: 1,
-    }
+    let row = usage_row(created_at, user_id, key_id, model, (10, 20), charged, charged, status);
+    UsageRecord { cached_tokens: 3, upstream_latency_ms: 12, ..row }
 }
 
 async fn create_key(app: &TestApp, token: &str, name: &str) -> i64 {

@@ -3,10 +3,9 @@
 
 mod common;
 
-use apihub_core::store::{UsageRecord, UsageSource};
-use apihub_core::{DiscountRate, Money};
-use chrono::{DateTime, Duration, NaiveTime, Utc};
-use common::TestApp;
+use apihub_core::Money;
+use chrono::{Duration, NaiveTime, Utc};
+use common::{TestApp, at, usage_row as record};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -55,47 +54,6 @@ fn models(report: &Value) -> Vec<(String, Value)> {
 /// A day's or a model's expected `(label, counters)`.
 fn point(label: &str, counters: Value) -> (String, Value) {
     (label.to_owned(), counters)
-}
-
-fn at(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339).expect("time").with_timezone(&Utc)
-}
-
-/// One usage row.
-#[allow(clippy::too_many_arguments, reason = "a table row")]
-fn record(
-    created_at: DateTime<Utc>,
-    user_id: i64,
-    key_id: i64,
-    model: &str,
-    (prompt_tokens, completion_tokens): (i64, i64),
-    raw_cost: &str,
-    charged: &str,
-    status: u16,
-) -> UsageRecord {
-    UsageRecord {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        user_id,
-        key_id,
-        model: model.to_owned(),
-        endpoint: "/v1/chat/completions".into(),
-        route_id: None,
-        stream: false,
-        prompt_tokens,
-        completion_tokens,
-        cached_tokens: 0,
-        raw_cost: Money::parse(raw_cost).expect("raw cost"),
-        user_discount: DiscountRate::FULL_PRICE,
-        key_discount: DiscountRate::FULL_PRICE,
-        charged: Money::parse(charged).expect("charged"),
-        overage: Money::ZERO,
-        status,
-        upstream_latency_ms: 10,
-        usage_source: UsageSource::Reported,
-        created_at,
-        channel: None,
-        attempts: 1,
-    }
 }
 
 /// Two users with keys (alice: k1, k2; bob: k3) and the administrator's token.

@@ -9,12 +9,15 @@
 
 use std::path::PathBuf;
 
+use apihub_core::store::{UsageRecord, UsageSource};
+use apihub_core::{DiscountRate, Money};
 use apihub_server::app::{create_admin, init_state};
 use apihub_server::config::{Config, Secret};
 use apihub_server::db::DbUrl;
 use apihub_server::state::AppState;
 use axum::Router;
 use axum::body::Body;
+use chrono::{DateTime, Utc};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -349,4 +352,46 @@ pub fn assert_error_shape(body: &Value) {
                 && e.get("message").is_some_and(Value::is_string)
         });
     assert!(ok, "not our error shape: {body}");
+}
+
+/// A time from its RFC 3339 text.
+pub fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).expect("time").with_timezone(&Utc)
+}
+
+/// One usage row, as the billing layer writes it: full price, reported, 10 ms upstream latency.
+#[allow(clippy::too_many_arguments, reason = "a table row")]
+pub fn usage_row(
+    created_at: DateTime<Utc>,
+    user_id: i64,
+    key_id: i64,
+    model: &str,
+    (prompt_tokens, completion_tokens): (i64, i64),
+    raw_cost: &str,
+    charged: &str,
+    status: u16,
+) -> UsageRecord {
+    UsageRecord {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        user_id,
+        key_id,
+        model: model.to_owned(),
+        endpoint: "/v1/chat/completions".into(),
+        route_id: None,
+        stream: false,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens: 0,
+        raw_cost: Money::parse(raw_cost).expect("raw cost"),
+        user_discount: DiscountRate::FULL_PRICE,
+        key_discount: DiscountRate::FULL_PRICE,
+        charged: Money::parse(charged).expect("charged"),
+        overage: Money::ZERO,
+        status,
+        upstream_latency_ms: 10,
+        usage_source: UsageSource::Reported,
+        created_at,
+        channel: None,
+        attempts: 1,
+    }
 }
