@@ -9,7 +9,6 @@
 //!
 //! With no channel stored, `UPSTREAM_URL` and `UPSTREAM_API_KEY` are the one channel, `default`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,21 +157,25 @@ impl ChannelTable {
 
     /// Every channel in use and its health.
     pub fn statuses(&self) -> Vec<ChannelStatus> {
-        let now = self.now_ms();
-        self.current()
-            .iter()
-            .map(|(id, live)| {
-                let breaker = live.health.breaker.lock().map(|b| b.clone()).unwrap_or_default();
-                ChannelStatus {
-                    id: *id,
-                    name: live.spec.name.clone(),
-                    state: breaker.state(now),
-                    consecutive_failures: breaker.failures(),
-                    answered: live.health.answered.load(Ordering::Relaxed),
-                    failed: live.health.failed.load(Ordering::Relaxed),
-                }
-            })
-            .collect()
+        self.current().iter().map(|(id, live)| self.status_of(*id, live)).collect()
+    }
+
+    /// A stored channel's health, when it is in use (enabled and loaded).
+    pub fn status(&self, id: ChannelId) -> Option<ChannelStatus> {
+        let live = self.current();
+        live.iter().find(|(each, _)| *each == Some(id)).map(|(id, live)| self.status_of(*id, live))
+    }
+
+    fn status_of(&self, id: Option<ChannelId>, live: &Live) -> ChannelStatus {
+        let breaker = live.health.breaker.lock().map(|b| b.clone()).unwrap_or_default();
+        ChannelStatus {
+            id,
+            name: live.spec.name.clone(),
+            state: breaker.state(self.now_ms()),
+            consecutive_failures: breaker.failures(),
+            answered: live.health.answered.load(Ordering::Relaxed),
+            failed: live.health.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// Probes every channel in use with a free request (`GET /v1/models`, or `/v1beta/models` for
@@ -359,9 +362,4 @@ fn build_request(
     let mut request = request.body(Body::from(body))?;
     request.headers_mut().remove(header::CONTENT_LENGTH);
     Ok(request)
-}
-
-/// Channel statuses by id, for the API.
-pub fn statuses_by_id(table: &ChannelTable) -> HashMap<ChannelId, ChannelStatus> {
-    table.statuses().into_iter().filter_map(|status| status.id.map(|id| (id, status))).collect()
 }

@@ -2,9 +2,9 @@
 //! [`crate::proxy::channels`]). Every change reloads the channels on this node and, through
 //! Redis, on every other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use apihub_core::channel::{BreakerState, Channel, ChannelSpec, dialect_name, dialect_named};
+use apihub_core::channel::{BreakerState, Channel, ChannelId, ChannelSpec, dialect_name, dialect_named};
 use apihub_core::store::StoreError;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use super::views::names::DialectName;
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
-use crate::proxy::channels::{ChannelStatus, statuses_by_id};
+use crate::proxy::channels::ChannelStatus;
 use crate::state::AppState;
 
 /// A channel's health on this node.
@@ -171,7 +171,8 @@ pub async fn list_channels(
     State(state): State<AppState>,
     _admin: AdminUser,
 ) -> Result<Json<Vec<ChannelView>>, ApiError> {
-    let statuses = statuses_by_id(&state.channels);
+    let statuses: HashMap<ChannelId, ChannelStatus> =
+        state.channels.statuses().into_iter().filter_map(|status| Some((status.id?, status))).collect();
     let channels = state.channels.store().channels().await?;
     Ok(Json(
         channels
@@ -196,9 +197,8 @@ pub async fn create_channel(
     let spec = req.into_spec(None)?;
     let channel = state.channels.store().create_channel(&spec).await.map_err(stored)?;
     state.invalidator.channels().await?;
-    let statuses = statuses_by_id(&state.channels);
-    let status = statuses.get(&channel.id);
-    Ok((StatusCode::CREATED, Json(ChannelView::of(channel, status))))
+    let status = state.channels.status(channel.id);
+    Ok((StatusCode::CREATED, Json(ChannelView::of(channel, status.as_ref()))))
 }
 
 /// One channel.
@@ -210,8 +210,7 @@ pub async fn get_channel(
     Path(channel_id): Path<i64>,
 ) -> Result<Json<ChannelView>, ApiError> {
     let channel = state.channels.store().channel(channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
-    let statuses = statuses_by_id(&state.channels);
-    Ok(Json(ChannelView::of(channel, statuses.get(&channel_id))))
+    Ok(Json(ChannelView::of(channel, state.channels.status(channel_id).as_ref())))
 }
 
 /// Replace a channel's definition (an absent `api_key` keeps the stored one); its health is kept.
@@ -229,8 +228,7 @@ pub async fn update_channel(
     let spec = req.into_spec(current.spec.api_key)?;
     let channel = store.update_channel(channel_id, &spec).await.map_err(stored)?;
     state.invalidator.channels().await?;
-    let statuses = statuses_by_id(&state.channels);
-    Ok(Json(ChannelView::of(channel, statuses.get(&channel_id))))
+    Ok(Json(ChannelView::of(channel, state.channels.status(channel_id).as_ref())))
 }
 
 /// Remove a channel (usage rows keep its name); with none left, `UPSTREAM_URL` is used again.
