@@ -108,6 +108,18 @@ pub enum BillingError {
         /// `token_limit`, `quota_limit` or `remaining_calls`.
         limit: &'static str,
     },
+    /// A periodic budget's window is spent (see [`crate::budget`]).
+    #[error("this {scope}'s {period} {limit} budget is spent until it resets")]
+    BudgetSpent {
+        /// `key` or `user`.
+        scope: &'static str,
+        /// The budget's period.
+        period: crate::budget::Period,
+        /// `credit`, `tokens` or `calls`.
+        limit: &'static str,
+        /// When the window ends (Unix milliseconds).
+        resets_at: i64,
+    },
     /// The reservation was already settled or released.
     #[error("reservation {0} is not open")]
     NotOpen(ReservationId),

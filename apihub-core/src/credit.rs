@@ -44,6 +44,7 @@ use crate::billing::{
     BillingError, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
     settle_amounts,
 };
+use crate::budget::{BudgetId, Period};
 use crate::money::Money;
 use crate::policy::KeyId;
 use crate::user::UserId;
@@ -64,6 +65,35 @@ pub struct StoredKey {
     /// Credit charged.
     pub quota_used: Money,
 }
+
+/// A window of a periodic budget ([`crate::budget`]), as the book counts in it: the budget and
+/// the window's start (Unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MeterId {
+    /// The budget.
+    pub budget: BudgetId,
+    /// The window's first instant.
+    pub start: i64,
+}
+
+/// A budget window as the store holds it: its limits and what it has used (credit in micros,
+/// tokens, successful calls), and what a refusal tells the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredMeter {
+    /// `key` or `user`: whose budget.
+    pub scope: &'static str,
+    /// The budget's period.
+    pub period: Period,
+    /// When the window ends (Unix milliseconds).
+    pub ends_at: i64,
+    /// Credit (micros), tokens and calls allowed; `None`, no limit.
+    pub limits: [Option<i64>; 3],
+    /// Credit (micros), tokens and calls used.
+    pub used: [i64; 3],
+}
+
+/// The names of a budget's three limits, in the book's order.
+pub const METER_LIMITS: [&str; 3] = ["credit", "tokens", "calls"];
 
 /// A settled request's durable effect: what the writer debits the user and adds to the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +116,8 @@ pub struct Debit {
     pub description: String,
     /// How much of the charge exceeded the hold.
     pub overage: Money,
+    /// The budget windows the request counts in (credit, tokens and, when it succeeded, a call).
+    pub meters: Vec<MeterId>,
 }
 
 /// Why [`CreditBook::hold`] could not decide.
@@ -95,6 +127,8 @@ pub enum HoldError {
     UserNotLoaded(UserId),
     /// The key is not in the book: load it ([`CreditBook::store_key`]) and try again.
     KeyNotLoaded(KeyId),
+    /// A budget window is not in the book: load it ([`CreditBook::store_meter`]) and try again.
+    MeterNotLoaded(MeterId),
     /// Refused by the rules (or the key is not the user's: [`StoreError::NotFound`](crate::store::StoreError)).
     Refused(BillingError),
 }
@@ -166,6 +200,47 @@ struct OpenHold {
     request_id: String,
     amount: i64,
     tokens: i64,
+    meters: Vec<MeterId>,
+}
+
+/// A budget window: stored, unwritten and held amounts (credit in micros, tokens, calls).
+#[derive(Debug)]
+struct MeterEntry {
+    stored: StoredMeter,
+    unwritten: [i64; 3],
+    reserved: [i64; 3],
+    /// The newest hold taken on this window (0: none).
+    last_hold: ReservationId,
+}
+
+impl MeterEntry {
+    fn idle(&self) -> bool {
+        self.unwritten == [0; 3] && self.reserved == [0; 3]
+    }
+
+    /// The first limit a hold of `add` would exceed.
+    fn refusal(&self, add: [i64; 3]) -> Option<BillingError> {
+        let over = (0..3).find(|&i| {
+            self.stored.limits[i].is_some_and(|limit| {
+                let after = self.stored.used[i].saturating_add(self.unwritten[i]).saturating_add(self.reserved[i]);
+                after.saturating_add(add[i]) > limit
+            })
+        })?;
+        Some(BillingError::BudgetSpent {
+            scope: self.stored.scope,
+            period: self.stored.period,
+            limit: METER_LIMITS[over],
+            resets_at: self.stored.ends_at,
+        })
+    }
+}
+
+fn add3(a: &mut [i64; 3], b: [i64; 3]) {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a = a.saturating_add(b));
+}
+
+fn sub3(a: &mut [i64; 3], b: [i64; 3]) {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a = a.saturating_sub(b));
 }
 
 /// Funds, key counters, open holds and the queue of unwritten debits; see the module docs.
@@ -173,6 +248,7 @@ struct OpenHold {
 pub struct CreditBook {
     users: HashMap<UserId, UserEntry>,
     keys: HashMap<KeyId, KeyEntry>,
+    meters: HashMap<MeterId, MeterEntry>,
     holds: HashMap<ReservationId, OpenHold>,
     /// The request ids of open holds: one hold per request.
     open_requests: HashSet<String>,
@@ -206,6 +282,76 @@ impl CreditBook {
     /// Forgets a deleted key. Its open holds still settle against the user.
     pub fn forget_key(&mut self, key_id: KeyId) {
         self.keys.remove(&key_id);
+    }
+
+    /// Sets a budget window's stored row: on first use, or after the budget changed.
+    pub fn store_meter(&mut self, id: MeterId, stored: StoredMeter) {
+        match self.meters.get_mut(&id) {
+            Some(entry) => entry.stored = stored,
+            None => {
+                let entry = MeterEntry { stored, unwritten: [0; 3], reserved: [0; 3], last_hold: 0 };
+                self.meters.insert(id, entry);
+            }
+        }
+    }
+
+    /// Whether a budget window is in the book.
+    pub fn has_meter(&self, id: MeterId) -> bool {
+        self.meters.contains_key(&id)
+    }
+
+    /// Forgets a budget window (its budget changed or went, or it ended). Its open holds and
+    /// unwritten debits still close and write.
+    pub fn forget_meter(&mut self, id: MeterId) {
+        self.meters.remove(&id);
+    }
+
+    /// Forgets the windows that ended before `now` and that nothing holds or waits to write in.
+    pub fn forget_ended_meters(&mut self, now: i64) {
+        self.meters.retain(|_, entry| entry.stored.ends_at > now || !entry.idle());
+    }
+
+    /// Forgets every window of the budgets `ids` (they changed or went).
+    pub fn forget_budgets(&mut self, ids: &[BudgetId]) {
+        self.meters.retain(|id, _| !ids.contains(&id.budget));
+    }
+
+    /// The budget windows in the book.
+    pub fn meter_ids(&self) -> Vec<MeterId> {
+        self.meters.keys().copied().collect()
+    }
+
+    /// A budget window's stored row, with what is unwritten added to its usage, and what is held.
+    pub fn meter(&self, id: MeterId) -> Option<(StoredMeter, [i64; 3])> {
+        self.meters.get(&id).map(|entry| {
+            let mut stored = entry.stored;
+            add3(&mut stored.used, entry.unwritten);
+            (stored, entry.reserved)
+        })
+    }
+
+    /// Adds to a budget window's limits (a lease grown), each only where the budget has that
+    /// limit. Returns `false` when the window is not in the book.
+    pub fn grant_meter(&mut self, id: MeterId, add: [i64; 3]) -> bool {
+        let Some(entry) = self.meters.get_mut(&id) else { return false };
+        for (limit, add) in entry.stored.limits.iter_mut().zip(add) {
+            *limit = limit.map(|limit| limit.saturating_add(add));
+        }
+        true
+    }
+
+    /// What a window's open holds and unwritten debits still take: credit, tokens, calls.
+    pub fn meter_commitments(&self, id: MeterId) -> Option<[i64; 3]> {
+        self.meters.get(&id).map(|entry| {
+            let mut taken = entry.reserved;
+            add3(&mut taken, entry.unwritten);
+            taken
+        })
+    }
+
+    /// Budget windows with nothing held and nothing unwritten, with the newest hold taken on them.
+    pub fn idle_meters(&self) -> Vec<(MeterId, ReservationId)> {
+        self.meters.iter().filter(|(_, entry)| entry.idle()).map(|(id, entry)| (*id, entry.last_hold)).collect()
     }
 
     /// Adds `amount` to a user's stored funds (a credit lease grown), entering the user at zero
@@ -279,6 +425,14 @@ impl CreditBook {
                     stored.tokens_used = stored.tokens_used.min(limit);
                 }
             }
+            for id in &debit.meters {
+                if let Some(meter) = self.meters.get_mut(id) {
+                    let stored = &mut meter.stored;
+                    for (used, limit) in stored.used.iter_mut().zip(stored.limits) {
+                        *used = limit.map_or(*used, |limit| (*used).min(limit));
+                    }
+                }
+            }
         }
     }
 
@@ -297,6 +451,7 @@ impl CreditBook {
     pub fn forget_all(&mut self) {
         self.users.clear();
         self.keys.clear();
+        self.meters.clear();
     }
 
     /// Whether the user's funds are in the book.
@@ -337,6 +492,14 @@ impl CreditBook {
     /// Checks and takes a hold in one step ([`check_hold`] against the user's funds and the
     /// key's counters, unwritten settlements and open holds included).
     pub fn hold(&mut self, new: &NewReservation) -> Result<ReservationId, HoldError> {
+        self.hold_metered(new, &[])
+    }
+
+    /// [`Self::hold`], also within the limits of budget windows `meters` (the windows of the
+    /// key's and the user's budgets that contain the request's time): each window's usage,
+    /// unwritten settlements and open holds, plus this hold's credit, tokens and one call, must
+    /// stay within its limits.
+    pub fn hold_metered(&mut self, new: &NewReservation, meters: &[MeterId]) -> Result<ReservationId, HoldError> {
         let (amount, tokens) = (new.hold.amount.micros(), new.hold.tokens);
         if amount < 0 || tokens < 0 {
             return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Internal(
@@ -349,6 +512,13 @@ impl CreditBook {
             return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::NotFound)));
         }
         check_hold(&user.funds(), &key.counters(), &new.hold).map_err(HoldError::Refused)?;
+        let add = [amount, tokens, 1];
+        for id in meters {
+            let meter = self.meters.get(id).ok_or(HoldError::MeterNotLoaded(*id))?;
+            if let Some(refusal) = meter.refusal(add) {
+                return Err(HoldError::Refused(refusal));
+            }
+        }
         if !self.open_requests.insert(new.request_id.clone()) {
             let conflict = format!("request id `{}` already holds credit", new.request_id);
             return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Conflict(conflict))));
@@ -364,8 +534,20 @@ impl CreditBook {
             key.reserved.calls += 1;
             key.last_hold = self.last_id;
         }
-        let hold =
-            OpenHold { user_id: new.user_id, key_id: new.key_id, request_id: new.request_id.clone(), amount, tokens };
+        for id in meters {
+            if let Some(meter) = self.meters.get_mut(id) {
+                add3(&mut meter.reserved, add);
+                meter.last_hold = self.last_id;
+            }
+        }
+        let hold = OpenHold {
+            user_id: new.user_id,
+            key_id: new.key_id,
+            request_id: new.request_id.clone(),
+            amount,
+            tokens,
+            meters: meters.to_vec(),
+        };
         self.holds.insert(self.last_id, hold);
         Ok(self.last_id)
     }
@@ -403,6 +585,11 @@ impl CreditBook {
             key.unwritten.tokens = key.unwritten.tokens.saturating_add(tokens);
             key.unwritten.calls += i64::from(settlement.success);
         }
+        for id in &hold.meters {
+            if let Some(meter) = self.meters.get_mut(id) {
+                add3(&mut meter.unwritten, [charge, tokens, i64::from(settlement.success)]);
+            }
+        }
         self.last_seq += 1;
         let debit = Debit {
             seq: self.last_seq,
@@ -414,6 +601,7 @@ impl CreditBook {
             success: settlement.success,
             description: settlement.description.clone(),
             overage,
+            meters: hold.meters,
         };
         self.queue.push_back(debit.clone());
         let settled = Settled { transaction: None, charged: debit.charge, overage: debit.overage };
@@ -436,6 +624,11 @@ impl CreditBook {
             key.reserved.quota -= hold.amount;
             key.reserved.tokens -= hold.tokens;
             key.reserved.calls -= 1;
+        }
+        for id in &hold.meters {
+            if let Some(meter) = self.meters.get_mut(id) {
+                sub3(&mut meter.reserved, [hold.amount, hold.tokens, 1]);
+            }
         }
         Ok(hold)
     }
@@ -471,6 +664,13 @@ impl CreditBook {
                 key.unwritten.quota -= charge;
                 key.unwritten.tokens -= debit.tokens;
                 key.unwritten.calls -= i64::from(debit.success);
+            }
+            let counted = [charge, debit.tokens, i64::from(debit.success)];
+            for id in &debit.meters {
+                if let Some(meter) = self.meters.get_mut(id) {
+                    add3(&mut meter.stored.used, counted);
+                    sub3(&mut meter.unwritten, counted);
+                }
             }
         }
     }
@@ -604,6 +804,47 @@ mod tests {
         let counters = book.key_counters(7).unwrap();
         assert_eq!((counters.remaining_calls, counters.quota_used, counters.tokens_used), (Some(1), credits("2"), 20));
         assert_eq!(book.unwritten(), 0);
+    }
+
+    #[test]
+    fn a_budget_window_admits_holds_within_its_limits_and_counts_what_was_settled() {
+        let mut book = book("100", StoredKey::default());
+        let day = MeterId { budget: 3, start: 1_000 };
+        let meter = |used| StoredMeter {
+            scope: "key",
+            period: Period::Day,
+            ends_at: 2_000,
+            limits: [Some(credits("1").micros()), None, Some(2)],
+            used,
+        };
+        let new = |id: &str| NewReservation { request_id: id.into(), ..reservation(1, 7, "0.3", 10) };
+        assert!(matches!(book.hold_metered(&new("a"), &[day]), Err(HoldError::MeterNotLoaded(id)) if id == day));
+        book.store_meter(day, meter([0; 3]));
+        let a = book.hold_metered(&new("a"), &[day]).unwrap();
+        let b = book.hold_metered(&new("b"), &[day]).unwrap();
+        // Two calls held: a third is refused although credit is left.
+        let refused = book.hold_metered(&new("c"), &[day]);
+        assert!(matches!(
+            refused,
+            Err(HoldError::Refused(BillingError::BudgetSpent { limit: "calls", resets_at: 2_000, .. }))
+        ));
+        book.release(b).unwrap();
+        let (_, debit) = book.settle(a, &settlement("0.4", 12, true)).unwrap();
+        assert_eq!(debit.meters, vec![day]);
+        assert_eq!(book.meter(day).unwrap().0.used, [400_000, 12, 1]);
+        book.written(&[debit]);
+        assert_eq!(book.meter(day).unwrap(), (meter([400_000, 12, 1]), [0; 3]));
+        // 0.4 used + 0.3 held = 0.7; another 0.3 would go to 1.0, and 0.301 beyond it.
+        let c = book.hold_metered(&new("c"), &[day]).unwrap();
+        let refused =
+            book.hold_metered(&NewReservation { request_id: "d".into(), ..reservation(1, 7, "0.301", 1) }, &[day]);
+        assert!(matches!(refused, Err(HoldError::Refused(BillingError::BudgetSpent { limit: "credit", .. }))));
+        book.release(c).unwrap();
+        // The next window starts empty; an ended idle window is forgotten.
+        let next = MeterId { budget: 3, start: 2_000 };
+        book.store_meter(next, StoredMeter { ends_at: 3_000, ..meter([0; 3]) });
+        book.forget_ended_meters(2_000);
+        assert!(!book.has_meter(day) && book.has_meter(next));
     }
 
     #[test]

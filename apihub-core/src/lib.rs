@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod billing;
+pub mod budget;
 pub mod channel;
 pub mod credit;
 pub mod decimal;
