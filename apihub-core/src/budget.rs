@@ -25,12 +25,14 @@
 //! assert_eq!(day.end - day.start, 86_400_000);
 //! ```
 
+use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Days, LocalResult, Months, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 use crate::policy::KeyId;
+use crate::store::StoreError;
 use crate::user::UserId;
 
 /// A budget's numeric id.
@@ -181,6 +183,30 @@ pub fn validate(specs: &[BudgetSpec]) -> Result<(), BudgetError> {
         }
     }
     Ok(())
+}
+
+/// A budget with its current window's usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetState {
+    /// The budget.
+    pub budget: Budget,
+    /// The current window.
+    pub window: Window,
+    /// What the current window has used (settled requests; open holds are not counted).
+    pub used: BudgetUsage,
+}
+
+/// Where budgets are kept. The credit engine behind the [`crate::billing::BillingStore`] enforces
+/// them; this is how they are set and shown.
+#[async_trait]
+pub trait BudgetStore: Send + Sync {
+    /// The time zone windows follow.
+    fn zone(&self) -> BudgetZone;
+    /// The budgets of some owners, with their current windows' usage.
+    async fn budget_states(&self, owners: &[BudgetOwner]) -> Result<Vec<BudgetState>, StoreError>;
+    /// Replaces an owner's budgets with `specs` (checked with [`validate`]); a period kept keeps
+    /// its current window's usage under the new limits.
+    async fn set_budgets(&self, owner: BudgetOwner, specs: &[BudgetSpec]) -> Result<(), StoreError>;
 }
 
 /// A window: from `start` (included) to `end` (excluded), in Unix milliseconds.

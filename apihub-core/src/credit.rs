@@ -67,13 +67,15 @@ pub struct StoredKey {
 }
 
 /// A window of a periodic budget ([`crate::budget`]), as the book counts in it: the budget and
-/// the window's start (Unix milliseconds).
+/// the window's bounds (Unix milliseconds; the start names it, the end follows from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MeterId {
     /// The budget.
     pub budget: BudgetId,
     /// The window's first instant.
     pub start: i64,
+    /// The next window's first instant: when this one resets.
+    pub end: i64,
 }
 
 /// A budget window as the store holds it: its limits and what it has used (credit in micros,
@@ -84,8 +86,6 @@ pub struct StoredMeter {
     pub scope: &'static str,
     /// The budget's period.
     pub period: Period,
-    /// When the window ends (Unix milliseconds).
-    pub ends_at: i64,
     /// Credit (micros), tokens and calls allowed; `None`, no limit.
     pub limits: [Option<i64>; 3],
     /// Credit (micros), tokens and calls used.
@@ -219,7 +219,7 @@ impl MeterEntry {
     }
 
     /// The first limit a hold of `add` would exceed.
-    fn refusal(&self, add: [i64; 3]) -> Option<BillingError> {
+    fn refusal(&self, id: &MeterId, add: [i64; 3]) -> Option<BillingError> {
         let over = (0..3).find(|&i| {
             self.stored.limits[i].is_some_and(|limit| {
                 let after = self.stored.used[i].saturating_add(self.unwritten[i]).saturating_add(self.reserved[i]);
@@ -230,7 +230,7 @@ impl MeterEntry {
             scope: self.stored.scope,
             period: self.stored.period,
             limit: METER_LIMITS[over],
-            resets_at: self.stored.ends_at,
+            resets_at: id.end,
         })
     }
 }
@@ -308,7 +308,7 @@ impl CreditBook {
 
     /// Forgets the windows that ended before `now` and that nothing holds or waits to write in.
     pub fn forget_ended_meters(&mut self, now: i64) {
-        self.meters.retain(|_, entry| entry.stored.ends_at > now || !entry.idle());
+        self.meters.retain(|id, entry| id.end > now || !entry.idle());
     }
 
     /// Forgets every window of the budgets `ids` (they changed or went).
@@ -328,6 +328,13 @@ impl CreditBook {
             add3(&mut stored.used, entry.unwritten);
             (stored, entry.reserved)
         })
+    }
+
+    /// Sets the limits of every window of a budget in the book (an administrator changed them).
+    pub fn set_meter_limits(&mut self, budget: BudgetId, limits: [Option<i64>; 3]) {
+        for (_, entry) in self.meters.iter_mut().filter(|(id, _)| id.budget == budget) {
+            entry.stored.limits = limits;
+        }
     }
 
     /// Adds to a budget window's limits (a lease grown), each only where the budget has that
@@ -515,7 +522,7 @@ impl CreditBook {
         let add = [amount, tokens, 1];
         for id in meters {
             let meter = self.meters.get(id).ok_or(HoldError::MeterNotLoaded(*id))?;
-            if let Some(refusal) = meter.refusal(add) {
+            if let Some(refusal) = meter.refusal(id, add) {
                 return Err(HoldError::Refused(refusal));
             }
         }
@@ -809,11 +816,10 @@ mod tests {
     #[test]
     fn a_budget_window_admits_holds_within_its_limits_and_counts_what_was_settled() {
         let mut book = book("100", StoredKey::default());
-        let day = MeterId { budget: 3, start: 1_000 };
+        let day = MeterId { budget: 3, start: 1_000, end: 2_000 };
         let meter = |used| StoredMeter {
             scope: "key",
             period: Period::Day,
-            ends_at: 2_000,
             limits: [Some(credits("1").micros()), None, Some(2)],
             used,
         };
@@ -841,8 +847,8 @@ mod tests {
         assert!(matches!(refused, Err(HoldError::Refused(BillingError::BudgetSpent { limit: "credit", .. }))));
         book.release(c).unwrap();
         // The next window starts empty; an ended idle window is forgotten.
-        let next = MeterId { budget: 3, start: 2_000 };
-        book.store_meter(next, StoredMeter { ends_at: 3_000, ..meter([0; 3]) });
+        let next = MeterId { budget: 3, start: 2_000, end: 3_000 };
+        book.store_meter(next, meter([0; 3]));
         book.forget_ended_meters(2_000);
         assert!(!book.has_meter(day) && book.has_meter(next));
     }

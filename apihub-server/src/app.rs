@@ -35,7 +35,11 @@ pub const STALE_HOLD: Duration = Duration::from_secs(2 * 60 * 60);
 /// Opens the database (migrating it) and, with `REDIS_URL`, Redis, and builds the shared state,
 /// including the usage log writer. Fails when either does not answer.
 pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
-    let options = PoolOptions { max_connections: config.db_max_connections, ..PoolOptions::default() };
+    let options = PoolOptions {
+        max_connections: config.db_max_connections,
+        budget_zone: config.budget_zone,
+        ..PoolOptions::default()
+    };
     let db = Db::connect(&config.database_url, &options).await?;
     let sql = Arc::new(SqlStore::new(db.clone()));
     let store: Arc<dyn Store> = sql.clone();
@@ -43,6 +47,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
     let request_log: Arc<dyn RequestLogStore> = sql.clone();
     let redemption: Arc<dyn RedemptionStore> = sql.clone();
     let recharge: Arc<dyn RechargeStore> = sql.clone();
+    let budgets: Arc<dyn apihub_core::budget::BudgetStore> = sql.clone();
     let jwt = Arc::new(JwtKeys::new(config.secret_key.expose().as_bytes(), config.access_token_expire_minutes));
     let key_cache = Arc::new(KeyCache::new(store.clone()));
     let prices = Arc::new(PriceCache::load(store.clone()).await?);
@@ -99,6 +104,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         request_log,
         redemption,
         recharge,
+        budgets,
         routes,
         route_table,
         db,

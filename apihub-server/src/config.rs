@@ -79,6 +79,9 @@ pub struct Config {
     /// `USAGE_LOG_RETENTION_DAYS`: usage rows (the per-request log) older than this many days are
     /// deleted in small batches by a background task; `None` (the default): kept for ever.
     pub usage_log_retention_days: Option<u32>,
+    /// `BUDGET_TIME_ZONE`: the IANA time zone (e.g. `Asia/Shanghai`) whose calendar days, weeks
+    /// and months periodic budgets follow; UTC by default.
+    pub budget_zone: apihub_core::budget::BudgetZone,
     /// `CURRENCY`: the ISO 4217 code of the money users pay in (default `CNY`), shown by the
     /// dashboard next to prices and payments.
     pub currency: String,
@@ -297,6 +300,7 @@ impl Config {
             upstream_max_attempts: parsed::<usize>("UPSTREAM_MAX_ATTEMPTS", 3)?.clamp(1, 10),
             channel_probe_secs: parsed("CHANNEL_PROBE_SECS", 0)?,
             usage_log_retention_days: retention_days(var("USAGE_LOG_RETENTION_DAYS"))?,
+            budget_zone: budget_zone(var("BUDGET_TIME_ZONE"))?,
             currency: currency(var("CURRENCY"))?,
             cors_allow_origins: var("CORS_ALLOW_ORIGINS")
                 .map(|list| {
@@ -322,6 +326,13 @@ fn retention_days(configured: Option<String>) -> anyhow::Result<Option<u32>> {
             bail!("USAGE_LOG_RETENTION_DAYS=`{text}` must be a whole number of days from 1 to 365000 (unset: keep all)")
         }
     }
+}
+
+/// `BUDGET_TIME_ZONE`, vetted: an IANA time zone name; UTC when unset.
+fn budget_zone(configured: Option<String>) -> anyhow::Result<apihub_core::budget::BudgetZone> {
+    let Some(name) = configured else { return Ok(apihub_core::budget::BudgetZone::default()) };
+    apihub_core::budget::BudgetZone::parse(name.trim())
+        .ok_or_else(|| anyhow::anyhow!("BUDGET_TIME_ZONE=`{name}` is not an IANA time zone name (e.g. Asia/Shanghai)"))
 }
 
 /// `CURRENCY`, vetted: three letters (ISO 4217), upper-cased; `CNY` when unset.

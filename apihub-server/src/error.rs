@@ -157,6 +157,13 @@ impl From<BillingError> for ApiError {
             BillingError::Store(e) => e.into(),
             e @ BillingError::InsufficientBalance { .. } => ApiError::InsufficientBalance(e.to_string()),
             e @ BillingError::KeyLimit { .. } => ApiError::Forbidden(e.to_string()),
+            BillingError::BudgetSpent { resets_at, .. } => {
+                let left = resets_at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(1_000);
+                ApiError::TooManyRequests {
+                    message: error.to_string(),
+                    retry_after_secs: u64::try_from(left.saturating_add(999) / 1000).unwrap_or(1),
+                }
+            }
             e @ BillingError::NotOpen(_) => ApiError::Conflict(e.to_string()),
         }
     }

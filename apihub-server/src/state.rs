@@ -38,6 +38,8 @@ pub struct AppState {
     pub redemption: Arc<dyn RedemptionStore>,
     /// Online recharge orders, from the same storage.
     pub recharge: Arc<dyn RechargeStore>,
+    /// Periodic budgets, from the same storage.
+    pub budgets: Arc<dyn apihub_core::budget::BudgetStore>,
     /// Metered routes, from the same storage.
     pub routes: Arc<dyn RouteStore>,
     /// The metered routes being served; reloaded through `invalidator` after every change.

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use apihub_core::Money;
 use apihub_core::billing::{BillingError, NewReservation, ReservationId, Settled, Settlement, UserFunds};
-use apihub_core::credit::{CreditBook, Debit, HoldError};
+use apihub_core::budget::BudgetOwner;
+use apihub_core::credit::{CreditBook, Debit, HoldError, MeterId, StoredMeter};
 use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
@@ -40,8 +41,9 @@ use diesel_async::RunQueryDsl;
 use tokio::sync::{Notify, watch};
 
 use super::billing::KeyLimitsRow;
+use super::budgets::{BudgetDefs, BudgetRow};
 use super::cached::Cached;
-use super::schema::{api_keys, transactions, users};
+use super::schema::{api_keys, budget_windows, budgets, transactions, users};
 use super::writer::SqliteWriter;
 use super::{TxError, now_millis, saturating_add};
 
@@ -59,6 +61,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// The engine; see the [module docs](self).
 pub struct Engine {
     book: Mutex<CreditBook>,
+    /// The budgets of the users and keys in the book.
+    budgets: Arc<BudgetDefs>,
     writer: Arc<SqliteWriter>,
     /// Held while a batch is written, a row is loaded, or an account write is applied and read
     /// back: stored values and unwritten debits never overlap.
@@ -129,7 +133,7 @@ impl Engine {
     ///
     /// Holds left in the database by an earlier version of the gateway (which kept them there)
     /// are freed here: this process is the only one that could still be using them.
-    pub(crate) async fn start(writer: Arc<SqliteWriter>) -> Result<Arc<Engine>, StoreError> {
+    pub(crate) async fn start(writer: Arc<SqliteWriter>, budgets: Arc<BudgetDefs>) -> Result<Arc<Engine>, StoreError> {
         writer
             .transaction(async |conn| -> Result<(), TxError> {
                 diesel::delete(super::schema::reservations::table).execute(conn).await?;
@@ -154,6 +158,7 @@ impl Engine {
             .map_err(|e| e.0)?;
         let engine = Arc::new(Engine {
             book: Mutex::new(CreditBook::default()),
+            budgets,
             writer,
             order: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
@@ -168,14 +173,26 @@ impl Engine {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a hold in memory, loading the user and key on first use.
+    /// The budgets' time zone, clock and definitions.
+    pub(crate) fn budgets(&self) -> &Arc<BudgetDefs> {
+        &self.budgets
+    }
+
+    /// Takes a hold in memory, loading the user, the key and their budgets' windows on first use.
     pub(crate) async fn reserve(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
         if self.book().unwritten() >= MAX_UNWRITTEN {
             self.wake_now();
             return Err(BillingError::Store(StoreError::Unavailable("settlements are waiting to be written".into())));
         }
-        for _ in 0..3 {
-            let missing = match self.book().hold(new) {
+        let now = self.budgets.now();
+        // A first load brings the user, the key and their budgets; each window is loaded once.
+        for _ in 0..8 {
+            let Some(meters) = self.budgets.windows(new.user_id, new.key_id, now) else {
+                self.load(&[new.user_id], &[new.key_id]).await?;
+                continue;
+            };
+            let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
+            let missing = match self.book().hold_metered(new, &ids) {
                 Ok(id) => return Ok(id),
                 Err(HoldError::Refused(error)) => return Err(error),
                 Err(missing) => missing,
@@ -183,10 +200,37 @@ impl Engine {
             match missing {
                 HoldError::UserNotLoaded(user_id) => self.load(&[user_id], &[]).await?,
                 HoldError::KeyNotLoaded(key_id) => self.load(&[], &[key_id]).await?,
+                HoldError::MeterNotLoaded(id) => {
+                    let template = meters.iter().find(|(m, _)| *m == id).map(|(_, stored)| *stored);
+                    self.load_meter(id, template.ok_or(StoreError::NotFound)?).await?;
+                }
                 HoldError::Refused(error) => return Err(error),
             }
         }
         Err(BillingError::Store(StoreError::NotFound))
+    }
+
+    /// Loads a budget window's usage (none yet: zero) into the book, under the order lock.
+    async fn load_meter(&self, id: MeterId, template: StoredMeter) -> Result<(), StoreError> {
+        let _order = self.order.lock().await;
+        if self.book().has_meter(id) {
+            return Ok(());
+        }
+        let used: Option<(i64, i64, i64)> = self
+            .writer
+            .transaction(async |conn| -> Result<_, TxError> {
+                Ok(budget_windows::table
+                    .find((id.budget, id.start))
+                    .select((budget_windows::credit_used, budget_windows::tokens_used, budget_windows::calls_used))
+                    .first(conn)
+                    .await
+                    .optional()?)
+            })
+            .await
+            .map_err(|e| e.0)?;
+        let used = used.map_or([0; 3], |(credit, tokens, calls)| [credit, tokens, calls]);
+        self.book().store_meter(id, StoredMeter { used, ..template });
+        Ok(())
     }
 
     /// Closes a hold with its whole charge and queues the debit.
@@ -321,7 +365,7 @@ impl Engine {
             return Ok(0);
         }
         let (user_ids, key_ids) = (user_ids.to_vec(), key_ids.to_vec());
-        let (balances, keys) = self
+        let (balances, keys, budget_rows) = self
             .writer
             .transaction(async |conn| -> Result<_, TxError> {
                 let balances: Vec<(i64, i64)> = users::table
@@ -334,12 +378,29 @@ impl Engine {
                     .select((api_keys::id, KeyLimitsRow::as_select()))
                     .load(conn)
                     .await?;
-                Ok((balances, keys))
+                let budget_rows: Vec<BudgetRow> = budgets::table
+                    .filter(budgets::user_id.eq_any(&user_ids).or(budgets::key_id.eq_any(&key_ids)))
+                    .select(BudgetRow::as_select())
+                    .load(conn)
+                    .await?;
+                Ok((balances, keys, budget_rows))
             })
             .await
             .map_err(|e| e.0)?;
         let found = balances.len() + keys.len();
+        let budgets: Vec<_> = budget_rows.into_iter().map(BudgetRow::into_domain).collect::<Result<_, _>>()?;
+        let owners: Vec<BudgetOwner> = balances
+            .iter()
+            .map(|(id, _)| BudgetOwner::User(*id))
+            .chain(keys.iter().map(|(id, _)| BudgetOwner::Key(*id)))
+            .collect();
+        let gone = self.budgets.store(&owners, &budgets);
         let mut book = self.book();
+        // Windows in the book keep their usage and take the new limits; a removed budget's go.
+        book.forget_budgets(&gone);
+        for budget in &budgets {
+            book.set_meter_limits(budget.id, budget.limits.as_array());
+        }
         for (user_id, balance) in balances {
             book.store_user(user_id, Money::from_micros(balance));
         }
@@ -360,7 +421,11 @@ impl Engine {
                 tracing::error!(error = %e.0, debits = batch.len(), "writing settlements failed; they stay queued");
                 e.0
             })?;
-        self.book().written(batch);
+        {
+            let mut book = self.book();
+            book.written(batch);
+            book.forget_ended_meters(self.budgets.now());
+        }
         if let Some(last) = batch.last() {
             self.written.send_replace(last.seq);
         }
@@ -496,7 +561,48 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
     for row in &rows {
         Cached(diesel::insert_into(transactions::table).values(row)).execute(conn).await?;
     }
+    let meters = meter_totals(batch);
+    if !meters.is_empty() {
+        let ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();
+        let live: Vec<i64> = budgets::table.filter(budgets::id.eq_any(&ids)).select(budgets::id).load(conn).await?;
+        for (id, [credit, tokens, calls]) in meters.into_iter().filter(|(id, _)| live.contains(&id.budget)) {
+            diesel::insert_into(budget_windows::table)
+                .values((
+                    budget_windows::budget_id.eq(id.budget),
+                    budget_windows::window_start.eq(id.start),
+                    budget_windows::window_end.eq(id.end),
+                    budget_windows::credit_used.eq(credit),
+                    budget_windows::tokens_used.eq(tokens),
+                    budget_windows::calls_used.eq(calls),
+                ))
+                .on_conflict((budget_windows::budget_id, budget_windows::window_start))
+                .do_update()
+                .set((
+                    budget_windows::credit_used.eq(saturating_add!(budget_windows::credit_used, credit)),
+                    budget_windows::tokens_used.eq(saturating_add!(budget_windows::tokens_used, tokens)),
+                    budget_windows::calls_used.eq(budget_windows::calls_used + calls),
+                ))
+                .execute(conn)
+                .await?;
+        }
+    }
     Ok(())
+}
+
+/// A batch's budget windows, with what it adds to each: credit (micros), tokens, successful calls.
+pub(super) fn meter_totals(batch: &[Debit]) -> Vec<(MeterId, [i64; 3])> {
+    let mut totals: Vec<(MeterId, [i64; 3])> = Vec::new();
+    for debit in batch {
+        let add = [debit.charge.micros(), debit.tokens, i64::from(debit.success)];
+        for id in &debit.meters {
+            match totals.iter_mut().find(|(m, _)| m == id) {
+                Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t = t.saturating_add(a)),
+                None => totals.push((*id, add)),
+            }
+        }
+    }
+    totals.sort_unstable_by_key(|(id, _)| *id);
+    totals
 }
 
 /// The writing task: waits for a first debit, lets the window fill (unless a reader waits), writes

@@ -42,7 +42,8 @@ use apihub_core::Money;
 use apihub_core::billing::{
     BillingError, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
 };
-use apihub_core::credit::{CreditBook, Debit, HoldError, StoredKey};
+use apihub_core::budget::BudgetOwner;
+use apihub_core::credit::{CreditBook, Debit, HoldError, METER_LIMITS, MeterId, StoredKey, StoredMeter};
 use apihub_core::ledger::TxType;
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
@@ -53,8 +54,9 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{Notify, watch};
 
-use super::engine::{MAX_UNWRITTEN, WINDOW, batch_totals, consume_rows};
-use super::schema::transactions;
+use super::budgets::{BudgetDefs, BudgetRow};
+use super::engine::{MAX_UNWRITTEN, WINDOW, batch_totals, consume_rows, meter_totals};
+use super::schema::{budgets, transactions};
 use super::{TxError, now_millis, pool_error};
 
 /// How long a lease lives without renewal (the database's clock).
@@ -92,6 +94,8 @@ pub struct LeaseEngine {
     node_id: String,
     pool: PgPool,
     book: Mutex<CreditBook>,
+    /// The budgets of the users and keys that made requests here.
+    budgets: Arc<BudgetDefs>,
     sizes: Mutex<Sizes>,
     /// Held while a batch is written, a lease is granted, renewed or given back: the book's
     /// stored amounts and the database's leases never disagree about a written batch.
@@ -124,11 +128,14 @@ struct Sizes {
     user_grants: HashMap<UserId, i64>,
     /// The last growth of each key's lease: credit (micros), tokens, calls.
     key_grants: HashMap<KeyId, [i64; 3]>,
+    /// The last growth of each budget window's lease: credit (micros), tokens, calls.
+    meter_grants: HashMap<MeterId, [i64; 3]>,
     /// Keys by public id, for invalidations.
     public_ids: HashMap<String, KeyId>,
     /// Entries seen idle at the last sweep, with their newest hold then.
     idle_users: HashMap<UserId, ReservationId>,
     idle_keys: HashMap<KeyId, ReservationId>,
+    idle_meters: HashMap<MeterId, ReservationId>,
 }
 
 #[derive(QueryableByName)]
@@ -179,6 +186,41 @@ struct KeyGrant {
 }
 
 #[derive(QueryableByName)]
+struct MeterGrant {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    credit_free: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    tokens_free: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    calls_free: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    granted: bool,
+    #[diesel(sql_type = BigInt)]
+    credit: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+}
+
+/// A gateway's lease of a budget window.
+#[derive(QueryableByName)]
+struct MeterLeaseRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    budget_id: i64,
+    #[diesel(sql_type = BigInt)]
+    window_start: i64,
+    #[diesel(sql_type = BigInt)]
+    amount: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+}
+
+#[derive(QueryableByName)]
 struct LeaseRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
@@ -215,11 +257,12 @@ fn key_shortfall(counters: &KeyCounters, new: &NewReservation) -> [i64; 3] {
 impl LeaseEngine {
     /// An engine for a new node id on `pool`, with its writing and upkeep tasks (which end with
     /// the engine).
-    pub(crate) fn start(pool: PgPool) -> Arc<LeaseEngine> {
+    pub(crate) fn start(pool: PgPool, budgets: Arc<BudgetDefs>) -> Arc<LeaseEngine> {
         let engine = Arc::new(LeaseEngine {
             node_id: uuid::Uuid::new_v4().simple().to_string(),
             pool,
             book: Mutex::new(CreditBook::default()),
+            budgets,
             sizes: Mutex::default(),
             order: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
@@ -242,6 +285,11 @@ impl LeaseEngine {
     /// This gateway's node id (its leases carry it).
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The budgets' time zone, clock and definitions.
+    pub(crate) fn budgets(&self) -> &Arc<BudgetDefs> {
+        &self.budgets
     }
 
     fn book(&self) -> MutexGuard<'_, CreditBook> {
@@ -282,17 +330,26 @@ impl LeaseEngine {
         // Each round either holds, or grows a lease (which takes credit from the database, so
         // the rounds end), or is refused; the hold after a growth is taken under the order lock.
         let (mut nudges, mut transient) = (NUDGES, NUDGES);
+        let now = self.budgets.now();
         for _ in 0..MAX_ROUNDS {
-            let refused = match self.book().hold(new) {
+            let Some(meters) = self.budgets.windows(new.user_id, new.key_id, now) else {
+                self.load_budgets(new.user_id, new.key_id).await.map_err(BillingError::Store)?;
+                continue;
+            };
+            let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
+            let refused = match self.book().hold_metered(new, &ids) {
                 Ok(id) => return Ok(id),
                 Err(refused) => refused,
             };
             let grown = match refused {
                 HoldError::UserNotLoaded(_) | HoldError::Refused(BillingError::InsufficientBalance { .. }) => {
-                    self.grow_user(new).await
+                    self.grow_user(new, &ids).await
                 }
                 HoldError::KeyNotLoaded(_) | HoldError::Refused(BillingError::KeyLimit { .. }) => {
-                    self.grow_key(new).await.map_err(Refusal::Refused)
+                    self.grow_key(new, &ids).await.map_err(Refusal::Refused)
+                }
+                HoldError::MeterNotLoaded(_) | HoldError::Refused(BillingError::BudgetSpent { .. }) => {
+                    self.grow_meter(new, &meters).await.map_err(Refusal::Refused)
                 }
                 HoldError::Refused(error) => return Err(error),
             };
@@ -322,8 +379,8 @@ impl LeaseEngine {
     }
 
     /// After a growth (the caller holds the order lock): the hold, when it fits now.
-    fn hold_now(&self, new: &NewReservation) -> Result<Option<ReservationId>, BillingError> {
-        match self.book().hold(new) {
+    fn hold_now(&self, new: &NewReservation, meters: &[MeterId]) -> Result<Option<ReservationId>, BillingError> {
+        match self.book().hold_metered(new, meters) {
             Ok(id) => Ok(Some(id)),
             Err(HoldError::Refused(error @ BillingError::Store(_))) => Err(error),
             Err(_) => Ok(None),
@@ -367,7 +424,7 @@ impl LeaseEngine {
     /// Grows (or first takes) this gateway's lease of a user's credit by at least what `new`
     /// lacks, then takes the hold when it fits. Refused with what is available (this lease and
     /// the free credit) when even that is not free.
-    async fn grow_user(&self, new: &NewReservation) -> Result<Option<ReservationId>, Refusal> {
+    async fn grow_user(&self, new: &NewReservation, meters: &[MeterId]) -> Result<Option<ReservationId>, Refusal> {
         let (user_id, required) = (new.user_id, new.hold.amount);
         let _order = self.order.lock().await;
         self.write_queued().await.map_err(BillingError::Store)?;
@@ -375,12 +432,12 @@ impl LeaseEngine {
         let leased = self.book().funds(user_id);
         let available = leased.map_or(Money::ZERO, |funds| funds.available());
         if leased.is_some() && available >= required {
-            return Ok(self.hold_now(new)?);
+            return Ok(self.hold_now(new, meters)?);
         }
         let min = required.micros().saturating_sub(available.micros()).max(0);
         if min == 0 {
             self.book().grant_user(user_id, Money::ZERO);
-            return Ok(self.hold_now(new)?);
+            return Ok(self.hold_now(new, meters)?);
         }
         let last = self.sizes().user_grants.get(&user_id).copied().unwrap_or(0);
         let want = min.saturating_mul(GROWTH).max(last.saturating_mul(2));
@@ -418,7 +475,7 @@ impl LeaseEngine {
                 self.renewed(asked_at);
                 self.book().grant_user(user_id, Money::from_micros(granted));
                 self.sizes().user_grants.insert(user_id, granted);
-                Ok(self.hold_now(new)?)
+                Ok(self.hold_now(new, meters)?)
             }
             None => {
                 let here = available.micros().saturating_add(grant.free.max(0));
@@ -438,14 +495,16 @@ impl LeaseEngine {
     /// Reads a key (on first use) and grows this gateway's lease of its limited credit, tokens
     /// and calls by at least what `new` lacks, then takes the hold when it fits. Refused with
     /// the limit that is spent.
-    async fn grow_key(&self, new: &NewReservation) -> Result<Option<ReservationId>, BillingError> {
+    async fn grow_key(&self, new: &NewReservation, meters: &[MeterId]) -> Result<Option<ReservationId>, BillingError> {
         let key_id = new.key_id;
         let _order = self.order.lock().await;
         self.write_queued().await.map_err(BillingError::Store)?;
         let loaded = self.book().key_counters(key_id);
         let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
         let min = match loaded {
-            Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => return self.hold_now(new),
+            Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => {
+                return self.hold_now(new, meters);
+            }
             // What the hold lacks now, on each limit.
             Some(counters) => key_shortfall(&counters, new),
             // On first use, enough for this hold on every limit the key has.
@@ -534,7 +593,178 @@ impl LeaseEngine {
         sizes.key_grants.insert(key_id, [grant.quota, grant.tokens, grant.calls]);
         sizes.public_ids.insert(grant.public_id, key_id);
         drop(sizes);
-        self.hold_now(new)
+        self.hold_now(new, meters)
+    }
+
+    /// Reads the budgets of a request's user and key (on their first request here, or after the
+    /// budgets changed).
+    async fn load_budgets(&self, user_id: UserId, key_id: KeyId) -> Result<(), StoreError> {
+        let rows: Vec<BudgetRow> = self
+            .run(async |conn| {
+                Ok(budgets::table
+                    .filter(budgets::user_id.eq(user_id).or(budgets::key_id.eq(key_id)))
+                    .select(BudgetRow::as_select())
+                    .load(conn)
+                    .await?)
+            })
+            .await?;
+        let budgets: Vec<_> = rows.into_iter().map(BudgetRow::into_domain).collect::<Result<_, _>>()?;
+        self.budgets.store(&[BudgetOwner::User(user_id), BudgetOwner::Key(key_id)], &budgets);
+        Ok(())
+    }
+
+    /// Grows (or first takes) this gateway's lease of the first of `meters` (a request's budget
+    /// windows) that cannot take the hold, by at least what the hold lacks, then takes the hold
+    /// when it fits. Refused with the budget limit that is spent.
+    async fn grow_meter(
+        &self,
+        new: &NewReservation,
+        meters: &[(MeterId, StoredMeter)],
+    ) -> Result<Option<ReservationId>, BillingError> {
+        let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
+        let _order = self.order.lock().await;
+        self.write_queued().await.map_err(BillingError::Store)?;
+        let add = [new.hold.amount.micros().max(0), new.hold.tokens.max(0), 1];
+        // The first window short of this hold, and by how much (on first use: the whole hold).
+        let short = {
+            let book = self.book();
+            meters.iter().find_map(|(id, template)| match book.meter(*id) {
+                None => Some((*id, *template, add)),
+                Some((stored, held)) => {
+                    let lack: [i64; 3] = std::array::from_fn(|i| {
+                        stored.limits[i].map_or(0, |limit| stored.used[i] + held[i] + add[i] - limit).max(0)
+                    });
+                    (lack != [0; 3]).then_some((*id, *template, lack))
+                }
+            })
+        };
+        let Some((id, template, min)) = short else { return self.hold_now(new, &ids) };
+        let last = self.sizes().meter_grants.get(&id).copied().unwrap_or_default();
+        let want: [i64; 3] = std::array::from_fn(|i| min[i].saturating_mul(GROWTH).max(last[i].saturating_mul(2)));
+        let asked_at = Instant::now();
+        let node_id = self.node_id.clone();
+        let grant: Vec<MeterGrant> = self
+            .run(async |conn| {
+                conn.transaction(async |conn| -> Result<Vec<MeterGrant>, TxError> {
+                    // The window's row, on its first use by any gateway (not for a budget just removed).
+                    diesel::sql_query(
+                        "INSERT INTO budget_windows (budget_id, window_start, window_end)                          SELECT id, $2, $3 FROM budgets WHERE id = $1 ON CONFLICT DO NOTHING",
+                    )
+                    .bind::<BigInt, _>(id.budget)
+                    .bind::<BigInt, _>(id.start)
+                    .bind::<BigInt, _>(id.end)
+                    .execute(conn)
+                    .await?;
+                    // A limit the budget does not have grants nothing and needs nothing (`free` NULL).
+                    Ok(diesel::sql_query(format!(
+                        "WITH w AS (SELECT w.budget_id, w.window_start,                                     b.credit_limit - w.credit_used - w.credit_reserved AS credit_free,                                     b.token_limit - w.tokens_used - w.tokens_reserved AS tokens_free,                                     b.call_limit - w.calls_used - w.calls_reserved AS calls_free                                     FROM budget_windows w JOIN budgets b ON b.id = w.budget_id                                     WHERE w.budget_id = $1 AND w.window_start = $2 FOR UPDATE OF w),                          s AS (SELECT w.*,                                     COALESCE(GREATEST($3, LEAST($6, credit_free / 2)), 0) AS credit,                                     COALESCE(GREATEST($4, LEAST($7, tokens_free / 2)), 0) AS tokens,                                     COALESCE(GREATEST($5, LEAST($8, calls_free / 2)), 0) AS calls,                                     (credit_free IS NULL OR credit_free >= $3) AND (tokens_free IS NULL OR tokens_free >= $4)                                     AND (calls_free IS NULL OR calls_free >= $5) AS granted FROM w),                          g AS (UPDATE budget_windows SET credit_reserved = credit_reserved + s.credit,                                     tokens_reserved = tokens_reserved + s.tokens, calls_reserved = calls_reserved + s.calls                                FROM s WHERE budget_windows.budget_id = s.budget_id                                AND budget_windows.window_start = s.window_start                                AND s.granted AND s.credit + s.tokens + s.calls > 0                                RETURNING budget_windows.budget_id),                          l AS (INSERT INTO budget_leases (node_id, budget_id, window_start, amount, tokens, calls, expires_at, created_at)                                SELECT $9, s.budget_id, s.window_start, s.credit, s.tokens, s.calls, {DB_NOW} + $10, {DB_NOW}                                FROM s JOIN g ON g.budget_id = s.budget_id                                ON CONFLICT (node_id, budget_id, window_start) DO UPDATE                                SET amount = budget_leases.amount + EXCLUDED.amount, tokens = budget_leases.tokens + EXCLUDED.tokens,                                    calls = budget_leases.calls + EXCLUDED.calls, expires_at = EXCLUDED.expires_at)                          SELECT credit_free, tokens_free, calls_free, granted, credit, tokens, calls FROM s"
+                    ))
+                    .bind::<BigInt, _>(id.budget)
+                    .bind::<BigInt, _>(id.start)
+                    .bind::<BigInt, _>(min[0])
+                    .bind::<BigInt, _>(min[1])
+                    .bind::<BigInt, _>(min[2])
+                    .bind::<BigInt, _>(want[0])
+                    .bind::<BigInt, _>(want[1])
+                    .bind::<BigInt, _>(want[2])
+                    .bind::<Text, _>(&node_id)
+                    .bind::<BigInt, _>(ttl_millis())
+                    .load(conn)
+                    .await?)
+                })
+                .await
+            })
+            .await
+            .map_err(BillingError::Store)?;
+        let Some(grant) = grant.into_iter().next() else {
+            // The budget was removed meanwhile: read the budgets again.
+            self.budgets.forget_all();
+            return Ok(None);
+        };
+        let free = [grant.credit_free, grant.tokens_free, grant.calls_free];
+        if !grant.granted {
+            let over = (0..3).find(|&i| free[i].is_some_and(|free| free < min[i])).unwrap_or(0);
+            return Err(BillingError::BudgetSpent {
+                scope: template.scope,
+                period: template.period,
+                limit: METER_LIMITS[over],
+                resets_at: id.end,
+            });
+        }
+        let granted = [grant.credit, grant.tokens, grant.calls];
+        if granted != [0; 3] {
+            self.renewed(asked_at);
+        }
+        {
+            let mut book = self.book();
+            if !book.grant_meter(id, granted) {
+                let limits = std::array::from_fn(|i| free[i].map(|_| granted[i]));
+                book.store_meter(id, StoredMeter { limits, used: [0; 3], ..template });
+            }
+        }
+        self.sizes().meter_grants.insert(id, granted);
+        self.hold_now(new, &ids)
+    }
+
+    /// Gives back every budget window's lease and forgets the budgets (an administrator changed
+    /// some): each is read and leased afresh on its next request.
+    pub(crate) async fn revoke_budgets(&self) {
+        self.budgets.forget_all();
+        let meters = self.book().meter_ids();
+        if let Err(error) = self.give_back_meters(&meters).await {
+            tracing::warn!(%error, "giving back the budgets' leases failed; they expire on their own");
+        }
+    }
+
+    /// Gives back budget windows' leases but for what their open holds and unwritten debits take,
+    /// and forgets the windows.
+    async fn give_back_meters(&self, ids: &[MeterId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _order = self.order.lock().await;
+        self.write_queued().await?;
+        let kept: Vec<(MeterId, [i64; 3])> = {
+            let mut book = self.book();
+            let kept = ids.iter().filter_map(|id| book.meter_commitments(*id).map(|keep| (*id, keep))).collect();
+            ids.iter().for_each(|id| book.forget_meter(*id));
+            kept
+        };
+        {
+            let mut sizes = self.sizes();
+            ids.iter().for_each(|id| {
+                sizes.meter_grants.remove(id);
+            });
+        }
+        let node_id = self.node_id.clone();
+        for (id, keep) in kept {
+            self.run(async |conn| {
+                conn.transaction(async |conn| -> Result<(), TxError> {
+                    // The window first, then the lease: the lock order.
+                    lock_window(conn, id.budget, id.start).await?;
+                    let leases: Vec<MeterLeaseRow> = diesel::sql_query(
+                        "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases                          WHERE node_id = $1 AND budget_id = $2 AND window_start = $3 FOR UPDATE",
+                    )
+                    .bind::<Text, _>(&node_id)
+                    .bind::<BigInt, _>(id.budget)
+                    .bind::<BigInt, _>(id.start)
+                    .load(conn)
+                    .await?;
+                    for lease in leases {
+                        let back = [
+                            (lease.amount - keep[0]).max(0),
+                            (lease.tokens - keep[1]).max(0),
+                            (lease.calls - keep[2]).max(0),
+                        ];
+                        free_meter_lease(conn, &lease, back).await?;
+                    }
+                    Ok(())
+                })
+                .await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Gives back this gateway's lease of a key and forgets it, so that its next hold reads the
@@ -682,7 +912,9 @@ impl LeaseEngine {
     pub async fn give_back_all(&self) -> Result<(), StoreError> {
         self.flush().await?;
         let (users, keys) = self.book().entries();
-        self.give_back(&users, &keys, true).await
+        self.give_back(&users, &keys, true).await?;
+        let meters = self.book().meter_ids();
+        self.give_back_meters(&meters).await
     }
 
     fn wake_now(&self) {
@@ -734,11 +966,16 @@ impl LeaseEngine {
         let node_id = self.node_id.clone();
         let renewed: usize = self
             .run(async |conn| {
-                Ok(diesel::sql_query(format!("UPDATE credit_leases SET expires_at = {DB_NOW} + $2 WHERE node_id = $1"))
-                    .bind::<Text, _>(&node_id)
-                    .bind::<BigInt, _>(ttl_millis())
-                    .execute(conn)
-                    .await?)
+                let mut renewed = 0;
+                for table in ["credit_leases", "budget_leases"] {
+                    renewed +=
+                        diesel::sql_query(format!("UPDATE {table} SET expires_at = {DB_NOW} + $2 WHERE node_id = $1"))
+                            .bind::<Text, _>(&node_id)
+                            .bind::<BigInt, _>(ttl_millis())
+                            .execute(conn)
+                            .await?;
+                }
+                Ok(renewed)
             })
             .await?;
         if renewed > 0 {
@@ -749,7 +986,7 @@ impl LeaseEngine {
 
     /// Gives back the leases whose entries were idle at the last look and still are.
     async fn return_idle(&self) -> Result<(), StoreError> {
-        let (users, keys) = {
+        let (users, keys, meters) = {
             let book = self.book();
             let mut sizes = self.sizes();
             let idle_users = book.idle_users();
@@ -764,10 +1001,18 @@ impl LeaseEngine {
                 .filter(|(id, last)| sizes.idle_keys.get(id) == Some(last))
                 .map(|(id, _)| *id)
                 .collect();
+            let idle_meters = book.idle_meters();
+            let meters: Vec<MeterId> = idle_meters
+                .iter()
+                .filter(|(id, last)| sizes.idle_meters.get(id) == Some(last))
+                .map(|(id, _)| *id)
+                .collect();
             sizes.idle_users = idle_users.into_iter().filter(|(id, _)| !users.contains(id)).collect();
             sizes.idle_keys = idle_keys.into_iter().filter(|(id, _)| !keys.contains(id)).collect();
-            (users, keys)
+            sizes.idle_meters = idle_meters.into_iter().filter(|(id, _)| !meters.contains(id)).collect();
+            (users, keys, meters)
         };
+        self.give_back_meters(&meters).await?;
         if users.is_empty() && keys.is_empty() {
             return Ok(());
         }
@@ -801,6 +1046,42 @@ impl LeaseEngine {
                         .await?;
                         for row in &gone {
                             unreserve(conn, row, [row.amount, row.tokens, row.calls]).await?;
+                        }
+                        Ok(!gone.is_empty())
+                    })
+                    .await
+                })
+                .await?;
+            freed += usize::from(found);
+        }
+        Ok(freed + self.reclaim_expired_meters().await?)
+    }
+
+    /// Frees any gateway's expired budget window leases, one transaction each; returns how many.
+    async fn reclaim_expired_meters(&self) -> Result<usize, StoreError> {
+        let expired: Vec<MeterLeaseRow> = self
+            .run(async |conn| {
+                Ok(diesel::sql_query(format!(
+                    "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases                      WHERE expires_at < {DB_NOW} ORDER BY id LIMIT 1000"
+                ))
+                .load(conn)
+                .await?)
+            })
+            .await?;
+        let mut freed = 0;
+        for lease in expired {
+            let found = self
+                .run(async |conn| {
+                    conn.transaction(async |conn| -> Result<bool, TxError> {
+                        lock_window(conn, lease.budget_id, lease.window_start).await?;
+                        let gone: Vec<MeterLeaseRow> = diesel::sql_query(format!(
+                            "DELETE FROM budget_leases WHERE id = $1 AND expires_at < {DB_NOW}                              RETURNING id, budget_id, window_start, amount, tokens, calls"
+                        ))
+                        .bind::<BigInt, _>(lease.id)
+                        .load(conn)
+                        .await?;
+                        for row in &gone {
+                            unreserve_window(conn, row, [row.amount, row.tokens, row.calls]).await?;
                         }
                         Ok(!gone.is_empty())
                     })
@@ -876,6 +1157,122 @@ async fn unreserve(
                 .execute(conn)
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Locks a budget window's row (the lock order: window before lease).
+async fn lock_window(conn: &mut AsyncPgConnection, budget_id: i64, start: i64) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT budget_id FROM budget_windows WHERE budget_id = $1 AND window_start = $2 FOR UPDATE")
+        .bind::<BigInt, _>(budget_id)
+        .bind::<BigInt, _>(start)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives `back` (credit, tokens, calls) of a budget window's lease to the window.
+async fn free_meter_lease(
+    conn: &mut AsyncPgConnection,
+    lease: &MeterLeaseRow,
+    back: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    if back == [lease.amount, lease.tokens, lease.calls] {
+        diesel::sql_query("DELETE FROM budget_leases WHERE id = $1").bind::<BigInt, _>(lease.id).execute(conn).await?;
+    } else {
+        diesel::sql_query(
+            "UPDATE budget_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
+        )
+        .bind::<BigInt, _>(lease.id)
+        .bind::<BigInt, _>(back[0])
+        .bind::<BigInt, _>(back[1])
+        .bind::<BigInt, _>(back[2])
+        .execute(conn)
+        .await?;
+    }
+    unreserve_window(conn, lease, back).await
+}
+
+/// Takes `back` out of a budget window's reserved columns.
+async fn unreserve_window(
+    conn: &mut AsyncPgConnection,
+    lease: &MeterLeaseRow,
+    back: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE budget_windows SET credit_reserved = credit_reserved - $3, tokens_reserved = tokens_reserved - $4, \
+         calls_reserved = calls_reserved - $5 WHERE budget_id = $1 AND window_start = $2",
+    )
+    .bind::<BigInt, _>(lease.budget_id)
+    .bind::<BigInt, _>(lease.window_start)
+    .bind::<BigInt, _>(back[0])
+    .bind::<BigInt, _>(back[1])
+    .bind::<BigInt, _>(back[2])
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A batch's budget windows, after its users and keys (the lock order: windows, then their
+/// leases): per window, what this gateway's lease still holds pays first, and the usage grows by
+/// the whole of it.
+async fn write_meters(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<(), TxError> {
+    let meters = meter_totals(batch);
+    if meters.is_empty() {
+        return Ok(());
+    }
+    let budget_ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();
+    let starts: Vec<i64> = meters.iter().map(|(id, _)| id.start).collect();
+    diesel::sql_query(
+        "SELECT budget_id FROM budget_windows WHERE (budget_id, window_start) IN \
+         (SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[])) ORDER BY budget_id, window_start FOR UPDATE",
+    )
+    .bind::<Array<BigInt>, _>(&budget_ids)
+    .bind::<Array<BigInt>, _>(&starts)
+    .execute(conn)
+    .await?;
+    let leases: Vec<MeterLeaseRow> = diesel::sql_query(
+        "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases WHERE node_id = $1 \
+         AND (budget_id, window_start) IN (SELECT * FROM unnest($2::BIGINT[], $3::BIGINT[])) ORDER BY id FOR UPDATE",
+    )
+    .bind::<Text, _>(node_id)
+    .bind::<Array<BigInt>, _>(&budget_ids)
+    .bind::<Array<BigInt>, _>(&starts)
+    .load(conn)
+    .await?;
+    for (id, total) in meters {
+        let lease = leases.iter().find(|l| l.budget_id == id.budget && l.window_start == id.start);
+        let consumed =
+            lease.map_or([0; 3], |l| [l.amount.min(total[0]), l.tokens.min(total[1]), l.calls.min(total[2])]);
+        if let Some(lease) = lease {
+            diesel::sql_query(
+                "UPDATE budget_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
+            )
+            .bind::<BigInt, _>(lease.id)
+            .bind::<BigInt, _>(consumed[0])
+            .bind::<BigInt, _>(consumed[1])
+            .bind::<BigInt, _>(consumed[2])
+            .execute(conn)
+            .await?;
+        }
+        diesel::sql_query(
+            "UPDATE budget_windows SET \
+             credit_used = CASE WHEN credit_used <= 9223372036854775807 - $3 THEN credit_used + $3 ELSE 9223372036854775807 END, \
+             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $4 THEN tokens_used + $4 ELSE 9223372036854775807 END, \
+             calls_used = calls_used + $5, credit_reserved = credit_reserved - $6, \
+             tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8 \
+             WHERE budget_id = $1 AND window_start = $2",
+        )
+        .bind::<BigInt, _>(id.budget)
+        .bind::<BigInt, _>(id.start)
+        .bind::<BigInt, _>(total[0].max(0))
+        .bind::<BigInt, _>(total[1].max(0))
+        .bind::<BigInt, _>(total[2])
+        .bind::<BigInt, _>(consumed[0])
+        .bind::<BigInt, _>(consumed[1])
+        .bind::<BigInt, _>(consumed[2])
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }
@@ -978,6 +1375,7 @@ async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debi
         .execute(conn)
         .await?;
     }
+    write_meters(conn, node_id, batch).await?;
     if !rows.is_empty() {
         diesel::insert_into(transactions::table).values(&rows).execute(conn).await?;
     }

@@ -23,6 +23,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 mod billing;
+pub mod budgets;
 mod cached;
 mod channels;
 pub mod engine;
@@ -99,11 +100,17 @@ pub struct PoolOptions {
     pub max_connections: usize,
     /// How long a caller waits for a free connection.
     pub acquire_timeout: Duration,
+    /// The time zone periodic budgets' windows follow.
+    pub budget_zone: apihub_core::budget::BudgetZone,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+        PoolOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            budget_zone: apihub_core::budget::BudgetZone::default(),
+        }
     }
 }
 
@@ -112,6 +119,7 @@ impl Db {
     pub async fn connect(url: &DbUrl, options: &PoolOptions) -> anyhow::Result<Db> {
         migrate(url).await?;
         let timeouts = deadpool_timeouts(options.acquire_timeout);
+        let budgets = budgets::BudgetDefs::new(options.budget_zone);
         match url {
             DbUrl::Sqlite(path) => {
                 let mut config = ManagerConfig::default();
@@ -126,7 +134,7 @@ impl Db {
                     let path = path.clone();
                     move || open_sqlite_sync(&path, "")
                 })?;
-                let engine = engine::Engine::start(writer.clone()).await?;
+                let engine = engine::Engine::start(writer.clone(), budgets).await?;
                 Ok(Db::Sqlite { pool, writer, engine })
             }
             DbUrl::Postgres(url) => {
@@ -136,7 +144,7 @@ impl Db {
                     .timeouts(timeouts)
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()?;
-                let engine = leases::LeaseEngine::start(pool.clone());
+                let engine = leases::LeaseEngine::start(pool.clone(), budgets);
                 Ok(Db::Postgres { pool, engine })
             }
         }

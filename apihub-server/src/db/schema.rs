@@ -206,6 +206,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    budgets (id) {
+        id -> BigInt,
+        user_id -> Nullable<BigInt>,
+        key_id -> Nullable<BigInt>,
+        period -> Text,
+        credit_limit -> Nullable<BigInt>,
+        token_limit -> Nullable<BigInt>,
+        call_limit -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    budget_windows (budget_id, window_start) {
+        budget_id -> BigInt,
+        window_start -> BigInt,
+        window_end -> BigInt,
+        credit_used -> BigInt,
+        tokens_used -> BigInt,
+        calls_used -> BigInt,
+        credit_reserved -> BigInt,
+        tokens_reserved -> BigInt,
+        calls_reserved -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(transactions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -215,5 +243,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_logs,
     reservations,
     metered_routes,
-    channels
+    channels,
+    budgets,
+    budget_windows
 );

@@ -1,6 +1,7 @@
 //! The HTTP surface: every route, its OpenAPI document and the middleware around them.
 
 pub mod auth;
+pub mod budgets;
 pub mod channels;
 pub mod dashboard;
 pub mod health;
@@ -84,6 +85,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(keys::deactivate_key))
         .routes(routes!(keys::reset_usage))
+        .routes(routes!(budgets::key_budgets, budgets::set_key_budgets))
+        .routes(routes!(budgets::my_budgets))
+        .routes(routes!(budgets::user_budgets, budgets::set_user_budgets))
         .routes(routes!(keys_admin::all_keys))
         .routes(routes!(keys_admin::user_keys, keys_admin::create_user_key))
         .routes(routes!(keys_admin::create_user_batch))

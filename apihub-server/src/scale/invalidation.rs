@@ -24,8 +24,8 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// First and longest wait before reconnecting a dropped subscription.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
-/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices`, `routes`, `channels`, or a request
-/// for a user's credit leases (`leases:<id>`).
+/// What changed, as published: `key:<public_id>`, `user:<id>`, `prices`, `routes`, `channels`,
+/// `budgets`, or a request for a user's credit leases (`leases:<id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     /// One key (updated, disabled, deleted, its usage reset).
@@ -38,6 +38,9 @@ pub enum Invalidation {
     Routes,
     /// The upstream channels.
     Channels,
+    /// Periodic budgets (a key's or a user's): gateways give back their budget leases and read
+    /// the budgets again.
+    Budgets,
     /// A gateway was refused credit that other gateways lease: each gives back what its open
     /// holds do not take.
     Leases(UserId),
@@ -52,6 +55,7 @@ impl Invalidation {
             Invalidation::Prices => "prices".to_owned(),
             Invalidation::Routes => "routes".to_owned(),
             Invalidation::Channels => "channels".to_owned(),
+            Invalidation::Budgets => "budgets".to_owned(),
             Invalidation::Leases(user_id) => format!("leases:{user_id}"),
         }
     }
@@ -62,6 +66,7 @@ impl Invalidation {
             "prices" => return Some(Invalidation::Prices),
             "routes" => return Some(Invalidation::Routes),
             "channels" => return Some(Invalidation::Channels),
+            "budgets" => return Some(Invalidation::Budgets),
             _ => {}
         }
         match payload.split_once(':')? {
@@ -115,6 +120,11 @@ impl Caches {
                     channels.reload().await?;
                 }
             }
+            Invalidation::Budgets => {
+                if let Some(leases) = &self.leases {
+                    leases.revoke_budgets().await;
+                }
+            }
         }
         Ok(())
     }
@@ -125,6 +135,7 @@ impl Caches {
         self.keys.clear();
         if let Some(leases) = &self.leases {
             leases.revoke_all_keys().await;
+            leases.revoke_budgets().await;
         }
         if let Err(error) = self.prices.reload().await {
             tracing::warn!(%error, "reloading model prices failed; the periodic reload will retry");
@@ -214,6 +225,12 @@ impl Invalidator {
     /// Reloads the upstream channels, here and on every node.
     pub async fn channels(&self) -> Result<(), StoreError> {
         self.invalidate(Invalidation::Channels).await
+    }
+
+    /// Applies changed budgets, here and on every node.
+    pub async fn budgets(&self) {
+        // Giving back budget leases cannot fail (a failure is logged; the leases expire).
+        let _ = self.invalidate(Invalidation::Budgets).await;
     }
 
     /// Applies `what` here, then publishes it. Only reloading prices here can fail. A failed

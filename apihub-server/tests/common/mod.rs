@@ -262,6 +262,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         channel_probe_secs: 0,
         cors_allow_origins: Vec::new(),
         usage_log_retention_days: None,
+        budget_zone: Default::default(),
         currency: "CNY".into(),
         ui_dir: Some(PathBuf::from("no-ui-in-tests")),
         redis: None,

@@ -108,6 +108,21 @@ impl Settle {
     }
 }
 
+/// A refused hold's response: [`reject`]'s error, and for a spent budget a `Retry-After` until
+/// its window resets.
+fn refused(error: BillingError) -> Response<GatewayBody> {
+    let resets_at = match &error {
+        BillingError::BudgetSpent { resets_at, .. } => Some(*resets_at),
+        _ => None,
+    };
+    let mut response = reject(error).into_response();
+    if let Some(resets_at) = resets_at {
+        let seconds = (resets_at.saturating_sub(Utc::now().timestamp_millis()).saturating_add(999) / 1000).max(1);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
 fn reject(error: BillingError) -> GatewayError {
     match error {
         BillingError::InsufficientBalance { available, required } => GatewayError::new(
@@ -119,6 +134,16 @@ fn reject(error: BillingError) -> GatewayError {
             ),
         ),
         BillingError::KeyLimit { limit } => crate::quota::key_limit_refusal(limit),
+        BillingError::BudgetSpent { scope, period, limit, resets_at } => {
+            let resets = chrono::DateTime::from_timestamp_millis(resets_at)
+                .map_or_else(String::new, |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            GatewayError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "budget_exceeded",
+                format!("this {scope}'s {period} {limit} budget is spent; it resets at {resets}"),
+            )
+        }
         BillingError::NotOpen(_) | BillingError::Store(_) => {
             tracing::error!(%error, "reserving failed");
             GatewayError::new(
@@ -266,7 +291,7 @@ where
             }
             let reservation = match layer.store.reserve(&reservation).await {
                 Ok(id) => Reservation::new(layer.store.clone(), id, plan.hold),
-                Err(error) => return Ok(reject(error).into_response()),
+                Err(error) => return Ok(refused(error)),
             };
 
             // A streaming OpenAI request that did not ask for usage is asked for it anyway, and the

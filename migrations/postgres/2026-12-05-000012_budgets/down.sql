@@ -1,0 +1,3 @@
+DROP TABLE budget_leases;
+DROP TABLE budget_windows;
+DROP TABLE budgets;
