@@ -9,6 +9,8 @@ export const DECIMAL_FIELDS: ReadonlySet<string> = new Set([
   'cache_read_price',
   'cache_write_price',
   'charged',
+  'credit_limit',
+  'credit_used',
   'discount_rate',
   'input_price',
   'key_discount',
