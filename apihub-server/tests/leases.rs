@@ -219,3 +219,47 @@ async fn a_gateway_whose_clock_is_hours_ahead_frees_no_other_gateways_credit() {
     assert_eq!(balance["token_balance"].as_f64(), Some(0.0), "{balance}");
     assert_eq!(balance["total_consumed"].as_f64(), Some(0.5), "{balance}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_monthly_credit_budget_across_two_gateways_admits_exactly_its_amount() {
+    let Some(cluster) = Cluster::new().await else { return };
+    let a = cluster.node("a", &[]).await;
+    let (admin, user_id, key) = cluster.customer(&a, "10").await;
+    // B starts with the model's price (it has no Redis to hear of a change).
+    let b = cluster.node("b", &[]).await;
+    // 0.3 a month buys 30 requests at 0.01, whichever gateway serves them.
+    let budgets = json!({"budgets": [{"period": "month", "credit_limit": "0.3"}]});
+    api(&cluster.client, &a, Method::PUT, &format!("/api/admin/users/{user_id}/budgets"), &admin, Some(budgets))
+        .await
+        .expect(StatusCode::OK);
+    let mut served = 0;
+    for _ in 0..4 {
+        let calls: Vec<_> = (0..24)
+            .map(|i| {
+                let (client, node_url, key) = (cluster.client.clone(), [&a, &b][i % 2].url(""), key.clone());
+                tokio::spawn(async move {
+                    let body =
+                        json!({"model": MODEL, "max_tokens": TOKENS, "messages": [{"role": "user", "content": "hi"}]});
+                    let bearer = format!("Bearer {key}");
+                    let headers = [("authorization", bearer.as_str()), ("x-mock-output-tokens", "10")];
+                    send(&client, Method::POST, &format!("{node_url}/v1/chat/completions"), &headers, Some(&body)).await
+                })
+            })
+            .collect();
+        for call in calls {
+            let reply = call.await.expect("request");
+            match reply.status {
+                StatusCode::OK => served += 1,
+                StatusCode::TOO_MANY_REQUESTS => assert_eq!(reply.body["error"]["code"], "budget_exceeded"),
+                other => panic!("unexpected {other}: {}", reply.body),
+            }
+        }
+    }
+    assert_eq!(served, 30, "a budget of 0.3 served {served} requests of 0.01");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let balance = cluster.balance(&b, &admin, user_id).await;
+    assert_eq!(balance["total_consumed"].as_f64(), Some(0.3), "{balance}");
+    let path = format!("/api/admin/users/{user_id}/budgets");
+    let view = api(&cluster.client, &b, Method::GET, &path, &admin, None).await.expect(StatusCode::OK);
+    assert_eq!(view["budgets"][0]["credit_used"].as_f64(), Some(0.3), "{view}");
+}

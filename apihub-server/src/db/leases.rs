@@ -25,8 +25,15 @@
 //!   give the key's lease back and read the key again ([`LeaseEngine::revoke_key`], through the
 //!   existing invalidation); a debit by an administrator first gives back this gateway's idle
 //!   lease of the user.
-//! - **Lock order.** A batch locks its users, then its keys (each in id order), then its leases;
-//!   granting and reclaiming lock the user or key before the lease: two gateways never deadlock.
+//! - **Budgets.** A periodic budget's window ([`super::budgets`]) is leased the same way: one
+//!   conditional `UPDATE` moves part of what the window has left into `budget_windows.*_reserved`
+//!   and records it in `budget_leases`; holds check the request's windows in the book with the
+//!   balance and the key. A changed budget makes every gateway give its window leases back
+//!   ([`LeaseEngine::revoke_budgets`], through the invalidation); the budgets are read again at
+//!   least every [`BUDGETS_RELOAD`].
+//! - **Lock order.** A batch locks its users, then its keys (each in id order), then its leases,
+//!   then its budget windows, then their leases; granting and reclaiming lock the user, key or
+//!   window before the lease: two gateways never deadlock.
 //!
 //! What a crash can lose is the same as on SQLite: at most one window of unwritten settlements, in
 //! the customer's favour. What a database outage longer than the lease lifetime can cost: the
@@ -75,6 +82,9 @@ const MAX_BATCH: usize = 4_096;
 const READ_WAIT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts at a batch that failed.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How often the budgets known here are read again (the bound for a change made on another
+/// gateway without Redis; with it, every gateway hears of a change at once).
+const BUDGETS_RELOAD: Duration = Duration::from_secs(10);
 /// How many times a hold refused for credit that other gateways lease asks them for it.
 const NUDGES: u32 = 3;
 /// How long it then waits before trying again.
@@ -1418,9 +1428,14 @@ async fn upkeep(engine: Weak<LeaseEngine>) {
     let mut tick = tokio::time::interval(IDLE_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_renewal, mut last_reclaim) = (Instant::now(), Instant::now() - RECLAIM_EVERY);
+    let mut last_budgets = Instant::now();
     loop {
         tick.tick().await;
         let Some(engine) = engine.upgrade() else { return };
+        if last_budgets.elapsed() >= BUDGETS_RELOAD {
+            last_budgets = Instant::now();
+            engine.budgets.forget_all();
+        }
         if last_renewal.elapsed() >= HEARTBEAT {
             match engine.renew().await {
                 Ok(()) => last_renewal = Instant::now(),
