@@ -165,10 +165,12 @@ async fn openai_streams_hide_only_the_usage_chunk_the_gateway_asked_for(gw: Gate
     let events = got.events();
     let usage: Vec<Value> = events.iter().filter(|e| is_usage_only(e)).filter_map(SseEvent::json).collect();
     assert_eq!(usage.len(), 1, "{}", got.text());
-    assert_eq!(
-        usage[0]["usage"],
-        json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output})
-    );
+    // Its usage as the upstream reported it, and what the request cost (the ledger's charge).
+    let mut reported = usage[0]["usage"].clone();
+    let cost = reported.as_object_mut().and_then(|u| u.remove("cost")).expect("usage.cost");
+    assert_eq!(money(&cost), charge, "usage.cost is the charge");
+    assert_eq!(reported, json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}));
+    assert!(got.text().contains("\"usage\":{\"cost\":"), "the cost leads the usage object: {}", got.text());
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
 
     let twice = charge.checked_add(charge).unwrap();

@@ -57,10 +57,24 @@ enum Kind {
         parser: SseParser,
         usage: StreamUsage,
         strip_usage_chunk: bool,
+        /// The prices a usage-only chunk's `usage.cost` is computed with (the client asked for
+        /// that chunk); its events are held as while stripping.
+        cost: Option<Box<CostQuote>>,
         /// While stripping: the bytes of the event being read, sent on once it is known not to be
         /// the usage chunk.
         held: BytesMut,
     },
+}
+
+/// What a stream's usage chunk is priced at: the model's price and the two discounts.
+#[derive(Debug, Clone)]
+pub struct CostQuote {
+    /// The model's price.
+    pub price: ModelPrice,
+    /// The user's discount.
+    pub user: DiscountRate,
+    /// The key's discount.
+    pub key: DiscountRate,
 }
 
 impl Meter {
@@ -82,10 +96,21 @@ impl Meter {
                 parser: SseParser::new(),
                 usage: StreamUsage::new(endpoint),
                 strip_usage_chunk,
+                cost: None,
                 held: BytesMut::new(),
             },
             response_bytes: 0,
         }
+    }
+
+    /// A meter for an SSE body whose usage-only chunk (the client asked for it) gets
+    /// `usage.cost`: the charge for the usage it reports, as settled.
+    pub fn sse_with_cost(endpoint: Endpoint, prompt_estimate: u64, quote: CostQuote) -> Self {
+        let mut meter = Meter::sse(endpoint, prompt_estimate, false);
+        if let Kind::Sse { cost, .. } = &mut meter.kind {
+            *cost = Some(Box::new(quote));
+        }
+        meter
     }
 
     /// Observes a chunk; returns what to send on: the chunk itself, or, while stripping, the bytes
@@ -103,8 +128,8 @@ impl Meter {
                 }
                 chunk
             }
-            Kind::Sse { parser, usage, strip_usage_chunk, held } => {
-                if !*strip_usage_chunk {
+            Kind::Sse { parser, usage, strip_usage_chunk, cost, held } => {
+                if !*strip_usage_chunk && cost.is_none() {
                     parser.push(&chunk).iter().for_each(|e| usage.push(e));
                     return chunk;
                 }
@@ -117,19 +142,28 @@ impl Meter {
                     if let Some(event) = event {
                         usage.push(&event);
                         let bytes = held.split();
-                        let sent = if is_usage_only_chunk(&event) {
-                            // Its leading line ends still go: the first may end the previous
-                            // event's `\r\n` split across chunks, and a blank line sends nothing.
-                            bytes.iter().take_while(|&&b| b == b'\n' || b == b'\r').count()
-                        } else {
-                            bytes.len()
-                        };
-                        out.extend_from_slice(&bytes[..sent]);
+                        if !is_usage_only_chunk(&event) {
+                            out.extend_from_slice(&bytes);
+                            continue;
+                        }
+                        // Its leading line ends still go: the first may end the previous event's
+                        // `\r\n` split across chunks, and a blank line sends nothing.
+                        let lead = bytes.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+                        out.extend_from_slice(&bytes[..lead]);
+                        if let Some(quote) = cost.as_deref() {
+                            let reported = usage.usage().clamped();
+                            let priced = charge(&quote.price, &reported, quote.user, quote.key).charge;
+                            match with_cost(&bytes[lead..], priced) {
+                                Some(annotated) => out.extend_from_slice(&annotated),
+                                None => out.extend_from_slice(&bytes[lead..]),
+                            }
+                        }
                     }
                 }
                 if parser.skipped_bytes() > 0 || held.len() > MAX_EVENT_BYTES {
                     // Too long to hold: from now on every byte passes through as it came.
                     *strip_usage_chunk = false;
+                    *cost = None;
                     out.extend_from_slice(&std::mem::take(held));
                 }
                 out.freeze()
@@ -139,20 +173,23 @@ impl Meter {
 
     /// Whether chunks leave exactly as they came (everything but a stripping SSE meter).
     pub fn passes_through_unchanged(&self) -> bool {
-        !matches!(self.kind, Kind::Sse { strip_usage_chunk: true, .. })
+        !matches!(self.kind, Kind::Sse { strip_usage_chunk: true, .. } | Kind::Sse { cost: Some(_), .. })
     }
 
     /// At the end of the body: whatever a stripping meter still holds, to send on.
     pub fn flush(&mut self) -> Option<Bytes> {
         match &mut self.kind {
-            Kind::Sse { parser, usage, strip_usage_chunk, held } => {
+            Kind::Sse { parser, usage, strip_usage_chunk, cost, held } => {
                 let last = parser.finish();
                 if let Some(last) = &last {
                     usage.push(last);
                 }
                 let rest = std::mem::take(held).freeze();
-                let send = *strip_usage_chunk && !rest.is_empty() && !last.as_ref().is_some_and(is_usage_only_chunk);
-                send.then_some(rest)
+                // A last event without its blank line: stripped if it is the usage chunk, else
+                // sent as it came (a stream cut short gets no cost).
+                let holding = *strip_usage_chunk || cost.is_some();
+                let stripped = *strip_usage_chunk && last.as_ref().is_some_and(is_usage_only_chunk);
+                (holding && !rest.is_empty() && !stripped).then_some(rest)
             }
             Kind::Json { .. } => None,
         }
@@ -208,6 +245,37 @@ impl Meter {
         let Charge { raw_cost, charge } = charge(price, &usage, user, key);
         Bill { usage, source, raw_cost, charge, billable: produced, implausible }
     }
+}
+
+/// A usage-only chunk's bytes (`data: {…,"usage":{…}}` and its line ends) with `"cost":<charge>`
+/// first in its usage object, the rest byte for byte as it came; `None` when the chunk is not in
+/// that shape (it then goes on unchanged).
+fn with_cost(event: &[u8], charge: Money) -> Option<Vec<u8>> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = event.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let skip_ws = |from: usize| from + event[from..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let colon = skip_ws(at);
+    if event.get(colon) != Some(&b':') {
+        return None;
+    }
+    let open = skip_ws(colon + 1);
+    if event.get(open) != Some(&b'{') {
+        return None;
+    }
+    let empty = event.get(skip_ws(open + 1)) == Some(&b'}');
+    let cost = serde_json::to_string(&charge).ok()?;
+    let mut out = Vec::with_capacity(event.len() + cost.len() + 8);
+    out.extend_from_slice(&event[..=open]);
+    out.extend_from_slice(b"\"cost\":");
+    out.extend_from_slice(cost.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&event[open + 1..]);
+    // The result must still be the chunk it was, with the cost in its usage.
+    let data = std::str::from_utf8(&out).ok()?.trim().strip_prefix("data:")?.trim();
+    let parsed: serde_json::Value = serde_json::from_str(data).ok()?;
+    (parsed["usage"]["cost"].is_number()).then_some(out)
 }
 
 #[cfg(test)]
@@ -407,5 +475,31 @@ mod tests {
         let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
         assert_eq!(bill.usage.input_tokens, Some(5));
         assert_eq!(bill.source, UsageSource::Reported);
+    }
+
+    #[test]
+    fn the_clients_usage_chunk_carries_its_cost_and_every_other_byte_is_unchanged() {
+        let quote =
+            CostQuote { price: price(), user: DiscountRate::parse("0.5").unwrap(), key: DiscountRate::FULL_PRICE };
+        let mut meter = Meter::sse_with_cost(Endpoint::ChatCompletions, 1, quote);
+        let content = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\n";
+        let usage =
+            "data: {\"id\":\"x\",\"choices\":[],\"usage\": {\"prompt_tokens\":1000,\"completion_tokens\":500}}\n\n";
+        let stream = format!("{content}{usage}data: [DONE]\n\n");
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(7) {
+            out.extend_from_slice(&meter.observe(Bytes::copy_from_slice(piece)));
+        }
+        assert_eq!(meter.flush(), None);
+        let out = String::from_utf8(out).unwrap();
+        // 1000 × 1 + 500 × 2 per million = 0.002, halved.
+        let annotated = "data: {\"id\":\"x\",\"choices\":[],\"usage\": {\"cost\":0.001,\"prompt_tokens\":1000,\"completion_tokens\":500}}\n\n";
+        assert_eq!(out, format!("{content}{annotated}data: [DONE]\n\n"));
+        let bill =
+            meter.bill(Outcome::Completed, &price(), DiscountRate::parse("0.5").unwrap(), DiscountRate::FULL_PRICE);
+        assert_eq!(bill.charge, Money::parse("0.001").unwrap());
+        // A usage object that is empty, or not where it should be, is handled or left alone.
+        assert_eq!(with_cost(b"data: {\"usage\":{}}\n\n", Money::ZERO).unwrap(), b"data: {\"usage\":{\"cost\":0}}\n\n");
+        assert_eq!(with_cost(b"data: {\"usage\":null}\n\n", Money::ZERO), None);
     }
 }

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use tower::Service;
 
 use super::body::Prefixed;
-use super::meter::{Meter, Outcome};
+use super::meter::{CostQuote, Meter, Outcome};
 use super::{BillingLayer, MeteredBody, Reservation, SettlementBacklog, UsageSink};
 use crate::body::{BoxError, GatewayBody, GatewayError, gateway_body, into_gateway};
 use crate::context::{AuthenticatedKey, RequestId, ServedBy, require_key};
@@ -378,8 +378,20 @@ where
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             // Only the dialects' streams are read as they pass; any other SSE body (a per-call
             // API's) is read whole by the extractor, like JSON, so it is billed like JSON too.
+            // An OpenAI stream whose client asked for the usage chunk gets its cost in it.
+            let client_usage_chunk =
+                !strip_usage_chunk && matches!(plan.info.endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
             let meter = if is_sse && reads_streams(plan.info.endpoint) {
-                Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
+                if client_usage_chunk {
+                    let quote = CostQuote {
+                        price: plan.price.clone(),
+                        user: identity.user_discount,
+                        key: identity.key.policy.discount_rate,
+                    };
+                    Meter::sse_with_cost(plan.info.endpoint, plan.info.prompt_estimate, quote)
+                } else {
+                    Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
+                }
             } else {
                 Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
             };
