@@ -231,7 +231,7 @@ pub struct UserPoint {
 pub struct Margins {
     /// Requests made.
     pub requests: u64,
-    /// What users were charged (the ledger's consume rows).
+    /// What the requests were charged (each one the ledger's consume row for that request).
     pub revenue: Money,
     /// What the operator pays, summed over the requests whose cost is known.
     pub cost: Money,

@@ -199,7 +199,8 @@ pub struct Overview {
 pub struct MarginSummary {
     /// Requests made.
     pub requests: u64,
-    /// What users were charged (the ledger's consume rows).
+    /// What the requests were charged (each request's consume row in the ledger; an administrator's
+    /// manual consume is not a request and is not counted).
     #[schema(value_type = f64, example = 12.5)]
     pub revenue: Money,
     /// What the operator pays: each request's cost at its channel's cost price, summed over the

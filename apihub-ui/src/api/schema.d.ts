@@ -1683,7 +1683,8 @@ export interface components {
             requests: number;
             /**
              * Format: double
-             * @description What users were charged (the ledger's consume rows).
+             * @description What the requests were charged (each request's consume row in the ledger; an administrator's
+             *     manual consume is not a request and is not counted).
              * @example 12.5
              */
             revenue: string;
