@@ -30,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::pricing::ModelPrice;
 use crate::store::StoreError;
 use crate::usage::Dialect;
 
@@ -87,6 +88,11 @@ pub struct ChannelSpec {
     pub enabled: bool,
     /// Time to the response headers, overriding the gateway's `UPSTREAM_TIMEOUT_SECS`.
     pub timeout_secs: Option<u32>,
+    /// What the operator pays this upstream, per public model name: the usage row's `cost`.
+    pub cost_prices: BTreeMap<String, ModelPrice>,
+    /// What the operator pays for a model [`cost_prices`](Self::cost_prices) does not list; with
+    /// neither, a request's cost is unknown.
+    pub default_cost_price: Option<ModelPrice>,
 }
 
 impl ChannelSpec {
@@ -103,6 +109,8 @@ impl ChannelSpec {
             weight: 1,
             enabled: true,
             timeout_secs: None,
+            cost_prices: BTreeMap::new(),
+            default_cost_price: None,
         }
     }
 
@@ -155,7 +163,27 @@ impl ChannelSpec {
         if self.timeout_secs.is_some_and(|t| !(1..=MAX_TIMEOUT_SECS).contains(&t)) {
             return invalid("timeout_secs", "must be 1 to 3600");
         }
+        // Model names as a model's price is keyed (see the prices API), amounts as a price's.
+        let priced_name =
+            |name: &str| !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_graphic());
+        if self.cost_prices.len() > MAX_MODELS
+            || !self.cost_prices.iter().all(|(model, price)| priced_name(model) && price.validate().is_ok())
+        {
+            return invalid(
+                "cost_prices",
+                "must map at most 500 model names of 1 to 128 printable ASCII characters to prices that are not negative",
+            );
+        }
+        if self.default_cost_price.is_some_and(|price| price.validate().is_err()) {
+            return invalid("default_cost_price", "must not be negative");
+        }
         Ok(())
+    }
+
+    /// What the operator pays this channel for the public `model`: its own cost price, else the
+    /// channel's default; `None` when it has neither (the cost is unknown).
+    pub fn cost_price(&self, model: &str) -> Option<ModelPrice> {
+        self.cost_prices.get(model).copied().or(self.default_cost_price)
     }
 
     /// Whether it takes `model` in `dialect` (enabled, that dialect, that model or any).
@@ -423,10 +451,23 @@ mod tests {
     }
 
     #[test]
+    fn a_model_costs_its_own_price_else_the_channel_default_else_nothing_known() {
+        let own = ModelPrice { input: crate::Money::from_micros(1), ..ModelPrice::default() };
+        let fallback = ModelPrice { output: crate::Money::from_micros(2), ..ModelPrice::default() };
+        let mut channel = spec("a", 0, 1);
+        channel.cost_prices.insert("gpt-4o".into(), own);
+        assert_eq!(channel.cost_price("gpt-4o"), Some(own));
+        assert_eq!(channel.cost_price("o3"), None);
+        channel.default_cost_price = Some(fallback);
+        assert_eq!(channel.cost_price("gpt-4o"), Some(own));
+        assert_eq!(channel.cost_price("o3"), Some(fallback));
+    }
+
+    #[test]
     fn definitions_are_checked() {
         assert!(spec("a", 0, 1).validate().is_ok());
         type Change = fn(&mut ChannelSpec);
-        let bad: [(&str, Change); 7] = [
+        let bad: [(&str, Change); 10] = [
             ("name", |s| s.name = " ".into()),
             ("base_url", |s| s.base_url = "https://x".into()),
             ("base_url", |s| s.base_url = "http://x/?a=1".into()),
@@ -435,6 +476,17 @@ mod tests {
             ("models", |s| s.models = vec!["a\"b".into()]),
             ("aliases", |s| {
                 s.aliases.insert("gpt".into(), String::new());
+            }),
+            ("cost_prices", |s| {
+                let negative = ModelPrice { output: crate::Money::from_micros(-1), ..ModelPrice::default() };
+                s.cost_prices.insert("gpt".into(), negative);
+            }),
+            ("cost_prices", |s| {
+                s.cost_prices.insert("two words".into(), ModelPrice::default());
+            }),
+            ("default_cost_price", |s| {
+                s.default_cost_price =
+                    Some(ModelPrice { per_request: Some(crate::Money::from_micros(-1)), ..ModelPrice::default() });
             }),
         ];
         for (field, change) in bad {

@@ -75,6 +75,21 @@ impl ModelPrice {
     pub fn cache_write_price(&self) -> Money {
         self.cache_write.unwrap_or(self.input)
     }
+
+    /// Checks the price as an administrator sets it: no amount may be negative.
+    pub fn validate(&self) -> Result<(), PriceError> {
+        let all =
+            [Some(self.input), Some(self.output), self.cache_read, self.cache_write, self.per_request, self.per_image];
+        if all.into_iter().flatten().any(Money::is_negative) { Err(PriceError::Negative) } else { Ok(()) }
+    }
+}
+
+/// Why a [`ModelPrice`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PriceError {
+    /// An amount is below zero.
+    #[error("prices must not be negative")]
+    Negative,
 }
 
 /// What a call is billed, each amount rounded once from the exact cost.

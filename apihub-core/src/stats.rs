@@ -225,6 +225,98 @@ pub struct UserPoint {
     pub usage: Summary,
 }
 
+/// Revenue, the operator's cost and the margin over some set of requests: for administrators only
+/// (users never see what the operator pays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Margins {
+    /// Requests made.
+    pub requests: u64,
+    /// What the requests were charged (each one the ledger's consume row for that request).
+    pub revenue: Money,
+    /// What the operator pays, summed over the requests whose cost is known.
+    pub cost: Money,
+    /// Charged requests whose cost is unknown (their channel had no cost price for the model, or
+    /// no channel answered them: a metered route's call).
+    pub uncosted_requests: u64,
+    /// What those were charged: the part of the revenue whose cost is counted as zero.
+    pub uncosted_revenue: Money,
+}
+
+impl Margins {
+    /// Revenue minus cost, exact to the micro (saturating only near `Money`'s limits).
+    pub fn margin(&self) -> Money {
+        Money::from_micros(self.revenue.micros().saturating_sub(self.cost.micros()))
+    }
+}
+
+impl From<&UsageRecord> for Margins {
+    fn from(r: &UsageRecord) -> Self {
+        let uncosted = r.cost.is_none() && r.charged != Money::ZERO;
+        Margins {
+            requests: 1,
+            revenue: r.charged,
+            cost: r.cost.unwrap_or(Money::ZERO),
+            uncosted_requests: u64::from(uncosted),
+            uncosted_revenue: if r.cost.is_none() { r.charged } else { Money::ZERO },
+        }
+    }
+}
+
+impl AddAssign for Margins {
+    fn add_assign(&mut self, other: Margins) {
+        let money = |a: Money, b: Money| Money::from_micros(a.micros().saturating_add(b.micros()));
+        self.requests = self.requests.saturating_add(other.requests);
+        self.revenue = money(self.revenue, other.revenue);
+        self.cost = money(self.cost, other.cost);
+        self.uncosted_requests = self.uncosted_requests.saturating_add(other.uncosted_requests);
+        self.uncosted_revenue = money(self.uncosted_revenue, other.uncosted_revenue);
+    }
+}
+
+/// The margins of one model answered by one channel: what a store aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarginPoint {
+    /// The model asked for.
+    pub model: String,
+    /// The channel that answered (`None`: a metered route's call, or a request no channel answered).
+    pub channel: Option<String>,
+    /// Its counters.
+    pub margins: Margins,
+}
+
+/// Margins in all, per model and per channel, each list with the most revenue first (then by name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarginReport {
+    /// Every request.
+    pub total: Margins,
+    /// Per model asked for.
+    pub by_model: Vec<(String, Margins)>,
+    /// Per answering channel (`None`: no channel).
+    pub by_channel: Vec<(Option<String>, Margins)>,
+}
+
+impl MarginReport {
+    /// Adds the (model, channel) points up per model, per channel and in all: integer sums, so
+    /// each list adds up to the total exactly.
+    pub fn of(points: impl IntoIterator<Item = MarginPoint>) -> Self {
+        let mut total = Margins::default();
+        let mut by_model = BTreeMap::<String, Margins>::new();
+        let mut by_channel = BTreeMap::<Option<String>, Margins>::new();
+        for point in points {
+            total += point.margins;
+            *by_model.entry(point.model).or_default() += point.margins;
+            *by_channel.entry(point.channel).or_default() += point.margins;
+        }
+        fn ranked<K: Ord>(groups: BTreeMap<K, Margins>) -> Vec<(K, Margins)> {
+            let mut list: Vec<(K, Margins)> = groups.into_iter().collect();
+            // Stable: equal revenues stay in name order.
+            list.sort_by_key(|(_, margins)| std::cmp::Reverse(margins.revenue));
+            list
+        }
+        MarginReport { total, by_model: ranked(by_model), by_channel: ranked(by_channel) }
+    }
+}
+
 /// Every UTC date that `[from, to)` touches, oldest first, each with its bucket's counters or zeros.
 ///
 /// `buckets` are keyed by [`day_index`]; duplicates add up and keys outside the range are dropped.
@@ -264,6 +356,9 @@ pub trait StatsStore: Send + Sync {
     async fn top_users(&self, range: &TimeRange, limit: u32) -> Result<Vec<UserPoint>, StoreError>;
     /// Credit recharged over `range`: the sum of positive `recharge` ledger rows.
     async fn recharge_total(&self, range: &TimeRange) -> Result<Money, StoreError>;
+    /// Revenue and cost per (model, answering channel) over the rows the filter selects, in any
+    /// order (see [`MarginReport::of`]).
+    async fn margins(&self, filter: &StatsFilter) -> Result<Vec<MarginPoint>, StoreError>;
 }
 
 #[cfg(test)]
@@ -301,7 +396,46 @@ mod tests {
             created_at,
             channel: None,
             attempts: 1,
+            cost: None,
         }
+    }
+
+    #[test]
+    fn margins_add_up_per_model_and_per_channel_to_the_total() {
+        let row = |model: &str, channel: Option<&str>, charged: i64, cost: Option<i64>| UsageRecord {
+            model: model.into(),
+            channel: channel.map(Into::into),
+            cost: cost.map(Money::from_micros),
+            ..record(at(2026, 1, 1, 0), 200, 10, charged)
+        };
+        let records = [
+            row("a", Some("x"), 100, Some(60)),
+            row("a", Some("y"), 50, Some(70)),
+            row("b", Some("x"), 30, None),
+            row("b", None, 0, None),
+        ];
+        let point =
+            |r: &UsageRecord| MarginPoint { model: r.model.clone(), channel: r.channel.clone(), margins: r.into() };
+        let report = MarginReport::of(records.iter().map(point));
+        let margins = |requests, revenue, cost, uncosted_requests, uncosted_revenue| Margins {
+            requests,
+            revenue: Money::from_micros(revenue),
+            cost: Money::from_micros(cost),
+            uncosted_requests,
+            uncosted_revenue: Money::from_micros(uncosted_revenue),
+        };
+        assert_eq!(report.total, margins(4, 180, 130, 1, 30));
+        assert_eq!(report.total.margin(), Money::from_micros(50));
+        assert_eq!(report.by_model, [("a".into(), margins(2, 150, 130, 0, 0)), ("b".into(), margins(2, 30, 0, 1, 30))]);
+        assert_eq!(
+            report.by_channel,
+            [
+                (Some("x".into()), margins(2, 130, 60, 1, 30)),
+                (Some("y".into()), margins(1, 50, 70, 0, 0)),
+                (None, margins(1, 0, 0, 0, 0)),
+            ]
+        );
+        assert_eq!(report.by_channel[1].1.margin(), Money::from_micros(-20), "a margin can be negative");
     }
 
     #[test]

@@ -239,6 +239,9 @@ pub struct UsageRecord {
     pub channel: Option<String>,
     /// Upstreams tried, the one that answered included (1 without failover).
     pub attempts: u32,
+    /// What the operator pays for it: the answering channel's cost price for the model applied
+    /// to the usage billed, with no discount; `None` when the channel has no cost price for it.
+    pub cost: Option<Money>,
 }
 
 /// The per-request usage log.

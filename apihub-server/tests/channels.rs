@@ -1,6 +1,6 @@
 //! Upstream channels, on SQLite and PostgreSQL: failover before the first byte with one hold and
 //! one charge, the circuit breaker, model aliases both ways, model routing, `UPSTREAM_URL` as the
-//! channel when none is stored, and the admin API.
+//! channel when none is stored, the admin API, and cost prices with the margins they give.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apihub_core::Money;
 use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream, header};
-use common::gateway::{Auth, Gateway, UPSTREAM_KEY};
+use common::gateway::{Auth, Gateway, Price, UPSTREAM_KEY, money};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -258,6 +258,131 @@ async fn probes_open_a_dead_channel_before_any_client_meets_it(gw: Gateway) {
     assert_eq!(gw.mock.stats().requests("/v1/models"), 3, "the probe is the free model list");
 }
 
+async fn margins_are_revenue_minus_the_cost_of_the_reported_usage_per_model_and_per_channel(gw: Gateway) {
+    const OTHER: &str = "gpt-4o";
+    gw.price(MODEL, "1.5", "6").await;
+    gw.price(OTHER, "2.5", "10").await;
+    let hal = gw.customer("hal", "100", "0.8", json!({})).await;
+    // `cheap` has a cost price for MODEL and a default for anything else; `dear` one for MODEL
+    // only, so what it answers for OTHER has no known cost.
+    let cheap_prices =
+        [(MODEL, Price { input: "0.15", output: "0.6" }), (OTHER, Price { input: "1.25", output: "3.3" })];
+    let dear_price = Price { input: "1.3", output: "5.7" };
+    let dear = mock(None).await;
+    channel(
+        &gw,
+        json!({"name": "cheap", "base_url": gw.mock.url(), "api_key": UPSTREAM_KEY,
+        "cost_prices": {MODEL: {"input_price": "0.15", "output_price": "0.6"}},
+        "default_cost_price": {"input_price": "1.25", "output_price": "3.3"}}),
+    )
+    .await;
+    channel(
+        &gw,
+        json!({"name": "dear", "base_url": dear.url(), "api_key": UPSTREAM_KEY,
+        "cost_prices": {MODEL: {"input_price": "1.3", "output_price": "5.7"}}}),
+    )
+    .await;
+
+    const REQUESTS: usize = 24;
+    for n in 0..REQUESTS {
+        let mut body = chat(n % 3 == 0);
+        body["model"] = json!(if n % 2 == 0 { MODEL } else { OTHER });
+        body["max_tokens"] = json!(5 + n * 7);
+        body["messages"][0]["content"] = json!("Hi ".repeat(n + 1));
+        gw.post("/v1/chat/completions", Auth::Bearer(&hal.key), &[], &body).await.expect(StatusCode::OK);
+    }
+    assert!(dear.stats().total() > 0 && dear.stats().total() < REQUESTS as u64, "both channels answered");
+    gw.assert_settled(hal.user_id).await;
+    assert_ledger_is_the_usage_log(&gw, hal.user_id).await;
+
+    // Each row's cost, computed here from the usage reported and the answering channel's price.
+    let usage = gw.usage(hal.user_id).await;
+    assert_eq!(usage.len(), REQUESTS);
+    let expected_cost = |row: &apihub_core::store::UsageRecord| {
+        let price = match row.channel.as_deref() {
+            Some("cheap") => cheap_prices.iter().find(|(model, _)| *model == row.model).map(|(_, price)| *price),
+            Some("dear") => (row.model == MODEL).then_some(dear_price),
+            other => panic!("answered by {other:?}"),
+        };
+        price.map(|p| p.raw(row.prompt_tokens as u64, row.completion_tokens as u64))
+    };
+    for row in &usage {
+        assert!(row.charged.is_positive() && row.prompt_tokens > 0 && row.completion_tokens > 0, "{row:?}");
+        assert_eq!(row.cost, expected_cost(row), "{row:?}");
+    }
+
+    let report = gw.app.get("/api/stats/admin/margins", &gw.admin).await.expect(StatusCode::OK);
+    let sum = |rows: &mut dyn Iterator<Item = Money>| rows.fold(Money::ZERO, |a, b| a.checked_add(b).unwrap());
+    let ledger = sum(&mut gw.consumes(hal.user_id).await.iter().map(|t| Money::ZERO.checked_sub(t.amount).unwrap()));
+    let check = |view: &Value, rows: &[&apihub_core::store::UsageRecord]| {
+        let revenue = sum(&mut rows.iter().map(|r| r.charged));
+        let cost = sum(&mut rows.iter().filter_map(|r| expected_cost(r)));
+        let uncosted = sum(&mut rows.iter().filter(|r| expected_cost(r).is_none()).map(|r| r.charged));
+        assert_eq!(money(&view["revenue"]), revenue, "{view}");
+        assert_eq!(money(&view["cost"]), cost, "{view}");
+        assert_eq!(money(&view["margin"]), revenue.checked_sub(cost).unwrap(), "{view}");
+        assert_eq!(money(&view["uncosted_revenue"]), uncosted, "{view}");
+        assert_eq!(view["requests"], json!(rows.len()), "{view}");
+    };
+    let all: Vec<_> = usage.iter().collect();
+    check(&report["total"], &all);
+    assert_eq!(money(&report["total"]["revenue"]), ledger, "revenue is the ledger's consume total");
+    for model in [MODEL, OTHER] {
+        let view = report["by_model"].as_array().unwrap().iter().find(|v| v["model"] == model).unwrap();
+        check(view, &usage.iter().filter(|r| r.model == model).collect::<Vec<_>>());
+    }
+    for name in ["cheap", "dear"] {
+        let view = report["by_channel"].as_array().unwrap().iter().find(|v| v["channel"] == name).unwrap();
+        check(view, &usage.iter().filter(|r| r.channel.as_deref() == Some(name)).collect::<Vec<_>>());
+    }
+    assert_eq!((report["by_model"].as_array().unwrap().len(), report["by_channel"].as_array().unwrap().len()), (2, 2));
+
+    // The request log shows the cost to administrators only.
+    let admin_log = gw.app.get("/api/admin/usage/requests?limit=200", &gw.admin).await.expect(StatusCode::OK);
+    let costed = admin_log["items"].as_array().unwrap().iter().filter(|item| item.get("cost").is_some()).count();
+    assert_eq!(costed, usage.iter().filter(|r| r.cost.is_some()).count());
+    let hal_token = gw.app.login("hal", common::PASSWORD).await;
+    let own_log = gw.app.get("/api/usage/requests?limit=200", &hal_token).await.expect(StatusCode::OK);
+    assert_eq!(own_log["items"].as_array().unwrap().len(), REQUESTS);
+    assert!(!own_log.to_string().contains("\"cost\""), "a user never sees the operator's cost: {own_log}");
+    gw.app.get("/api/stats/admin/margins", &hal_token).await.expect(StatusCode::FORBIDDEN);
+}
+
+async fn bad_cost_prices_are_refused_and_change_nothing(gw: Gateway) {
+    let fields = json!({"name": "priced", "base_url": gw.mock.url(),
+        "cost_prices": {MODEL: {"input_price": "0.1", "output_price": "0.4", "per_request_price": "0.000002"}}});
+    let created = channel(&gw, fields).await;
+    assert_eq!(money(&created["cost_prices"][MODEL]["per_request_price"]), Money::from_micros(2));
+    assert_eq!(created["default_cost_price"], Value::Null);
+    let path = format!("/api/admin/channels/{}", created["id"]);
+    let before = gw.app.get(&path, &gw.admin).await.expect(StatusCode::OK);
+
+    let base = || json!({"name": "priced", "base_url": gw.mock.url()});
+    let with = |field: &str, value: Value| {
+        let mut body = base();
+        body[field] = value;
+        body
+    };
+    for bad in [
+        with("cost_prices", json!({MODEL: {"input_price": "-0.1", "output_price": "0.4"}})),
+        with("cost_prices", json!({MODEL: {"input_price": "0.1", "output_price": "0.4", "cache_read_price": "-1"}})),
+        with("cost_prices", json!({"two words": {"input_price": "0.1", "output_price": "0.4"}})),
+        with("cost_prices", json!({MODEL: {"input_price": "0.1"}})),
+        with("cost_prices", json!({MODEL: {"input_price": "0.1", "output_price": "0.4", "discount": "1"}})),
+        with("cost_prices", json!({MODEL: {"input_price": "0.0000001", "output_price": "0.4"}})),
+        with("default_cost_price", json!({"input_price": "0.1", "output_price": "-0.4"})),
+    ] {
+        let got = gw.app.call(Method::PUT, &path, Some(&gw.admin), Some(bad.clone())).await;
+        got.expect(StatusCode::UNPROCESSABLE_ENTITY);
+        let mut named = bad;
+        named["name"] = json!("another");
+        gw.app.post("/api/admin/channels", &gw.admin, named).await.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(gw.app.get(&path, &gw.admin).await.expect(StatusCode::OK), before, "the channel is unchanged");
+    let all = gw.app.get("/api/admin/channels", &gw.admin).await.expect(StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), 1, "nothing was created");
+}
+
 db_tests!(
     fixture = crate::common::gateway::Gateway::start;
     a_failing_channel_fails_over_to_the_next_with_one_hold_and_one_charge,
@@ -268,4 +393,6 @@ db_tests!(
     weights_share_traffic_in_proportion,
     refused_connections_and_timeouts_fail_over_and_a_stream_cut_after_its_first_byte_does_not,
     probes_open_a_dead_channel_before_any_client_meets_it,
+    margins_are_revenue_minus_the_cost_of_the_reported_usage_per_model_and_per_channel,
+    bad_cost_prices_are_refused_and_change_nothing,
 );

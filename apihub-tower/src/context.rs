@@ -78,4 +78,8 @@ pub struct ServedBy {
     pub upstream: String,
     /// Upstreams tried for this request, the one that answered included.
     pub attempts: u32,
+    /// What the operator pays that upstream for the request's model, when it is known: the
+    /// billing layer applies it to the usage billed and records the result as the usage record's
+    /// `cost`.
+    pub cost_price: Option<apihub_core::pricing::ModelPrice>,
 }

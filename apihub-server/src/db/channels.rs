@@ -1,6 +1,10 @@
 //! Upstream channels on SQL.
 
+use std::collections::BTreeMap;
+
+use apihub_core::Money;
 use apihub_core::channel::{Channel, ChannelId, ChannelSpec, ChannelStore, dialect_name, dialect_named};
+use apihub_core::pricing::ModelPrice;
 use apihub_core::store::StoreError;
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -34,6 +38,45 @@ struct SpecColumns {
     weight: i32,
     enabled: bool,
     timeout_secs: Option<i32>,
+    cost_prices: String,
+    default_cost_price: Option<String>,
+}
+
+/// A cost price as JSON text: integer micro-units, as `model_prices` stores a price.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct StoredPrice {
+    input: i64,
+    output: i64,
+    cache_read: Option<i64>,
+    cache_write: Option<i64>,
+    per_request: Option<i64>,
+    per_image: Option<i64>,
+}
+
+impl StoredPrice {
+    fn of(price: &ModelPrice) -> Self {
+        let micros = |m: Option<Money>| m.map(Money::micros);
+        StoredPrice {
+            input: price.input.micros(),
+            output: price.output.micros(),
+            cache_read: micros(price.cache_read),
+            cache_write: micros(price.cache_write),
+            per_request: micros(price.per_request),
+            per_image: micros(price.per_image),
+        }
+    }
+
+    fn into_domain(self) -> ModelPrice {
+        let money = |v: Option<i64>| v.map(Money::from_micros);
+        ModelPrice {
+            input: Money::from_micros(self.input),
+            output: Money::from_micros(self.output),
+            cache_read: money(self.cache_read),
+            cache_write: money(self.cache_write),
+            per_request: money(self.per_request),
+            per_image: money(self.per_image),
+        }
+    }
 }
 
 #[derive(Insertable)]
@@ -59,6 +102,10 @@ impl SpecColumns {
             dialects: json(&dialects)?,
             models: json(&spec.models)?,
             aliases: json(&spec.aliases)?,
+            cost_prices: json(
+                &spec.cost_prices.iter().map(|(m, p)| (m, StoredPrice::of(p))).collect::<BTreeMap<_, _>>(),
+            )?,
+            default_cost_price: spec.default_cost_price.as_ref().map(|p| json(&StoredPrice::of(p))).transpose()?,
             priority: spec.priority,
             weight: i32::try_from(spec.weight).map_err(|_| StoreError::Invalid("weight".into()))?,
             enabled: spec.enabled,
@@ -77,7 +124,19 @@ impl SpecColumns {
             .iter()
             .map(|name| dialect_named(name).ok_or_else(|| corrupt("channel dialect", name)))
             .collect::<Result<_, _>>()?;
+        let cost_prices: BTreeMap<String, StoredPrice> =
+            serde_json::from_str(&self.cost_prices).map_err(|_| corrupt("channel cost prices", &self.cost_prices))?;
+        let default_cost_price = match &self.default_cost_price {
+            Some(text) => Some(
+                serde_json::from_str::<StoredPrice>(text)
+                    .map_err(|_| corrupt("channel default cost price", text))?
+                    .into_domain(),
+            ),
+            None => None,
+        };
         Ok(ChannelSpec {
+            cost_prices: cost_prices.into_iter().map(|(model, price)| (model, price.into_domain())).collect(),
+            default_cost_price,
             dialects,
             models: serde_json::from_str(&self.models).map_err(|_| corrupt("channel models", &self.models))?,
             aliases: serde_json::from_str(&self.aliases).map_err(|_| corrupt("channel aliases", &self.aliases))?,

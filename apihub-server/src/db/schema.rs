@@ -88,6 +88,7 @@ diesel::table! {
         route_id -> Nullable<BigInt>,
         channel -> Nullable<Text>,
         attempts -> Integer,
+        cost -> Nullable<BigInt>,
     }
 }
 
@@ -106,6 +107,8 @@ diesel::table! {
         timeout_secs -> Nullable<Integer>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        cost_prices -> Text,
+        default_cost_price -> Nullable<Text>,
     }
 }
 

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use apihub_core::Money;
 use apihub_core::ledger::TxType;
 use apihub_core::stats::{
-    DayPoint, MILLIS_PER_DAY, ModelPoint, RoutePoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint, fill_days,
+    DayPoint, MILLIS_PER_DAY, MarginPoint, Margins, ModelPoint, RoutePoint, StatsFilter, StatsStore, Summary,
+    TimeRange, UserPoint, fill_days,
 };
 use apihub_core::store::StoreError;
 use async_trait::async_trait;
@@ -83,6 +84,34 @@ fn summary((requests, succeeded, prompt_tokens, completion_tokens, raw_cost, cha
         completion_tokens,
         raw_cost: Money::from_micros(raw_cost),
         charged: Money::from_micros(charged),
+    }
+}
+
+/// The SQL type of [`margin_counters`], in [`MarginCounters`] order.
+type MarginTypes = (BigInt, BigInt, BigInt, BigInt, BigInt);
+/// One row of [`margin_counters`]: requests, revenue, cost, uncosted requests, uncosted revenue.
+type MarginCounters = (i64, i64, i64, i64, i64);
+
+/// Every counter of [`Margins`], aggregated over the selected `usage_logs` rows (a NULL cost is
+/// left out of the cost and counted as uncosted).
+fn margin_counters() -> String {
+    format!(
+        "COUNT(*), {}, {}, \
+         CAST(COALESCE(SUM(CASE WHEN usage_logs.cost IS NULL AND usage_logs.charged <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         {}",
+        charged(),
+        saturating_sum("usage_logs.cost"),
+        saturating_sum("(CASE WHEN usage_logs.cost IS NULL THEN usage_logs.charged ELSE 0 END)"),
+    )
+}
+
+fn margins((requests, revenue, cost, uncosted_requests, uncosted_revenue): MarginCounters) -> Margins {
+    Margins {
+        requests: u64::try_from(requests).unwrap_or_default(),
+        revenue: Money::from_micros(revenue),
+        cost: Money::from_micros(cost),
+        uncosted_requests: u64::try_from(uncosted_requests).unwrap_or_default(),
+        uncosted_revenue: Money::from_micros(uncosted_revenue),
     }
 }
 
@@ -207,5 +236,18 @@ impl StatsStore for SqlStore {
                 .await?)
         })?;
         Ok(Money::from_micros(micros))
+    }
+
+    async fn margins(&self, filter: &StatsFilter) -> Result<Vec<MarginPoint>, StoreError> {
+        let rows: Vec<(String, Option<String>, MarginCounters)> = with_conn!(self, |conn| {
+            let query = usage_logs::table
+                .select((usage_logs::model, usage_logs::channel, sql::<MarginTypes>(&margin_counters())))
+                .group_by((usage_logs::model, usage_logs::channel));
+            Ok(filtered!(filter, query).load(conn).await?)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(model, channel, counters)| MarginPoint { model, channel, margins: margins(counters) })
+            .collect())
     }
 }

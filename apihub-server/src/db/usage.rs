@@ -36,6 +36,7 @@ pub(super) struct UsageRow {
     pub(super) route_id: Option<i64>,
     pub(super) channel: Option<String>,
     pub(super) attempts: i32,
+    pub(super) cost: Option<i64>,
 }
 
 impl UsageRow {
@@ -66,6 +67,7 @@ impl UsageRow {
             route_id: r.route_id,
             channel: r.channel.clone(),
             attempts: i32::try_from(r.attempts).unwrap_or(i32::MAX),
+            cost: r.cost.map(Money::micros),
         }
     }
 
@@ -99,6 +101,7 @@ impl UsageRow {
             created_at: from_millis(self.created_at),
             attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts", self.attempts))?,
             channel: self.channel,
+            cost: self.cost.map(Money::from_micros),
         })
     }
 }

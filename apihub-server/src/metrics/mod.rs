@@ -398,6 +398,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             channel: None,
             attempts: 1,
+            cost: None,
         }
     }
 

@@ -299,7 +299,11 @@ async fn forward(table: &ChannelTable, request: Request<Body>) -> Result<Respons
         match outcome {
             Ok(mut response) => {
                 record(table, live, !failed(response.status()));
-                response.extensions_mut().insert(ServedBy { upstream: live.spec.name.clone(), attempts: n as u32 + 1 });
+                response.extensions_mut().insert(ServedBy {
+                    upstream: live.spec.name.clone(),
+                    attempts: n as u32 + 1,
+                    cost_price: model.as_deref().and_then(|model| live.spec.cost_price(model)),
+                });
                 if rename.is_some() {
                     response.headers_mut().remove(header::CONTENT_LENGTH);
                 }

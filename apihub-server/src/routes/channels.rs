@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::prices::PriceRequest;
 use super::views::double_option;
 use super::views::names::DialectName;
 use crate::auth::AdminUser;
@@ -55,6 +56,11 @@ pub struct ChannelView {
     pub enabled: bool,
     /// Seconds to the response headers; null: `UPSTREAM_TIMEOUT_SECS`.
     pub timeout_secs: Option<u32>,
+    /// What the operator pays this channel, per public model name (statistics' cost and margin).
+    pub cost_prices: BTreeMap<String, PriceRequest>,
+    /// What the operator pays for a model `cost_prices` does not list; null: such a request's
+    /// cost is unknown.
+    pub default_cost_price: Option<PriceRequest>,
     /// Null while disabled (it takes no traffic) or until this node has loaded it.
     pub health: Option<ChannelHealth>,
     pub created_at: DateTime<Utc>,
@@ -87,6 +93,8 @@ impl ChannelView {
             weight: spec.weight,
             enabled: spec.enabled,
             timeout_secs: spec.timeout_secs,
+            cost_prices: spec.cost_prices.into_iter().map(|(model, price)| (model, PriceRequest::of(price))).collect(),
+            default_cost_price: spec.default_cost_price.map(PriceRequest::of),
             health,
             created_at: channel.created_at,
             updated_at: channel.updated_at,
@@ -128,6 +136,13 @@ pub struct ChannelRequest {
     /// Seconds to the response headers, 1 to 3600; default `UPSTREAM_TIMEOUT_SECS`.
     #[schema(minimum = 1, maximum = 3600)]
     pub timeout_secs: Option<u32>,
+    /// What the operator pays this channel, per public model name (at most 500; prices as a
+    /// model's price, none negative); absent: none. Each request it answers records its cost.
+    #[schema(example = json!({"gpt-4o": {"input_price": 2, "output_price": 8}}))]
+    pub cost_prices: Option<BTreeMap<String, PriceRequest>>,
+    /// What the operator pays for a model `cost_prices` does not list; absent or null: such a
+    /// request's cost is unknown.
+    pub default_cost_price: Option<PriceRequest>,
 }
 
 impl ChannelRequest {
@@ -151,6 +166,19 @@ impl ChannelRequest {
         spec.weight = self.weight.unwrap_or(1);
         spec.enabled = self.enabled.unwrap_or(true);
         spec.timeout_secs = self.timeout_secs;
+        spec.cost_prices = self
+            .cost_prices
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(model, price)| {
+                let price = price.price().map_err(|e| ApiError::Validation(format!("cost_prices `{model}`: {e}")))?;
+                Ok((model, price))
+            })
+            .collect::<Result<_, ApiError>>()?;
+        spec.default_cost_price = self
+            .default_cost_price
+            .map(|price| price.price().map_err(|e| ApiError::Validation(format!("default_cost_price: {e}"))))
+            .transpose()?;
         spec.validate().map_err(|e| ApiError::Validation(e.to_string()))?;
         Ok(spec)
     }

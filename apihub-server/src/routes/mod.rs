@@ -125,6 +125,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::my_stats))
         .routes(routes!(stats::key_stats))
         .routes(routes!(stats::admin_overview))
+        .routes(routes!(stats::admin_margins))
         .routes(routes!(stats::admin_user_stats))
         .routes(routes!(users_admin::list_users))
         .routes(routes!(users_admin::get_user))

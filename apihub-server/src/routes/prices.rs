@@ -49,8 +49,9 @@ impl PriceView {
     }
 }
 
-/// Body of `PUT /api/admin/prices/{model}`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `PUT /api/admin/prices/{model}`, and a channel's cost price (what the operator pays it).
+/// Token prices are credits per 1,000,000 tokens; none may be negative.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceRequest {
     #[schema(value_type = f64)]
@@ -65,6 +66,34 @@ pub struct PriceRequest {
     pub per_request_price: Option<Money>,
     #[schema(value_type = Option<f64>)]
     pub per_image_price: Option<Money>,
+}
+
+impl PriceRequest {
+    /// The price, checked as every price is (see [`ModelPrice::validate`]).
+    pub(crate) fn price(&self) -> Result<ModelPrice, ApiError> {
+        let price = ModelPrice {
+            input: self.input_price,
+            output: self.output_price,
+            cache_read: self.cache_read_price,
+            cache_write: self.cache_write_price,
+            per_request: self.per_request_price,
+            per_image: self.per_image_price,
+        };
+        price.validate().map_err(|e| ApiError::Validation(e.to_string()))?;
+        Ok(price)
+    }
+
+    /// A price as the API shows it.
+    pub(crate) fn of(p: ModelPrice) -> Self {
+        PriceRequest {
+            input_price: p.input,
+            output_price: p.output,
+            cache_read_price: p.cache_read,
+            cache_write_price: p.cache_write,
+            per_request_price: p.per_request,
+            per_image_price: p.per_image,
+        }
+    }
 }
 
 fn check_model(model: &str) -> Result<(), ApiError> {
@@ -91,25 +120,7 @@ pub async fn set_price(
     Json(req): Json<PriceRequest>,
 ) -> Result<Json<PriceView>, ApiError> {
     check_model(&model)?;
-    let price = ModelPrice {
-        input: req.input_price,
-        output: req.output_price,
-        cache_read: req.cache_read_price,
-        cache_write: req.cache_write_price,
-        per_request: req.per_request_price,
-        per_image: req.per_image_price,
-    };
-    let all = [
-        Some(price.input),
-        Some(price.output),
-        price.cache_read,
-        price.cache_write,
-        price.per_request,
-        price.per_image,
-    ];
-    if all.into_iter().flatten().any(Money::is_negative) {
-        return Err(ApiError::Validation("prices must not be negative".into()));
-    }
+    let price = req.price()?;
     state.store.set_price(&model, &price).await?;
     state.invalidator.prices().await?;
     Ok(Json(PriceView::of(model, price)))

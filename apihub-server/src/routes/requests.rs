@@ -175,8 +175,22 @@ pub struct RequestItem {
     /// `reported` by the upstream, or `estimated` by the gateway.
     #[schema(example = "reported")]
     pub usage_source: &'static str,
+    /// What the operator pays for it, at the answering channel's cost price: only in the
+    /// administrators' listing, and only when that channel has a cost price for the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub cost: Option<Money>,
 }
 
+impl RequestItem {
+    /// The row as an administrator sees it: with the operator's cost.
+    fn for_admin(e: RequestEntry) -> Self {
+        let cost = e.record.cost;
+        RequestItem { cost, ..e.into() }
+    }
+}
+
+/// The row as its owner sees it: never the operator's cost.
 impl From<RequestEntry> for RequestItem {
     fn from(e: RequestEntry) -> Self {
         let r = e.record;
@@ -209,6 +223,7 @@ impl From<RequestEntry> for RequestItem {
                 UsageSource::Reported => "reported",
                 UsageSource::Estimated => "estimated",
             },
+            cost: None,
         }
     }
 }
@@ -222,13 +237,18 @@ pub struct RequestPage {
 }
 
 /// One page: `limit` rows, and a cursor when there are more (one more row is read to know).
-async fn page(store: &dyn RequestLogStore, filter: &RequestFilter, query: &PageQuery) -> Result<RequestPage, ApiError> {
+async fn page(
+    store: &dyn RequestLogStore,
+    filter: &RequestFilter,
+    query: &PageQuery,
+    item: fn(RequestEntry) -> RequestItem,
+) -> Result<RequestPage, ApiError> {
     let (after, limit) = query.read()?;
     let mut entries = store.requests(filter, after, limit + 1).await?;
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let next_cursor = if more { entries.last().map(|e| e.cursor().to_string()) } else { None };
-    Ok(RequestPage { items: entries.into_iter().map(Into::into).collect(), next_cursor })
+    Ok(RequestPage { items: entries.into_iter().map(item).collect(), next_cursor })
 }
 
 /// The caller's requests, newest first.
@@ -242,7 +262,7 @@ pub async fn my_requests(
     Query(paging): Query<PageQuery>,
 ) -> Result<Json<RequestPage>, ApiError> {
     let filter = RequestFilter { user_id: Some(user.id), ..filter.filter()? };
-    Ok(Json(page(state.request_log.as_ref(), &filter, &paging).await?))
+    Ok(Json(page(state.request_log.as_ref(), &filter, &paging, RequestItem::from).await?))
 }
 
 /// Everyone's requests, newest first.
@@ -257,7 +277,7 @@ pub async fn admin_requests(
     Query(paging): Query<PageQuery>,
 ) -> Result<Json<RequestPage>, ApiError> {
     let filter = RequestFilter { user_id: user.user_id, ..filter.filter()? };
-    Ok(Json(page(state.request_log.as_ref(), &filter, &paging).await?))
+    Ok(Json(page(state.request_log.as_ref(), &filter, &paging, RequestItem::for_admin).await?))
 }
 
 /// The caller's requests matching the filters, newest first, as a CSV or NDJSON download.

@@ -2,7 +2,9 @@
 //! own keys'; administrators see any user's, any key's and the whole site's.
 
 use apihub_core::Money;
-use apihub_core::stats::{DayPoint, ModelPoint, RoutePoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint};
+use apihub_core::stats::{
+    DayPoint, MarginReport, Margins, ModelPoint, RoutePoint, StatsFilter, StatsStore, Summary, TimeRange, UserPoint,
+};
 use axum::extract::State;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -191,6 +193,75 @@ pub struct Overview {
     pub revenue: Money,
 }
 
+/// Revenue, the operator's cost and the margin. Money fields are exact decimals of credits; the
+/// margin is `revenue - cost` to the micro.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarginSummary {
+    /// Requests made.
+    pub requests: u64,
+    /// What the requests were charged (each request's consume row in the ledger; an administrator's
+    /// manual consume is not a request and is not counted).
+    #[schema(value_type = f64, example = 12.5)]
+    pub revenue: Money,
+    /// What the operator pays: each request's cost at its channel's cost price, summed over the
+    /// requests whose cost is known.
+    #[schema(value_type = f64, example = 9.75)]
+    pub cost: Money,
+    /// `revenue - cost` (negative when the operator pays more than it charges).
+    #[schema(value_type = f64, example = 2.75)]
+    pub margin: Money,
+    /// Charged requests whose cost is unknown (no cost price for the model on the channel that
+    /// answered, or no channel: a metered route's call); their cost counts as zero.
+    pub uncosted_requests: u64,
+    /// What those requests were charged.
+    #[schema(value_type = f64)]
+    pub uncosted_revenue: Money,
+}
+
+impl From<Margins> for MarginSummary {
+    fn from(m: Margins) -> Self {
+        MarginSummary {
+            requests: m.requests,
+            revenue: m.revenue,
+            cost: m.cost,
+            margin: m.margin(),
+            uncosted_requests: m.uncosted_requests,
+            uncosted_revenue: m.uncosted_revenue,
+        }
+    }
+}
+
+/// One model's margins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMargins {
+    pub model: String,
+    #[serde(flatten)]
+    pub margins: MarginSummary,
+}
+
+/// One channel's margins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelMargins {
+    /// The channel that answered (`default`: `UPSTREAM_URL`); null for requests no channel
+    /// answered (a metered route's calls, failed requests).
+    pub channel: Option<String>,
+    #[serde(flatten)]
+    pub margins: MarginSummary,
+}
+
+/// Revenue, cost and margin over `[from, to)`: in all, per model and per answering channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarginsReport {
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+    pub total: MarginSummary,
+    /// Most revenue first.
+    pub by_model: Vec<ModelMargins>,
+    /// Most revenue first.
+    pub by_channel: Vec<ChannelMargins>,
+}
+
 /// The summary, days and models of one filter, queried together.
 async fn report(stats: &dyn StatsStore, filter: StatsFilter) -> Result<UsageReport, ApiError> {
     let (summary, by_day, by_model) =
@@ -262,6 +333,34 @@ pub async fn admin_overview(
         by_route: by_route.into_iter().map(Into::into).collect(),
         top_users: top_users.into_iter().map(Into::into).collect(),
         revenue,
+    }))
+}
+
+/// The whole site's revenue, the operator's cost (at the channels' cost prices) and the margin,
+/// per model and per channel.
+#[utoipa::path(get, path = "/api/stats/admin/margins", tag = "stats", security(("bearer" = [])), params(RangeQuery),
+    responses((status = 200, body = MarginsReport), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn admin_margins(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(query): Query<RangeQuery>,
+) -> Result<Json<MarginsReport>, ApiError> {
+    let range = query.range(Utc::now())?;
+    let report = MarginReport::of(state.stats.margins(&StatsFilter::over(range)).await?);
+    Ok(Json(MarginsReport {
+        from: range.from(),
+        to: range.to(),
+        total: report.total.into(),
+        by_model: report
+            .by_model
+            .into_iter()
+            .map(|(model, margins)| ModelMargins { model, margins: margins.into() })
+            .collect(),
+        by_channel: report
+            .by_channel
+            .into_iter()
+            .map(|(channel, margins)| ChannelMargins { channel, margins: margins.into() })
+            .collect(),
     }))
 }
 

@@ -394,5 +394,6 @@ pub fn usage_row(
         created_at,
         channel: None,
         attempts: 1,
+        cost: None,
     }
 }

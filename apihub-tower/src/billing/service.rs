@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use apihub_core::billing::{BillingError, HoldRequest, NewReservation, Settled, Settlement};
-use apihub_core::pricing::{ModelPrice, max_charge};
+use apihub_core::pricing::{ModelPrice, cost, max_charge};
 use apihub_core::store::{StoreError, UsageRecord, UsageSource};
 use apihub_core::usage::{Endpoint, RequestInfo, openai};
 use apihub_core::{DiscountRate, Money};
@@ -34,6 +34,8 @@ pub struct Billing<S> {
 pub(crate) struct Settle {
     reservation: Reservation,
     price: ModelPrice,
+    /// What the operator pays the upstream that answered, when known (see [`ServedBy`]).
+    cost_price: Option<ModelPrice>,
     user_discount: DiscountRate,
     key_discount: DiscountRate,
     sink: Arc<dyn UsageSink>,
@@ -47,6 +49,8 @@ impl Settle {
     /// Bills what `meter` saw and returns the work that writes it.
     pub(crate) fn run(self, meter: &Meter, outcome: Outcome) -> impl Future<Output = ()> + Send + 'static {
         let bill = meter.bill(outcome, &self.price, self.user_discount, self.key_discount);
+        // The operator's cost of the usage billed: full price, rounded once like the charge.
+        let operator_cost = self.cost_price.map(|price| cost(&price, &bill.usage));
         async move {
             let Settle { reservation, sink, mut record, backlog, receipt, .. } = self;
             if let Some(reported) = bill.implausible {
@@ -80,6 +84,7 @@ impl Settle {
             record.completion_tokens = count(bill.usage.output_tokens);
             record.cached_tokens = count(bill.usage.cache_read_tokens);
             record.raw_cost = bill.raw_cost;
+            record.cost = operator_cost;
             record.usage_source = bill.source;
             if outcome == Outcome::Aborted {
                 record.status = 499;
@@ -335,6 +340,7 @@ where
                 created_at: Utc::now(),
                 channel: None,
                 attempts: 1,
+                cost: None,
             };
             let started = Instant::now();
             let response = inner.call(request).await;
@@ -360,9 +366,11 @@ where
                     return Ok(with_request_id(rejection.into_response()));
                 }
             };
+            let mut cost_price = None;
             if let Some(served) = response.extensions().get::<ServedBy>() {
                 record.channel = Some(served.upstream.clone());
                 record.attempts = served.attempts;
+                cost_price = served.cost_price;
             }
             let status = response.status();
             if !layer.extractor.succeeded(&plan.info, status) {
@@ -403,6 +411,7 @@ where
             let settle = Settle {
                 reservation,
                 price: plan.price,
+                cost_price,
                 user_discount: identity.user_discount,
                 key_discount: identity.key.policy.discount_rate,
                 sink: layer.sink.clone(),

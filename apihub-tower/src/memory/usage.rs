@@ -53,6 +53,7 @@ mod tests {
             created_at,
             channel: None,
             attempts: 1,
+            cost: None,
         }
     }
 

@@ -6,6 +6,8 @@ export type Channel = Schemas['ChannelView'];
 export type ChannelRequest = Schemas['ChannelRequest'];
 export type ChannelHealth = Schemas['ChannelHealth'];
 export type Dialect = Schemas['DialectName'];
+/** A cost price: what the operator pays a channel for a model (the shape of a model's price). */
+export type CostPrice = Schemas['PriceRequest'];
 
 export const channelsQuery = () =>
   queryOptions({ queryKey: ['channels'], queryFn: () => call(client.GET('/api/admin/channels')) });

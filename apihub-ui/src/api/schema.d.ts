@@ -607,6 +607,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/stats/admin/margins": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The whole site's revenue, the operator's cost (at the channels' cost prices) and the margin,
+         *     per model and per channel.
+         */
+        get: operations["admin_margins"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/stats/admin/overview": {
         parameters: {
             query?: never;
@@ -1202,6 +1222,14 @@ export interface components {
              */
             state: string;
         };
+        /** @description One channel's margins. */
+        ChannelMargins: components["schemas"]["MarginSummary"] & {
+            /**
+             * @description The channel that answered (`default`: `UPSTREAM_URL`); null for requests no channel
+             *     answered (a metered route's calls, failed requests).
+             */
+            channel?: string | null;
+        };
         /**
          * @description Body of `POST /api/admin/channels` and `PUT /api/admin/channels/{channel_id}` (a whole
          *     definition; on update an absent `api_key` keeps the stored one, `null` removes it).
@@ -1223,6 +1251,20 @@ export interface components {
              * @example http://127.0.0.1:8317
              */
             base_url: string;
+            /**
+             * @description What the operator pays this channel, per public model name (at most 500; prices as a
+             *     model's price, none negative); absent: none. Each request it answers records its cost.
+             * @example {
+             *       "gpt-4o": {
+             *         "input_price": 2,
+             *         "output_price": 8
+             *       }
+             *     }
+             */
+            cost_prices?: {
+                [key: string]: components["schemas"]["PriceRequest"];
+            } | null;
+            default_cost_price?: null | components["schemas"]["PriceRequest"];
             /**
              * @description `openai`, `anthropic`, `gemini`; absent or empty: all.
              * @example [
@@ -1267,8 +1309,13 @@ export interface components {
              */
             api_key_preview?: string | null;
             base_url: string;
+            /** @description What the operator pays this channel, per public model name (statistics' cost and margin). */
+            cost_prices: {
+                [key: string]: components["schemas"]["PriceRequest"];
+            };
             /** Format: date-time */
             created_at: string;
+            default_cost_price?: null | components["schemas"]["PriceRequest"];
             /** @description Empty: all. */
             dialects: components["schemas"]["DialectName"][];
             enabled: boolean;
@@ -1611,6 +1658,67 @@ export interface components {
             password: string;
             username: string;
         };
+        /**
+         * @description Revenue, the operator's cost and the margin. Money fields are exact decimals of credits; the
+         *     margin is `revenue - cost` to the micro.
+         */
+        MarginSummary: {
+            /**
+             * Format: double
+             * @description What the operator pays: each request's cost at its channel's cost price, summed over the
+             *     requests whose cost is known.
+             * @example 9.75
+             */
+            cost: string;
+            /**
+             * Format: double
+             * @description `revenue - cost` (negative when the operator pays more than it charges).
+             * @example 2.75
+             */
+            margin: string;
+            /**
+             * Format: int64
+             * @description Requests made.
+             */
+            requests: number;
+            /**
+             * Format: double
+             * @description What the requests were charged (each request's consume row in the ledger; an administrator's
+             *     manual consume is not a request and is not counted).
+             * @example 12.5
+             */
+            revenue: string;
+            /**
+             * Format: int64
+             * @description Charged requests whose cost is unknown (no cost price for the model on the channel that
+             *     answered, or no channel: a metered route's call); their cost counts as zero.
+             */
+            uncosted_requests: number;
+            /**
+             * Format: double
+             * @description What those requests were charged.
+             */
+            uncosted_revenue: string;
+        };
+        /** @description Revenue, cost and margin over `[from, to)`: in all, per model and per answering channel. */
+        MarginsReport: {
+            /** @description Most revenue first. */
+            by_channel: components["schemas"]["ChannelMargins"][];
+            /** @description Most revenue first. */
+            by_model: components["schemas"]["ModelMargins"][];
+            /** Format: date-time */
+            from: string;
+            /**
+             * Format: date-time
+             * @description Exclusive.
+             */
+            to: string;
+            total: components["schemas"]["MarginSummary"];
+        };
+        /** @description One model's margins. */
+        ModelMargins: components["schemas"]["MarginSummary"] & {
+            model: string;
+        };
         /** @description One model's usage. */
         ModelUsage: components["schemas"]["UsageSummary"] & {
             model: string;
@@ -1656,7 +1764,10 @@ export interface components {
             /** @description The provider's `submit.php`. */
             url: string;
         };
-        /** @description Body of `PUT /api/admin/prices/{model}`. */
+        /**
+         * @description Body of `PUT /api/admin/prices/{model}`, and a channel's cost price (what the operator pays it).
+         *     Token prices are credits per 1,000,000 tokens; none may be negative.
+         */
         PriceRequest: {
             /** Format: double */
             cache_read_price?: string | null;
@@ -1875,6 +1986,12 @@ export interface components {
             charged: string;
             /** Format: int64 */
             completion_tokens: number;
+            /**
+             * Format: double
+             * @description What the operator pays for it, at the answering channel's cost price: only in the
+             *     administrators' listing, and only when that channel has a cost price for the model.
+             */
+            cost?: string | null;
             /** Format: date-time */
             created_at: string;
             /** @description The path called. */
@@ -5645,6 +5762,70 @@ export interface operations {
             };
             /** @description The account is disabled, or the route is for administrators only */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_margins: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Start, inclusive: an RFC 3339 time, or a `YYYY-MM-DD` date (its UTC midnight).
+                 *     Default: 30 days before `to`.
+                 */
+                from?: string;
+                /**
+                 * @description End: an RFC 3339 time (exclusive), or a `YYYY-MM-DD` date (counted whole, to its end in UTC).
+                 *     Default: the end of today (UTC).
+                 */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MarginsReport"];
+                };
+            };
+            /** @description Missing, invalid or expired session token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -7,6 +7,9 @@ export type UsageSummary = Schemas['UsageSummary'];
 export type DayUsage = Schemas['DayUsage'];
 export type ModelUsage = Schemas['ModelUsage'];
 export type Overview = Schemas['Overview'];
+export type MarginsReport = Schemas['MarginsReport'];
+export type ModelMargins = Schemas['ModelMargins'];
+export type ChannelMargins = Schemas['ChannelMargins'];
 
 /** `from` / `to`: RFC 3339 times or `YYYY-MM-DD` dates; absent = the last 30 days. */
 export interface Range {
@@ -24,6 +27,13 @@ export const overviewQuery = (range: Range = {}) =>
   queryOptions({
     queryKey: ['stats', 'overview', range],
     queryFn: () => call(client.GET('/api/stats/admin/overview', { params: { query: range } })),
+  });
+
+/** Administrators: revenue, the operator's cost and the margin, per model and per channel. */
+export const marginsQuery = (range: Range = {}) =>
+  queryOptions({
+    queryKey: ['stats', 'margins', range],
+    queryFn: () => call(client.GET('/api/stats/admin/margins', { params: { query: range } })),
   });
 
 /** One key's usage: the caller's own key, or any key for an administrator. */

@@ -75,6 +75,11 @@ export function RequestDrawer({ item, admin, onClose }: Props) {
           <Descriptions.Item label={t('requests.overage')}>
             <Money value={item.overage} />
           </Descriptions.Item>
+          {admin ? (
+            <Descriptions.Item label={t('requests.operatorCost')}>
+              {item.cost != null ? <Money value={item.cost} /> : <Typography.Text type="secondary">{t('requests.noCostPrice')}</Typography.Text>}
+            </Descriptions.Item>
+          ) : null}
           <Descriptions.Item label={t('requests.latency')}>{t('requests.ms', { n: count(item.upstream_latency_ms) })}</Descriptions.Item>
           <Descriptions.Item label={t('requests.usageSource')}>
             {item.usage_source === 'estimated' ? t('requests.estimated') : t('requests.reported')}

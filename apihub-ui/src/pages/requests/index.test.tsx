@@ -36,6 +36,21 @@ describe('RequestsPage', () => {
     const drawer = await screen.findByRole('dialog');
     expect(within(drawer).getByText('gw-2')).toBeInTheDocument();
     expect(within(drawer).getByText('Reported by the upstream')).toBeInTheDocument();
+    expect(within(drawer).queryByText('Your cost (channel cost price)')).toBeNull();
+  });
+
+  it('shows administrators what a request cost them at its channel\'s cost price', async () => {
+    session.start('tok');
+    const costed = item(3, 'gpt-4o', 200, '0.0042').replace(/}$/, ',"cost":0.003125}');
+    mockApi({ 'GET /api/admin/usage/requests': json(`{"items":[${costed},${item(1, 'o3', 200, '0.1')}],"next_cursor":null}`) });
+    renderPage(<RequestsPage admin />, { path: '/admin/requests' });
+    await user.click(await screen.findByText('gpt-4o'));
+    let drawer = await screen.findByRole('dialog');
+    expect(within(drawer).getByText('Your cost (channel cost price)')).toBeInTheDocument();
+    expect(within(drawer).getByText('0.003125')).toBeInTheDocument();
+    await user.click(screen.getByText('o3'));
+    drawer = await screen.findByRole('dialog');
+    expect(await within(drawer).findByText('no cost price')).toBeInTheDocument();
   });
 
   it('filters through the address, in Chinese too', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../../api/channels';
-import { formatAliases, NEW_CHANNEL, parseAliases, toChannelRequest, toValues, type ChannelValues } from './form';
+import { formatAliases, formatCostPrices, NEW_CHANNEL, parseAliases, parseCostPrices, toChannelRequest, toValues, type ChannelValues } from './form';
 
 const CHANNEL: Channel = {
   id: 3,
@@ -14,6 +14,8 @@ const CHANNEL: Channel = {
   weight: 3,
   enabled: true,
   timeout_secs: null,
+  cost_prices: { 'gpt-4o': { input_price: '1.2', output_price: '4.8', cache_read_price: null, per_request_price: '0.001' } },
+  default_cost_price: { input_price: '0.5', output_price: '2' },
   health: { state: 'closed', consecutive_failures: 0, answered: 12, failed: 1 },
   created_at: '2026-12-03T00:00:00Z',
   updated_at: '2026-12-03T00:00:00Z',
@@ -51,6 +53,42 @@ describe('aliases as lines', () => {
   });
 });
 
+describe('cost prices as lines', () => {
+  it('reads model=input,output lines with optional cache, request and image prices, * as the default', () => {
+    expect(parseCostPrices(' gpt-4o = 2.5 , 10 \n\no3=2,8,0.5,,0.001\n*=1,4\n')).toEqual({
+      cost_prices: {
+        'gpt-4o': { input_price: '2.5', output_price: '10' },
+        o3: { input_price: '2', output_price: '8', cache_read_price: '0.5', per_request_price: '0.001' },
+      },
+      default_cost_price: { input_price: '1', output_price: '4' },
+    });
+    expect(parseCostPrices(undefined)).toEqual({ cost_prices: {}, default_cost_price: null });
+  });
+
+  it('names the first bad line', () => {
+    expect(parseCostPrices('a=1,2\nb=1')).toEqual({ problem: { line: 2, kind: 'syntax' } });
+    expect(parseCostPrices('a')).toEqual({ problem: { line: 1, kind: 'syntax' } });
+    expect(parseCostPrices('a=1,2,3,4,5,6,7')).toEqual({ problem: { line: 1, kind: 'syntax' } });
+    expect(parseCostPrices('two words=1,2')).toEqual({ problem: { line: 1, kind: 'model' } });
+    expect(parseCostPrices('a=-1,2')).toEqual({ problem: { line: 1, kind: 'amount' } });
+    expect(parseCostPrices('a=0.0000001,2')).toEqual({ problem: { line: 1, kind: 'amount' } });
+    expect(parseCostPrices('a=1,2,x')).toEqual({ problem: { line: 1, kind: 'amount' } });
+    expect(parseCostPrices('a=1,2\na=3,4')).toEqual({ problem: { line: 2, kind: 'duplicate' } });
+    expect(parseCostPrices('*=1,2\n*=3,4')).toEqual({ problem: { line: 2, kind: 'duplicate' } });
+    const many = Array.from({ length: 501 }, (_, i) => `m${i}=1,2`).join('\n');
+    expect(parseCostPrices(many)).toEqual({ problem: { line: 501, kind: 'tooMany' } });
+  });
+
+  it('writes a channel\'s cost prices back as the same lines, the default last', () => {
+    const text = formatCostPrices(CHANNEL);
+    expect(text).toBe('gpt-4o=1.2,4.8,,,0.001\n*=0.5,2');
+    expect(parseCostPrices(text)).toEqual({
+      cost_prices: { 'gpt-4o': { input_price: '1.2', output_price: '4.8', per_request_price: '0.001' } },
+      default_cost_price: CHANNEL.default_cost_price,
+    });
+  });
+});
+
 describe('channel form mapping', () => {
   it('starts a new channel from the server defaults, with no key', () => {
     expect(NEW_CHANNEL).toMatchObject({ priority: 0, weight: 1, enabled: true });
@@ -61,6 +99,8 @@ describe('channel form mapping', () => {
       dialects: [],
       models: [],
       aliases: {},
+      cost_prices: {},
+      default_cost_price: null,
       priority: 0,
       weight: 1,
       timeout_secs: null,
@@ -81,6 +121,8 @@ describe('channel form mapping', () => {
       dialects: ['openai', 'anthropic'],
       models: ['gpt-4o', 'claude-3'],
       aliases: CHANNEL.aliases,
+      cost_prices: { 'gpt-4o': { input_price: '1.2', output_price: '4.8', per_request_price: '0.001' } },
+      default_cost_price: { input_price: '0.5', output_price: '2' },
       priority: 10,
       weight: 3,
       timeout_secs: null,
@@ -113,6 +155,8 @@ describe('channel form mapping', () => {
       dialects: ['gemini'],
       models: ['gemini-2.0-flash', 'gemini-pro'],
       aliases: { 'gemini-pro': 'gemini-1.5-pro-002' },
+      cost_prices: {},
+      default_cost_price: null,
       priority: -5,
       weight: 1,
       timeout_secs: 120,
@@ -120,7 +164,8 @@ describe('channel form mapping', () => {
     });
   });
 
-  it('refuses aliases the form would refuse', () => {
+  it('refuses aliases and cost prices the form would refuse', () => {
     expect(() => toChannelRequest({ ...toValues(CHANNEL), aliases: 'broken' })).toThrow(/line 1/);
+    expect(() => toChannelRequest({ ...toValues(CHANNEL), cost_prices: 'a=1,-2' })).toThrow(/cost prices: line 1/);
   });
 });

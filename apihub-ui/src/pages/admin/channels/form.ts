@@ -1,7 +1,8 @@
-// The channel form: its fields as data, the aliases as `public=upstream` lines, and the request
-// body it makes.
-import type { Channel, ChannelRequest, Dialect } from '../../../api/channels';
+// The channel form: its fields as data, the aliases as `public=upstream` lines, the cost prices as
+// `model=input,output` lines, and the request body it makes.
+import type { Channel, ChannelRequest, CostPrice, Dialect } from '../../../api/channels';
 import type { FieldDef } from '../../../components/FormFields';
+import { decimalProblem } from '../../../lib/money';
 import { integer, maxLength, required, type Validator } from '../../../lib/validation';
 
 export type ChannelValues = {
@@ -14,6 +15,8 @@ export type ChannelValues = {
   models?: string[];
   /** One `public=upstream` pair a line. */
   aliases?: string;
+  /** One `model=input,output[,cache read,cache write,per request,per image]` a line; `*`: any other model. */
+  cost_prices?: string;
   priority?: number | null;
   weight?: number | null;
   timeout_secs?: number | null;
@@ -54,6 +57,73 @@ export function formatAliases(aliases: Record<string, string>): string {
     .map(([from, to]) => `${from}=${to}`)
     .join('\n');
 }
+
+/** The model name of the cost price for any model a channel's list does not name. */
+export const ANY_MODEL = '*';
+/** A price's amounts in the order a cost line lists them. */
+const PRICE_FIELDS = ['input_price', 'output_price', 'cache_read_price', 'cache_write_price', 'per_request_price', 'per_image_price'] as const;
+
+export type CostProblem = { line: number; kind: 'syntax' | 'model' | 'amount' | 'duplicate' | 'tooMany' };
+export type CostPrices = { cost_prices: Record<string, CostPrice>; default_cost_price: CostPrice | null };
+
+/**
+ * `model=input,output[,cache read,cache write,per request,per image]` lines (credits per million
+ * tokens, per call, per image; an empty amount after the first two: none) as cost prices, `*`
+ * naming the channel's default. Model names as a price's: 1 to 128 printable ASCII characters.
+ * Amounts are checked as the server checks them (exact decimals, never negative) and kept as text.
+ */
+export function parseCostPrices(text: string | undefined): CostPrices | { problem: CostProblem } {
+  const prices = new Map<string, CostPrice>();
+  let fallback: CostPrice | null = null;
+  const lines = (text ?? '').split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (!line) continue;
+    const problem = (kind: CostProblem['kind']) => ({ problem: { line: i + 1, kind } });
+    const at = line.indexOf('=');
+    if (at < 0) return problem('syntax');
+    const model = line.slice(0, at).trim();
+    const amounts = line.slice(at + 1).split(',').map((a) => a.trim());
+    if (amounts.length < 2 || amounts.length > PRICE_FIELDS.length || !amounts[0] || !amounts[1]) return problem('syntax');
+    if (!/^[\x21-\x7e]{1,128}$/.test(model)) return problem('model');
+    if (amounts.some((a) => a !== '' && decimalProblem(a, { allowZero: true }) !== null)) return problem('amount');
+    const price = { input_price: amounts[0], output_price: amounts[1] } as CostPrice;
+    amounts.forEach((amount, n) => {
+      if (n >= 2 && amount !== '') price[PRICE_FIELDS[n]] = amount;
+    });
+    if (model === ANY_MODEL ? fallback !== null : prices.has(model)) return problem('duplicate');
+    if (model === ANY_MODEL) {
+      fallback = price;
+      continue;
+    }
+    if (prices.size >= MAX_MODELS) return problem('tooMany');
+    prices.set(model, price);
+  }
+  return { cost_prices: Object.fromEntries(prices), default_cost_price: fallback };
+}
+
+/** One price as the amounts of a cost line (trailing empty amounts left out). */
+function costLine(model: string, price: CostPrice): string {
+  const amounts = PRICE_FIELDS.map((field) => price[field] ?? '');
+  while (amounts.length > 2 && amounts[amounts.length - 1] === '') amounts.pop();
+  return `${model}=${amounts.join(',')}`;
+}
+
+/** A channel's cost prices as the form's lines, its default last. */
+export function formatCostPrices(channel: Pick<Channel, 'cost_prices' | 'default_cost_price'>): string {
+  const lines = Object.entries(channel.cost_prices).map(([model, price]) => costLine(model, price));
+  if (channel.default_cost_price) lines.push(costLine(ANY_MODEL, channel.default_cost_price));
+  return lines.join('\n');
+}
+
+const costPricesValid: Validator = (t) => ({
+  validator: (_, value?: string) => {
+    const parsed = parseCostPrices(value);
+    if (!('problem' in parsed)) return Promise.resolve();
+    const { line, kind } = parsed.problem;
+    return Promise.reject(new Error(t(`channels.costPrices.${kind}`, { line, max: MAX_MODELS })));
+  },
+});
 
 const aliasesValid: Validator = (t) => ({
   validator: (_, value?: string) => {
@@ -99,6 +169,15 @@ export const channelFields = (editing: boolean, hasKey: boolean): FieldDef[] => 
     placeholder: 'channels.aliasesPlaceholder',
     validators: [aliasesValid],
   },
+  {
+    name: 'cost_prices',
+    label: 'channels.costPrices',
+    kind: 'textarea',
+    rows: 4,
+    help: 'channels.costPricesHelp',
+    placeholder: 'channels.costPricesPlaceholder',
+    validators: [costPricesValid],
+  },
   { name: 'priority', label: 'channels.priority', kind: 'integer', help: 'channels.priorityHelp', validators: [integer(-1000, 1000)] },
   { name: 'weight', label: 'channels.weight', kind: 'integer', help: 'channels.weightHelp', validators: [integer(1, 1000)] },
   { name: 'timeout_secs', label: 'channels.timeout', kind: 'integer', help: 'channels.timeoutHelp', validators: [integer(1, 3600)] },
@@ -111,6 +190,7 @@ export const NEW_CHANNEL: Partial<ChannelValues> = {
   dialects: [],
   models: [],
   aliases: '',
+  cost_prices: '',
   priority: 0,
   weight: 1,
   enabled: true,
@@ -125,6 +205,7 @@ export function toValues(channel: Channel): ChannelValues {
     dialects: [...channel.dialects],
     models: [...channel.models],
     aliases: formatAliases(channel.aliases),
+    cost_prices: formatCostPrices(channel),
     priority: channel.priority,
     weight: channel.weight,
     timeout_secs: channel.timeout_secs ?? null,
@@ -135,11 +216,13 @@ export function toValues(channel: Channel): ChannelValues {
 /**
  * The request body (a whole definition): `api_key` absent unless typed (the stored key is kept),
  * `null` when the key is to be removed; an empty timeout is `null` (the gateway's default).
- * Throws on aliases the form's validator would have refused.
+ * Throws on aliases or cost prices the form's validators would have refused.
  */
 export function toChannelRequest(v: ChannelValues): ChannelRequest {
   const parsed = parseAliases(v.aliases);
   if (!('aliases' in parsed)) throw new Error(`aliases: line ${parsed.problem.line}: ${parsed.problem.kind}`);
+  const costs = parseCostPrices(v.cost_prices);
+  if ('problem' in costs) throw new Error(`cost prices: line ${costs.problem.line}: ${costs.problem.kind}`);
   const models = [...new Set((v.models ?? []).map((m) => m.trim()).filter(Boolean))];
   const dialects = [...new Set((v.dialects ?? []).map((d) => d.trim().toLowerCase()))].filter((d): d is Dialect =>
     (DIALECTS as string[]).includes(d),
@@ -150,6 +233,8 @@ export function toChannelRequest(v: ChannelValues): ChannelRequest {
     dialects,
     models,
     aliases: parsed.aliases,
+    cost_prices: costs.cost_prices,
+    default_cost_price: costs.default_cost_price,
     priority: v.priority ?? 0,
     weight: v.weight ?? 1,
     timeout_secs: v.timeout_secs ?? null,

@@ -18,6 +18,8 @@ const PRIMARY = {
   weight: 2,
   enabled: true,
   timeout_secs: 120,
+  cost_prices: { 'gpt-4o': { input_price: '2', output_price: '8', cache_read_price: null } },
+  default_cost_price: { input_price: '0.5', output_price: '1.5' },
   health: { state: 'open', consecutive_failures: 5, answered: 40, failed: 7 },
   created_at: '2026-12-03T00:00:00Z',
   updated_at: '2026-12-03T00:00:00Z',
@@ -35,6 +37,8 @@ const SPARE = {
   weight: 1,
   enabled: false,
   timeout_secs: null,
+  cost_prices: {},
+  default_cost_price: null,
   health: null,
 };
 
@@ -52,6 +56,8 @@ describe('AdminChannelsPage', () => {
     expect(within(row).getByText('5 failures in a row')).toBeInTheDocument();
     expect(within(row).getByText('2 models')).toBeInTheDocument();
     expect(within(row).getByText('1 alias')).toBeInTheDocument();
+    expect(within(row).getByText('1 cost price')).toBeInTheDocument();
+    expect(within(row).getByText('default cost 0.5 / 1.5')).toBeInTheDocument();
     const spare = screen.getByText('spare').closest('tr')!;
     expect(within(spare).getByText('no key')).toBeInTheDocument();
     expect(within(spare).getByText('any model')).toBeInTheDocument();
@@ -61,11 +67,16 @@ describe('AdminChannelsPage', () => {
     let dialog = await findDialog('Channel primary');
     expect(within(dialog).getByLabelText('Upstream key')).toHaveValue('');
     expect(within(dialog).getByLabelText('Aliases')).toHaveValue('gpt-4o=gpt-4o-2024-11-20');
+    expect(within(dialog).getByLabelText('Cost prices')).toHaveValue('gpt-4o=2,8\n*=0.5,1.5');
     await user.click(await findButton('OK', dialog));
     await screen.findByText('Channel primary saved');
     const kept = calls.filter((c) => c.method === 'PUT').at(-1)!;
     expect(kept.body).not.toHaveProperty('api_key');
     expect(kept.body).toMatchObject({ name: 'primary', aliases: { 'gpt-4o': 'gpt-4o-2024-11-20' }, priority: 10, weight: 2, timeout_secs: 120 });
+    expect(kept.body).toMatchObject({
+      cost_prices: { 'gpt-4o': { input_price: '2', output_price: '8' } },
+      default_cost_price: { input_price: '0.5', output_price: '1.5' },
+    });
 
     await user.click(await findButton('Edit', row));
     dialog = await findDialog('Channel primary');
@@ -75,7 +86,7 @@ describe('AdminChannelsPage', () => {
     expect(calls.filter((c) => c.method === 'PUT').at(-1)!.body).toHaveProperty('api_key', null);
   });
 
-  it('creates a channel, refusing a bad alias line first', async () => {
+  it('creates a channel, refusing a bad alias line and a negative cost price first', async () => {
     session.start('tok');
     const calls = mockApi({
       'GET /api/admin/channels': json([]),
@@ -94,6 +105,11 @@ describe('AdminChannelsPage', () => {
     await user.click(await findButton('OK', dialog));
     expect(await within(dialog).findByText('Line 1: write public=upstream, both names filled')).toBeInTheDocument();
     await fillIn(within(dialog).getByLabelText('Aliases'), '=gemini-1.5-pro');
+    await fillIn(within(dialog).getByLabelText('Cost prices'), 'gemini-pro=1,-5');
+    await user.click(await findButton('OK', dialog));
+    expect(await within(dialog).findByText('Line 1: amounts are plain decimals, not negative, up to 6 decimals')).toBeInTheDocument();
+    await user.clear(within(dialog).getByLabelText('Cost prices'));
+    await fillIn(within(dialog).getByLabelText('Cost prices'), 'gemini-pro=1.25,5');
     await user.click(await findButton('OK', dialog));
     await screen.findByText('Channel gem saved');
     expect(calls.find((c) => c.method === 'POST')!.body).toEqual({
@@ -103,6 +119,8 @@ describe('AdminChannelsPage', () => {
       dialects: [],
       models: [],
       aliases: { 'gemini-pro': 'gemini-1.5-pro' },
+      cost_prices: { 'gemini-pro': { input_price: '1.25', output_price: '5' } },
+      default_cost_price: null,
       priority: 0,
       weight: 1,
       timeout_secs: null,

@@ -1,5 +1,5 @@
 // /admin/channels: the upstream channels LLM calls go to (priority, weight, dialect and model
-// filters, aliases) with their health on this node; create, edit and delete.
+// filters, aliases, cost prices) with their health on this node; create, edit and delete.
 import { PlusOutlined } from '@ant-design/icons';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { App, Button, Card, Empty, Form, Space, Table, Tag, Tooltip, Typography } from 'antd';
@@ -68,6 +68,7 @@ function channelColumns(t: Translate, onEdit: (c: Channel) => void, onDelete: (c
       width: 170,
       render: (_, c) => {
         const aliases = Object.entries(c.aliases);
+        const costs = Object.entries(c.cost_prices);
         return (
           <Space direction="vertical" size={0}>
             {c.models.length === 0 ? (
@@ -81,6 +82,16 @@ function channelColumns(t: Translate, onEdit: (c: Channel) => void, onDelete: (c
               <Tooltip title={aliases.map(([from, to]) => `${from} → ${to}`).join(', ')}>
                 <Typography.Text type="secondary">{t('channels.aliasCount', { count: aliases.length })}</Typography.Text>
               </Tooltip>
+            ) : null}
+            {costs.length > 0 ? (
+              <Tooltip title={costs.map(([model, p]) => `${model}: ${p.input_price} / ${p.output_price}`).join(', ')}>
+                <Typography.Text type="secondary">{t('channels.costCount', { count: costs.length })}</Typography.Text>
+              </Tooltip>
+            ) : null}
+            {c.default_cost_price ? (
+              <Typography.Text type="secondary">
+                {t('channels.defaultCost', { input: c.default_cost_price.input_price, output: c.default_cost_price.output_price })}
+              </Typography.Text>
             ) : null}
           </Space>
         );

@@ -1,6 +1,7 @@
 // /admin/stats: the whole site's usage over a chosen period (its title says which): totals,
-// today, per day, top users and models, and the credit added, split into what was bought online
-// (with the money received) and what administrators and redemption codes granted.
+// today, per day, top users and models, the credit added, split into what was bought online
+// (with the money received) and what administrators and redemption codes granted, and the revenue,
+// cost and margin per model and per channel.
 import { useQuery } from '@tanstack/react-query';
 import { Card, Col, Empty, Row, Statistic, Table, Typography } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
@@ -19,6 +20,7 @@ import { MetricSwitch, metricOf, modelColumns, type Metric } from '../../../comp
 import { useI18n, type Locale, type Translate } from '../../../i18n';
 import { formatCount, formatDay } from '../../../lib/format';
 import { columnFraction, formatMoney } from '../../../lib/money';
+import { MarginsCard } from './margins';
 import { remainder, useOnlineRevenue } from './revenue';
 
 type UserUsage = Schemas['UserUsage'];
@@ -190,6 +192,9 @@ export default function AdminStatsPage() {
               locale={{ emptyText: <Empty image={Empty.PRESENTED_IMAGE_SIMPLE} description={t('dashboard.noUsage')} /> }}
             />
           </Card>
+        </Col>
+        <Col span={24}>
+          <MarginsCard range={rangeQuery(range)} title={title} />
         </Col>
       </Row>
       {data ? (
