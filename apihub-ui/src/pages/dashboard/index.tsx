@@ -7,7 +7,7 @@ import { Link } from 'react-router';
 import { budgetsApi, creditApi, statsApi } from '../../api';
 import type { ModelUsage } from '../../api/stats';
 import { BarChart } from '../../components/BarChart';
-import { BudgetUsage } from '../../components/budgets/BudgetUsage';
+import { BudgetsCard } from '../../components/budgets/BudgetsCard';
 import { ErrorAlert } from '../../components/ErrorAlert';
 import { Money } from '../../components/Money';
 import { PageContainer } from '../../components/PageContainer';
@@ -87,12 +87,12 @@ export default function DashboardPage() {
         </Col>
         {budgets.data?.budgets.length ? (
           <Col xs={24}>
-            <Card title={t('budgets.mine')} data-testid="my-budgets">
-              <Typography.Paragraph type="secondary" style={{ fontSize: 12 }}>
-                {t('budgets.mineHint', { zone: budgets.data.time_zone })}
-              </Typography.Paragraph>
-              <BudgetUsage list={budgets.data} />
-            </Card>
+            <BudgetsCard
+              list={budgets.data}
+              title={t('budgets.mine')}
+              hint={t('budgets.mineHint', { zone: budgets.data.time_zone })}
+              testId="my-budgets"
+            />
           </Col>
         ) : null}
         <Col xs={24} xl={14}>
