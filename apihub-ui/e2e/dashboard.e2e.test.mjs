@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Processes, freePort, launchChromium, logIn, screenshotOnFailure, waitFor } from './harness.mjs';
-import { chineseAntdTexts, failedPasswordChange, phoneLayout } from './ui-checks.mjs';
+import { chineseAntdTexts, failedPasswordChange, phoneBudgets, phoneLayout } from './ui-checks.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const uiRoot = resolve(here, '..');
@@ -153,6 +153,10 @@ test('zh-CN: no English antd text on the keys, transactions and recharge pages',
 
 test('390 px wide: no page wider than the screen, tables scroll in their box, the menu is a drawer', async () => {
   await phoneLayout({ context, base, admin: ADMIN, shots });
+});
+
+test('390 px wide: budgets set from /admin/users and /keys, shown on the dashboard', async () => {
+  await phoneBudgets({ context, base, admin: ADMIN, user: USER, keyName: 'e2e laptop', shots });
 });
 
 test('a refused password change leaves its button usable within 300 ms', async () => {

@@ -123,6 +123,74 @@ export async function phoneLayout({ context, base, admin, shots }) {
   }
 }
 
+/** Nothing wider than the screen, and the open dialog inside it. */
+async function fitsScreen(p, modal, what) {
+  const size = await p.evaluate(() => ({
+    doc: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+    view: window.innerWidth,
+  }));
+  assert.ok(size.doc <= size.view, `${what}: the page is ${size.doc} px wide on a ${size.view} px screen`);
+  if (modal) {
+    const box = await modal.boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= size.view, `${what}: the dialog is outside the screen: ${JSON.stringify(box)}`);
+  }
+}
+
+/**
+ * Budgets at 390×844, against the real gateway: the administrator gives the user a daily budget from
+ * /admin/users, the user sees it (used / limit, reset time in the gateway's zone) on the dashboard
+ * and gives their key a monthly budget from /keys, which reads back as saved.
+ */
+export async function phoneBudgets({ context, base, admin, user, keyName, shots }) {
+  const p = await openPage(context, 'en', { width: 390, height: 844 });
+  try {
+    await loginOn(p, base, admin);
+    await p.goto(`${base}/admin/users`);
+    await p.locator('tr', { hasText: user.username }).getByRole('button', { name: 'Budgets' }).click();
+    let modal = p.locator('.ant-modal').filter({ hasText: `Budgets of ${user.username}` });
+    await modal.getByText(/Windows follow the time zone/).waitFor();
+    await p.locator('#budgets_day_enabled').click();
+    await p.locator('#budgets_day_credit_limit').fill('12.5');
+    await p.locator('#budgets_day_call_limit').fill('1000');
+    await p.waitForTimeout(300);
+    await fitsScreen(p, modal, 'the user budgets dialog');
+    await p.screenshot({ path: join(shots, 'phone-user-budgets.png'), fullPage: true });
+    await modal.locator('.ant-modal-footer .ant-btn-primary').click();
+    await p.getByText('Budgets saved').waitFor();
+
+    await loginOn(p, base, user);
+    await p.goto(`${base}/`);
+    const card = p.getByTestId('my-budgets');
+    await card.waitFor();
+    const text = await card.innerText();
+    assert.match(text, /Daily/, text);
+    assert.match(text, /\/ 12\.5\b/, `the daily credit limit is shown: ${text}`);
+    assert.match(text, /\/ 1,000\b/, `the daily call limit is shown: ${text}`);
+    assert.match(text, /Resets .+ UTC/, `the reset time is shown in the gateway's zone: ${text}`);
+    await fitsScreen(p, null, 'the dashboard with budgets');
+    await p.screenshot({ path: join(shots, 'phone-dashboard-budgets.png'), fullPage: true });
+
+    await p.goto(`${base}/keys`);
+    await p.locator('tr', { hasText: keyName }).getByRole('button', { name: 'Budgets' }).click();
+    modal = p.locator('.ant-modal').filter({ hasText: `Budgets of key ${keyName}` });
+    await modal.getByText(/Windows follow the time zone/).waitFor();
+    await p.locator('#budgets_month_enabled').click();
+    await p.locator('#budgets_month_token_limit').fill('500000');
+    await p.waitForTimeout(300);
+    await fitsScreen(p, modal, 'the key budgets dialog');
+    await p.screenshot({ path: join(shots, 'phone-key-budgets.png'), fullPage: true });
+    await modal.locator('.ant-modal-footer .ant-btn-primary').click();
+    await p.getByText('Budgets saved').waitFor();
+    await modal.waitFor({ state: 'hidden' });
+    // Read back: the dialog opens on what the gateway now holds.
+    await p.locator('tr', { hasText: keyName }).getByRole('button', { name: 'Budgets' }).click();
+    await modal.getByTestId('budget-month').getByText(/\/ 500,000\b/).waitFor();
+    assert.equal(await p.locator('#budgets_month_token_limit').inputValue(), '500000');
+  } finally {
+    await p.close();
+  }
+}
+
 /** A refused password change shows why and frees its button within 300 ms of the answer. */
 export async function failedPasswordChange({ context, base, user }) {
   const p = await openPage(context, 'en');

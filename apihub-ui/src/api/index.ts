@@ -1,5 +1,6 @@
 // Every server call of the dashboard, by area.
 export * as authApi from './auth';
+export * as budgetsApi from './budgets';
 export * as channelsApi from './channels';
 export * as creditApi from './credit';
 export * as keysApi from './keys';

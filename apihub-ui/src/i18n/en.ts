@@ -1,3 +1,4 @@
+import { enBudgets } from './en-budgets';
 import { enChannels } from './en-channels';
 import { enMore } from './en-more';
 import { enRequests } from './en-requests';
@@ -358,6 +359,7 @@ export const en = {
   ...enRoutes,
   ...enRequests,
   ...enChannels,
+  ...enBudgets,
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -14,6 +14,12 @@ describe('errorText', () => {
       [new ApiError(429, 'too_many_requests', 'too many failed logins from this address; try again in 5 s'), '登录失败次数过多，请 5 秒后再试。'],
       [new ApiError(404, 'not_found', 'key not found'), '密钥不存在'],
       [new ApiError(402, 'insufficient_balance', 'insufficient balance: 1.5 available, 2 required'), '余额不足：可用 1.5，需要 2'],
+      [
+        new ApiError(422, 'validation_error', 'the `week` budget sets no limit: give credit_limit, token_limit or call_limit'),
+        '至少设置一项限额：额度、Token 或调用次数',
+      ],
+      [new ApiError(422, 'validation_error', 'the `day` budget has a negative limit'), '不能为负数'],
+      [new ApiError(422, 'validation_error', 'credit_limit must be at most 999999999.999999'), '数值过大（须小于 1,000,000,000）'],
     ];
     for (const [error, text] of cases) expect(errorText(error, 'zh-CN')).toBe(text);
   });

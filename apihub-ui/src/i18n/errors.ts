@@ -41,6 +41,9 @@ const RULES: Rule[] = [
   [/^online recharge is not configured/, 'err.rechargeOff'],
   [/^(?<n>\d+) unpaid orders in the last (?<minutes>\d+) minutes/, 'err.tooManyOrders'],
   [/^(?<what>user|key|order|price|batch) not found$/, 'err.notFound'],
+  [/^the `(?:day|week|month)` budget sets no limit/, 'budgets.needLimit'],
+  [/^the `(?:day|week|month)` budget has a negative limit$/, 'validation.decimal.negative'],
+  [/^credit_limit must be at most/, 'validation.decimal.range'],
 ];
 
 /** A sentence per code, for messages not recognised above. */
@@ -58,6 +61,7 @@ const CODES: Record<string, MessageKey> = {
   not_configured: 'err.notConfigured',
   service_unavailable: 'err.unavailable',
   internal_error: 'err.internal',
+  budget_exceeded: 'budgets.exceeded',
 };
 
 const WHAT: Record<string, MessageKey> = {

@@ -1,5 +1,6 @@
 // 简体中文。键与 en.ts 相同（类型检查保证一个不少）。
 import type { MessageKey } from './en';
+import { zhCNBudgets } from './zh-CN-budgets';
 import { zhCNChannels } from './zh-CN-channels';
 import { zhCNMore } from './zh-CN-more';
 import { zhCNRequests } from './zh-CN-requests';
@@ -359,4 +360,5 @@ export const zhCN: Record<MessageKey, string> = {
   ...zhCNRoutes,
   ...zhCNRequests,
   ...zhCNChannels,
+  ...zhCNBudgets,
 };

@@ -60,3 +60,28 @@ export function pickerFormat(locale: Locale, withTime = false): string {
 export function utcToday(now: Date = new Date()): string {
   return now.toISOString().slice(0, 10);
 }
+
+/**
+ * A timestamp in a named IANA time zone, with the zone's name: `8 Dec 2026, 00:00 Asia/Shanghai`.
+ * For the budgets' windows, which follow the gateway's zone, not the viewer's. A zone this browser
+ * does not know falls back to the viewer's zone (formatDateTime).
+ */
+export function formatDateTimeIn(iso: string | null | undefined, locale: Locale, timeZone: string): string {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  try {
+    const text = new Intl.DateTimeFormat(intlLocale(locale), {
+      year: 'numeric',
+      month: 'short',
+      day: 'numeric',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+      timeZone,
+    }).format(date);
+    return `${text} ${timeZone}`;
+  } catch {
+    return formatDateTime(iso, locale);
+  }
+}

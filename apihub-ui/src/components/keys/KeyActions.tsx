@@ -1,4 +1,4 @@
-// A key's row actions: edit, deactivate / activate, reset usage, delete (each confirmed where it bites).
+// A key's row actions: edit, budgets, deactivate / activate, reset usage, delete (each confirmed where it bites).
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { App, Button, Popconfirm, Space } from 'antd';
 import { keysApi } from '../../api';
@@ -6,7 +6,13 @@ import type { Key } from '../../api/keys';
 import { useT } from '../../i18n';
 import { useErrorText } from '../../i18n/errors';
 
-export function KeyActions({ keyView, onEdit }: { keyView: Key; onEdit: (key: Key) => void }) {
+interface Props {
+  keyView: Key;
+  onEdit: (key: Key) => void;
+  onBudgets: (key: Key) => void;
+}
+
+export function KeyActions({ keyView, onEdit, onBudgets }: Props) {
   const t = useT();
   const errorText = useErrorText();
   const { message } = App.useApp();
@@ -31,6 +37,9 @@ export function KeyActions({ keyView, onEdit }: { keyView: Key; onEdit: (key: Ke
     <Space size={0}>
       <Button type="link" size="small" onClick={() => onEdit(keyView)}>
         {t('common.edit')}
+      </Button>
+      <Button type="link" size="small" onClick={() => onBudgets(keyView)}>
+        {t('budgets.action')}
       </Button>
       {keyView.status === 'active' ? (
         <Popconfirm title={t('keys.confirmDeactivate')} onConfirm={() => deactivate.mutate()}>

@@ -1,4 +1,4 @@
-// A page of keys with row actions and the edit modal. Used by /keys and /admin/keys.
+// A page of keys with row actions, the edit modal and the budgets modal. Used by /keys and /admin/keys.
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { App, Empty, Table } from 'antd';
 import { useState } from 'react';
@@ -9,6 +9,7 @@ import { tableWidth, unpinned, usePhone } from '../tableLayout';
 import { useUsernames } from '../useUsernames';
 import { keyColumns } from './columns';
 import { KeyActions } from './KeyActions';
+import { KeyBudgetsModal } from './KeyBudgetsModal';
 import { KeyFormModal } from './KeyFormModal';
 import { toKeyPatch, type KeyFormValues } from './keyForm';
 
@@ -28,6 +29,7 @@ export function KeyTable({ admin, keys, total, page, pageSize, loading, onPage, 
   const { message } = App.useApp();
   const queryClient = useQueryClient();
   const [editing, setEditing] = useState<Key | null>(null);
+  const [budgeting, setBudgeting] = useState<Key | null>(null);
   const update = useMutation({
     mutationFn: (values: KeyFormValues) => keysApi.updateKey(editing!.id, toKeyPatch(values, admin)),
     onSuccess: () => {
@@ -39,7 +41,7 @@ export function KeyTable({ admin, keys, total, page, pageSize, loading, onPage, 
   const phone = usePhone();
   const owner = useUsernames(admin);
   const columns = unpinned(
-    keyColumns({ t, locale, admin, owner, actions: (k) => <KeyActions keyView={k} onEdit={setEditing} /> }),
+    keyColumns({ t, locale, admin, owner, actions: (k) => <KeyActions keyView={k} onEdit={setEditing} onBudgets={setBudgeting} /> }),
     phone,
   );
   return (
@@ -75,6 +77,7 @@ export function KeyTable({ admin, keys, total, page, pageSize, loading, onPage, 
           update.reset();
         }}
       />
+      <KeyBudgetsModal keyView={budgeting} onClose={() => setBudgeting(null)} />
     </>
   );
 }

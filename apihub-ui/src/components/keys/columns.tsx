@@ -124,7 +124,7 @@ export function keyColumns({ t, locale, admin = false, actions, owner }: KeyColu
       width: 210,
       render: (v: string) => <span style={{ fontSize: 12, whiteSpace: 'nowrap' }}>{formatDateTime(v, locale)}</span>,
     },
-    { title: t('common.actions'), key: 'actions', fixed: 'right', width: 310, render: (_, k) => actions(k) },
+    { title: t('common.actions'), key: 'actions', fixed: 'right', width: 370, render: (_, k) => actions(k) },
   ];
   return columns;
 }

@@ -1,12 +1,13 @@
-// /: the balance (and what requests in flight hold of it), today's calls and spend, and the last
-// 30 days per day and per model.
+// /: the balance (and what requests in flight hold of it), today's calls and spend, the user's own
+// budgets (when an administrator has set any), and the last 30 days per day and per model.
 import { useQuery } from '@tanstack/react-query';
 import { Card, Col, Empty, Row, Skeleton, Statistic, Table, Typography } from 'antd';
 import { useMemo, useState } from 'react';
 import { Link } from 'react-router';
-import { creditApi, statsApi } from '../../api';
+import { budgetsApi, creditApi, statsApi } from '../../api';
 import type { ModelUsage } from '../../api/stats';
 import { BarChart } from '../../components/BarChart';
+import { BudgetsCard } from '../../components/budgets/BudgetsCard';
 import { ErrorAlert } from '../../components/ErrorAlert';
 import { Money } from '../../components/Money';
 import { PageContainer } from '../../components/PageContainer';
@@ -20,6 +21,7 @@ export default function DashboardPage() {
   const { t, locale } = useI18n();
   const balance = useQuery(creditApi.balanceQuery());
   const stats = useQuery(statsApi.myStatsQuery());
+  const budgets = useQuery(budgetsApi.myBudgetsQuery());
   const [metric, setMetric] = useState<Metric>('charged');
 
   const today = useMemo(() => {
@@ -36,6 +38,7 @@ export default function DashboardPage() {
     <PageContainer title={t('dashboard.title')}>
       {balance.isError ? <ErrorAlert error={balance.error} onRetry={() => balance.refetch()} /> : null}
       {stats.isError ? <ErrorAlert error={stats.error} onRetry={() => stats.refetch()} /> : null}
+      {budgets.isError ? <ErrorAlert error={budgets.error} onRetry={() => budgets.refetch()} /> : null}
       <Row gutter={[16, 16]}>
         <Col xs={24} sm={12} lg={6}>
           <Card loading={balance.isPending} data-testid="balance-card">
@@ -82,6 +85,16 @@ export default function DashboardPage() {
             </Typography.Text>
           </Card>
         </Col>
+        {budgets.data?.budgets.length ? (
+          <Col xs={24}>
+            <BudgetsCard
+              list={budgets.data}
+              title={t('budgets.mine')}
+              hint={t('budgets.mineHint', { zone: budgets.data.time_zone })}
+              testId="my-budgets"
+            />
+          </Col>
+        ) : null}
         <Col xs={24} xl={14}>
           <Card
             title={t('dashboard.perDay')}

@@ -1,8 +1,10 @@
-// /keys/:id/usage: one key's usage over a period (the caller's own key, or any for administrators).
+// /keys/:id/usage: one key's usage over a period (the caller's own key, or any for administrators),
+// and its budgets' current windows when it has any.
 import { useQuery } from '@tanstack/react-query';
 import { Button } from 'antd';
 import { useNavigate, useParams } from 'react-router';
-import { keysApi, statsApi } from '../../api';
+import { budgetsApi, keysApi, statsApi } from '../../api';
+import { BudgetsCard } from '../../components/budgets/BudgetsCard';
 import { ErrorAlert } from '../../components/ErrorAlert';
 import { PageContainer } from '../../components/PageContainer';
 import { RangeSelect, rangeQuery, rangeTitle, useDayRange } from '../../components/stats/range';
@@ -18,6 +20,8 @@ export default function KeyUsagePage() {
   // The name where the key is the caller's; an administrator looking at another's key sees its number.
   const key = useQuery({ ...keysApi.keyQuery(id), enabled: Number.isInteger(id), retry: false });
   const name = key.data ? key.data.name || key.data.key_preview : `#${id}`;
+  // Secondary: a failure leaves the card out rather than alarming the page.
+  const budgets = useQuery({ ...budgetsApi.keyBudgetsQuery(id), enabled: Number.isInteger(id), retry: false });
   return (
     <PageContainer
       title={t('usage.keyTitle', { name })}
@@ -29,6 +33,13 @@ export default function KeyUsagePage() {
       }
     >
       {stats.isError ? <ErrorAlert error={stats.error} onRetry={() => stats.refetch()} /> : null}
+      <BudgetsCard
+        list={budgets.data}
+        title={t('budgets.action')}
+        hint={budgets.data ? t('budgets.zone', { zone: budgets.data.time_zone }) : ''}
+        testId="key-budgets"
+        style={{ marginBottom: 16 }}
+      />
       <UsageReportView report={stats.data} loading={stats.isPending} title={rangeTitle(t, locale, range)} />
     </PageContainer>
   );

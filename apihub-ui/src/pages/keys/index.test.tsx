@@ -107,6 +107,27 @@ describe('KeysPage', () => {
     expect(put.body).not.toHaveProperty('discount_rate');
   });
 
+  it("opens a key's budgets from its row and saves them to that key", async () => {
+    session.start('tok');
+    const calls = mockApi({
+      'GET /api/keys': page([KEY]),
+      'GET /api/keys/3/budgets': json('{"time_zone":"UTC","budgets":[]}'),
+      'PUT /api/keys/3/budgets': (c) => json({ time_zone: 'UTC', budgets: [] }, c.body ? 200 : 400),
+    });
+    renderPage(<KeysPage />, { path: '/keys' });
+    const row = (await screen.findByText('laptop')).closest('tr')!;
+    await user.click(await findButton('Budgets', row));
+    const dialog = await findDialog('Budgets of key laptop');
+    expect(await within(dialog).findByText(/Windows follow the time zone UTC/)).toBeInTheDocument();
+    await user.click(within(dialog).getByLabelText('Monthly budget'));
+    await fillIn(within(dialog).getByLabelText('Calls per month'), '1000');
+    await user.click(await findButton('Save', dialog));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PUT')).toBe(true));
+    expect(calls.find((c) => c.method === 'PUT')!.body).toEqual({
+      budgets: [{ period: 'month', credit_limit: null, token_limit: null, call_limit: 1000 }],
+    });
+  });
+
   it("shows the server's message when creation is refused", async () => {
     session.start('tok');
     mockApi({

@@ -46,10 +46,17 @@ describe('usage pages', () => {
     mockApi({
       'GET /api/keys/5': json({ id: 5, name: 'laptop', key_preview: 'ahg_x…5' }),
       'GET /api/stats/keys/5': report('2.5'),
+      'GET /api/keys/5/budgets': json(
+        '{"time_zone":"UTC","budgets":[{"period":"week","credit_limit":3,"token_limit":null,"call_limit":null,' +
+          '"credit_used":2.5,"tokens_used":0,"calls_used":0,"window_start":"2026-11-30T00:00:00Z","resets_at":"2026-12-07T00:00:00Z"}]}',
+      ),
     });
     renderPage(<KeyUsagePage />, { path: '/keys/5/usage', pattern: '/keys/:id/usage' });
     expect(await screen.findByText('Usage of key laptop')).toBeInTheDocument();
     expect(await within(screen.getByTestId('usage-summary')).findAllByText('2.5')).not.toHaveLength(0);
+    const budgets = await screen.findByTestId('key-budgets');
+    expect(within(budgets).getByText('2.5 / 3')).toBeInTheDocument();
+    expect(within(budgets).getByTestId('budget-week-resets')).toHaveTextContent('Resets 7 Dec 2026, 00:00 UTC');
   });
 
   it("shows one user's usage to an administrator, by name", async () => {
@@ -61,5 +68,8 @@ describe('usage pages', () => {
     renderPage(<UserUsagePage />, { path: '/admin/users/7/usage', pattern: '/admin/users/:id/usage' });
     expect(await screen.findByText('Usage of alice (#7)')).toBeInTheDocument();
     expect(await within(screen.getByTestId('usage-summary')).findAllByText('1.75')).not.toHaveLength(0);
+    // No budgets route answered (404 here): no card, and no alarm on the page.
+    expect(screen.queryByTestId('user-budgets')).toBeNull();
+    expect(screen.queryByText('Could not load the data')).toBeNull();
   });
 });

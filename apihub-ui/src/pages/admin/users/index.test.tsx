@@ -56,4 +56,39 @@ describe('AdminUsersPage', () => {
     await user.click(await findButton('OK', dialog));
     await waitFor(() => expect(within(dialog).getByText('order ORDER-1 was applied with another amount')).toBeInTheDocument());
   });
+
+  it("views a user's budgets with their usage and replaces them", async () => {
+    session.start('tok');
+    const calls = mockApi({
+      'GET /api/admin/users': json(PAGE),
+      'GET /api/admin/users/2/budgets': json(
+        '{"time_zone":"Europe/Berlin","budgets":[{"period":"week","credit_limit":50.25,"token_limit":1000000,"call_limit":null,' +
+          '"credit_used":50.250001,"tokens_used":1234,"calls_used":3,"window_start":"2026-11-29T23:00:00Z","resets_at":"2026-12-06T23:00:00Z"}]}',
+      ),
+      'PUT /api/admin/users/2/budgets': json('{"time_zone":"Europe/Berlin","budgets":[]}'),
+    });
+    renderPage(<AdminUsersPage />, { path: '/admin/users' });
+    const row = (await screen.findByText('alice')).closest('tr')!;
+    await user.click(await findButton('Budgets', row));
+    const dialog = await findDialog('Budgets of alice');
+    expect(within(dialog).getByText(/A cap across all of alice's keys/)).toBeInTheDocument();
+    const week = await within(dialog).findByTestId('budget-week');
+    expect(within(week).getByText('50.250001 / 50.25')).toBeInTheDocument();
+    expect(within(week).getByText('1,234 / 1,000,000')).toBeInTheDocument();
+    expect(within(week).getByTestId('budget-week-resets')).toHaveTextContent('Resets 7 Dec 2026, 00:00 Europe/Berlin');
+    await waitFor(() => expect(within(dialog).getByLabelText('Credits per week')).toHaveValue('50.25'));
+    await user.clear(within(dialog).getByLabelText('Credits per week'));
+    await fillIn(within(dialog).getByLabelText('Credits per week'), '75');
+    await user.click(within(dialog).getByLabelText('Daily budget'));
+    await fillIn(within(dialog).getByLabelText('Credits per day'), '10.000001');
+    await user.click(await findButton('Save', dialog));
+    await waitFor(() => expect(calls.some((c) => c.method === 'PUT')).toBe(true));
+    expect(calls.find((c) => c.method === 'PUT')!.body).toEqual({
+      budgets: [
+        { period: 'day', credit_limit: '10.000001', token_limit: null, call_limit: null },
+        { period: 'week', credit_limit: '75', token_limit: 1000000, call_limit: null },
+      ],
+    });
+    expect(await screen.findByText('Budgets saved')).toBeInTheDocument();
+  });
 });

@@ -1,4 +1,4 @@
-// /admin/users: search users; their balance and discount; credit operations; disable / enable.
+// /admin/users: search users; their balance and discount; credit operations; budgets; disable / enable.
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { App, Button, Card, Empty, Input, Popconfirm, Select, Space, Table, Tag } from 'antd';
 import type { ColumnsType } from 'antd/es/table';
@@ -13,6 +13,7 @@ import { useI18n, type Locale, type Translate } from '../../../i18n';
 import { formatDateTime } from '../../../lib/format';
 import { columnFraction } from '../../../lib/money';
 import { tableWidth, unpinned, usePhone } from '../../../components/tableLayout';
+import { UserBudgetsModal } from './components/BudgetsModal';
 import { CreditModal } from './components/CreditModal';
 import { DiscountModal } from './components/DiscountModal';
 import { useErrorText } from '../../../i18n/errors';
@@ -53,6 +54,7 @@ function StatusToggle({ user }: { user: User }) {
 interface Handlers {
   onCredit: (u: User) => void;
   onDiscount: (u: User) => void;
+  onBudgets: (u: User) => void;
 }
 
 export const userColumns = (t: Translate, locale: Locale, h: Handlers, users: User[] = []): ColumnsType<User> => {
@@ -91,7 +93,7 @@ export const userColumns = (t: Translate, locale: Locale, h: Handlers, users: Us
     title: t('common.actions'),
     key: 'actions',
     fixed: 'right',
-    width: 290,
+    width: 350,
     render: (_, u) => (
       <Space size={0}>
         <Button type="link" size="small" onClick={() => h.onCredit(u)}>
@@ -99,6 +101,9 @@ export const userColumns = (t: Translate, locale: Locale, h: Handlers, users: Us
         </Button>
         <Button type="link" size="small" onClick={() => h.onDiscount(u)}>
           {t('users.setDiscount')}
+        </Button>
+        <Button type="link" size="small" onClick={() => h.onBudgets(u)}>
+          {t('budgets.action')}
         </Button>
         <Link to={`/admin/keys?user_id=${u.id}`}>
           <Button type="link" size="small">{t('users.keys')}</Button>
@@ -117,9 +122,10 @@ export default function AdminUsersPage() {
   const users = useQuery(usersApi.usersQuery({ ...filter, ...paging }));
   const [crediting, setCrediting] = useState<User | null>(null);
   const [discounting, setDiscounting] = useState<User | null>(null);
+  const [budgeting, setBudgeting] = useState<User | null>(null);
   const phone = usePhone();
   const columns = unpinned(
-    userColumns(t, locale, { onCredit: setCrediting, onDiscount: setDiscounting }, users.data?.items ?? []),
+    userColumns(t, locale, { onCredit: setCrediting, onDiscount: setDiscounting, onBudgets: setBudgeting }, users.data?.items ?? []),
     phone,
   );
   const update = (next: Partial<typeof filter>) => {
@@ -179,6 +185,7 @@ export default function AdminUsersPage() {
       </Card>
       <CreditModal user={crediting} onClose={() => setCrediting(null)} />
       <DiscountModal user={discounting} onClose={() => setDiscounting(null)} />
+      <UserBudgetsModal user={budgeting} onClose={() => setBudgeting(null)} />
     </PageContainer>
   );
 }
