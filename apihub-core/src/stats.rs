@@ -392,6 +392,7 @@ mod tests {
             overage: Money::ZERO,
             status,
             upstream_latency_ms: 1,
+            first_byte_ms: None,
             usage_source: UsageSource::Reported,
             created_at,
             channel: None,

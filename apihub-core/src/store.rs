@@ -230,6 +230,9 @@ pub struct UsageRecord {
     pub status: u16,
     /// Time spent waiting on the upstream, in milliseconds.
     pub upstream_latency_ms: i64,
+    /// Time from forwarding the request to the first byte of the response body, in
+    /// milliseconds (a stream's first event); `None` when no body byte arrived.
+    pub first_byte_ms: Option<i64>,
     /// Reported or estimated.
     pub usage_source: UsageSource,
     /// When the request started.

@@ -152,6 +152,8 @@ async fn openai_streams_hide_only_the_usage_chunk_the_gateway_asked_for(gw: Gate
     let record = assert_billed_once(&gw, &bob, request_id, charge).await;
     assert_eq!((record.prompt_tokens, record.completion_tokens), (input as i64, output as i64));
     assert_eq!((record.stream, record.usage_source, record.status), (true, UsageSource::Reported, 200));
+    // The first event came after the headers: time to first byte is recorded, and not before them.
+    assert!(record.first_byte_ms.is_some_and(|t| t >= record.upstream_latency_ms), "{record:?}");
     assert_eq!(gw.funds(bob.user_id).await.balance, Money::from_credits(100).checked_sub(charge).unwrap());
 
     // With stream_options.include_usage from the client: the client gets its usage chunk.

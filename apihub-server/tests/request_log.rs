@@ -167,7 +167,8 @@ async fn exports_are_quoted_csv_with_a_bom_or_ndjson(app: TestApp) {
     assert!(lines[1].contains(",\"a \"\"quoted\"\", key\",\"line\nbreak\","), "{}", lines[1]);
     assert!(lines[1].contains(",502,") && lines[1].ends_with(",reported"));
     assert!(lines[2].contains(",\"'=cmd|' /C calc'!A0\","), "a formula is defused: {}", lines[2]);
-    assert!(lines[2].contains(",0.000001,1,1,0.000001,0,12,reported"), "{}", lines[2]);
+    // Latency, then time to first byte.
+    assert!(lines[2].contains(",0.000001,1,1,0.000001,0,12,20,reported"), "{}", lines[2]);
 
     let (parts, body) = frames(&app, "/api/usage/requests/export?format=ndjson&status=error", &alice.1).await;
     assert_eq!(parts.headers["content-type"], "application/x-ndjson");

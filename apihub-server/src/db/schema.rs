@@ -89,6 +89,7 @@ diesel::table! {
         channel -> Nullable<Text>,
         attempts -> Integer,
         cost -> Nullable<BigInt>,
+        first_byte_ms -> Nullable<BigInt>,
     }
 }
 

@@ -37,6 +37,7 @@ pub(super) struct UsageRow {
     pub(super) channel: Option<String>,
     pub(super) attempts: i32,
     pub(super) cost: Option<i64>,
+    pub(super) first_byte_ms: Option<i64>,
 }
 
 impl UsageRow {
@@ -68,6 +69,7 @@ impl UsageRow {
             channel: r.channel.clone(),
             attempts: i32::try_from(r.attempts).unwrap_or(i32::MAX),
             cost: r.cost.map(Money::micros),
+            first_byte_ms: r.first_byte_ms,
         }
     }
 
@@ -102,6 +104,7 @@ impl UsageRow {
             attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts", self.attempts))?,
             channel: self.channel,
             cost: self.cost.map(Money::from_micros),
+            first_byte_ms: self.first_byte_ms,
         })
     }
 }

@@ -394,6 +394,7 @@ mod tests {
             overage: Money::ZERO,
             status,
             upstream_latency_ms: latency_ms,
+            first_byte_ms: None,
             usage_source: UsageSource::Reported,
             created_at: chrono::Utc::now(),
             channel: None,

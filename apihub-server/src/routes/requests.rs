@@ -172,6 +172,9 @@ pub struct RequestItem {
     pub overage: Money,
     /// Time to the upstream's response headers, in milliseconds.
     pub upstream_latency_ms: i64,
+    /// Time to the first byte of the response body (a stream's first event), in milliseconds;
+    /// null when none came.
+    pub first_byte_ms: Option<i64>,
     /// `reported` by the upstream, or `estimated` by the gateway.
     #[schema(example = "reported")]
     pub usage_source: &'static str,
@@ -219,6 +222,7 @@ impl From<RequestEntry> for RequestItem {
             charged: r.charged,
             overage: r.overage,
             upstream_latency_ms: r.upstream_latency_ms,
+            first_byte_ms: r.first_byte_ms,
             usage_source: match r.usage_source {
                 UsageSource::Reported => "reported",
                 UsageSource::Estimated => "estimated",
@@ -365,7 +369,7 @@ fn export(store: Arc<dyn RequestLogStore>, filter: RequestFilter, format: Export
 /// The CSV header row: the listing's fields, in order.
 const CSV_HEADER: &str = "id,created_at,request_id,user_id,username,key_id,key_name,model,endpoint,route_id,route_name,\
 channel,attempts,stream,status,prompt_tokens,completion_tokens,cached_tokens,raw_cost,user_discount,key_discount,charged,overage,\
-upstream_latency_ms,usage_source\r\n";
+upstream_latency_ms,first_byte_ms,usage_source\r\n";
 
 fn write_row(out: &mut Vec<u8>, format: ExportFormat, item: RequestItem) {
     match format {
@@ -376,7 +380,7 @@ fn write_row(out: &mut Vec<u8>, format: ExportFormat, item: RequestItem) {
             }
         }
         ExportFormat::Csv => {
-            let fields: [String; 25] = [
+            let fields: [String; 26] = [
                 item.id.to_string(),
                 item.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 item.request_id,
@@ -401,6 +405,7 @@ fn write_row(out: &mut Vec<u8>, format: ExportFormat, item: RequestItem) {
                 item.charged.to_string(),
                 item.overage.to_string(),
                 item.upstream_latency_ms.to_string(),
+                item.first_byte_ms.map(|ms| ms.to_string()).unwrap_or_default(),
                 item.usage_source.to_owned(),
             ];
             for (i, field) in fields.iter().enumerate() {

@@ -390,6 +390,7 @@ pub fn usage_row(
         overage: Money::ZERO,
         status,
         upstream_latency_ms: 10,
+        first_byte_ms: Some(20),
         usage_source: UsageSource::Reported,
         created_at,
         channel: None,

@@ -44,6 +44,8 @@ pub struct Meter {
     prompt_estimate: u64,
     kind: Kind,
     response_bytes: u64,
+    /// When the body's first byte came.
+    first_byte: Option<std::time::Instant>,
 }
 
 enum Kind {
@@ -84,6 +86,7 @@ impl Meter {
             prompt_estimate: info.prompt_estimate,
             kind: Kind::Json { buffer: BytesMut::new(), limit, info, extractor },
             response_bytes: 0,
+            first_byte: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl Meter {
                 held: BytesMut::new(),
             },
             response_bytes: 0,
+            first_byte: None,
         }
     }
 
@@ -120,6 +124,9 @@ impl Meter {
     /// meter then stops stripping and sends on everything it held and every byte after it
     /// unchanged (the usage chunk, if one follows, included), so that memory stays bounded.
     pub fn observe(&mut self, chunk: Bytes) -> Bytes {
+        if self.first_byte.is_none() && !chunk.is_empty() {
+            self.first_byte = Some(std::time::Instant::now());
+        }
         self.response_bytes += chunk.len() as u64;
         match &mut self.kind {
             Kind::Json { buffer, limit, .. } => {
@@ -169,6 +176,11 @@ impl Meter {
                 out.freeze()
             }
         }
+    }
+
+    /// When the body's first byte came (`None`: none yet).
+    pub fn first_byte(&self) -> Option<std::time::Instant> {
+        self.first_byte
     }
 
     /// Whether chunks leave exactly as they came (everything but a stripping SSE meter).

@@ -32,6 +32,8 @@ pub struct Billing<S> {
 
 /// Everything needed to settle a request once its body ends.
 pub(crate) struct Settle {
+    /// When the request was forwarded (time to first byte counts from it).
+    started: Instant,
     reservation: Reservation,
     price: ModelPrice,
     /// What the operator pays the upstream that answered, when known (see [`ServedBy`]).
@@ -51,8 +53,10 @@ impl Settle {
         let bill = meter.bill(outcome, &self.price, self.user_discount, self.key_discount);
         // The operator's cost of the usage billed: full price, rounded once like the charge.
         let operator_cost = self.cost_price.map(|price| cost(&price, &bill.usage));
+        let first_byte = meter.first_byte().map(|at| at.saturating_duration_since(self.started));
         async move {
             let Settle { reservation, sink, mut record, backlog, receipt, .. } = self;
+            record.first_byte_ms = first_byte.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
             if let Some(reported) = bill.implausible {
                 tracing::warn!(
                     request = %record.request_id,
@@ -336,6 +340,7 @@ where
                 overage: Money::ZERO,
                 status: 0,
                 upstream_latency_ms: 0,
+                first_byte_ms: None,
                 usage_source: UsageSource::Reported,
                 created_at: Utc::now(),
                 channel: None,
@@ -392,7 +397,7 @@ where
             let meter = if is_sse && reads_streams(plan.info.endpoint) {
                 if client_usage_chunk {
                     let quote = CostQuote {
-                        price: plan.price.clone(),
+                        price: plan.price,
                         user: identity.user_discount,
                         key: identity.key.policy.discount_rate,
                     };
@@ -409,6 +414,7 @@ where
             record.status = status.as_u16();
             record.upstream_latency_ms = latency_ms;
             let settle = Settle {
+                started,
                 reservation,
                 price: plan.price,
                 cost_price,

@@ -49,6 +49,7 @@ mod tests {
             overage: Money::ZERO,
             status: 200,
             upstream_latency_ms: 120,
+            first_byte_ms: None,
             usage_source: UsageSource::Reported,
             created_at,
             channel: None,

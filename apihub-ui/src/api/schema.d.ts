@@ -1996,6 +1996,12 @@ export interface components {
             created_at: string;
             /** @description The path called. */
             endpoint: string;
+            /**
+             * Format: int64
+             * @description Time to the first byte of the response body (a stream's first event), in milliseconds;
+             *     null when none came.
+             */
+            first_byte_ms?: number | null;
             /** Format: int64 */
             id: number;
             /**

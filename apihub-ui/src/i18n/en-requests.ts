@@ -23,6 +23,7 @@ export const enRequests = {
   'requests.tokens': 'Tokens in / out',
   'requests.charged': 'Charged',
   'requests.latency': 'Latency',
+  'requests.firstByte': 'Time to first byte',
   'requests.ms': '{n} ms',
   'requests.loadMore': 'Load more',
   'requests.shown': '{n} shown',

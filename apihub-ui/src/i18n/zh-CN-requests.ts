@@ -25,6 +25,7 @@ export const zhCNRequests: Record<keyof typeof enRequests, string> = {
   'requests.tokens': '输入 / 输出 Token',
   'requests.charged': '扣费',
   'requests.latency': '延迟',
+  'requests.firstByte': '首字节时间',
   'requests.ms': '{n} 毫秒',
   'requests.loadMore': '加载更多',
   'requests.shown': '已显示 {n} 条',

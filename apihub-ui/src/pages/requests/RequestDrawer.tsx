@@ -81,6 +81,9 @@ export function RequestDrawer({ item, admin, onClose }: Props) {
             </Descriptions.Item>
           ) : null}
           <Descriptions.Item label={t('requests.latency')}>{t('requests.ms', { n: count(item.upstream_latency_ms) })}</Descriptions.Item>
+          <Descriptions.Item label={t('requests.firstByte')}>
+            {item.first_byte_ms != null ? t('requests.ms', { n: count(item.first_byte_ms) }) : '—'}
+          </Descriptions.Item>
           <Descriptions.Item label={t('requests.usageSource')}>
             {item.usage_source === 'estimated' ? t('requests.estimated') : t('requests.reported')}
           </Descriptions.Item>

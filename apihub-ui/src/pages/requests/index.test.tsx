@@ -10,7 +10,7 @@ const item = (id: number, model: string, status: number, charged: string) =>
   `{"id":${id},"created_at":"2025-06-0${id}T00:00:00Z","request_id":"gw-${id}","user_id":2,"username":"alice",` +
   `"key_id":7,"key_name":"laptop","model":"${model}","endpoint":"/v1/chat/completions","route_id":null,"route_name":null,"channel":"default","attempts":1,` +
   `"stream":false,"status":${status},"prompt_tokens":1200,"completion_tokens":34,"cached_tokens":5,"raw_cost":${charged},` +
-  `"user_discount":1,"key_discount":0.8,"charged":${charged},"overage":0,"upstream_latency_ms":812,"usage_source":"reported"}`;
+  `"user_discount":1,"key_discount":0.8,"charged":${charged},"overage":0,"upstream_latency_ms":812,"first_byte_ms":1507,"usage_source":"reported"}`;
 
 const KEYS = json({ items: [{ id: 7, name: 'laptop', key_preview: 'ahg_x…1' }], total: 1, page: 1, page_size: 200 });
 
@@ -36,6 +36,8 @@ describe('RequestsPage', () => {
     const drawer = await screen.findByRole('dialog');
     expect(within(drawer).getByText('gw-2')).toBeInTheDocument();
     expect(within(drawer).getByText('Reported by the upstream')).toBeInTheDocument();
+    expect(within(drawer).getByText('Time to first byte')).toBeInTheDocument();
+    expect(within(drawer).getByText(/1,?507/)).toBeInTheDocument();
     expect(within(drawer).queryByText('Your cost (channel cost price)')).toBeNull();
   });
 
