@@ -1125,20 +1125,44 @@ async fn free_lease(
     lease: &LeaseRow,
     back: [i64; 3],
 ) -> Result<(), diesel::result::Error> {
-    if back == [lease.amount, lease.tokens, lease.calls] {
-        diesel::sql_query("DELETE FROM credit_leases WHERE id = $1").bind::<BigInt, _>(lease.id).execute(conn).await?;
+    take_from_lease(conn, "credit_leases", lease.id, Some([lease.amount, lease.tokens, lease.calls]), back).await?;
+    unreserve(conn, lease, back).await
+}
+
+/// A batch's settlements consume `used` (credit, tokens, calls) of lease `id` of `table`; an
+/// emptied lease stays (its entry is still in the book) until it is given back or expires.
+async fn consume_lease(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    id: i64,
+    used: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    take_from_lease(conn, table, id, None, used).await
+}
+
+/// Takes `taken` (credit, tokens, calls) out of lease `id` of `table` (`credit_leases` or
+/// `budget_leases`); given what the lease `held`, the row is deleted when that empties it.
+async fn take_from_lease(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    id: i64,
+    held: Option<[i64; 3]>,
+    taken: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    if held == Some(taken) {
+        diesel::sql_query(format!("DELETE FROM {table} WHERE id = $1")).bind::<BigInt, _>(id).execute(conn).await?;
     } else {
-        diesel::sql_query(
-            "UPDATE credit_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
-        )
-        .bind::<BigInt, _>(lease.id)
-        .bind::<BigInt, _>(back[0])
-        .bind::<BigInt, _>(back[1])
-        .bind::<BigInt, _>(back[2])
+        diesel::sql_query(format!(
+            "UPDATE {table} SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1"
+        ))
+        .bind::<BigInt, _>(id)
+        .bind::<BigInt, _>(taken[0])
+        .bind::<BigInt, _>(taken[1])
+        .bind::<BigInt, _>(taken[2])
         .execute(conn)
         .await?;
     }
-    unreserve(conn, lease, back).await
+    Ok(())
 }
 
 /// Takes `back` out of the reserved columns of a lease's user or key.
@@ -1187,19 +1211,7 @@ async fn free_meter_lease(
     lease: &MeterLeaseRow,
     back: [i64; 3],
 ) -> Result<(), diesel::result::Error> {
-    if back == [lease.amount, lease.tokens, lease.calls] {
-        diesel::sql_query("DELETE FROM budget_leases WHERE id = $1").bind::<BigInt, _>(lease.id).execute(conn).await?;
-    } else {
-        diesel::sql_query(
-            "UPDATE budget_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
-        )
-        .bind::<BigInt, _>(lease.id)
-        .bind::<BigInt, _>(back[0])
-        .bind::<BigInt, _>(back[1])
-        .bind::<BigInt, _>(back[2])
-        .execute(conn)
-        .await?;
-    }
+    take_from_lease(conn, "budget_leases", lease.id, Some([lease.amount, lease.tokens, lease.calls]), back).await?;
     unreserve_window(conn, lease, back).await
 }
 
@@ -1255,15 +1267,7 @@ async fn write_meters(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debi
         let consumed =
             lease.map_or([0; 3], |l| [l.amount.min(total[0]), l.tokens.min(total[1]), l.calls.min(total[2])]);
         if let Some(lease) = lease {
-            diesel::sql_query(
-                "UPDATE budget_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
-            )
-            .bind::<BigInt, _>(lease.id)
-            .bind::<BigInt, _>(consumed[0])
-            .bind::<BigInt, _>(consumed[1])
-            .bind::<BigInt, _>(consumed[2])
-            .execute(conn)
-            .await?;
+            consume_lease(conn, "budget_leases", lease.id, consumed).await?;
         }
         diesel::sql_query(
             "UPDATE budget_windows SET \
@@ -1353,15 +1357,7 @@ async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debi
         let lease = leases.iter().find(|l| l.key_id == Some(key_id));
         let consumed = lease.map_or([0; 3], |l| [l.amount.min(quota), l.tokens.min(tokens), l.calls.min(successes)]);
         if let Some(lease) = lease {
-            diesel::sql_query(
-                "UPDATE credit_leases SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1",
-            )
-            .bind::<BigInt, _>(lease.id)
-            .bind::<BigInt, _>(consumed[0])
-            .bind::<BigInt, _>(consumed[1])
-            .bind::<BigInt, _>(consumed[2])
-            .execute(conn)
-            .await?;
+            consume_lease(conn, "credit_leases", lease.id, consumed).await?;
         }
         // Successes use up remaining calls, stopping at zero; NULL, no limit, stays NULL.
         diesel::sql_query(
