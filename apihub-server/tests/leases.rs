@@ -263,3 +263,44 @@ async fn a_monthly_credit_budget_across_two_gateways_admits_exactly_its_amount()
     let view = api(&cluster.client, &b, Method::GET, &path, &admin, None).await.expect(StatusCode::OK);
     assert_eq!(view["budgets"][0]["credit_used"].as_f64(), Some(0.3), "{view}");
 }
+
+/// A fixed-offset time zone (`Etc/GMT±N`) in which it is now between 22:00 and 23:00, so that a
+/// clock three hours ahead is already in the next day there.
+fn zone_before_midnight() -> String {
+    use chrono::Timelike;
+    let hour = i64::from(chrono::Utc::now().hour());
+    // Local = UTC + k, with (hour + k) mod 24 = 22 and k in -12..=11.
+    let k = (22 - hour).rem_euclid(24);
+    let k = if k > 11 { k - 24 } else { k };
+    // `Etc/GMT-2` is UTC+2: the sign is inverted.
+    match k {
+        0 => "Etc/GMT".to_owned(),
+        k if k > 0 => format!("Etc/GMT-{k}"),
+        k => format!("Etc/GMT+{}", -k),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_whose_clock_is_hours_ahead_counts_budgets_in_the_databases_window() {
+    let Some(cluster) = Cluster::new().await else { return };
+    assert!(std::path::Path::new(FAKETIME).exists(), "Debian's faketime is not installed ({FAKETIME})");
+    let zone = ("BUDGET_TIME_ZONE", zone_before_midnight());
+    let a = cluster.node("a", std::slice::from_ref(&zone)).await;
+    let (admin, user_id, key) = cluster.customer(&a, "1").await;
+    let path = format!("/api/admin/users/{user_id}/budgets");
+    let budgets = json!({"budgets": [{"period": "day", "call_limit": 100}]});
+    let set = api(&cluster.client, &a, Method::PUT, &path, &admin, Some(budgets)).await.expect(StatusCode::OK);
+    // B's clock says it is already tomorrow there; the database's clock says it is today.
+    let skewed = [zone.clone(), ("LD_PRELOAD", FAKETIME.to_owned()), ("FAKETIME", "+3h".to_owned())];
+    let b = cluster.node("b", &skewed).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // B's first reading of the database's clock
+    chat(&cluster.client, &b, &key).await.expect(StatusCode::OK);
+    chat(&cluster.client, &a, &key).await.expect(StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await; // both settlements written
+    for node in [&a, &b] {
+        let view = api(&cluster.client, node, Method::GET, &path, &admin, None).await.expect(StatusCode::OK);
+        let day = &view["budgets"][0];
+        assert_eq!(day["window_start"], set["budgets"][0]["window_start"], "{}: {view}", node.url(""));
+        assert_eq!(day["calls_used"], 2, "both requests counted in today's window: {view}");
+    }
+}

@@ -66,13 +66,16 @@ pub struct BudgetDefs {
     zone: BudgetZone,
     /// Added to the system clock (tests move budget time forward with [`Self::advance`]).
     offset: AtomicI64,
+    /// The database's clock less this process's (PostgreSQL: every gateway counts a request in
+    /// the same window, whatever its own clock says).
+    skew: AtomicI64,
     defs: Mutex<HashMap<BudgetOwner, Arc<[Budget]>>>,
 }
 
 impl BudgetDefs {
     /// No budgets known yet; windows in `zone`.
     pub fn new(zone: BudgetZone) -> Arc<BudgetDefs> {
-        Arc::new(BudgetDefs { zone, offset: AtomicI64::new(0), defs: Mutex::default() })
+        Arc::new(BudgetDefs { zone, offset: AtomicI64::new(0), skew: AtomicI64::new(0), defs: Mutex::default() })
     }
 
     /// The time zone windows follow.
@@ -80,9 +83,15 @@ impl BudgetDefs {
         &self.zone
     }
 
-    /// Now, as budgets see it (Unix milliseconds).
+    /// Now, as budgets see it (Unix milliseconds): the database's clock where it was measured.
     pub fn now(&self) -> i64 {
-        now_millis().saturating_add(AtomicI64::load(&self.offset, Ordering::Relaxed))
+        let offset = AtomicI64::load(&self.offset, Ordering::Relaxed);
+        now_millis().saturating_add(offset).saturating_add(AtomicI64::load(&self.skew, Ordering::Relaxed))
+    }
+
+    /// Records how far the database's clock is ahead of this process's (milliseconds).
+    pub(super) fn set_skew(&self, skew: i64) {
+        self.skew.store(skew, Ordering::Relaxed);
     }
 
     /// Moves budget time forward (tests: a window ends without waiting for it).

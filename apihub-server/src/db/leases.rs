@@ -30,7 +30,8 @@
 //!   and records it in `budget_leases`; holds check the request's windows in the book with the
 //!   balance and the key. A changed budget makes every gateway give its window leases back
 //!   ([`LeaseEngine::revoke_budgets`], through the invalidation); the budgets are read again at
-//!   least every [`BUDGETS_RELOAD`].
+//!   least every [`BUDGETS_RELOAD`], and the database's clock with them: windows follow it, so a
+//!   gateway whose own clock is wrong still counts a request in the window the others do.
 //! - **Lock order.** A batch locks its users, then its keys (each in id order), then its leases,
 //!   then its budget windows, then their leases; granting and reclaiming lock the user, key or
 //!   window before the lease: two gateways never deadlock.
@@ -244,6 +245,12 @@ struct LeaseRow {
     tokens: i64,
     #[diesel(sql_type = BigInt)]
     calls: i64,
+}
+
+#[derive(QueryableByName)]
+struct DbClock {
+    #[diesel(sql_type = BigInt)]
+    now: i64,
 }
 
 #[derive(QueryableByName)]
@@ -968,6 +975,19 @@ impl LeaseEngine {
         }
     }
 
+    /// Measures the database's clock against this process's, so that budget windows follow the
+    /// database's clock on every gateway (half the round trip counts as the reading's delay).
+    async fn measure_skew(&self) -> Result<(), StoreError> {
+        let before = now_millis();
+        let read: Vec<DbClock> =
+            self.run(async |conn| Ok(diesel::sql_query(format!("SELECT {DB_NOW} AS now")).load(conn).await?)).await?;
+        let after = now_millis();
+        if let Some(DbClock { now }) = read.into_iter().next() {
+            self.budgets.set_skew(now - (before + (after - before) / 2));
+        }
+        Ok(())
+    }
+
     /// Renews this gateway's leases, gives back those unused since the last look, and frees any
     /// gateway's expired leases.
     async fn renew(&self) -> Result<(), StoreError> {
@@ -1424,13 +1444,16 @@ async fn upkeep(engine: Weak<LeaseEngine>) {
     let mut tick = tokio::time::interval(IDLE_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_renewal, mut last_reclaim) = (Instant::now(), Instant::now() - RECLAIM_EVERY);
-    let mut last_budgets = Instant::now();
+    let mut last_budgets = Instant::now() - BUDGETS_RELOAD;
     loop {
         tick.tick().await;
         let Some(engine) = engine.upgrade() else { return };
         if last_budgets.elapsed() >= BUDGETS_RELOAD {
             last_budgets = Instant::now();
             engine.budgets.forget_all();
+            if let Err(error) = engine.measure_skew().await {
+                tracing::warn!(%error, "reading the database's clock failed; budget windows keep the last reading");
+            }
         }
         if last_renewal.elapsed() >= HEARTBEAT {
             match engine.renew().await {
