@@ -35,8 +35,13 @@ export async function chineseAntdTexts({ context, base, user, shots }) {
     const modal = p.locator('.ant-modal').filter({ hasText: '创建 API 密钥' });
     await modal.waitFor();
     assert.ok((await modal.innerText()).includes('（可选）'), 'optional fields are marked in Chinese');
-    await p.locator('#key-create_expires_at').click();
     const picker = p.locator('.ant-picker-dropdown:not(.ant-picker-dropdown-hidden)');
+    // A click while the dialog is still animating in can be lost (seen on a loaded machine):
+    // click again until the picker opens.
+    for (let tries = 0; tries < 5 && !(await picker.isVisible()); tries++) {
+      await p.locator('#key-create_expires_at').click();
+      await picker.waitFor({ timeout: 4000 }).catch(() => {});
+    }
     await picker.waitFor();
     assert.ok((await picker.innerText()).includes('此刻'), 'the date picker is Chinese');
     await p.screenshot({ path: join(shots, 'zh-keys-create.png'), fullPage: true });
