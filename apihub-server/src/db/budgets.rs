@@ -212,8 +212,9 @@ impl BudgetStore for SqlStore {
             .collect())
     }
 
-    /// The credit engines apply the new limits to the current windows (on PostgreSQL this
-    /// gateway's budget leases are given back; the caller tells the other gateways).
+    /// On SQLite the credit engine applies the new limits to the current windows at once; on
+    /// PostgreSQL the caller's `budgets` invalidation makes every gateway, this one included,
+    /// give back its budget leases (as a key change's does for key leases).
     async fn set_budgets(&self, owner: BudgetOwner, specs: &[BudgetSpec]) -> Result<(), StoreError> {
         let specs = specs.to_vec();
         let now = now_millis();
@@ -271,11 +272,7 @@ impl BudgetStore for SqlStore {
             BudgetOwner::User(id) => Touched::user(id),
             BudgetOwner::Key(id) => Touched::key(id),
         };
-        self.account_write(None, write, touched).await?;
-        if let Some(engine) = self.leases() {
-            engine.revoke_budgets().await;
-        }
-        Ok(())
+        self.account_write(None, write, touched).await
     }
 }
 
