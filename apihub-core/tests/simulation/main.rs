@@ -1,0 +1,174 @@
+//! A deterministic simulation of the credit engine on PostgreSQL (issue #12), in the spirit of
+//! TigerBeetle's: seeded, several gateways on one virtual clock, random interleavings, and the
+//! invariants checked after every step.
+//!
+//! **Real:** each gateway's [`CreditBook`](apihub_core::credit::CreditBook), the book the server
+//! uses: holds, settlements (with overage, `settle_amounts`), releases, lease grants and
+//! shrinks (`grant_user`, `shrink_user`, `clamp_leases`, `idle_users`, `forget_all`), the
+//! write-behind queue (`to_write`, `written`).
+//!
+//! **Modelled** (after `apihub-server/src/db/leases.rs`, each function citing what it models):
+//! the database (`db.rs`: balances and `reserved`, `credit_leases` with node ids and expiries on
+//! the database's clock, the ledger, every statement of the lease protocol as one atomic step);
+//! `LeaseEngine` around the book (`gateway.rs`: `reserve` and `grow_user`, `write_queued`, the
+//! writer's retries, `renew`, `check_validity`, `return_idle`, `give_back`, `revoke_user`,
+//! `reclaim_expired`, `give_back_all`); the world (`world.rs`): requests, administrators'
+//! credits and debits, batch writers that run late, database outages, gateways cut off from the
+//! database, flaky statements, crashes, shutdowns and restarts, large clock jumps, and every
+//! gateway's clocks skewed (the database's clock decides expiry, so skew must not matter).
+//! **Not modelled:** keys with limits and budget windows (every key is unlimited), Redis
+//! nudges, the order lock's interleavings inside one step (a step runs to its end).
+//!
+//! The invariants (`World::check`): `reserved` equals the sum of the leases; the ledger sums to
+//! the balance; a lease never exceeds what is free, and a batch charges beyond a lease only what
+//! the README allows (billed overage; requests open or unwritten when a gateway's leases lapsed);
+//! a gateway that trusts its leases never counts more than its lease in the database, nor a
+//! negative hold; every settlement is applied exactly once, waits in a live queue, or was lost
+//! in a crash (the customer's favour); a lease its gateway does not use is gone within a lease
+//! lifetime and two reclaim periods; after the drain nothing is leased.
+//!
+//! **The protocol simulated** is leases.rs as shipped plus three fixes the simulation showed are
+//! needed ([`gateway::Protocol`]; each `as_shipped_…` test finds a seed that fails without one):
+//! A, a gateway trusts its leases only until the oldest renewal of any of them; B, a gateway
+//! whose leases lapsed retires its book under its old node id instead of forgetting it; C, a
+//! give-back whose database shrink failed grows the book back. When leases.rs gets them,
+//! `Protocol::SHIPPED` becomes `Protocol::FIXED`.
+//!
+//! **Replaying:** a failure panics with its seed, step and last steps;
+//! `APIHUB_SIM_SEED=<seed> cargo test -p apihub-core --test simulation` runs that seed alone (a
+//! failure prints its trace). `APIHUB_SIM_SEEDS=<n>` changes how many seeds the sweep runs.
+
+mod db;
+mod gateway;
+mod rng;
+mod world;
+
+use std::time::Instant;
+
+use db::Faults;
+use gateway::Protocol;
+use world::{Config, Failure, run};
+
+/// Seeds in the sweep, and steps per seed.
+const SEEDS: u64 = 2_000;
+const STEPS: usize = 400;
+
+fn config(protocol: Protocol, faults: Faults) -> Config {
+    Config { steps: STEPS, protocol, faults }
+}
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|value| value.parse().unwrap_or_else(|_| panic!("{name}: not a number")))
+}
+
+/// The first failing seed of `seeds`, which must exist.
+fn first_failure(seeds: std::ops::Range<u64>, config: Config) -> Failure {
+    let found = seeds.clone().find_map(|seed| run(seed, config).err());
+    found.unwrap_or_else(|| panic!("no failure in seeds {seeds:?}: the checker misses it"))
+}
+
+/// The first failure of `seeds` under `config`, which must report one of `any_of`.
+fn reported(seeds: std::ops::Range<u64>, config: Config, any_of: &[&str]) -> Failure {
+    let failure = first_failure(seeds, config);
+    assert!(any_of.iter().any(|text| failure.message.contains(text)), "{failure}");
+    failure
+}
+
+/// Injected faults, on the fixed protocol.
+fn faulty(faults: Faults) -> Config {
+    config(Protocol::FIXED, faults)
+}
+
+/// The protocol with the proposed fixes, but for one of them.
+fn without(fix: fn(&mut Protocol)) -> Config {
+    let mut protocol = Protocol::FIXED;
+    fix(&mut protocol);
+    config(protocol, Faults::default())
+}
+
+/// The protocol as shipped in leases.rs plus fixes A, B and C (see the module docs; the tests
+/// below show what each prevents). `APIHUB_SIM_SEED=<seed>` replays one seed.
+#[test]
+fn thousands_of_seeded_runs_keep_every_invariant() {
+    let config = config(Protocol::FIXED, Faults::default());
+    if let Some(seed) = env("APIHUB_SIM_SEED") {
+        match run(seed, config) {
+            Ok(totals) => eprintln!("seed {seed} passed: {totals:?}"),
+            Err(failure) => panic!("{failure}"),
+        }
+        return;
+    }
+    let seeds = env("APIHUB_SIM_SEEDS").unwrap_or(SEEDS);
+    let started = Instant::now();
+    let (mut settled, mut lost) = (0, 0);
+    for seed in 0..seeds {
+        let totals = run(seed, config).unwrap_or_else(|failure| panic!("{failure}"));
+        settled += totals.settled;
+        lost += totals.lost_in_crashes;
+    }
+    eprintln!(
+        "{seeds} seeds x {STEPS} steps in {:.1?}: {settled} settlements, {lost} lost in crashes",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let fixed = config(Protocol::FIXED, Faults::default());
+    for seed in [7, 1_234, u64::MAX] {
+        assert_eq!(run(seed, fixed).unwrap(), run(seed, fixed).unwrap());
+    }
+    let shipped = config(Protocol::SHIPPED, Faults::default());
+    let failing = |seed| run(seed, shipped).err().map(|f| (f.step, f.message, f.trace));
+    let seed = first_failure(0..200, shipped).seed;
+    assert_eq!(failing(seed), failing(seed));
+}
+
+#[test]
+fn a_batch_applied_twice_is_reported() {
+    reported(0..50, faulty(Faults { apply_batch_twice: true, ..Faults::default() }), &["applied 2 times"]);
+}
+
+#[test]
+fn expiry_decided_by_a_skewed_gateway_clock_is_reported() {
+    // A clock behind lets another gateway reclaim a lease in use; one ahead strands a dead
+    // gateway's lease for hours.
+    let faults = Faults { node_clock_decides_expiry: true, ..Faults::default() };
+    reported(0..50, faulty(faults), &["book leases", "unused by its gateway"]);
+}
+
+/// Bug A as shipped: a grant renews only its own lease but extends `valid_until` for all, and a
+/// renewal that touches any row vouches for every lease in the book, so a gateway keeps using
+/// a lease another gateway reclaimed.
+#[test]
+fn as_shipped_a_gateway_keeps_using_a_lease_another_reclaimed() {
+    reported(0..2_000, without(|p| p.validity_per_lease = false), &["database 0"]);
+}
+
+/// Bug B as shipped: after its leases lapse a gateway forgets its book but keeps its node id, so
+/// its next grant adds to the old lease row (the old amount is stranded in it) and its old holds
+/// close against the new entry (a negative hold: credit to spend that no lease covers).
+#[test]
+fn as_shipped_a_lapsed_gateway_mixes_its_old_lease_with_a_new_one() {
+    reported(0..2_000, without(|p| p.retire_lapsed_book = false), &["book leases", "negative"]);
+}
+
+/// Bug C as shipped: a give-back (before an administrator's debit, or of an idle lease) shrinks
+/// the book first; when the database's shrink then fails, the difference is stranded in the
+/// lease for as long as the user stays busy on that gateway.
+#[test]
+fn as_shipped_a_failed_give_back_strands_credit() {
+    reported(0..2_000, without(|p| p.restore_failed_give_back = false), &["book leases"]);
+}
+
+/// Not a protocol fault but a database's: a batch that commits while the gateway loses the
+/// connection before hearing so stays queued (the book and the lease disagree at once) and is
+/// written again (as `id#seq` rows): charged twice. `write_debits` is not idempotent.
+#[test]
+fn a_batch_whose_commit_acknowledgement_is_lost_is_charged_twice() {
+    let faults = faulty(Faults { lost_commit_acks: true, ..Faults::default() });
+    reported(0..50, faults, &["book leases", "applied 2 times"]);
+    let twice = (0..50).filter_map(|seed| run(seed, faults).err());
+    let charged_twice = twice.filter(|f| f.message.contains("applied 2 times")).count();
+    assert!(charged_twice > 0, "no seed shows the second application first");
+}
