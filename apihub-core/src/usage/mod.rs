@@ -57,6 +57,7 @@
 
 mod endpoint;
 mod request;
+mod sparse;
 mod sse;
 mod stream;
 
@@ -70,6 +71,7 @@ pub use sse::{MAX_EVENT_BYTES, SseEvent, SseParser};
 pub use stream::StreamUsage;
 
 use serde_json::Value;
+use sparse::Keep;
 
 /// The largest count (of tokens, or of images) taken from an upstream's usage report: 10⁹, far
 /// above any real call (the largest context windows are a few million tokens) and far below
@@ -108,7 +110,14 @@ impl Usage {
     /// A Gemini body may also be the JSON array that `streamGenerateContent` sends without
     /// `?alt=sse`, once read to the end: its last `usageMetadata` counts.
     pub fn from_response(endpoint: Endpoint, body: &[u8]) -> Usage {
-        let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        // Only the usage (and an image answer's count of images) is read; the answer itself is
+        // skipped unread.
+        let fields = match endpoint.dialect() {
+            Dialect::OpenAi => &[("usage", Keep::Whole), ("data", Keep::Length)][..],
+            Dialect::Anthropic => &[("usage", Keep::Whole)][..],
+            Dialect::Gemini => &[("usageMetadata", Keep::Whole)][..],
+        };
+        let Some(body) = sparse::parse(body, fields) else {
             return Usage::default();
         };
         match endpoint.dialect() {

@@ -2,7 +2,21 @@
 
 use serde_json::Value;
 
+use super::sparse::{self, Keep};
 use super::{Endpoint, count, gemini_model};
+
+/// The fields of a request body [`RequestInfo::read`] looks at; the rest is skipped unread.
+const REQUEST_FIELDS: &[(&str, Keep)] = &[
+    ("model", Keep::Whole),
+    ("stream", Keep::Whole),
+    ("max_tokens", Keep::Whole),
+    ("max_completion_tokens", Keep::Whole),
+    ("max_output_tokens", Keep::Whole),
+    ("n", Keep::Whole),
+    ("best_of", Keep::Whole),
+    ("generationConfig", Keep::Whole),
+    ("generation_config", Keep::Whole),
+];
 
 /// Request bytes counted as one token by [`estimate_tokens`].
 pub const BYTES_PER_TOKEN: u64 = 4;
@@ -30,7 +44,7 @@ impl RequestInfo {
     /// an [`Endpoint`]. A body that is not JSON gives no model and no cap.
     pub fn read(path: &str, body: &[u8]) -> Option<RequestInfo> {
         let endpoint = Endpoint::from_path(path)?;
-        let request = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+        let request = sparse::parse(body, REQUEST_FIELDS).unwrap_or(Value::Null);
         let model = match endpoint {
             Endpoint::GenerateContent | Endpoint::StreamGenerateContent => gemini_model(path),
             _ => request.get("model").and_then(Value::as_str),
