@@ -16,7 +16,6 @@ pub mod channel;
 pub mod credit;
 pub mod decimal;
 pub mod discount;
-pub mod epay;
 pub mod key;
 pub mod ledger;
 pub mod money;
