@@ -32,3 +32,8 @@ pub mod user;
 
 pub use discount::{DiscountRate, apply_discounts};
 pub use money::Money;
+
+/// The crate README's example, compiled and run as a doctest so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -45,3 +45,8 @@ pub mod quota;
 pub mod rate_limit;
 
 pub use builder::{GatewayBuilder, GatewayLayer};
+
+/// The crate README's example, compiled and run as a doctest so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
