@@ -154,6 +154,7 @@ pub struct BudgetSpec {
 
 /// Why budgets were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BudgetError {
     /// Two budgets for one period.
     #[error("there is more than one budget for the period `{0}`")]

@@ -15,6 +15,7 @@ pub const MAX_INPUT: i64 = 1_000_000_000 * SCALE - 1;
 
 /// Why a decimal was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecimalError {
     /// Empty text, stray characters, exponents, NaN or infinity.
     #[error("`{0}` is not a plain decimal number")]

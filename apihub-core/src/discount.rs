@@ -24,6 +24,7 @@ pub struct DiscountRate(u32);
 
 /// Why a discount rate was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DiscountError {
     /// Not a decimal with at most six fractional digits.
     #[error(transparent)]

@@ -102,6 +102,7 @@ pub fn imported_public_id(text: &str) -> String {
 
 /// Why a key string cannot be imported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     /// Shorter than [`IMPORTED_MIN_LEN`] or longer than [`IMPORTED_MAX_LEN`].
     #[error("an imported key must be {IMPORTED_MIN_LEN} to {IMPORTED_MAX_LEN} characters long")]

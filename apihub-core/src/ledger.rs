@@ -137,6 +137,7 @@ pub struct Transition {
 
 /// Why an operation cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LedgerError {
     /// Zero, or negative where only positive amounts make sense.
     #[error("amount must be greater than zero")]

@@ -8,7 +8,7 @@
 //! let charged = apply_discounts(raw, DiscountRate::parse("0.8").unwrap(), DiscountRate::FULL_PRICE);
 //! assert_eq!(charged.to_string(), "1");
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod billing;
 pub mod budget;
@@ -16,7 +16,6 @@ pub mod channel;
 pub mod credit;
 pub mod decimal;
 pub mod discount;
-pub mod epay;
 pub mod key;
 pub mod ledger;
 pub mod money;
@@ -31,5 +30,13 @@ pub mod store;
 pub mod usage;
 pub mod user;
 
+/// The attribute the storage traits are written with; implement them under `#[async_trait]`
+/// without depending on the `async-trait` crate yourself.
+pub use async_trait::async_trait;
 pub use discount::{DiscountRate, apply_discounts};
 pub use money::Money;
+
+/// The crate README's example, compiled and run as a doctest so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -86,6 +86,7 @@ impl ModelPrice {
 
 /// Why a [`ModelPrice`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PriceError {
     /// An amount is below zero.
     #[error("prices must not be negative")]

@@ -98,6 +98,7 @@ impl RedemptionCode {
 
 /// Why a redemption changed nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedeemRefusal {
     /// No such code.
     #[error("unknown redemption code")]

@@ -53,6 +53,7 @@ pub fn date_of_day(index: i64) -> Option<NaiveDate> {
 
 /// Why a [`TimeRange`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RangeError {
     /// `from` is not before `to`.
     #[error("`from` must be before `to`")]

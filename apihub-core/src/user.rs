@@ -79,6 +79,7 @@ pub struct NewUser {
 
 /// Why a username or password was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CredentialError {
     /// Username rule.
     #[error("username must be 3 to 32 characters of A-Z, a-z, 0-9, '_', '.' or '-'")]

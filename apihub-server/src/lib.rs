@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod epay;
 pub mod error;
 pub mod extract;
 pub mod metered;

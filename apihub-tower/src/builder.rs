@@ -1,5 +1,6 @@
 //! The whole gateway stack in one layer, in its documented order.
 
+use std::fmt;
 use std::sync::Arc;
 
 use apihub_core::billing::BillingStore;
@@ -52,6 +53,17 @@ pub struct GatewayBuilder {
     extractor: Arc<dyn UsageExtractor>,
     routes: Vec<(String, Endpoint)>,
     backlog: Option<Arc<SettlementBacklog>>,
+}
+
+impl fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("cache", &self.cache)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("billing", &self.billing)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GatewayBuilder {
@@ -168,7 +180,7 @@ impl GatewayBuilder {
 }
 
 /// Key auth, rate limit, quota and billing around an upstream service.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct GatewayLayer {
     auth: KeyAuthLayer,
     rate_limit: RateLimitLayer,

@@ -31,7 +31,7 @@
 //!     .build();
 //! # let _ = gateway;
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod auth;
 pub mod billing;
@@ -44,4 +44,13 @@ pub mod memory;
 pub mod quota;
 pub mod rate_limit;
 
+/// The attribute the store traits (here and in `apihub-core`) are written with; implement them
+/// under `#[async_trait]` without depending on the `async-trait` crate yourself.
+pub use async_trait::async_trait;
+pub use body::{BoxError, GatewayBody, GatewayError};
 pub use builder::{GatewayBuilder, GatewayLayer};
+
+/// The crate README's example, compiled and run as a doctest so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

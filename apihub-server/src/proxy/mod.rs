@@ -97,10 +97,7 @@ pub fn router(state: &AppState) -> Router {
         .rate_limiter(state.rate_limiter.clone())
         .max_body_bytes(config.proxy_max_body_bytes)
         .settlement_backlog(state.settlements.clone())
-        .billing_config(BillingConfig {
-            default_output_cap: config.default_max_output_tokens,
-            ..BillingConfig::default()
-        })
+        .billing_config(BillingConfig::default().with_default_output_cap(config.default_max_output_tokens))
         .build();
     let metered = gateway.layer(state.upstream.clone());
     let models = models::service(state);

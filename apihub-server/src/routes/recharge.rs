@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 
 use apihub_core::Money;
-use apihub_core::epay;
 use apihub_core::recharge::{
-    CompleteRefusal, Completed, Completion, MAX_RECENT_PENDING, Merchant, NewOrder, OrderFilter, OrderStatus,
-    PENDING_WINDOW_MINUTES, RechargeOrder, check_notification, format_cents, generate_out_trade_no, is_out_trade_no,
+    CompleteRefusal, Completed, Completion, MAX_RECENT_PENDING, NewOrder, OrderFilter, OrderStatus,
+    PENDING_WINDOW_MINUTES, RechargeOrder, format_cents, generate_out_trade_no, is_out_trade_no,
 };
 use apihub_core::store::PageRequest;
 use axum::body::Bytes;
@@ -26,6 +25,7 @@ use super::views::names::OrderStatusName;
 use super::views::{PageQuery, RechargeOrderPage, TransactionView, parse_filter};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::config::EpayConfig;
+use crate::epay::{self, Merchant, check_notification};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::metrics::Notification;

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use apihub_core::epay;
 use apihub_server::config::EpayConfig;
+use apihub_server::epay;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};

@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::Arc;
 
 use tower::Layer;
@@ -10,6 +11,19 @@ use crate::clock::{Clock, SystemClock};
 pub struct KeyAuthLayer {
     cache: Arc<KeyCache>,
     clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for KeyAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyAuthLayer").field("cache", &self.cache).finish_non_exhaustive()
+    }
+}
+
+// `KeyAuth`'s `Debug` sits here, beside the layer's, to keep `service.rs` to its request path.
+impl<S: fmt::Debug> fmt::Debug for KeyAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyAuth").field("inner", &self.inner).field("cache", &self.cache).finish_non_exhaustive()
+    }
 }
 
 impl KeyAuthLayer {

@@ -1,3 +1,4 @@
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -22,6 +23,12 @@ pub struct MeteredBody<B> {
     settle: Option<Settle>,
     settling: Option<Settling>,
     inner_done: bool,
+}
+
+impl<B: fmt::Debug> fmt::Debug for MeteredBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeteredBody").field("inner", &self.inner).field("meter", &self.meter).finish_non_exhaustive()
+    }
 }
 
 type Settling = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::Arc;
 
 use apihub_core::billing::BillingStore;
@@ -15,6 +16,22 @@ pub struct BillingLayer {
     pub(super) config: BillingConfig,
     pub(super) extractor: Arc<dyn UsageExtractor>,
     pub(super) backlog: Arc<SettlementBacklog>,
+}
+
+impl fmt::Debug for BillingLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BillingLayer")
+            .field("config", &self.config)
+            .field("backlog", &self.backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+// `Billing`'s `Debug` sits here, beside the layer's, to keep `service.rs` to its request path.
+impl<S: fmt::Debug> fmt::Debug for Billing<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Billing").field("inner", &self.inner).field("layer", &self.layer).finish()
+    }
 }
 
 impl BillingLayer {

@@ -3,6 +3,7 @@
 use apihub_core::pricing::{Charge, ModelPrice, charge};
 use apihub_core::store::UsageSource;
 use apihub_core::usage::openai::is_usage_only_chunk;
+use std::fmt;
 use std::sync::Arc;
 
 use apihub_core::usage::{BYTES_PER_TOKEN, Endpoint, MAX_EVENT_BYTES, RequestInfo, SseParser, StreamUsage, Usage};
@@ -46,6 +47,16 @@ pub struct Meter {
     response_bytes: u64,
     /// When the body's first byte came.
     first_byte: Option<std::time::Instant>,
+}
+
+impl fmt::Debug for Meter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meter")
+            .field("prompt_estimate", &self.prompt_estimate)
+            .field("response_bytes", &self.response_bytes)
+            .field("first_byte", &self.first_byte)
+            .finish_non_exhaustive()
+    }
 }
 
 enum Kind {

@@ -102,8 +102,16 @@ impl UsageSink for DiscardUsage {
     fn record(&self, _record: UsageRecord) {}
 }
 
-/// Billing settings.
+/// Billing settings: start from [`BillingConfig::default`] and change what differs.
+///
+/// ```
+/// use apihub_tower::billing::BillingConfig;
+///
+/// let config = BillingConfig::default().with_default_output_cap(1024);
+/// assert_eq!(config.default_output_cap, 1024);
+/// ```
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct BillingConfig {
     /// Output tokens (or images) held for a request that sets no cap.
     pub default_output_cap: u64,
@@ -114,5 +122,19 @@ pub struct BillingConfig {
 impl Default for BillingConfig {
     fn default() -> Self {
         BillingConfig { default_output_cap: 4096, max_metered_body: 16 * 1024 * 1024 }
+    }
+}
+
+impl BillingConfig {
+    /// Holds `tokens` output tokens (or images) for a request that sets no cap.
+    pub fn with_default_output_cap(mut self, tokens: u64) -> Self {
+        self.default_output_cap = tokens;
+        self
+    }
+
+    /// Keeps at most `bytes` of a non-streamed response to read its usage.
+    pub fn with_max_metered_body(mut self, bytes: usize) -> Self {
+        self.max_metered_body = bytes;
+        self
     }
 }

@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::Arc;
 
 use tower::Layer;
@@ -10,6 +11,22 @@ use crate::extract::{LlmExtractor, UsageExtractor};
 pub struct QuotaLayer {
     max_body_bytes: usize,
     extractor: Arc<dyn UsageExtractor>,
+}
+
+impl fmt::Debug for QuotaLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuotaLayer").field("max_body_bytes", &self.max_body_bytes).finish_non_exhaustive()
+    }
+}
+
+// `Quota`'s `Debug` sits here, beside the layer's, to keep `service.rs` to its request path.
+impl<S: fmt::Debug> fmt::Debug for Quota<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quota")
+            .field("inner", &self.inner)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl QuotaLayer {

@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::Arc;
 
 use tower::Layer;
@@ -8,6 +9,19 @@ use super::{RateLimit, RateLimiter};
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn RateLimiter>,
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer").finish_non_exhaustive()
+    }
+}
+
+// `RateLimit`'s `Debug` sits here, beside the layer's, to keep `service.rs` to its request path.
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit").field("inner", &self.inner).finish_non_exhaustive()
+    }
 }
 
 impl RateLimitLayer {

@@ -1,11 +1,11 @@
-//! The EPay (易支付) MD5 signature, used to sign payment requests and to check notifications.
+//! The EPay MD5 signature, used to sign payment requests and to check notifications.
 //!
 //! The scheme: drop `sign`, `sign_type` and every parameter with an empty value, sort the rest by
 //! key in byte order, join them as `k=v&…` with the raw (not URL-encoded) values, append the
 //! merchant key, and take the lowercase hex MD5 of the result.
 //!
 //! ```
-//! use apihub_core::epay::{sign, verify};
+//! use apihub_server::epay::{sign, verify};
 //!
 //! let params = [("pid", "1001"), ("money", "10.00"), ("sign_type", "MD5"), ("param", "")];
 //! let signature = sign(&params, "merchant-key");
