@@ -164,9 +164,11 @@ impl Usage {
     }
 }
 
-/// A non-negative integer at `pointer` in `value`; `None` when absent, negative or not an integer.
+/// A non-negative integer at `pointer` (object keys only, `/a/b`) in `value`; `None` when absent,
+/// negative or not an integer. Walked key by key: `Value::pointer` allocates for every segment.
 fn count(value: &Value, pointer: &str) -> Option<u64> {
-    value.pointer(pointer).and_then(Value::as_u64)
+    let keys = pointer.strip_prefix('/')?.split('/');
+    keys.into_iter().try_fold(value, |value, key| value.get(key))?.as_u64()
 }
 
 /// The sum of the counts that were reported; `None` when none was.

@@ -11,7 +11,7 @@ use apihub_core::usage::{Endpoint, RequestInfo, openai};
 use apihub_core::{DiscountRate, Money};
 use bytes::Bytes;
 use chrono::Utc;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::Service;
@@ -462,12 +462,12 @@ where
 
 /// The gateway's request id, on every response to a request that was forwarded (the usage
 /// record's and the ledger row's `request_id`).
-pub const REQUEST_ID: &str = "x-apihub-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-apihub-request-id");
 /// What a non-streamed response cost, in credits (the ledger's consume row).
-pub const COST: &str = "x-apihub-cost";
+pub const COST: HeaderName = HeaderName::from_static("x-apihub-cost");
 /// The user's balance after that charge, in credits, where the store knows it without a round
 /// trip ([`BillingStore::known_balance`](apihub_core::billing::BillingStore::known_balance)).
-pub const BALANCE: &str = "x-apihub-balance";
+pub const BALANCE: HeaderName = HeaderName::from_static("x-apihub-balance");
 
 /// Reads `body` to its end, when it ends within `limit` bytes; otherwise (or when it fails) the
 /// bytes read so far followed by the rest of it, to send on as it comes.

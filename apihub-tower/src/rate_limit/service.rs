@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use tower::Service;
 
@@ -24,16 +24,16 @@ fn seconds(ms: u64) -> u64 {
     ms.div_ceil(1000)
 }
 
-fn put(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
+fn put(headers: &mut HeaderMap, name: HeaderName, value: impl ToString) {
     if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
         headers.insert(name, value);
     }
 }
 
 fn allowance_headers(headers: &mut HeaderMap, a: &Allowance) {
-    put(headers, "x-ratelimit-limit-requests", a.limit);
-    put(headers, "x-ratelimit-remaining-requests", a.remaining);
-    put(headers, "x-ratelimit-reset-requests", format!("{}s", seconds(a.reset_in_ms)));
+    put(headers, HeaderName::from_static("x-ratelimit-limit-requests"), a.limit);
+    put(headers, HeaderName::from_static("x-ratelimit-remaining-requests"), a.remaining);
+    put(headers, HeaderName::from_static("x-ratelimit-reset-requests"), format!("{}s", seconds(a.reset_in_ms)));
 }
 
 impl<S, B, ResBody> Service<Request<B>> for RateLimit<S>
@@ -94,7 +94,7 @@ where
                         GatewayError::new(StatusCode::TOO_MANY_REQUESTS, "requests", "rate_limit_exceeded", message)
                             .into_response();
                     let headers = response.headers_mut();
-                    put(headers, "retry-after", seconds(reset_in_ms));
+                    put(headers, http::header::RETRY_AFTER, seconds(reset_in_ms));
                     allowance_headers(headers, &Allowance { window, limit, remaining: 0, reset_in_ms });
                     Ok(response)
                 }
