@@ -15,17 +15,19 @@ use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::{LeaseEngine, PgPool};
 use crate::db::budgets::BudgetDefs;
 use crate::db::{DbUrl, migrate};
 
+/// The throwaway database of the integration tests.
+#[path = "../../../tests/common/pg.rs"]
+mod pg;
+
 /// A fresh database with the migrations applied, dropped at the end.
 struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
+    database: pg::PgDatabase,
 }
 
 impl TestDb {
@@ -34,20 +36,14 @@ impl TestDb {
             assert!(std::env::var_os("CI").is_none(), "APIHUB_TEST_POSTGRES_URL must be set in CI");
             return None;
         };
-        let name = format!("apihub_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = AsyncPgConnection::establish(&base).await.expect("connect to APIHUB_TEST_POSTGRES_URL");
-        conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-        let (prefix, query) =
-            base.split_once('?').map_or((base.as_str(), String::new()), |(p, q)| (p, format!("?{q}")));
-        let root = prefix.rsplit_once('/').map_or(prefix, |(root, _)| root);
-        let db = TestDb { url: format!("{root}/{name}{query}"), admin_url: base.clone(), name };
-        migrate(&DbUrl::Postgres(db.url.clone())).await.expect("migrations");
-        Some(db)
+        let database = pg::PgDatabase::create(&base).await;
+        migrate(&DbUrl::Postgres(database.url.clone())).await.expect("migrations");
+        Some(TestDb { database })
     }
 
     /// A pool of `size` connections, waiting at most 200 ms for one.
     fn pool(&self, size: usize) -> PgPool {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&self.url);
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&self.database.url);
         let wait = Some(Duration::from_millis(200));
         PgPool::builder(manager)
             .max_size(size)
@@ -64,7 +60,7 @@ impl TestDb {
     }
 
     async fn conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url).await.expect("connect")
+        AsyncPgConnection::establish(&self.database.url).await.expect("connect")
     }
 
     /// A user with `balance` micros and an unlimited key of theirs.
@@ -135,21 +131,6 @@ impl TestDb {
                 .await
                 .expect("age leases");
         }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                    let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
     }
 }
 
