@@ -453,6 +453,24 @@ impl CreditBook {
         self.users.remove(&user_id);
     }
 
+    /// A user's stored funds (for a book of leases: what it counts as leased, settled but
+    /// unwritten charges included); `None` when not in the book.
+    pub fn stored_user(&self, user_id: UserId) -> Option<i64> {
+        self.users.get(&user_id).map(|entry| entry.stored)
+    }
+
+    /// An empty book whose reservation ids and debit sequence numbers continue this one's, so
+    /// that the two can live side by side (a node whose leases lapsed retires its book, which
+    /// only closes its open holds and writes their debits, and continues with this one).
+    pub fn successor(&self) -> CreditBook {
+        CreditBook { last_id: self.last_id, last_seq: self.last_seq, ..CreditBook::default() }
+    }
+
+    /// Whether hold `id` is open in this book.
+    pub fn is_open(&self, id: ReservationId) -> bool {
+        self.holds.contains_key(&id)
+    }
+
     /// Forgets every user's funds and every key (a node whose leases may have lapsed): each is
     /// loaded again on its next hold. Open holds and unwritten debits still close and write.
     pub fn forget_all(&mut self) {

@@ -16,7 +16,8 @@ pub type NodeId = u32;
 /// How long a lease lives without renewal (`LEASE_TTL`), in milliseconds.
 pub const LEASE_TTL: i64 = 20_000;
 
-/// Failures injected on purpose, to prove that the checks see them (never on in the sweep).
+/// Failures injected: on purpose, to prove that the checks see them, or (`lost_commit_acks`)
+/// the database's own, on in the sweep.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
     /// Every batch is applied twice.
@@ -61,6 +62,15 @@ pub struct UserGrant {
 #[derive(Debug)]
 pub struct Unavailable;
 
+/// A batch that committed while its gateway was told it failed (its acknowledgement lost).
+#[derive(Debug, Default)]
+pub struct InDoubt {
+    /// How many settlements it applied.
+    pub debits: usize,
+    /// What it consumed of each user's lease.
+    pub consumed: BTreeMap<UserId, i64>,
+}
+
 pub struct Db {
     /// The true time (ms): every clock below is an offset from it.
     pub time: i64,
@@ -93,6 +103,11 @@ pub struct Db {
     pub reclaimed: Vec<(NodeId, UserId)>,
     /// Violations seen while applying (a settlement applied twice).
     pub violations: Vec<String>,
+    /// `credit_batches`: each batch written, by node id and first sequence number, to its last.
+    batches: HashMap<(NodeId, u64), u64>,
+    /// Batches committed whose gateway was told they failed, by node id and first sequence
+    /// number, until the gateway writes them again (or dies).
+    pub in_doubt: BTreeMap<(NodeId, u64), InDoubt>,
 }
 
 impl Db {
@@ -116,6 +131,8 @@ impl Db {
             lapsed: HashSet::new(),
             reclaimed: Vec::new(),
             violations: Vec::new(),
+            batches: HashMap::new(),
+            in_doubt: BTreeMap::new(),
         }
     }
 
@@ -189,7 +206,7 @@ impl Db {
     }
 
     /// `renew`: `UPDATE credit_leases SET expires_at = DB_NOW + TTL WHERE node_id = $1`; the users
-    /// whose leases it touched (`RETURNING user_id`; as shipped only their number is used).
+    /// whose leases it touched (`RETURNING user_id`: before fix A only their number was used).
     pub fn renew(&mut self, node: NodeId, node_clock: i64) -> Result<Vec<UserId>, Unavailable> {
         self.round_trip(node)?;
         let stamp = if self.faults.node_clock_decides_expiry { node_clock } else { self.clock() };
@@ -242,22 +259,55 @@ impl Db {
         Ok(freed)
     }
 
-    /// `write_debits`, one transaction: per user, this node's lease pays first
+    /// `write_debits`, one transaction: with `record` (`record_batch`), the batch is recorded by
+    /// its node id and first sequence number, and one recorded before counts as written up to
+    /// the last it recorded; then per user, this node's lease pays first
     /// (`consumed = LEAST(amount, total)`), `token_balance -= total`, `reserved -= consumed`; a
     /// consume row per positive charge, a request id already in the ledger getting `#seq`.
-    pub fn write_debits(&mut self, node: NodeId, batch: &[Debit]) -> Result<(), Unavailable> {
+    /// Returns the sequence number up to which the batch is written.
+    pub fn write_debits(&mut self, node: NodeId, batch: &[Debit], record: bool) -> Result<u64, Unavailable> {
         self.round_trip(node)?;
+        let first = batch.first().map_or(0, |debit| debit.seq);
+        let last = batch.last().map_or(0, |debit| debit.seq);
+        // Written again: whatever the outcome, the gateway hears of this one.
+        self.in_doubt.remove(&(node, first));
+        if record {
+            if let Some(written) = self.batches.get(&(node, first)) {
+                return Ok(*written);
+            }
+            self.batches.insert((node, first), last);
+        }
         let times = if self.faults.apply_batch_twice { 2 } else { 1 };
+        let mut consumed = BTreeMap::new();
         for _ in 0..times {
-            self.apply_batch(node, batch);
+            self.apply_batch(node, batch, &mut consumed);
         }
         if self.faults.lost_commit_acks && self.rng.chance(10) {
+            self.in_doubt.insert((node, first), InDoubt { debits: batch.len(), consumed });
             return Err(Unavailable);
         }
-        Ok(())
+        Ok(last)
     }
 
-    fn apply_batch(&mut self, node: NodeId, batch: &[Debit]) {
+    /// What batches in doubt consumed of `node`'s lease of `user` (its book does not know yet).
+    pub fn in_doubt_consumed(&self, node: NodeId, user: UserId) -> i64 {
+        let mine = self.in_doubt.iter().filter(|((n, _), _)| *n == node);
+        mine.map(|(_, batch)| batch.consumed.get(&user).copied().unwrap_or(0)).sum()
+    }
+
+    /// A gateway with these node ids is gone: its batches in doubt were applied (they are not
+    /// lost with its queue). How many settlements they hold.
+    pub fn resolve_in_doubt(&mut self, nodes: &[NodeId]) -> usize {
+        let gone: Vec<(NodeId, u64)> = self.in_doubt.keys().filter(|(n, _)| nodes.contains(n)).copied().collect();
+        gone.iter().filter_map(|key| self.in_doubt.remove(key)).map(|batch| batch.debits).sum()
+    }
+
+    /// Settlements in batches in doubt (applied, and still queued).
+    pub fn in_doubt_debits(&self) -> usize {
+        self.in_doubt.values().map(|batch| batch.debits).sum()
+    }
+
+    fn apply_batch(&mut self, node: NodeId, batch: &[Debit], consumed_by: &mut BTreeMap<UserId, i64>) {
         let mut totals: BTreeMap<UserId, i64> = BTreeMap::new();
         for debit in batch {
             *totals.entry(debit.user_id).or_default() += debit.charge.micros();
@@ -271,6 +321,7 @@ impl Db {
                 }
                 None => 0,
             };
+            *consumed_by.entry(user).or_default() += consumed;
             let row = self.users.get_mut(&user).expect("user");
             row.token_balance -= total;
             row.reserved -= consumed;

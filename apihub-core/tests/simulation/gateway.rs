@@ -23,7 +23,8 @@ const GROWTH: i64 = 8;
 const TRANSIENT_RETRIES: u32 = 3;
 const RETRY_WAIT: i64 = 50;
 
-/// Where the protocol as shipped and its proposed fixes differ (see the module docs of main.rs).
+/// The fixes of issue #12, each of which the protocol as shipped has and the one before lacked
+/// (see the module docs of main.rs).
 #[derive(Debug, Clone, Copy)]
 pub struct Protocol {
     /// Fix A: a gateway trusts its leases until the oldest renewal of any of them (a grant renews
@@ -37,13 +38,27 @@ pub struct Protocol {
     /// Fix C: a give-back that shrank the book but could not shrink the lease in the database
     /// grows the book back, so the difference is not stranded while the user stays busy.
     pub restore_failed_give_back: bool,
+    /// Fix D: a batch is recorded by its node id and first sequence number in its own
+    /// transaction (`credit_batches`); written again after its acknowledgement was lost, it
+    /// counts as written instead of being applied twice.
+    pub record_batches: bool,
 }
 
 impl Protocol {
-    pub const SHIPPED: Protocol =
-        Protocol { validity_per_lease: false, retire_lapsed_book: false, restore_failed_give_back: false };
-    pub const FIXED: Protocol =
-        Protocol { validity_per_lease: true, retire_lapsed_book: true, restore_failed_give_back: true };
+    /// leases.rs as shipped: every fix.
+    pub const SHIPPED: Protocol = Protocol {
+        validity_per_lease: true,
+        retire_lapsed_book: true,
+        restore_failed_give_back: true,
+        record_batches: true,
+    };
+    /// leases.rs before issue #12's fixes, which the simulation found needed.
+    pub const BEFORE_FIXES: Protocol = Protocol {
+        validity_per_lease: false,
+        retire_lapsed_book: false,
+        restore_failed_give_back: false,
+        record_batches: false,
+    };
 }
 
 /// A request in flight on this gateway, between its hold and its settlement or release.
@@ -136,7 +151,8 @@ impl Gateway {
         db.lapsed.extend(self.open.iter().map(|r| r.request_id.clone()));
         db.lapsed.extend(self.book.to_write(usize::MAX).into_iter().map(|d| d.request_id));
         if self.protocol.retire_lapsed_book {
-            let old = std::mem::take(&mut self.book);
+            let successor = self.book.successor();
+            let old = std::mem::replace(&mut self.book, successor);
             self.retired.push((self.node, old));
             self.node = db.new_node();
         } else {
@@ -282,13 +298,19 @@ impl Gateway {
         db.lapsed.extend(queued.map(|d| d.request_id));
     }
 
+    /// The node ids of this gateway's books, retired ones included.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        std::iter::once(self.node).chain(self.retired.iter().map(|(node, _)| *node)).collect()
+    }
+
     /// Debits queued in every book of this gateway.
     pub fn unwritten(&self) -> usize {
         self.book.unwritten() + self.retired.iter().map(|(_, book)| book.unwritten()).sum::<usize>()
     }
 
-    /// `write_queued`: the debits queued when called, in batches; each written batch consumes
-    /// the lease in the book as in the database (`written`, `clamp_leases`).
+    /// `write_queued` (`write_book`): the debits queued when called, in batches; each written
+    /// batch (all of it, or what an earlier attempt wrote) consumes the lease in the book as in
+    /// the database (`written`, `clamp_leases`).
     pub fn write_queued(&mut self, db: &mut Db) -> Result<(), Unavailable> {
         let last = self.book.last_seq();
         loop {
@@ -297,7 +319,8 @@ impl Gateway {
             if batch.is_empty() {
                 return Ok(());
             }
-            db.write_debits(self.node, &batch)?;
+            let done = db.write_debits(self.node, &batch, self.protocol.record_batches)?;
+            batch.retain(|debit| debit.seq <= done);
             self.book.written(&batch);
             self.book.clamp_leases(&batch);
         }
@@ -315,9 +338,10 @@ impl Gateway {
 
     fn write_retired(&mut self, db: &mut Db) -> Result<(), Unavailable> {
         for (node, book) in &mut self.retired {
-            let batch = book.to_write(usize::MAX);
+            let mut batch = book.to_write(usize::MAX);
             if !batch.is_empty() {
-                db.write_debits(*node, &batch)?;
+                let done = db.write_debits(*node, &batch, self.protocol.record_batches)?;
+                batch.retain(|debit| debit.seq <= done);
                 book.written(&batch);
             }
         }
@@ -361,7 +385,7 @@ impl Gateway {
         did.join(", ")
     }
 
-    /// `renew`: every lease of this node gets `DB_NOW + TTL`; as shipped, any row touched vouches
+    /// `renew`: every lease of this node gets `DB_NOW + TTL`; before fix A, any row touched vouched
     /// for every lease in the book; with fix A, each touched row for its own user.
     fn renew(&mut self, db: &mut Db) -> Result<usize, Unavailable> {
         let asked_at = self.mono(db);
@@ -386,22 +410,18 @@ impl Gateway {
         Ok(users)
     }
 
-    /// `give_back` (users only): written settlements first; with `forget`, each user keeps what
-    /// its open holds and unwritten debits take and leaves the book; else it shrinks to that in
-    /// the book (`shrink_user`). Then one `shrink` transaction per user.
+    /// `give_back` (users only): written settlements first; each user shrinks in the book to
+    /// what its open holds and unwritten debits take (`shrink_user`); then one `shrink`
+    /// transaction per user, after which, with `forget`, the user leaves the book. As shipped, a
+    /// failed shrink grows the book back for that user and those not tried (fix C); before, the
+    /// book had given up (and with `forget`, forgotten) them anyway.
     pub fn give_back(&mut self, db: &mut Db, users: &[UserId], forget: bool) -> Result<(), Unavailable> {
         self.write_queued(db)?;
         // (user, kept, given up in the book)
         let shrink = |book: &mut CreditBook, id: UserId| {
-            let before = stored(book, id)?;
-            let keep = if forget {
-                let keep = book.user_commitments(id);
-                book.forget_user(id);
-                keep
-            } else {
-                book.shrink_user(id)
-            };
-            keep.map(|keep| (id, keep, before - keep))
+            let before = book.stored_user(id)?;
+            let keep = book.shrink_user(id)?;
+            Some((id, keep, before - keep))
         };
         let kept: Vec<(UserId, i64, i64)> = users.iter().filter_map(|id| shrink(&mut self.book, *id)).collect();
         for (user, ..) in &kept {
@@ -409,17 +429,23 @@ impl Gateway {
         }
         let mut failed = None;
         for (user, keep, given_up) in kept {
+            let existed = db.lease(self.node, user).is_some();
             if failed.is_none() {
                 failed = db.shrink(self.node, user, keep).err();
             }
             if failed.is_some() {
-                // With fix C, this lease and those after it stay whole in the book too.
                 if self.protocol.restore_failed_give_back {
                     self.book.grant_user(user, Money::from_micros(given_up));
+                } else if forget {
+                    self.book.forget_user(user);
                 }
                 continue;
             }
-            if self.protocol.validity_per_lease && db.lease(self.node, user).is_none() {
+            if forget {
+                self.book.forget_user(user);
+            }
+            let deleted = existed && db.lease(self.node, user).is_none();
+            if self.protocol.validity_per_lease && (deleted || (forget && !existed)) {
                 // With fix A, a lease given back whole no longer bounds the others' validity.
                 self.asked.remove(&user);
                 self.renewed(0, &[]);

@@ -27,12 +27,14 @@
 //! in a crash (the customer's favour); a lease its gateway does not use is gone within a lease
 //! lifetime and two reclaim periods; after the drain nothing is leased.
 //!
-//! **The protocol simulated** is leases.rs as shipped plus three fixes the simulation showed are
-//! needed ([`gateway::Protocol`]; each `as_shipped_…` test finds a seed that fails without one):
-//! A, a gateway trusts its leases only until the oldest renewal of any of them; B, a gateway
-//! whose leases lapsed retires its book under its old node id instead of forgetting it; C, a
-//! give-back whose database shrink failed grows the book back. When leases.rs gets them,
-//! `Protocol::SHIPPED` becomes `Protocol::FIXED`.
+//! **The protocol simulated** is leases.rs as shipped ([`gateway::Protocol::SHIPPED`]), with the
+//! four fixes the simulation showed were needed (issue #12; each `without_fix_…` test finds a
+//! seed that fails without one): A, a gateway trusts its leases only until the oldest renewal of
+//! any of them; B, a gateway whose leases lapsed retires its book under its old node id instead
+//! of forgetting it; C, a give-back whose database shrink failed grows the book back; D, a batch
+//! is recorded by its node id and first sequence number in its own transaction, so one written
+//! again after its commit's acknowledgement was lost is not charged twice. The sweep runs with
+//! lost acknowledgements on. `Protocol::BEFORE_FIXES` is leases.rs before them.
 //!
 //! **Replaying:** a failure panics with its seed, step and last steps;
 //! `APIHUB_SIM_SEED=<seed> cargo test -p apihub-core --test simulation` runs that seed alone (a
@@ -74,23 +76,27 @@ fn reported(seeds: std::ops::Range<u64>, config: Config, any_of: &[&str]) -> Fai
     failure
 }
 
-/// Injected faults, on the fixed protocol.
+/// The faults of the sweep: the database's own (a commit's acknowledgement lost now and then).
+const SWEEP: Faults = Faults { lost_commit_acks: true, apply_batch_twice: false, node_clock_decides_expiry: false };
+
+/// Injected faults, on the protocol as shipped.
 fn faulty(faults: Faults) -> Config {
-    config(Protocol::FIXED, faults)
+    config(Protocol::SHIPPED, faults)
 }
 
-/// The protocol with the proposed fixes, but for one of them.
-fn without(fix: fn(&mut Protocol)) -> Config {
-    let mut protocol = Protocol::FIXED;
+/// The protocol as shipped, but for one of its fixes, under `faults`.
+fn without(fix: fn(&mut Protocol), faults: Faults) -> Config {
+    let mut protocol = Protocol::SHIPPED;
     fix(&mut protocol);
-    config(protocol, Faults::default())
+    config(protocol, faults)
 }
 
-/// The protocol as shipped in leases.rs plus fixes A, B and C (see the module docs; the tests
-/// below show what each prevents). `APIHUB_SIM_SEED=<seed>` replays one seed.
+/// The protocol as shipped in leases.rs, fixes A to D included (see the module docs; the tests
+/// below show what each prevents), with lost commit acknowledgements. `APIHUB_SIM_SEED=<seed>`
+/// replays one seed.
 #[test]
 fn thousands_of_seeded_runs_keep_every_invariant() {
-    let config = config(Protocol::FIXED, Faults::default());
+    let config = config(Protocol::SHIPPED, SWEEP);
     if let Some(seed) = env("APIHUB_SIM_SEED") {
         match run(seed, config) {
             Ok(totals) => eprintln!("seed {seed} passed: {totals:?}"),
@@ -114,13 +120,13 @@ fn thousands_of_seeded_runs_keep_every_invariant() {
 
 #[test]
 fn a_seed_replays_exactly() {
-    let fixed = config(Protocol::FIXED, Faults::default());
+    let shipped = config(Protocol::SHIPPED, SWEEP);
     for seed in [7, 1_234, u64::MAX] {
-        assert_eq!(run(seed, fixed).unwrap(), run(seed, fixed).unwrap());
+        assert_eq!(run(seed, shipped).unwrap(), run(seed, shipped).unwrap());
     }
-    let shipped = config(Protocol::SHIPPED, Faults::default());
-    let failing = |seed| run(seed, shipped).err().map(|f| (f.step, f.message, f.trace));
-    let seed = first_failure(0..200, shipped).seed;
+    let before = config(Protocol::BEFORE_FIXES, SWEEP);
+    let failing = |seed| run(seed, before).err().map(|f| (f.step, f.message, f.trace));
+    let seed = first_failure(0..200, before).seed;
     assert_eq!(failing(seed), failing(seed));
 }
 
@@ -137,38 +143,34 @@ fn expiry_decided_by_a_skewed_gateway_clock_is_reported() {
     reported(0..50, faulty(faults), &["book leases", "unused by its gateway"]);
 }
 
-/// Bug A as shipped: a grant renews only its own lease but extends `valid_until` for all, and a
-/// renewal that touches any row vouches for every lease in the book, so a gateway keeps using
-/// a lease another gateway reclaimed.
+/// Bug A, without fix A: a grant renews only its own lease but extended `valid_until` for all,
+/// and a renewal that touched any row vouched for every lease in the book, so a gateway kept
+/// using a lease another gateway reclaimed.
 #[test]
-fn as_shipped_a_gateway_keeps_using_a_lease_another_reclaimed() {
-    reported(0..2_000, without(|p| p.validity_per_lease = false), &["database 0"]);
+fn without_fix_a_a_gateway_keeps_using_a_lease_another_reclaimed() {
+    reported(0..2_000, without(|p| p.validity_per_lease = false, Faults::default()), &["database 0"]);
 }
 
-/// Bug B as shipped: after its leases lapse a gateway forgets its book but keeps its node id, so
-/// its next grant adds to the old lease row (the old amount is stranded in it) and its old holds
-/// close against the new entry (a negative hold: credit to spend that no lease covers).
+/// Bug B, without fix B: after its leases lapsed a gateway forgot its book but kept its node
+/// id, so its next grant added to the old lease row (the old amount stranded in it) and its old
+/// holds closed against the new entry (a negative hold: credit to spend that no lease covers).
 #[test]
-fn as_shipped_a_lapsed_gateway_mixes_its_old_lease_with_a_new_one() {
-    reported(0..2_000, without(|p| p.retire_lapsed_book = false), &["book leases", "negative"]);
+fn without_fix_b_a_lapsed_gateway_mixes_its_old_lease_with_a_new_one() {
+    let config = without(|p| p.retire_lapsed_book = false, Faults::default());
+    reported(0..2_000, config, &["book leases", "negative"]);
 }
 
-/// Bug C as shipped: a give-back (before an administrator's debit, or of an idle lease) shrinks
-/// the book first; when the database's shrink then fails, the difference is stranded in the
-/// lease for as long as the user stays busy on that gateway.
+/// Bug C, without fix C: a give-back (before an administrator's debit, or of an idle lease)
+/// shrank the book first; when the database's shrink then failed, the difference was stranded
+/// in the lease for as long as the user stayed busy on that gateway.
 #[test]
-fn as_shipped_a_failed_give_back_strands_credit() {
-    reported(0..2_000, without(|p| p.restore_failed_give_back = false), &["book leases"]);
+fn without_fix_c_a_failed_give_back_strands_credit() {
+    reported(0..2_000, without(|p| p.restore_failed_give_back = false, Faults::default()), &["book leases"]);
 }
 
-/// Not a protocol fault but a database's: a batch that commits while the gateway loses the
-/// connection before hearing so stays queued (the book and the lease disagree at once) and is
-/// written again (as `id#seq` rows): charged twice. `write_debits` is not idempotent.
+/// Bug D, without fix D: a batch that commits while the gateway loses the connection before
+/// hearing so stays queued and is written again (as `id#seq` rows): charged twice.
 #[test]
-fn a_batch_whose_commit_acknowledgement_is_lost_is_charged_twice() {
-    let faults = faulty(Faults { lost_commit_acks: true, ..Faults::default() });
-    reported(0..50, faults, &["book leases", "applied 2 times"]);
-    let twice = (0..50).filter_map(|seed| run(seed, faults).err());
-    let charged_twice = twice.filter(|f| f.message.contains("applied 2 times")).count();
-    assert!(charged_twice > 0, "no seed shows the second application first");
+fn without_fix_d_a_batch_whose_commit_acknowledgement_is_lost_is_charged_twice() {
+    reported(0..50, without(|p| p.record_batches = false, SWEEP), &["applied 2 times"]);
 }

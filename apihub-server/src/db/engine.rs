@@ -411,7 +411,10 @@ impl Engine {
     }
 
     /// Writes `batch` (the oldest queued debits) in one transaction, then marks it written.
-    /// The caller holds the order lock.
+    /// The caller holds the order lock. Unlike PostgreSQL's (`lease_writes`), this write needs
+    /// no batch record: the transaction commits in this process, on the calling thread, and a
+    /// failed `COMMIT` is rolled back before it is reported, so a batch reported failed was
+    /// never written, and nothing awaits between the commit and marking the batch written.
     async fn write(&self, batch: &[Debit]) -> Result<(), StoreError> {
         let rows = batch.to_vec();
         self.writer

@@ -51,20 +51,23 @@ use apihub_core::billing::{
     BillingError, KeyCounters, NewReservation, ReservationId, Settled, Settlement, UserFunds, check_hold,
 };
 use apihub_core::budget::BudgetOwner;
-use apihub_core::credit::{CreditBook, Debit, HoldError, METER_LIMITS, MeterId, StoredKey, StoredMeter};
-use apihub_core::ledger::TxType;
+use apihub_core::credit::{CreditBook, HoldError, METER_LIMITS, MeterId, StoredKey, StoredMeter};
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
 use apihub_core::user::UserId;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{Notify, watch};
 
 use super::budgets::{BudgetDefs, BudgetRow};
-use super::engine::{MAX_UNWRITTEN, WINDOW, batch_totals, consume_rows, meter_totals};
-use super::schema::{budgets, transactions};
+use super::engine::{MAX_UNWRITTEN, WINDOW};
+use super::lease_writes::{
+    LeaseRow, Left, MeterLeaseRow, free_lease, free_meter_lease, lock_owner, lock_window, prune_batch_ids, unreserve,
+    unreserve_window, write_debits,
+};
+use super::schema::budgets;
 use super::{TxError, now_millis, pool_error};
 
 /// How long a lease lives without renewal (the database's clock).
@@ -94,17 +97,23 @@ const NUDGE_WAIT: Duration = Duration::from_millis(50);
 const MAX_ROUNDS: usize = 64;
 /// A lease grows by this many times what a refused hold lacked, at least.
 const GROWTH: i64 = 8;
+/// How often batch ids older than `lease_writes::BATCH_IDS_KEPT` are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// The database's clock, in Unix milliseconds (leases are stamped and aged with it).
-const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+pub(super) const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 type PgPool = Pool<AsyncPgConnection>;
 
 /// The engine; see the [module docs](self).
 pub struct LeaseEngine {
-    node_id: String,
+    /// The node id this gateway's leases carry now (a new one when they lapsed).
+    node_id: Mutex<String>,
     pool: PgPool,
     book: Mutex<CreditBook>,
+    /// Books retired when their leases lapsed, under their node ids: each only closes its open
+    /// holds and writes their settlements, and goes when nothing is left of them.
+    retired: Mutex<Vec<(String, CreditBook)>>,
     /// The budgets of the users and keys that made requests here.
     budgets: Arc<BudgetDefs>,
     sizes: Mutex<Sizes>,
@@ -117,20 +126,41 @@ pub struct LeaseEngine {
     urgent: AtomicBool,
     /// The newest debit written.
     written: watch::Sender<u64>,
-    /// Until when this gateway's leases are certainly alive (`None`: none granted yet).
-    valid_until: Mutex<Option<Instant>>,
+    /// When each lease of this node was last asked for (granted or renewed), by this process's
+    /// clock: they are all certainly alive until the oldest of these plus `LEASE_TTL`, less
+    /// `VALIDITY_MARGIN`.
+    asked: Mutex<HashMap<Lease, Instant>>,
     /// Asks the other gateways to give back a user's unused lease (through Redis).
     nudge: std::sync::OnceLock<tokio::sync::mpsc::Sender<UserId>>,
+    /// Test only: the next batch commits, but is reported as failed (a lost acknowledgement).
+    #[cfg(test)]
+    lose_commit_ack: AtomicBool,
 }
 
 impl std::fmt::Debug for LeaseEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseEngine").field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("LeaseEngine").field("node_id", &self.node_id()).finish_non_exhaustive()
     }
+}
+
+/// A lease of this node: of a user's credit, of a key's limits, or of a budget window
+/// (budget, window start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lease {
+    User(UserId),
+    Key(KeyId),
+    Meter(i64, i64),
+}
+
+fn new_node_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// A key and what stays leased of it: credit (micros), tokens, calls.
 type Kept<Id> = (Id, [i64; 3]);
+
+/// A user, the credit that stays leased, and the credit the book gave up (micros).
+type GivenUp = (UserId, i64, i64);
 
 /// What the engine remembers about its leases besides the book.
 #[derive(Debug, Default)]
@@ -214,49 +244,28 @@ struct MeterGrant {
     calls: i64,
 }
 
-/// A gateway's lease of a budget window.
-#[derive(QueryableByName)]
-struct MeterLeaseRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    budget_id: i64,
-    #[diesel(sql_type = BigInt)]
-    window_start: i64,
-    #[diesel(sql_type = BigInt)]
-    amount: i64,
-    #[diesel(sql_type = BigInt)]
-    tokens: i64,
-    #[diesel(sql_type = BigInt)]
-    calls: i64,
-}
-
-#[derive(QueryableByName)]
-struct LeaseRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    user_id: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    key_id: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    amount: i64,
-    #[diesel(sql_type = BigInt)]
-    tokens: i64,
-    #[diesel(sql_type = BigInt)]
-    calls: i64,
-}
-
 #[derive(QueryableByName)]
 struct DbClock {
     #[diesel(sql_type = BigInt)]
     now: i64,
 }
 
+/// A lease renewed: of a user's credit (`key_id` NULL) or of a key's limits.
 #[derive(QueryableByName)]
-struct Balance {
+struct Renewed {
     #[diesel(sql_type = BigInt)]
-    token_balance: i64,
+    user_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    key_id: Option<i64>,
+}
+
+/// A budget window's lease renewed.
+#[derive(QueryableByName)]
+struct RenewedMeter {
+    #[diesel(sql_type = BigInt)]
+    budget_id: i64,
+    #[diesel(sql_type = BigInt)]
+    window_start: i64,
 }
 
 /// Which of a key's limits a hold lacks, and by how much: credit (micros), tokens, calls.
@@ -275,22 +284,30 @@ impl LeaseEngine {
     /// An engine for a new node id on `pool`, with its writing and upkeep tasks (which end with
     /// the engine).
     pub(crate) fn start(pool: PgPool, budgets: Arc<BudgetDefs>) -> Arc<LeaseEngine> {
-        let engine = Arc::new(LeaseEngine {
-            node_id: uuid::Uuid::new_v4().simple().to_string(),
+        let engine = LeaseEngine::new(pool, budgets);
+        tokio::spawn(write_behind(Arc::downgrade(&engine), engine.wake.clone()));
+        tokio::spawn(upkeep(Arc::downgrade(&engine)));
+        engine
+    }
+
+    /// An engine without its tasks: nothing is written, renewed or given back unless asked.
+    fn new(pool: PgPool, budgets: Arc<BudgetDefs>) -> Arc<LeaseEngine> {
+        Arc::new(LeaseEngine {
+            node_id: Mutex::new(new_node_id()),
             pool,
             book: Mutex::new(CreditBook::default()),
+            retired: Mutex::default(),
             budgets,
             sizes: Mutex::default(),
             order: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
             urgent: AtomicBool::new(false),
             written: watch::Sender::new(0),
-            valid_until: Mutex::new(None),
+            asked: Mutex::default(),
             nudge: std::sync::OnceLock::new(),
-        });
-        tokio::spawn(write_behind(Arc::downgrade(&engine), engine.wake.clone()));
-        tokio::spawn(upkeep(Arc::downgrade(&engine)));
-        engine
+            #[cfg(test)]
+            lose_commit_ack: AtomicBool::new(false),
+        })
     }
 
     /// Where to ask the other gateways for a user's unused lease, when this one is refused
@@ -300,8 +317,8 @@ impl LeaseEngine {
     }
 
     /// This gateway's node id (its leases carry it).
-    pub fn node_id(&self) -> &str {
-        &self.node_id
+    pub fn node_id(&self) -> String {
+        self.node_id.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The budgets' time zone, clock and definitions.
@@ -317,33 +334,81 @@ impl LeaseEngine {
         self.sizes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Forgets every lease when they may have lapsed (the renewals failed for too long): each
-    /// user and key is leased again on its next hold.
-    fn check_validity(&self) {
-        let mut valid_until = self.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
-        if valid_until.is_some_and(|until| Instant::now() >= until) {
-            tracing::error!("credit leases could not be renewed in time; they are given up");
-            *valid_until = None;
-            self.book().forget_all();
-            *self.sizes() = Sizes::default();
+    /// Locked after the book, when both are.
+    fn retired(&self) -> MutexGuard<'_, Vec<(String, CreditBook)>> {
+        self.retired.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn asked(&self) -> MutexGuard<'_, HashMap<Lease, Instant>> {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether some lease may have lapsed: the one asked for longest ago was asked for more
+    /// than `LEASE_TTL - VALIDITY_MARGIN` ago (a grant or a renewal vouches only for the leases
+    /// it touched).
+    fn lapsed(&self) -> bool {
+        let oldest = self.asked().values().min().copied();
+        oldest.is_some_and(|oldest| Instant::now() >= oldest + LEASE_TTL - VALIDITY_MARGIN)
+    }
+
+    /// When the leases may have lapsed (renewals failed for too long), retires the book under
+    /// the old node id: it only closes its open holds and writes their settlements (against the
+    /// balance, beyond what is left of leases nobody renews any more), while this gateway goes
+    /// on with an empty book under a new node id, leasing afresh. Old and new leases never mix.
+    async fn check_validity(&self) {
+        if !self.lapsed() {
+            return;
+        }
+        let _order = self.order.lock().await;
+        if !self.lapsed() {
+            return;
+        }
+        tracing::error!("credit leases could not be renewed in time; they are given up");
+        let old_node =
+            std::mem::replace(&mut *self.node_id.lock().unwrap_or_else(PoisonError::into_inner), new_node_id());
+        {
+            let mut book = self.book();
+            let successor = book.successor();
+            let old = std::mem::replace(&mut *book, successor);
+            self.retired().push((old_node, old));
+        }
+        self.asked().clear();
+        *self.sizes() = Sizes::default();
+    }
+
+    /// `leases` were granted or renewed by a statement sent at `asked_at`.
+    fn renewed(&self, asked_at: Instant, leases: impl IntoIterator<Item = Lease>) {
+        let mut asked = self.asked();
+        for lease in leases {
+            asked.insert(lease, asked_at);
         }
     }
 
-    fn renewed(&self, asked_at: Instant) {
-        let until = asked_at + LEASE_TTL - VALIDITY_MARGIN;
-        let mut valid_until = self.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
-        if valid_until.is_none_or(|current| current < until) {
-            *valid_until = Some(until);
+    /// Runs `f` on the book that holds `id`: this one, or a retired one.
+    fn book_of<T>(&self, id: ReservationId, f: impl FnOnce(&mut CreditBook) -> T) -> T {
+        let mut book = self.book();
+        if !book.is_open(id) {
+            let mut retired = self.retired();
+            if let Some((_, old)) = retired.iter_mut().find(|(_, old)| old.is_open(id)) {
+                return f(old);
+            }
         }
+        f(&mut book)
+    }
+
+    /// Debits waiting to be written, retired books' included.
+    fn unwritten(&self) -> usize {
+        let here = self.book().unwritten();
+        here + self.retired().iter().map(|(_, old)| old.unwritten()).sum::<usize>()
     }
 
     /// Takes a hold from this gateway's leases, growing them when they are short.
     pub(crate) async fn reserve(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
-        if self.book().unwritten() >= MAX_UNWRITTEN {
+        if self.unwritten() >= MAX_UNWRITTEN {
             self.wake_now();
             return Err(BillingError::Store(StoreError::Unavailable("settlements are waiting to be written".into())));
         }
-        self.check_validity();
+        self.check_validity().await;
         // Each round either holds, or grows a lease (which takes credit from the database, so
         // the rounds end), or is refused; the hold after a growth is taken under the order lock.
         let (mut nudges, mut transient) = (NUDGES, NUDGES);
@@ -406,11 +471,10 @@ impl LeaseEngine {
 
     /// Closes a hold with its whole charge and queues the debit.
     pub(crate) fn settle(&self, id: ReservationId, settlement: &Settlement) -> Result<Settled, BillingError> {
-        let (settled, first) = {
-            let mut book = self.book();
+        let (settled, first) = self.book_of(id, |book| {
             let (settled, _) = book.settle(id, settlement)?;
-            (settled, book.unwritten() == 1)
-        };
+            Ok::<_, BillingError>((settled, book.unwritten() == 1))
+        })?;
         if first {
             self.wake.notify_one();
         }
@@ -419,12 +483,13 @@ impl LeaseEngine {
 
     /// Frees a hold (its credit stays in this gateway's lease).
     pub(crate) fn release(&self, id: ReservationId) -> Result<(), BillingError> {
-        self.book().release(id)
+        self.book_of(id, |book| book.release(id))
     }
 
     /// Holds open on this gateway.
     pub(crate) fn open_holds(&self) -> usize {
-        self.book().open_holds()
+        let here = self.book().open_holds();
+        here + self.retired().iter().map(|(_, old)| old.open_holds()).sum::<usize>()
     }
 
     /// What this gateway's open holds take from a key: (tokens, credit in micros, calls).
@@ -459,6 +524,7 @@ impl LeaseEngine {
         let last = self.sizes().user_grants.get(&user_id).copied().unwrap_or(0);
         let want = min.saturating_mul(GROWTH).max(last.saturating_mul(2));
         let asked_at = Instant::now();
+        let node_id = self.node_id();
         let grant: Vec<UserGrant> = self
             .run(async |conn| {
                 Ok(diesel::sql_query(format!(
@@ -477,7 +543,7 @@ impl LeaseEngine {
                 .bind::<BigInt, _>(user_id)
                 .bind::<BigInt, _>(min)
                 .bind::<BigInt, _>(want)
-                .bind::<Text, _>(&self.node_id)
+                .bind::<Text, _>(&node_id)
                 .bind::<BigInt, _>(ttl_millis())
                 .load(conn)
                 .await?)
@@ -489,7 +555,7 @@ impl LeaseEngine {
         };
         match grant.granted {
             Some(granted) => {
-                self.renewed(asked_at);
+                self.renewed(asked_at, [Lease::User(user_id)]);
                 self.book().grant_user(user_id, Money::from_micros(granted));
                 self.sizes().user_grants.insert(user_id, granted);
                 Ok(self.hold_now(new, meters)?)
@@ -530,6 +596,7 @@ impl LeaseEngine {
         let last = self.sizes().key_grants.get(&key_id).copied().unwrap_or_default();
         let want: [i64; 3] = std::array::from_fn(|i| min[i].saturating_mul(GROWTH).max(last[i].saturating_mul(2)));
         let asked_at = Instant::now();
+        let node_id = self.node_id();
         let grant: Vec<KeyGrant> = self
             .run(async |conn| {
                 // A limit the key does not have grants nothing and needs nothing (`free` NULL).
@@ -564,7 +631,7 @@ impl LeaseEngine {
                 .bind::<BigInt, _>(want[0])
                 .bind::<BigInt, _>(want[1])
                 .bind::<BigInt, _>(want[2])
-                .bind::<Text, _>(&self.node_id)
+                .bind::<Text, _>(&node_id)
                 .bind::<BigInt, _>(ttl_millis())
                 .load(conn)
                 .await?)
@@ -588,7 +655,7 @@ impl LeaseEngine {
             return Err(BillingError::KeyLimit { limit });
         }
         if grant.quota + grant.tokens + grant.calls > 0 {
-            self.renewed(asked_at);
+            self.renewed(asked_at, [Lease::Key(key_id)]);
         }
         let (quota, tokens, calls) = (Money::from_micros(grant.quota), grant.tokens, grant.calls);
         let mut book = self.book();
@@ -659,7 +726,7 @@ impl LeaseEngine {
         let last = self.sizes().meter_grants.get(&id).copied().unwrap_or_default();
         let want: [i64; 3] = std::array::from_fn(|i| min[i].saturating_mul(GROWTH).max(last[i].saturating_mul(2)));
         let asked_at = Instant::now();
-        let node_id = self.node_id.clone();
+        let node_id = self.node_id();
         let grant: Vec<MeterGrant> = self
             .run(async |conn| {
                 conn.transaction(async |conn| -> Result<Vec<MeterGrant>, TxError> {
@@ -710,7 +777,7 @@ impl LeaseEngine {
         }
         let granted = [grant.credit, grant.tokens, grant.calls];
         if granted != [0; 3] {
-            self.renewed(asked_at);
+            self.renewed(asked_at, [Lease::Meter(id.budget, id.start)]);
         }
         {
             let mut book = self.book();
@@ -753,10 +820,11 @@ impl LeaseEngine {
                 sizes.meter_grants.remove(id);
             });
         }
-        let node_id = self.node_id.clone();
+        let node_id = self.node_id();
         for (id, keep) in kept {
-            self.run(async |conn| {
-                conn.transaction(async |conn| -> Result<(), TxError> {
+            let gone = self
+                .run(async |conn| {
+                conn.transaction(async |conn| -> Result<bool, TxError> {
                     // The window first, then the lease: the lock order.
                     lock_window(conn, id.budget, id.start).await?;
                     let leases: Vec<MeterLeaseRow> = diesel::sql_query(
@@ -767,19 +835,24 @@ impl LeaseEngine {
                     .bind::<BigInt, _>(id.start)
                     .load(conn)
                     .await?;
+                    let mut gone = true;
                     for lease in leases {
                         let back = [
                             (lease.amount - keep[0]).max(0),
                             (lease.tokens - keep[1]).max(0),
                             (lease.calls - keep[2]).max(0),
                         ];
-                        free_meter_lease(conn, &lease, back).await?;
+                        gone &= free_meter_lease(conn, &lease, back).await? == Left::Deleted;
                     }
-                    Ok(())
+                    Ok(gone)
                 })
                 .await
             })
             .await?;
+            // The window left the book: a lease of it nobody renews no longer bounds the others.
+            if gone {
+                self.asked().remove(&Lease::Meter(id.budget, id.start));
+            }
         }
         Ok(())
     }
@@ -813,23 +886,25 @@ impl LeaseEngine {
     /// Gives back leases: all of a lease when its entry is idle, else all but what the entry's
     /// open holds and unwritten debits take. With `forget`, the entries leave the book (and are
     /// leased afresh on their next hold); else users keep what stays leased (keys are always
-    /// forgotten: they are given back when they changed).
+    /// forgotten: they are given back when they changed). A user's funds shrink in the book
+    /// first (no hold can take what is being given back) and leave it only once the database
+    /// has given the lease back; when that fails, the book grows back to the whole lease.
     async fn give_back(&self, user_ids: &[UserId], key_ids: &[KeyId], forget: bool) -> Result<(), StoreError> {
         let _order = self.order.lock().await;
         self.write_queued().await?;
         // What stays leased: what the open holds may still charge, and what was settled after the
         // write above (the next batch consumes it from the lease).
-        // (user, credit kept) and (key, [credit, tokens, calls] kept).
-        let (users, keys): (Vec<(UserId, i64)>, Vec<Kept<KeyId>>) = {
+        // (user, credit kept, credit given up) and (key, [credit, tokens, calls] kept).
+        let (users, keys): (Vec<GivenUp>, Vec<Kept<KeyId>>) = {
             let mut book = self.book();
-            let users = if forget {
-                let kept = user_ids.iter().filter_map(|id| book.user_commitments(*id).map(|keep| (*id, keep)));
-                let kept: Vec<_> = kept.collect();
-                user_ids.iter().for_each(|id| book.forget_user(*id));
-                kept
-            } else {
-                user_ids.iter().filter_map(|id| book.shrink_user(*id).map(|keep| (*id, keep))).collect()
-            };
+            let users = user_ids
+                .iter()
+                .filter_map(|id| {
+                    let before = book.stored_user(*id)?;
+                    let keep = book.shrink_user(*id)?;
+                    Some((*id, keep, before.saturating_sub(keep)))
+                })
+                .collect();
             let keys = key_ids.iter().filter_map(|id| book.key_commitments(*id).map(|keep| (*id, keep))).collect();
             for id in key_ids {
                 book.forget_key(*id);
@@ -838,28 +913,50 @@ impl LeaseEngine {
         };
         {
             let mut sizes = self.sizes();
-            for (id, _) in &users {
+            for (id, ..) in &users {
                 sizes.user_grants.remove(id);
             }
             for (id, _) in &keys {
                 sizes.key_grants.remove(id);
             }
         }
-        for (user_id, keep) in users {
-            self.shrink(Some(user_id), None, [keep, 0, 0]).await?;
+        for (at, &(user_id, keep, _)) in users.iter().enumerate() {
+            match self.shrink(Some(user_id), None, [keep, 0, 0]).await {
+                Ok(left) => {
+                    if forget {
+                        self.book().forget_user(user_id);
+                    }
+                    // A lease no longer held bounds the others' validity no more; one freed by
+                    // another gateway does while its user's holds stay in the book.
+                    if left == Left::Deleted || (forget && left == Left::Missing) {
+                        self.asked().remove(&Lease::User(user_id));
+                    }
+                }
+                Err(error) => {
+                    // This lease and those not tried are whole in the database: so in the book.
+                    let mut book = self.book();
+                    for &(user_id, _, given_up) in &users[at..] {
+                        book.grant_user(user_id, Money::from_micros(given_up));
+                    }
+                    return Err(error);
+                }
+            }
         }
         for (key_id, keep) in keys {
-            self.shrink(None, Some(key_id), keep).await?;
+            if self.shrink(None, Some(key_id), keep).await? != Left::Kept {
+                // The key left the book: its lease, if any is left, is not used any more.
+                self.asked().remove(&Lease::Key(key_id));
+            }
         }
         Ok(())
     }
 
     /// Shrinks this gateway's lease of a user's credit or a key's limits to `keep` (credit,
     /// tokens, calls), deleting it when nothing is kept.
-    async fn shrink(&self, user_id: Option<UserId>, key_id: Option<KeyId>, keep: [i64; 3]) -> Result<(), StoreError> {
-        let node_id = self.node_id.clone();
+    async fn shrink(&self, user_id: Option<UserId>, key_id: Option<KeyId>, keep: [i64; 3]) -> Result<Left, StoreError> {
+        let node_id = self.node_id();
         self.run(async |conn| {
-            conn.transaction(async |conn| -> Result<(), TxError> {
+            conn.transaction(async |conn| -> Result<Left, TxError> {
                 // The user or key first, then the lease: the lock order.
                 let lease: Vec<LeaseRow> = match (user_id, key_id) {
                     (Some(user_id), _) => {
@@ -892,15 +989,16 @@ impl LeaseEngine {
                     }
                     (None, None) => Vec::new(),
                 };
+                let mut left = Left::Missing;
                 for lease in lease {
                     let back = [
                         (lease.amount - keep[0]).max(0),
                         (lease.tokens - keep[1]).max(0),
                         (lease.calls - keep[2]).max(0),
                     ];
-                    free_lease(conn, &lease, back).await?;
+                    left = free_lease(conn, &lease, back).await?;
                 }
-                Ok(())
+                Ok(left)
             })
             .await
         })
@@ -948,29 +1046,60 @@ impl LeaseEngine {
         body(&mut conn).await.map_err(|e| e.0)
     }
 
-    /// Writes the debits queued when it is called (the caller holds the order lock).
+    /// Writes the debits queued when it is called, retired books' first (the caller holds the
+    /// order lock); a retired book with nothing open or queued goes.
     async fn write_queued(&self) -> Result<(), StoreError> {
-        let last = self.book().last_seq();
+        let retired: Vec<(String, u64)> =
+            self.retired().iter().map(|(node_id, old)| (node_id.clone(), old.last_seq())).collect();
+        for (node_id, last) in retired {
+            self.write_book(&node_id, last).await?;
+        }
+        self.retired().retain(|(_, old)| old.open_holds() > 0 || old.unwritten() > 0);
+        let (node_id, last) = (self.node_id(), self.book().last_seq());
+        self.write_book(&node_id, last).await
+    }
+
+    /// Runs `f` on the book whose leases carry `node_id`: this one, or a retired one (the node
+    /// id changes only under the order lock, which the caller holds).
+    fn book_under<T>(&self, node_id: &str, f: impl FnOnce(&mut CreditBook) -> T) -> Option<T> {
+        if *self.node_id.lock().unwrap_or_else(PoisonError::into_inner) == node_id {
+            return Some(f(&mut self.book()));
+        }
+        self.retired().iter_mut().find(|(id, _)| id == node_id).map(|(_, old)| f(old))
+    }
+
+    /// Writes the debits of the book under `node_id` queued up to `last`, in batches. A batch is
+    /// recorded by its node id and first sequence number in its own transaction: one whose
+    /// commit's acknowledgement was lost, written again, is found written and counts as such.
+    async fn write_book(&self, node_id: &str, last: u64) -> Result<(), StoreError> {
         loop {
-            let mut batch = self.book().to_write(MAX_BATCH);
+            let mut batch = self.book_under(node_id, |book| book.to_write(MAX_BATCH)).unwrap_or_default();
             batch.retain(|debit| debit.seq <= last);
             if batch.is_empty() {
                 return Ok(());
             }
-            let node_id = self.node_id.clone();
             let rows = batch.clone();
-            self.run(async |conn| conn.transaction(async |conn| write_debits(conn, &node_id, &rows).await).await)
+            let done = self
+                .run(async |conn| conn.transaction(async |conn| write_debits(conn, node_id, &rows).await).await)
                 .await
                 .inspect_err(|error| {
                     tracing::error!(%error, debits = batch.len(), "writing settlements failed; they stay queued");
                 })?;
-            {
-                let mut book = self.book();
+            #[cfg(test)]
+            if self.lose_commit_ack.swap(false, Ordering::AcqRel) {
+                return Err(StoreError::Unavailable("the commit's acknowledgement was lost (test)".into()));
+            }
+            batch.retain(|debit| debit.seq <= done);
+            self.book_under(node_id, |book| {
                 book.written(&batch);
                 book.clamp_leases(&batch);
-            }
+            });
             if let Some(last) = batch.last() {
-                self.written.send_replace(last.seq);
+                self.written.send_if_modified(|written| {
+                    let newer = *written < last.seq;
+                    *written = (*written).max(last.seq);
+                    newer
+                });
             }
         }
     }
@@ -988,30 +1117,42 @@ impl LeaseEngine {
         Ok(())
     }
 
-    /// Renews this gateway's leases, gives back those unused since the last look, and frees any
-    /// gateway's expired leases.
+    /// Renews this gateway's leases. Each renewed lease is alive for `LEASE_TTL` from before the
+    /// statement was sent; one that was not renewed (another gateway freed it when it expired)
+    /// is not, and the book lapses when it may have.
     async fn renew(&self) -> Result<(), StoreError> {
         let _order = self.order.lock().await;
         let asked_at = Instant::now();
-        let node_id = self.node_id.clone();
-        let renewed: usize = self
+        let node_id = self.node_id();
+        let (leases, meters): (Vec<Renewed>, Vec<RenewedMeter>) = self
             .run(async |conn| {
-                let mut renewed = 0;
-                for table in ["credit_leases", "budget_leases"] {
-                    renewed +=
-                        diesel::sql_query(format!("UPDATE {table} SET expires_at = {DB_NOW} + $2 WHERE node_id = $1"))
-                            .bind::<Text, _>(&node_id)
-                            .bind::<BigInt, _>(ttl_millis())
-                            .execute(conn)
-                            .await?;
-                }
-                Ok(renewed)
+                let leases = diesel::sql_query(format!(
+                    "UPDATE credit_leases SET expires_at = {DB_NOW} + $2 WHERE node_id = $1 RETURNING user_id, key_id"
+                ))
+                .bind::<Text, _>(&node_id)
+                .bind::<BigInt, _>(ttl_millis())
+                .load(conn)
+                .await?;
+                let meters = diesel::sql_query(format!(
+                    "UPDATE budget_leases SET expires_at = {DB_NOW} + $2 WHERE node_id = $1 \
+                     RETURNING budget_id, window_start"
+                ))
+                .bind::<Text, _>(&node_id)
+                .bind::<BigInt, _>(ttl_millis())
+                .load(conn)
+                .await?;
+                Ok((leases, meters))
             })
             .await?;
-        if renewed > 0 {
-            self.renewed(asked_at);
-        }
+        let leases = leases.into_iter().map(|row| row.key_id.map_or(Lease::User(row.user_id), Lease::Key));
+        let meters = meters.into_iter().map(|row| Lease::Meter(row.budget_id, row.window_start));
+        self.renewed(asked_at, leases.chain(meters));
         Ok(())
+    }
+
+    /// Forgets batch ids older than `BATCH_IDS_KEPT` (a batch is retried within minutes).
+    async fn prune_batch_ids(&self) -> Result<usize, StoreError> {
+        self.run(async |conn| Ok(prune_batch_ids(conn).await?)).await
     }
 
     /// Gives back the leases whose entries were idle at the last look and still are.
@@ -1128,286 +1269,6 @@ fn ttl_millis() -> i64 {
     i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Locks a lease's user or key row (the lock order: owner before lease).
-async fn lock_owner(conn: &mut AsyncPgConnection, lease: &LeaseRow) -> Result<(), diesel::result::Error> {
-    let (sql, id) = match lease.key_id {
-        Some(key_id) => ("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE", key_id),
-        None => ("SELECT id FROM users WHERE id = $1 FOR UPDATE", lease.user_id),
-    };
-    diesel::sql_query(sql).bind::<BigInt, _>(id).execute(conn).await?;
-    Ok(())
-}
-
-/// Gives `back` (credit, tokens, calls) of a lease to its user or key: the lease shrinks, or is
-/// deleted when nothing is left.
-async fn free_lease(
-    conn: &mut AsyncPgConnection,
-    lease: &LeaseRow,
-    back: [i64; 3],
-) -> Result<(), diesel::result::Error> {
-    take_from_lease(conn, "credit_leases", lease.id, Some([lease.amount, lease.tokens, lease.calls]), back).await?;
-    unreserve(conn, lease, back).await
-}
-
-/// A batch's settlements consume `used` (credit, tokens, calls) of lease `id` of `table`; an
-/// emptied lease stays (its entry is still in the book) until it is given back or expires.
-async fn consume_lease(
-    conn: &mut AsyncPgConnection,
-    table: &str,
-    id: i64,
-    used: [i64; 3],
-) -> Result<(), diesel::result::Error> {
-    take_from_lease(conn, table, id, None, used).await
-}
-
-/// Takes `taken` (credit, tokens, calls) out of lease `id` of `table` (`credit_leases` or
-/// `budget_leases`); given what the lease `held`, the row is deleted when that empties it.
-async fn take_from_lease(
-    conn: &mut AsyncPgConnection,
-    table: &str,
-    id: i64,
-    held: Option<[i64; 3]>,
-    taken: [i64; 3],
-) -> Result<(), diesel::result::Error> {
-    if held == Some(taken) {
-        diesel::sql_query(format!("DELETE FROM {table} WHERE id = $1")).bind::<BigInt, _>(id).execute(conn).await?;
-    } else {
-        diesel::sql_query(format!(
-            "UPDATE {table} SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1"
-        ))
-        .bind::<BigInt, _>(id)
-        .bind::<BigInt, _>(taken[0])
-        .bind::<BigInt, _>(taken[1])
-        .bind::<BigInt, _>(taken[2])
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Takes `back` out of the reserved columns of a lease's user or key.
-async fn unreserve(
-    conn: &mut AsyncPgConnection,
-    lease: &LeaseRow,
-    back: [i64; 3],
-) -> Result<(), diesel::result::Error> {
-    match lease.key_id {
-        Some(key_id) => {
-            diesel::sql_query(
-                "UPDATE api_keys SET quota_reserved = quota_reserved - $2, tokens_reserved = tokens_reserved - $3, \
-                 calls_reserved = calls_reserved - $4 WHERE id = $1",
-            )
-            .bind::<BigInt, _>(key_id)
-            .bind::<BigInt, _>(back[0])
-            .bind::<BigInt, _>(back[1])
-            .bind::<BigInt, _>(back[2])
-            .execute(conn)
-            .await?;
-        }
-        None => {
-            diesel::sql_query("UPDATE users SET reserved = reserved - $2 WHERE id = $1")
-                .bind::<BigInt, _>(lease.user_id)
-                .bind::<BigInt, _>(back[0])
-                .execute(conn)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Locks a budget window's row (the lock order: window before lease).
-async fn lock_window(conn: &mut AsyncPgConnection, budget_id: i64, start: i64) -> Result<(), diesel::result::Error> {
-    diesel::sql_query("SELECT budget_id FROM budget_windows WHERE budget_id = $1 AND window_start = $2 FOR UPDATE")
-        .bind::<BigInt, _>(budget_id)
-        .bind::<BigInt, _>(start)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Gives `back` (credit, tokens, calls) of a budget window's lease to the window.
-async fn free_meter_lease(
-    conn: &mut AsyncPgConnection,
-    lease: &MeterLeaseRow,
-    back: [i64; 3],
-) -> Result<(), diesel::result::Error> {
-    take_from_lease(conn, "budget_leases", lease.id, Some([lease.amount, lease.tokens, lease.calls]), back).await?;
-    unreserve_window(conn, lease, back).await
-}
-
-/// Takes `back` out of a budget window's reserved columns.
-async fn unreserve_window(
-    conn: &mut AsyncPgConnection,
-    lease: &MeterLeaseRow,
-    back: [i64; 3],
-) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "UPDATE budget_windows SET credit_reserved = credit_reserved - $3, tokens_reserved = tokens_reserved - $4, \
-         calls_reserved = calls_reserved - $5 WHERE budget_id = $1 AND window_start = $2",
-    )
-    .bind::<BigInt, _>(lease.budget_id)
-    .bind::<BigInt, _>(lease.window_start)
-    .bind::<BigInt, _>(back[0])
-    .bind::<BigInt, _>(back[1])
-    .bind::<BigInt, _>(back[2])
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// A batch's budget windows, after its users and keys (the lock order: windows, then their
-/// leases): per window, what this gateway's lease still holds pays first, and the usage grows by
-/// the whole of it.
-async fn write_meters(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<(), TxError> {
-    let meters = meter_totals(batch);
-    if meters.is_empty() {
-        return Ok(());
-    }
-    let budget_ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();
-    let starts: Vec<i64> = meters.iter().map(|(id, _)| id.start).collect();
-    diesel::sql_query(
-        "SELECT budget_id FROM budget_windows WHERE (budget_id, window_start) IN \
-         (SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[])) ORDER BY budget_id, window_start FOR UPDATE",
-    )
-    .bind::<Array<BigInt>, _>(&budget_ids)
-    .bind::<Array<BigInt>, _>(&starts)
-    .execute(conn)
-    .await?;
-    let leases: Vec<MeterLeaseRow> = diesel::sql_query(
-        "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases WHERE node_id = $1 \
-         AND (budget_id, window_start) IN (SELECT * FROM unnest($2::BIGINT[], $3::BIGINT[])) ORDER BY id FOR UPDATE",
-    )
-    .bind::<Text, _>(node_id)
-    .bind::<Array<BigInt>, _>(&budget_ids)
-    .bind::<Array<BigInt>, _>(&starts)
-    .load(conn)
-    .await?;
-    for (id, total) in meters {
-        let lease = leases.iter().find(|l| l.budget_id == id.budget && l.window_start == id.start);
-        let consumed =
-            lease.map_or([0; 3], |l| [l.amount.min(total[0]), l.tokens.min(total[1]), l.calls.min(total[2])]);
-        if let Some(lease) = lease {
-            consume_lease(conn, "budget_leases", lease.id, consumed).await?;
-        }
-        diesel::sql_query(
-            "UPDATE budget_windows SET \
-             credit_used = CASE WHEN credit_used <= 9223372036854775807 - $3 THEN credit_used + $3 ELSE 9223372036854775807 END, \
-             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $4 THEN tokens_used + $4 ELSE 9223372036854775807 END, \
-             calls_used = calls_used + $5, credit_reserved = credit_reserved - $6, \
-             tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8 \
-             WHERE budget_id = $1 AND window_start = $2",
-        )
-        .bind::<BigInt, _>(id.budget)
-        .bind::<BigInt, _>(id.start)
-        .bind::<BigInt, _>(total[0].max(0))
-        .bind::<BigInt, _>(total[1].max(0))
-        .bind::<BigInt, _>(total[2])
-        .bind::<BigInt, _>(consumed[0])
-        .bind::<BigInt, _>(consumed[1])
-        .bind::<BigInt, _>(consumed[2])
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// One batch: its users locked, then its keys, then this gateway's leases of them (the lock
-/// order); per user one `UPDATE` of the balance and of what the lease still holds, per key the
-/// same for its counters, and the consume rows.
-async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<(), TxError> {
-    let now = now_millis();
-    let (mut user_totals, mut key_totals) = batch_totals(batch);
-    user_totals.sort_unstable_by_key(|(id, _)| *id);
-    key_totals.sort_unstable_by_key(|(id, _)| *id);
-    let user_ids: Vec<i64> = user_totals.iter().map(|(id, _)| *id).collect();
-    let key_ids: Vec<i64> = key_totals.iter().map(|(id, _)| *id).collect();
-    diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(&user_ids)
-        .execute(conn)
-        .await?;
-    diesel::sql_query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(&key_ids)
-        .execute(conn)
-        .await?;
-    let leases: Vec<LeaseRow> = diesel::sql_query(
-        "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases WHERE node_id = $1 \
-         AND ((key_id IS NULL AND user_id = ANY($2)) OR key_id = ANY($3)) ORDER BY id FOR UPDATE",
-    )
-    .bind::<Text, _>(node_id)
-    .bind::<Array<BigInt>, _>(&user_ids)
-    .bind::<Array<BigInt>, _>(&key_ids)
-    .load(conn)
-    .await?;
-    let ids: Vec<&str> = batch.iter().filter(|d| d.charge.is_positive()).map(|d| d.request_id.as_str()).collect();
-    let mut taken: std::collections::HashSet<String> = transactions::table
-        .filter(transactions::tx_type.eq(TxType::Consume.as_str()))
-        .filter(transactions::order_no.eq_any(&ids))
-        .select(transactions::order_no.assume_not_null())
-        .load::<String>(conn)
-        .await?
-        .into_iter()
-        .collect();
-    let mut rows = Vec::new();
-    for (user_id, total) in user_totals {
-        // What the lease still holds pays first; the rest (overage) comes from the balance alone.
-        let lease = leases.iter().find(|l| l.key_id.is_none() && l.user_id == user_id);
-        let consumed = lease.map_or(0, |l| l.amount.min(total));
-        if let Some(lease) = lease {
-            diesel::sql_query("UPDATE credit_leases SET amount = amount - $2 WHERE id = $1")
-                .bind::<BigInt, _>(lease.id)
-                .bind::<BigInt, _>(consumed)
-                .execute(conn)
-                .await?;
-        }
-        let balance: Vec<Balance> = diesel::sql_query(
-            "UPDATE users SET token_balance = token_balance - $2, reserved = reserved - $3, \
-             total_consumed = CASE WHEN total_consumed <= 9223372036854775807 - $2 THEN total_consumed + $2 \
-             ELSE 9223372036854775807 END, updated_at = $4 WHERE id = $1 RETURNING token_balance",
-        )
-        .bind::<BigInt, _>(user_id)
-        .bind::<BigInt, _>(total)
-        .bind::<BigInt, _>(consumed)
-        .bind::<BigInt, _>(now)
-        .load(conn)
-        .await?;
-        let Some(Balance { token_balance }) = balance.into_iter().next() else { continue };
-        rows.extend(consume_rows(batch, user_id, token_balance, total, &mut taken, now));
-    }
-    for (key_id, [quota, tokens, calls, successes]) in key_totals {
-        let lease = leases.iter().find(|l| l.key_id == Some(key_id));
-        let consumed = lease.map_or([0; 3], |l| [l.amount.min(quota), l.tokens.min(tokens), l.calls.min(successes)]);
-        if let Some(lease) = lease {
-            consume_lease(conn, "credit_leases", lease.id, consumed).await?;
-        }
-        // Successes use up remaining calls, stopping at zero; NULL, no limit, stays NULL.
-        diesel::sql_query(
-            "UPDATE api_keys SET \
-             quota_used = CASE WHEN quota_used <= 9223372036854775807 - $2 THEN quota_used + $2 ELSE 9223372036854775807 END, \
-             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $3 THEN tokens_used + $3 ELSE 9223372036854775807 END, \
-             calls_total = calls_total + $4, calls_succeeded = calls_succeeded + $5, \
-             remaining_calls = CASE WHEN remaining_calls IS NULL THEN NULL ELSE GREATEST(remaining_calls - $5, 0) END, \
-             quota_reserved = quota_reserved - $6, tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8, \
-             updated_at = $9 WHERE id = $1",
-        )
-        .bind::<BigInt, _>(key_id)
-        .bind::<BigInt, _>(quota.max(0))
-        .bind::<BigInt, _>(tokens.max(0))
-        .bind::<BigInt, _>(calls)
-        .bind::<BigInt, _>(successes)
-        .bind::<BigInt, _>(consumed[0])
-        .bind::<BigInt, _>(consumed[1])
-        .bind::<BigInt, _>(consumed[2])
-        .bind::<BigInt, _>(now)
-        .execute(conn)
-        .await?;
-    }
-    write_meters(conn, node_id, batch).await?;
-    if !rows.is_empty() {
-        diesel::insert_into(transactions::table).values(&rows).execute(conn).await?;
-    }
-    Ok(())
-}
-
 /// The writing task: waits for a first debit, lets the window fill (unless a reader waits), writes
 /// the queue, and on failure tries again with a growing pause. Ends with the engine.
 async fn write_behind(engine: Weak<LeaseEngine>, wake: Arc<Notify>) {
@@ -1415,7 +1276,7 @@ async fn write_behind(engine: Weak<LeaseEngine>, wake: Arc<Notify>) {
     loop {
         let woken = wake.notified();
         let (pending, urgent) = match engine.upgrade() {
-            Some(engine) => (engine.book().unwritten() > 0, engine.urgent.swap(false, Ordering::AcqRel)),
+            Some(engine) => (engine.unwritten() > 0, engine.urgent.swap(false, Ordering::AcqRel)),
             None => return,
         };
         if !pending {
@@ -1445,6 +1306,7 @@ async fn upkeep(engine: Weak<LeaseEngine>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_renewal, mut last_reclaim) = (Instant::now(), Instant::now() - RECLAIM_EVERY);
     let mut last_budgets = Instant::now() - BUDGETS_RELOAD;
+    let mut last_prune = Instant::now();
     loop {
         tick.tick().await;
         let Some(engine) = engine.upgrade() else { return };
@@ -1472,5 +1334,14 @@ async fn upkeep(engine: Weak<LeaseEngine>) {
                 Err(error) => tracing::warn!(%error, "freeing expired credit leases failed"),
             }
         }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            if let Err(error) = engine.prune_batch_ids().await {
+                tracing::warn!(%error, "forgetting old batch ids failed");
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,7 @@ mod cached;
 mod channels;
 pub mod engine;
 mod keys;
+mod lease_writes;
 pub mod leases;
 mod ledger;
 mod prices;

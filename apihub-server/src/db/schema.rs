@@ -172,6 +172,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    credit_batches (node_id, first_seq) {
+        node_id -> Text,
+        first_seq -> BigInt,
+        last_seq -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     credit_leases (id) {
         id -> BigInt,
         node_id -> Text,

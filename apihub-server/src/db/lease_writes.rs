@@ -1,0 +1,410 @@
+//! The statements that take from credit leases on PostgreSQL ([`super::leases`]; grants and
+//! renewals stay there): batched settlements, one transaction per batch, each consuming this
+//! gateway's leases of its users, keys and budget windows, rows locked in a fixed order (users,
+//! keys, their leases, windows, their leases) so that two gateways never deadlock; and freeing a
+//! lease (given back, or reclaimed when it expired), its owner locked first.
+//!
+//! A batch is recorded in `credit_batches` by its node id and first sequence number, in its own
+//! transaction. A batch whose commit's acknowledgement was lost (the connection dropped during
+//! `COMMIT`) stays queued and is written again: the second attempt finds the record and counts
+//! the batch as written instead of charging it twice. Records older than [`BATCH_IDS_KEPT`] are
+//! pruned (a batch is retried within seconds, at most minutes).
+
+use apihub_core::credit::Debit;
+use apihub_core::ledger::TxType;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::engine::{batch_totals, consume_rows, meter_totals};
+use super::leases::DB_NOW;
+use super::schema::transactions;
+use super::{TxError, now_millis};
+
+/// How long a batch's record is kept, in milliseconds of the database's clock (a day).
+pub(super) const BATCH_IDS_KEPT: i64 = 86_400_000;
+
+/// What a give-back left of this node's lease in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Left {
+    /// The lease keeps what its open holds and unwritten settlements take.
+    Kept,
+    /// The lease was given back whole.
+    Deleted,
+    /// There was no lease (given back before, or freed by another gateway when it expired).
+    Missing,
+}
+
+/// A gateway's lease of a budget window.
+#[derive(QueryableByName)]
+pub(super) struct MeterLeaseRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub budget_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub window_start: i64,
+    #[diesel(sql_type = BigInt)]
+    pub amount: i64,
+    #[diesel(sql_type = BigInt)]
+    pub tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    pub calls: i64,
+}
+
+/// A gateway's lease of a user's credit (`key_id` NULL) or of a key's limits.
+#[derive(QueryableByName)]
+pub(super) struct LeaseRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub user_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub key_id: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    pub amount: i64,
+    #[diesel(sql_type = BigInt)]
+    pub tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    pub calls: i64,
+}
+
+#[derive(QueryableByName)]
+struct Balance {
+    #[diesel(sql_type = BigInt)]
+    token_balance: i64,
+}
+
+#[derive(QueryableByName)]
+struct LastSeq {
+    #[diesel(sql_type = BigInt)]
+    last_seq: i64,
+}
+
+/// Records a batch under `node_id` by its first sequence number. `None`: recorded now (write
+/// it); `Some(last)`: written before, up to sequence number `last`.
+async fn record_batch(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<Option<u64>, TxError> {
+    let seq = |debit: Option<&Debit>| debit.map_or(0, |debit| i64::try_from(debit.seq).unwrap_or(i64::MAX));
+    let (first, last) = (seq(batch.first()), seq(batch.last()));
+    let recorded: Vec<LastSeq> = diesel::sql_query(format!(
+        "INSERT INTO credit_batches (node_id, first_seq, last_seq, created_at) VALUES ($1, $2, $3, {DB_NOW}) \
+         ON CONFLICT (node_id, first_seq) DO NOTHING RETURNING last_seq"
+    ))
+    .bind::<Text, _>(node_id)
+    .bind::<BigInt, _>(first)
+    .bind::<BigInt, _>(last)
+    .load(conn)
+    .await?;
+    if !recorded.is_empty() {
+        return Ok(None);
+    }
+    let before: Vec<LastSeq> =
+        diesel::sql_query("SELECT last_seq FROM credit_batches WHERE node_id = $1 AND first_seq = $2")
+            .bind::<Text, _>(node_id)
+            .bind::<BigInt, _>(first)
+            .load(conn)
+            .await?;
+    Ok(Some(before.into_iter().next().map_or(0, |row| u64::try_from(row.last_seq).unwrap_or(0))))
+}
+
+/// Forgets the records of batches written more than [`BATCH_IDS_KEPT`] ago; returns how many.
+pub(super) async fn prune_batch_ids(conn: &mut AsyncPgConnection) -> Result<usize, diesel::result::Error> {
+    diesel::sql_query(format!("DELETE FROM credit_batches WHERE created_at < {DB_NOW} - $1"))
+        .bind::<BigInt, _>(BATCH_IDS_KEPT)
+        .execute(conn)
+        .await
+}
+
+/// A batch's budget windows, after its users and keys (the lock order: windows, then their
+/// leases): per window, what this gateway's lease still holds pays first, and the usage grows by
+/// the whole of it.
+async fn write_meters(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<(), TxError> {
+    let meters = meter_totals(batch);
+    if meters.is_empty() {
+        return Ok(());
+    }
+    let budget_ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();
+    let starts: Vec<i64> = meters.iter().map(|(id, _)| id.start).collect();
+    diesel::sql_query(
+        "SELECT budget_id FROM budget_windows WHERE (budget_id, window_start) IN \
+         (SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[])) ORDER BY budget_id, window_start FOR UPDATE",
+    )
+    .bind::<Array<BigInt>, _>(&budget_ids)
+    .bind::<Array<BigInt>, _>(&starts)
+    .execute(conn)
+    .await?;
+    let leases: Vec<MeterLeaseRow> = diesel::sql_query(
+        "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases WHERE node_id = $1 \
+         AND (budget_id, window_start) IN (SELECT * FROM unnest($2::BIGINT[], $3::BIGINT[])) ORDER BY id FOR UPDATE",
+    )
+    .bind::<Text, _>(node_id)
+    .bind::<Array<BigInt>, _>(&budget_ids)
+    .bind::<Array<BigInt>, _>(&starts)
+    .load(conn)
+    .await?;
+    for (id, total) in meters {
+        let lease = leases.iter().find(|l| l.budget_id == id.budget && l.window_start == id.start);
+        let consumed =
+            lease.map_or([0; 3], |l| [l.amount.min(total[0]), l.tokens.min(total[1]), l.calls.min(total[2])]);
+        if let Some(lease) = lease {
+            consume_lease(conn, "budget_leases", lease.id, consumed).await?;
+        }
+        diesel::sql_query(
+            "UPDATE budget_windows SET \
+             credit_used = CASE WHEN credit_used <= 9223372036854775807 - $3 THEN credit_used + $3 ELSE 9223372036854775807 END, \
+             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $4 THEN tokens_used + $4 ELSE 9223372036854775807 END, \
+             calls_used = calls_used + $5, credit_reserved = credit_reserved - $6, \
+             tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8 \
+             WHERE budget_id = $1 AND window_start = $2",
+        )
+        .bind::<BigInt, _>(id.budget)
+        .bind::<BigInt, _>(id.start)
+        .bind::<BigInt, _>(total[0].max(0))
+        .bind::<BigInt, _>(total[1].max(0))
+        .bind::<BigInt, _>(total[2])
+        .bind::<BigInt, _>(consumed[0])
+        .bind::<BigInt, _>(consumed[1])
+        .bind::<BigInt, _>(consumed[2])
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One batch, recorded first (see the [module docs](self)): its users locked, then its keys,
+/// then this gateway's leases of them (the lock order); per user one `UPDATE` of the balance and
+/// of what the lease still holds, per key the same for its counters, and the consume rows.
+/// Returns the sequence number up to which the batch is written: all of it, or what an earlier
+/// attempt whose acknowledgement was lost wrote.
+pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<u64, TxError> {
+    if let Some(written) = record_batch(conn, node_id, batch).await? {
+        return Ok(written);
+    }
+    let now = now_millis();
+    let (mut user_totals, mut key_totals) = batch_totals(batch);
+    user_totals.sort_unstable_by_key(|(id, _)| *id);
+    key_totals.sort_unstable_by_key(|(id, _)| *id);
+    let user_ids: Vec<i64> = user_totals.iter().map(|(id, _)| *id).collect();
+    let key_ids: Vec<i64> = key_totals.iter().map(|(id, _)| *id).collect();
+    diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind::<Array<BigInt>, _>(&user_ids)
+        .execute(conn)
+        .await?;
+    diesel::sql_query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind::<Array<BigInt>, _>(&key_ids)
+        .execute(conn)
+        .await?;
+    let leases: Vec<LeaseRow> = diesel::sql_query(
+        "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases WHERE node_id = $1 \
+         AND ((key_id IS NULL AND user_id = ANY($2)) OR key_id = ANY($3)) ORDER BY id FOR UPDATE",
+    )
+    .bind::<Text, _>(node_id)
+    .bind::<Array<BigInt>, _>(&user_ids)
+    .bind::<Array<BigInt>, _>(&key_ids)
+    .load(conn)
+    .await?;
+    let ids: Vec<&str> = batch.iter().filter(|d| d.charge.is_positive()).map(|d| d.request_id.as_str()).collect();
+    let mut taken: std::collections::HashSet<String> = transactions::table
+        .filter(transactions::tx_type.eq(TxType::Consume.as_str()))
+        .filter(transactions::order_no.eq_any(&ids))
+        .select(transactions::order_no.assume_not_null())
+        .load::<String>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut rows = Vec::new();
+    for (user_id, total) in user_totals {
+        // What the lease still holds pays first; the rest (overage) comes from the balance alone.
+        let lease = leases.iter().find(|l| l.key_id.is_none() && l.user_id == user_id);
+        let consumed = lease.map_or(0, |l| l.amount.min(total));
+        if let Some(lease) = lease {
+            diesel::sql_query("UPDATE credit_leases SET amount = amount - $2 WHERE id = $1")
+                .bind::<BigInt, _>(lease.id)
+                .bind::<BigInt, _>(consumed)
+                .execute(conn)
+                .await?;
+        }
+        let balance: Vec<Balance> = diesel::sql_query(
+            "UPDATE users SET token_balance = token_balance - $2, reserved = reserved - $3, \
+             total_consumed = CASE WHEN total_consumed <= 9223372036854775807 - $2 THEN total_consumed + $2 \
+             ELSE 9223372036854775807 END, updated_at = $4 WHERE id = $1 RETURNING token_balance",
+        )
+        .bind::<BigInt, _>(user_id)
+        .bind::<BigInt, _>(total)
+        .bind::<BigInt, _>(consumed)
+        .bind::<BigInt, _>(now)
+        .load(conn)
+        .await?;
+        let Some(Balance { token_balance }) = balance.into_iter().next() else { continue };
+        rows.extend(consume_rows(batch, user_id, token_balance, total, &mut taken, now));
+    }
+    for (key_id, [quota, tokens, calls, successes]) in key_totals {
+        let lease = leases.iter().find(|l| l.key_id == Some(key_id));
+        let consumed = lease.map_or([0; 3], |l| [l.amount.min(quota), l.tokens.min(tokens), l.calls.min(successes)]);
+        if let Some(lease) = lease {
+            consume_lease(conn, "credit_leases", lease.id, consumed).await?;
+        }
+        // Successes use up remaining calls, stopping at zero; NULL, no limit, stays NULL.
+        diesel::sql_query(
+            "UPDATE api_keys SET \
+             quota_used = CASE WHEN quota_used <= 9223372036854775807 - $2 THEN quota_used + $2 ELSE 9223372036854775807 END, \
+             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $3 THEN tokens_used + $3 ELSE 9223372036854775807 END, \
+             calls_total = calls_total + $4, calls_succeeded = calls_succeeded + $5, \
+             remaining_calls = CASE WHEN remaining_calls IS NULL THEN NULL ELSE GREATEST(remaining_calls - $5, 0) END, \
+             quota_reserved = quota_reserved - $6, tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8, \
+             updated_at = $9 WHERE id = $1",
+        )
+        .bind::<BigInt, _>(key_id)
+        .bind::<BigInt, _>(quota.max(0))
+        .bind::<BigInt, _>(tokens.max(0))
+        .bind::<BigInt, _>(calls)
+        .bind::<BigInt, _>(successes)
+        .bind::<BigInt, _>(consumed[0])
+        .bind::<BigInt, _>(consumed[1])
+        .bind::<BigInt, _>(consumed[2])
+        .bind::<BigInt, _>(now)
+        .execute(conn)
+        .await?;
+    }
+    write_meters(conn, node_id, batch).await?;
+    if !rows.is_empty() {
+        diesel::insert_into(transactions::table).values(&rows).execute(conn).await?;
+    }
+    Ok(batch.last().map_or(0, |debit| debit.seq))
+}
+
+/// Locks a lease's user or key row (the lock order: owner before lease).
+pub(super) async fn lock_owner(conn: &mut AsyncPgConnection, lease: &LeaseRow) -> Result<(), diesel::result::Error> {
+    let (sql, id) = match lease.key_id {
+        Some(key_id) => ("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE", key_id),
+        None => ("SELECT id FROM users WHERE id = $1 FOR UPDATE", lease.user_id),
+    };
+    diesel::sql_query(sql).bind::<BigInt, _>(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Gives `back` (credit, tokens, calls) of a lease to its user or key: the lease shrinks, or is
+/// deleted when nothing is left.
+pub(super) async fn free_lease(
+    conn: &mut AsyncPgConnection,
+    lease: &LeaseRow,
+    back: [i64; 3],
+) -> Result<Left, diesel::result::Error> {
+    let left = take_from_lease(conn, "credit_leases", lease.id, Some([lease.amount, lease.tokens, lease.calls]), back);
+    let left = left.await?;
+    unreserve(conn, lease, back).await?;
+    Ok(left)
+}
+
+/// A batch's settlements consume `used` (credit, tokens, calls) of lease `id` of `table`; an
+/// emptied lease stays (its entry is still in the book) until it is given back or expires.
+pub(super) async fn consume_lease(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    id: i64,
+    used: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    take_from_lease(conn, table, id, None, used).await.map(|_| ())
+}
+
+/// Takes `taken` (credit, tokens, calls) out of lease `id` of `table` (`credit_leases` or
+/// `budget_leases`); given what the lease `held`, the row is deleted when that empties it.
+async fn take_from_lease(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    id: i64,
+    held: Option<[i64; 3]>,
+    taken: [i64; 3],
+) -> Result<Left, diesel::result::Error> {
+    if held == Some(taken) {
+        diesel::sql_query(format!("DELETE FROM {table} WHERE id = $1")).bind::<BigInt, _>(id).execute(conn).await?;
+        return Ok(Left::Deleted);
+    } else {
+        diesel::sql_query(format!(
+            "UPDATE {table} SET amount = amount - $2, tokens = tokens - $3, calls = calls - $4 WHERE id = $1"
+        ))
+        .bind::<BigInt, _>(id)
+        .bind::<BigInt, _>(taken[0])
+        .bind::<BigInt, _>(taken[1])
+        .bind::<BigInt, _>(taken[2])
+        .execute(conn)
+        .await?;
+    }
+    Ok(Left::Kept)
+}
+
+/// Takes `back` out of the reserved columns of a lease's user or key.
+pub(super) async fn unreserve(
+    conn: &mut AsyncPgConnection,
+    lease: &LeaseRow,
+    back: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    match lease.key_id {
+        Some(key_id) => {
+            diesel::sql_query(
+                "UPDATE api_keys SET quota_reserved = quota_reserved - $2, tokens_reserved = tokens_reserved - $3, \
+                 calls_reserved = calls_reserved - $4 WHERE id = $1",
+            )
+            .bind::<BigInt, _>(key_id)
+            .bind::<BigInt, _>(back[0])
+            .bind::<BigInt, _>(back[1])
+            .bind::<BigInt, _>(back[2])
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            diesel::sql_query("UPDATE users SET reserved = reserved - $2 WHERE id = $1")
+                .bind::<BigInt, _>(lease.user_id)
+                .bind::<BigInt, _>(back[0])
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Locks a budget window's row (the lock order: window before lease).
+pub(super) async fn lock_window(
+    conn: &mut AsyncPgConnection,
+    budget_id: i64,
+    start: i64,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT budget_id FROM budget_windows WHERE budget_id = $1 AND window_start = $2 FOR UPDATE")
+        .bind::<BigInt, _>(budget_id)
+        .bind::<BigInt, _>(start)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives `back` (credit, tokens, calls) of a budget window's lease to the window.
+pub(super) async fn free_meter_lease(
+    conn: &mut AsyncPgConnection,
+    lease: &MeterLeaseRow,
+    back: [i64; 3],
+) -> Result<Left, diesel::result::Error> {
+    let held = Some([lease.amount, lease.tokens, lease.calls]);
+    let left = take_from_lease(conn, "budget_leases", lease.id, held, back).await?;
+    unreserve_window(conn, lease, back).await?;
+    Ok(left)
+}
+
+/// Takes `back` out of a budget window's reserved columns.
+pub(super) async fn unreserve_window(
+    conn: &mut AsyncPgConnection,
+    lease: &MeterLeaseRow,
+    back: [i64; 3],
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE budget_windows SET credit_reserved = credit_reserved - $3, tokens_reserved = tokens_reserved - $4, \
+         calls_reserved = calls_reserved - $5 WHERE budget_id = $1 AND window_start = $2",
+    )
+    .bind::<BigInt, _>(lease.budget_id)
+    .bind::<BigInt, _>(lease.window_start)
+    .bind::<BigInt, _>(back[0])
+    .bind::<BigInt, _>(back[1])
+    .bind::<BigInt, _>(back[2])
+    .execute(conn)
+    .await?;
+    Ok(())
+}

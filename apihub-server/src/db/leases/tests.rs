@@ -1,0 +1,313 @@
+//! The lease protocol's faults on a real PostgreSQL database (`APIHUB_TEST_POSTGRES_URL`; without
+//! it the tests are skipped locally and fail under CI), with engines that run no tasks of their
+//! own: each test writes, renews, reclaims and lets time pass (on the engine's monotonic clock
+//! and on the leases' expiries alike) exactly when it says. Two engines on one database are two
+//! gateways. The faults these tests inject are real: a pool with no connection to give, a
+//! commit whose acknowledgement is lost (a narrow test-only switch in `write_queued`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use apihub_core::billing::{BillingError, HoldRequest, NewReservation, ReservationId, Settlement};
+use apihub_core::budget::BudgetZone;
+use apihub_core::policy::KeyId;
+use apihub_core::user::UserId;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::{LeaseEngine, PgPool};
+use crate::db::budgets::BudgetDefs;
+use crate::db::{DbUrl, migrate};
+
+/// The throwaway database of the integration tests.
+#[path = "../../../tests/common/pg.rs"]
+mod pg;
+
+/// A fresh database with the migrations applied, dropped at the end.
+struct TestDb {
+    database: pg::PgDatabase,
+}
+
+impl TestDb {
+    async fn create() -> Option<TestDb> {
+        let Ok(base) = std::env::var("APIHUB_TEST_POSTGRES_URL") else {
+            assert!(std::env::var_os("CI").is_none(), "APIHUB_TEST_POSTGRES_URL must be set in CI");
+            return None;
+        };
+        let database = pg::PgDatabase::create(&base).await;
+        migrate(&DbUrl::Postgres(database.url.clone())).await.expect("migrations");
+        Some(TestDb { database })
+    }
+
+    /// A pool of `size` connections, waiting at most 200 ms for one.
+    fn pool(&self, size: usize) -> PgPool {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&self.database.url);
+        let wait = Some(Duration::from_millis(200));
+        PgPool::builder(manager)
+            .max_size(size)
+            .timeouts(deadpool::managed::Timeouts { wait, create: wait, recycle: wait })
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .expect("pool")
+    }
+
+    /// A gateway: an engine on a pool of its own.
+    fn gateway(&self, connections: usize) -> (Arc<LeaseEngine>, PgPool) {
+        let pool = self.pool(connections);
+        (LeaseEngine::new(pool.clone(), BudgetDefs::new(BudgetZone::default())), pool)
+    }
+
+    async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database.url).await.expect("connect")
+    }
+
+    /// A user with `balance` micros and an unlimited key of theirs.
+    async fn customer(&self, name: &str, balance: i64) -> (UserId, KeyId) {
+        let mut conn = self.conn().await;
+        let user: Vec<Id> = diesel::sql_query(
+            "INSERT INTO users (username, password_hash, role, token_balance, created_at, updated_at) \
+             VALUES ($1, 'x', 'user', $2, 0, 0) RETURNING id",
+        )
+        .bind::<Text, _>(name)
+        .bind::<BigInt, _>(balance)
+        .load(&mut conn)
+        .await
+        .expect("user");
+        let user = user[0].id;
+        let key: Vec<Id> = diesel::sql_query(
+            "INSERT INTO api_keys (user_id, public_id, secret_hash, last4, name, status, created_at, updated_at) \
+             VALUES ($1, $2, 'x', 'xxxx', 'k', 'active', 0, 0) RETURNING id",
+        )
+        .bind::<BigInt, _>(user)
+        .bind::<Text, _>(format!("pk-{name}"))
+        .load(&mut conn)
+        .await
+        .expect("key");
+        (user, key[0].id)
+    }
+
+    async fn number(&self, sql: &str, user: UserId, node: Option<&str>) -> i64 {
+        let mut conn = self.conn().await;
+        let row: Vec<Number> = diesel::sql_query(sql)
+            .bind::<BigInt, _>(user)
+            .bind::<Text, _>(node.unwrap_or(""))
+            .load(&mut conn)
+            .await
+            .expect(sql);
+        row[0].n
+    }
+
+    /// What `node`'s lease of the user's credit holds in the database.
+    async fn lease(&self, user: UserId, node: &str) -> i64 {
+        let sql = "SELECT COALESCE(SUM(amount), 0)::BIGINT AS n FROM credit_leases \
+                   WHERE user_id = $1 AND key_id IS NULL AND node_id = $2";
+        self.number(sql, user, Some(node)).await
+    }
+
+    async fn reserved(&self, user: UserId) -> i64 {
+        self.number("SELECT reserved AS n FROM users WHERE id = $1 AND $2 = $2", user, None).await
+    }
+
+    async fn balance(&self, user: UserId) -> i64 {
+        self.number("SELECT token_balance AS n FROM users WHERE id = $1 AND $2 = $2", user, None).await
+    }
+
+    async fn consume_rows(&self, user: UserId) -> i64 {
+        let sql = "SELECT COUNT(*) AS n FROM transactions WHERE user_id = $1 AND tx_type = 'consume' AND $2 = $2";
+        self.number(sql, user, None).await
+    }
+
+    /// `by` passes without a renewal: on `engine`'s clock, and for its leases' expiries.
+    async fn elapse(&self, engine: &LeaseEngine, by: Duration) {
+        pretend_elapsed(engine, by);
+        let mut conn = self.conn().await;
+        for table in ["credit_leases", "budget_leases"] {
+            diesel::sql_query(format!("UPDATE {table} SET expires_at = expires_at - $1 WHERE node_id = $2"))
+                .bind::<BigInt, _>(i64::try_from(by.as_millis()).expect("millis"))
+                .bind::<Text, _>(engine.node_id())
+                .execute(&mut conn)
+                .await
+                .expect("age leases");
+        }
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The engine's clock moves `by` ahead of when it last asked for its leases.
+fn pretend_elapsed(engine: &LeaseEngine, by: Duration) {
+    for asked in engine.asked().values_mut() {
+        *asked = asked.checked_sub(by).expect("an instant that far back");
+    }
+}
+
+fn hold(user: UserId, key: KeyId, request_id: &str, amount: i64) -> NewReservation {
+    let hold = HoldRequest { amount: apihub_core::Money::from_micros(amount), tokens: 0 };
+    NewReservation { user_id: user, key_id: key, request_id: request_id.into(), hold }
+}
+
+fn charge(micros: i64) -> Settlement {
+    Settlement { charge: apihub_core::Money::from_micros(micros), tokens: 0, success: true, description: "t".into() }
+}
+
+/// What `engine`'s book counts as its lease of the user: its funds, settled charges included.
+fn book_lease(engine: &LeaseEngine, user: UserId) -> i64 {
+    engine.book().stored_user(user).unwrap_or(0)
+}
+
+fn held(engine: &LeaseEngine, user: UserId) -> i64 {
+    engine.user_holds(user).map_or(0, |funds| funds.reserved.micros())
+}
+
+async fn reserve(engine: &LeaseEngine, new: &NewReservation) -> Result<ReservationId, BillingError> {
+    engine.reserve(new).await
+}
+
+/// Bug A: a grant renews only its own lease, and a renewal that touches any of this gateway's
+/// leases used to vouch for every lease in its book. Here the lease of user 1 is not renewed
+/// for 21 s while a grant for user 2 succeeds in between; another gateway reclaims the expired
+/// lease; this gateway must then not hold user 1's credit from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_does_not_spend_a_lease_another_gateway_reclaimed() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key_one) = db.customer("one", 1_000_000).await;
+    let (two, key_two) = db.customer("two", 1_000_000).await;
+    let (a, _) = db.gateway(4);
+    let (b, _) = db.gateway(4);
+
+    let first = reserve(&a, &hold(one, key_one, "a1", 100_000)).await.expect("a leases user one's credit");
+    a.release(first).expect("released");
+    db.elapse(&a, Duration::from_secs(16)).await;
+    let second = reserve(&a, &hold(two, key_two, "a2", 100_000)).await.expect("a leases user two's credit");
+    a.release(second).expect("released");
+    // Its renewals fail for five more seconds: user one's lease expires, and B frees it.
+    db.elapse(&a, Duration::from_secs(5)).await;
+    assert!(b.reclaim_expired().await.expect("reclaim") >= 1);
+    assert_eq!(db.reserved(one).await, 0, "user one's lease expired and was freed");
+    a.renew().await.expect("a renews what it still has");
+
+    let a_held = match reserve(&a, &hold(one, key_one, "a3", 400_000)).await {
+        Ok(_) => 400_000,
+        Err(_) => 0,
+    };
+    assert!(
+        db.lease(one, &a.node_id()).await >= held(&a, one),
+        "a holds {} of user one's credit, but leases {}",
+        held(&a, one),
+        db.lease(one, &a.node_id()).await
+    );
+    // B sells what is free; together they never hold more than the balance.
+    let mut b_held = 0;
+    for (n, amount) in [500_000, 500_000, 100_000].into_iter().enumerate() {
+        if reserve(&b, &hold(one, key_one, &format!("b{n}"), amount)).await.is_ok() {
+            b_held += amount;
+        }
+    }
+    assert!(a_held + b_held <= 1_000_000, "{a_held} + {b_held} held of a balance of 1,000,000");
+}
+
+/// Bug B: a gateway whose leases lapsed used to forget its book but keep its node id, so its
+/// next grant added to the old lease row, and its old holds closed against the new entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_leases_lapsed_keeps_its_old_holds_apart_from_its_new_lease() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    let (a, _) = db.gateway(4);
+    let (b, _) = db.gateway(4);
+
+    let old = reserve(&a, &hold(one, key, "old", 300_000)).await.expect("a leases");
+    // The database is away for 21 s: a's leases lapse (expired, not yet freed).
+    db.elapse(&a, Duration::from_secs(21)).await;
+    reserve(&a, &hold(one, key, "new", 100_000)).await.expect("a leases afresh");
+    a.settle(old, &charge(300_000)).expect("the old hold settles");
+    a.flush().await.expect("written");
+    assert_eq!(held(&a, one), 100_000, "a's open hold is the new one");
+
+    // Another gateway frees what expired; what a leases now is what its book spends.
+    b.reclaim_expired().await.expect("reclaim");
+    a.renew().await.expect("renew");
+    b.reclaim_expired().await.expect("reclaim");
+    assert_eq!(db.lease(one, &a.node_id()).await, book_lease(&a, one), "a's lease in the database and its book");
+    assert_eq!(db.reserved(one).await, book_lease(&a, one), "no credit stranded in an old lease");
+    assert_eq!(db.balance(one).await, 700_000);
+}
+
+/// Bug C: a give-back shrank the book first; when the database's shrink then failed, the
+/// difference stayed locked in the lease (renewed by the heartbeat) while the book had given it
+/// up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_give_back_leaves_the_lease_and_the_book_equal() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    let (a, pool) = db.gateway(1);
+
+    let open = reserve(&a, &hold(one, key, "r1", 100_000)).await.expect("a leases");
+    let leased = db.lease(one, &a.node_id()).await;
+    assert_eq!(book_lease(&a, one), leased);
+    {
+        // The pool has no connection to give: giving back (before an administrator's debit) fails.
+        let _taken = pool.get().await.expect("the only connection");
+        a.revoke_user(one).await.expect_err("no connection");
+    }
+    assert_eq!(book_lease(&a, one), db.lease(one, &a.node_id()).await, "the book gave up what the lease kept");
+    // The user stays busy: the lease grows, and still matches the book.
+    reserve(&a, &hold(one, key, "r2", 450_000)).await.expect("a holds more");
+    a.settle(open, &charge(100_000)).expect("settled");
+    a.flush().await.expect("written");
+    assert_eq!(book_lease(&a, one), db.lease(one, &a.node_id()).await);
+    a.revoke_user(one).await.expect("given back");
+    assert_eq!(db.reserved(one).await, 450_000, "only the open hold stays leased");
+}
+
+/// Bug D: a batch that commits while the gateway loses the connection before hearing so stayed
+/// queued and was written again (as `id#seq` ledger rows): charged twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_commit_acknowledgement_was_lost_is_charged_once() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    let (a, _) = db.gateway(4);
+
+    let id = reserve(&a, &hold(one, key, "r1", 100_000)).await.expect("a leases");
+    a.settle(id, &charge(100_000)).expect("settled");
+    a.lose_commit_ack.store(true, Ordering::Release);
+    a.flush().await.expect_err("the acknowledgement is lost");
+    a.flush().await.expect("written (again?)");
+    assert_eq!(db.balance(one).await, 900_000, "charged once");
+    assert_eq!(db.consume_rows(one).await, 1);
+    assert_eq!(a.book().unwritten(), 0);
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.reserved(one).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_records_older_than_a_day_are_pruned() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    let (a, _) = db.gateway(4);
+    for n in 0..2 {
+        let id = reserve(&a, &hold(one, key, &format!("r{n}"), 1_000)).await.expect("held");
+        a.settle(id, &charge(1_000)).expect("settled");
+        a.flush().await.expect("written");
+    }
+    let count = "SELECT COUNT(*) AS n FROM credit_batches WHERE $1 = $1 AND node_id = $2";
+    assert_eq!(db.number(count, one, Some(&a.node_id())).await, 2, "one record per batch");
+    let mut conn = db.conn().await;
+    diesel::sql_query("UPDATE credit_batches SET created_at = created_at - 86400001 WHERE first_seq = 1")
+        .execute(&mut conn)
+        .await
+        .expect("age one record");
+    assert_eq!(a.prune_batch_ids().await.expect("pruned"), 1);
+    assert_eq!(db.number(count, one, Some(&a.node_id())).await, 1, "the newer record stays");
+}
