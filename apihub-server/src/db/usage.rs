@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 
 use super::cached::Cached;
 use super::schema::usage_logs;
-use super::{SqlStore, TxError, corrupt, from_millis, load_page, write_tx};
+use super::{SqlStore, TxError, corrupt, from_millis, load_page, write_op};
 
 /// A `usage_logs` row (without its id, which only orders rows).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -113,10 +113,7 @@ impl UsageRow {
 impl UsageStore for SqlStore {
     async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let rows: Vec<UsageRow> = records.iter().map(UsageRow::of).collect();
-        // A transaction of its own, not a share of the request path's group commit: on SQLite
-        // it runs off the runtime's workers (`block_in_place`), so a batch of rows never stalls
-        // the requests queued on the worker that writes it.
-        write_tx!(self, TxError, |conn| {
+        write_op!(self, Committed, TxError, move |conn| {
             for row in &rows {
                 Cached(diesel::insert_into(usage_logs::table).values(row)).execute(conn).await?;
             }

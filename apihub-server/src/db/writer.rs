@@ -119,9 +119,7 @@ pub(crate) enum Answer {
     /// As soon as its statements have run, before the commit that follows at once (see
     /// [`SqliteWriter::batched`]). For the request path's holds, settlements and releases.
     Applied,
-    /// Once its transaction has committed. No caller needs it since the usage log writes its
-    /// batches in transactions of their own (`write_tx!`); the writer's tests still check it.
-    #[cfg_attr(not(test), expect(dead_code))]
+    /// Once its transaction has committed.
     Committed,
 }
 
