@@ -1,4 +1,5 @@
 //! cargo run --release -p apihub-examples --example bench -- [--quick] [--json out.json]
+//!     [--only direct,nginx,apihub-sqlite,apihub-postgres] [--gateway-env NAME=VALUE]... [--binary PATH]
 //!
 //! The benchmark harness: how much APIHub adds to every request, next to a bare reverse proxy.
 //!
@@ -22,6 +23,10 @@
 //! events still arrive spaced). For a gateway it records the peak RSS (`VmHWM`) and then checks
 //! through the admin and stats APIs that the ledger's consume rows add up to exactly what the
 //! usage log charged, and the ledger to the balance.
+//!
+//! `--only` measures the named targets alone (to try a change quickly: nginx and one gateway side
+//! by side); `--gateway-env` sets a variable in the gateways' environment (to compare settings);
+//! `--binary` runs a given `apihub` binary instead of building one (to compare two builds).
 //!
 //! It prints Markdown tables and, with `--json PATH`, writes everything as JSON. `--quick` runs
 //! a few seconds in all with small counts, to prove the harness works (CI). The exit status is
@@ -100,23 +105,54 @@ impl Plan {
     }
 }
 
+const USAGE: &str =
+    "usage: bench [--quick] [--json PATH] [--only TARGET,...] [--gateway-env NAME=VALUE]... [--binary PATH]
+  (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL; targets: direct, nginx, apihub-sqlite, apihub-postgres)";
+
+const TARGETS: [&str; 4] = ["direct", "nginx", "apihub-sqlite", "apihub-postgres"];
+
 struct Args {
     quick: bool,
     json: Option<PathBuf>,
+    /// The targets to measure; all when empty.
+    only: Vec<String>,
+    gateway_env: Vec<(String, String)>,
+    /// The `apihub` binary to run; built when absent.
+    binary: Option<PathBuf>,
+}
+
+impl Args {
+    fn wants(&self, target: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|name| name == target)
+    }
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut args = Args { quick: false, json: None };
+    let mut args = Args { quick: false, json: None, only: Vec::new(), gateway_env: Vec::new(), binary: None };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
             "--json" => args.json = Some(given.next().context("--json needs a path")?.into()),
+            "--only" => {
+                for name in given.next().context("--only needs a list of targets")?.split(',') {
+                    if !TARGETS.contains(&name) {
+                        bail!("unknown target `{name}`\n{USAGE}");
+                    }
+                    args.only.push(name.to_owned());
+                }
+            }
+            "--gateway-env" => {
+                let pair = given.next().context("--gateway-env needs NAME=VALUE")?;
+                let (name, value) = pair.split_once('=').context("--gateway-env needs NAME=VALUE")?;
+                args.gateway_env.push((name.to_owned(), value.to_owned()));
+            }
+            "--binary" => args.binary = Some(given.next().context("--binary needs a path")?.into()),
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--json PATH]   (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL)");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => bail!("unknown argument `{other}` (usage: bench [--quick] [--json PATH])"),
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
     Ok(args)
@@ -140,7 +176,10 @@ async fn run() -> anyhow::Result<bool> {
     if cfg!(debug_assertions) && !plan.quick {
         eprintln!("bench: this is a debug build; run with --release for numbers worth reading");
     }
-    let apihub = procs::build_apihub()?;
+    let apihub = match &args.binary {
+        Some(binary) => binary.clone(),
+        None => procs::build_apihub()?,
+    };
     let work = tempfile::Builder::new().prefix("apihub-bench-").tempdir()?;
     let started = Instant::now();
     let (_mock, mock) = procs::start_mock(&apihub, work.path())?;
@@ -158,9 +197,12 @@ async fn run() -> anyhow::Result<bool> {
     };
 
     // Direct to the mock: the baseline. The mock takes any key.
-    run.targets.push(measure("direct", mock, "ahg_direct_baseline", &plan, None, None).await);
+    if args.wants("direct") {
+        run.targets.push(measure("direct", mock, "ahg_direct_baseline", &plan, None, None).await);
+    }
 
-    match procs::nginx_binary() {
+    match procs::nginx_binary().filter(|_| args.wants("nginx")) {
+        None if !args.wants("nginx") => {}
         None => run.skipped.push("nginx: not installed (apt-get install nginx-light)".into()),
         Some(nginx) => match procs::start_nginx(&nginx, &work.path().join("nginx"), mock) {
             Err(error) => run.skipped.push(format!("nginx: could not start: {error:#}")),
@@ -171,20 +213,23 @@ async fn run() -> anyhow::Result<bool> {
         },
     }
 
-    let dir = work.path().join("sqlite");
-    let sqlite = format!("sqlite://{}", dir.join("apihub.db").display());
-    match bench_gateway(&apihub, "apihub-sqlite", &dir, &sqlite, mock, &plan).await {
-        Ok(result) => run.targets.push(result),
-        Err(error) => run.failures.push(format!("apihub-sqlite: {error:#}")),
+    let gateway = Gateway { apihub: &apihub, upstream: mock, env: &args.gateway_env };
+    if args.wants("apihub-sqlite") {
+        let dir = work.path().join("sqlite");
+        let sqlite = format!("sqlite://{}", dir.join("apihub.db").display());
+        match bench_gateway(&gateway, "apihub-sqlite", &dir, &sqlite, &plan).await {
+            Ok(result) => run.targets.push(result),
+            Err(error) => run.failures.push(format!("apihub-sqlite: {error:#}")),
+        }
     }
 
     match std::env::var("APIHUB_BENCH_POSTGRES_URL").ok().filter(|url| !url.is_empty()) {
+        _ if !args.wants("apihub-postgres") => {}
         None => run.skipped.push("apihub-postgres: APIHUB_BENCH_POSTGRES_URL is not set".into()),
         Some(base) => {
             let database = procs::PgDatabase::create(&base).await?;
             let outcome =
-                bench_gateway(&apihub, "apihub-postgres", &work.path().join("postgres"), &database.url, mock, &plan)
-                    .await;
+                bench_gateway(&gateway, "apihub-postgres", &work.path().join("postgres"), &database.url, &plan).await;
             if let Err(error) = database.drop_database().await {
                 eprintln!("bench: could not drop the benchmark database: {error:#}");
             }
@@ -210,16 +255,24 @@ async fn run() -> anyhow::Result<bool> {
     Ok(run.failures.is_empty())
 }
 
+/// What every gateway under test is started with.
+struct Gateway<'a> {
+    apihub: &'a Path,
+    upstream: SocketAddr,
+    /// `--gateway-env`.
+    env: &'a [(String, String)],
+}
+
 /// Starts a gateway on `database_url`, provisions it, measures it, checks its ledger, stops it.
 async fn bench_gateway(
-    apihub: &Path,
+    gateway: &Gateway<'_>,
     name: &str,
     dir: &Path,
     database_url: &str,
-    mock: SocketAddr,
     plan: &Plan,
 ) -> anyhow::Result<TargetResult> {
-    let (mut proc, addr) = procs::start_gateway(apihub, name, dir, database_url, mock)?;
+    let (mut proc, addr) =
+        procs::start_gateway(gateway.apihub, name, dir, database_url, gateway.upstream, gateway.env)?;
     let api = Api::new(addr);
     eprintln!("bench: {name}: provisioning (with {} filler keys)", plan.filler_keys);
     let begun = Instant::now();

@@ -233,13 +233,15 @@ fn is_root() -> bool {
 pub const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// `apihub serve` on `database_url` with defaults for everything else (auth, rate limits, quota
-/// and billing all on), forwarding to `upstream`. Its data directory is `dir`.
+/// and billing all on), forwarding to `upstream`, with `extra` variables on top. Its data
+/// directory is `dir`.
 pub fn start_gateway(
     apihub: &Path,
     name: &str,
     dir: &Path,
     database_url: &str,
     upstream: SocketAddr,
+    extra: &[(String, String)],
 ) -> anyhow::Result<(Proc, SocketAddr)> {
     std::fs::create_dir_all(dir)?;
     let addr = free_addr()?;
@@ -260,6 +262,7 @@ pub fn start_gateway(
         ("SHUTDOWN_READINESS_DELAY_SECS", "0".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ]);
+    command.envs(extra.iter().map(|(name, value)| (name, value)));
     let mut proc = Proc::spawn(name, command, dir.join("gateway.log"))?;
     proc.wait_listening(addr)?;
     Ok((proc, addr))

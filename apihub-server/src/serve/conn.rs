@@ -36,7 +36,8 @@ pub struct Conn {
     body_read: AtomicBool,
     /// Asked to close by the accept loop (it needs the slot).
     evicted: AtomicBool,
-    /// Something above changed: the task recomputes its deadline.
+    /// Evicted: the task closes the connection now. (Nothing else wakes it: its timer checks the
+    /// deadline when it fires, so a request costs no wake-up and no timer.)
     pub wake: Notify,
 }
 
@@ -84,6 +85,10 @@ impl Conn {
         self.in_flight.load(Ordering::Acquire) == 0 && !self.evicted.load(Ordering::Acquire)
     }
 
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
     /// Asks the connection's task to close it now.
     pub fn evict(&self) {
         self.evicted.store(true, Ordering::Release);
@@ -94,7 +99,6 @@ impl Conn {
     fn received(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0 && self.head_started.load(Ordering::Acquire) == 0 {
             self.head_started.store(self.now(), Ordering::Release);
-            self.wake.notify_one();
         }
     }
 
@@ -131,9 +135,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let conn = &self.0;
         conn.idle_since.store(conn.now(), Ordering::Release);
-        if conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            conn.wake.notify_one();
-        }
+        conn.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -29,7 +29,7 @@ use axum::extract::ConnectInfo;
 use http::{HeaderValue, Request, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -194,20 +194,19 @@ async fn serve_connection(
             }
         })
     };
-    let connection = hyper::server::conn::http1::Builder::new().timer(TokioTimer::new()).serve_connection(io, service);
+    // hyper's own header timeout is off (it would arm a timer on every request): `Conn` keeps it.
+    let connection = hyper::server::conn::http1::Builder::new().header_read_timeout(None).serve_connection(io, service);
     tokio::pin!(connection);
     let mut stopped = *stopping.borrow();
     if stopped {
         connection.as_mut().graceful_shutdown();
     }
+    // One timer per connection, re-armed only when it fires (not on every request): it is never
+    // later than the connection's real deadline, because a deadline that starts later is at
+    // least `header_read` away from when it starts.
+    let check = tokio::time::sleep(limits.header_read.min(limits.keep_alive));
+    tokio::pin!(check);
     loop {
-        let deadline = conn.deadline(&timeouts);
-        let expiry = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -215,11 +214,18 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = conn.wake.notified() => {}
-            () = expiry => {
-                // Re-checked: a request may have started since the deadline was computed.
-                if conn.deadline(&timeouts).is_some_and(|at| at <= tokio::time::Instant::now().into_std()) {
+            () = conn.wake.notified() => {
+                if conn.is_evicted() {
                     return;
+                }
+            }
+            () = check.as_mut() => {
+                let now = std::time::Instant::now();
+                let next = now + limits.header_read.min(limits.keep_alive);
+                match conn.deadline(&timeouts) {
+                    Some(at) if at <= now => return,
+                    Some(at) => check.as_mut().reset(at.min(next).into()),
+                    None => check.as_mut().reset(next.into()),
                 }
             }
             _ = stopping.changed(), if !stopped => {
