@@ -154,6 +154,15 @@ pub fn check_hold(funds: &UserFunds, key: &KeyCounters, hold: &HoldRequest) -> R
     Ok(())
 }
 
+/// Refuses a reservation no store may hold, before anything is looked up: a negative hold, or a
+/// request id that could not be the order number of its consume row.
+pub fn check_new(new: &NewReservation) -> Result<(), BillingError> {
+    if new.hold.amount.is_negative() || new.hold.tokens < 0 {
+        return Err(StoreError::from(crate::ledger::LedgerError::InvalidField("a hold must not be negative")).into());
+    }
+    crate::ledger::check_order_no(&new.request_id).map_err(|e| StoreError::from(e).into())
+}
+
 /// What a finished request is charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
@@ -170,7 +179,8 @@ pub struct Settlement {
 /// The outcome of a settlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
-    /// The consume row (none for a zero charge).
+    /// The consume row, when the store wrote it before answering: none for a zero charge, nor from
+    /// a store that writes settlements in batches behind the request (the SQL stores).
     pub transaction: Option<Transaction>,
     /// What was charged: the settlement's charge.
     pub charged: Money,
@@ -205,7 +215,8 @@ pub trait BillingStore: Send + Sync {
     async fn release(&self, id: ReservationId) -> Result<(), BillingError>;
     /// Frees holds older than `age` by the store's own clock (left by a crash); returns how many.
     /// A store shared by several processes measures the age with the database's clock, so no
-    /// process's clock can free another's live holds.
+    /// process's clock can free another's live holds; a store that keeps holds in its process's
+    /// memory frees none (a crash takes them along, and a long stream's hold must stay open).
     async fn release_stale(&self, age: std::time::Duration) -> Result<u64, BillingError>;
     /// Open holds against a user (for tests and the dashboard).
     async fn reserved_funds(&self, user_id: UserId) -> Result<UserFunds, BillingError>;

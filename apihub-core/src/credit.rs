@@ -525,12 +525,8 @@ impl CreditBook {
     /// unwritten settlements and open holds, plus this hold's credit, tokens and one call, must
     /// stay within its limits.
     pub fn hold_metered(&mut self, new: &NewReservation, meters: &[MeterId]) -> Result<ReservationId, HoldError> {
+        crate::billing::check_new(new).map_err(HoldError::Refused)?;
         let (amount, tokens) = (new.hold.amount.micros(), new.hold.tokens);
-        if amount < 0 || tokens < 0 {
-            return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Internal(
-                "a hold must not be negative".into(),
-            ))));
-        }
         let user = self.users.get(&new.user_id).ok_or(HoldError::UserNotLoaded(new.user_id))?;
         let key = self.keys.get(&new.key_id).ok_or(HoldError::KeyNotLoaded(new.key_id))?;
         if key.stored.user_id != new.user_id {

@@ -186,14 +186,16 @@ pub fn delta_of(op: &LedgerOp) -> Result<AccountDelta, LedgerError> {
     })
 }
 
+/// Refuses an order number that is not 1 to [`MAX_ORDER_NO_LEN`] printable ASCII characters.
+pub fn check_order_no(order_no: &str) -> Result<(), LedgerError> {
+    let ok =
+        !order_no.is_empty() && order_no.len() <= MAX_ORDER_NO_LEN && order_no.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(()) } else { Err(LedgerError::InvalidField("order_no must be 1 to 64 printable ASCII characters")) }
+}
+
 fn validate_text(op: &LedgerOp) -> Result<(), LedgerError> {
     if let Some(order_no) = &op.order_no {
-        let ok = !order_no.is_empty()
-            && order_no.len() <= MAX_ORDER_NO_LEN
-            && order_no.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return Err(LedgerError::InvalidField("order_no must be 1 to 64 printable ASCII characters"));
-        }
+        check_order_no(order_no)?;
     }
     if op.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
         return Err(LedgerError::InvalidField("description must be at most 500 characters"));

@@ -43,6 +43,8 @@ pub mod extract;
 pub mod memory;
 pub mod quota;
 pub mod rate_limit;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 /// The attribute the store traits (here and in `apihub-core`) are written with; implement them
 /// under `#[async_trait]` without depending on the `async-trait` crate yourself.

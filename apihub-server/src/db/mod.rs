@@ -331,6 +331,9 @@ impl From<diesel::result::Error> for TxError {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 StoreError::Conflict(info.message().to_owned())
             }
+            // A row naming one that does not exist (a key for an unknown user): not found, as
+            // the storage traits promise, not a database failure.
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => StoreError::NotFound,
             // PostgreSQL cannot hold NUL in text (SQLSTATE 22021, or 22P05 in JSON); the value
             // came from the request, so this is the client's error, not ours.
             Error::DatabaseError(DatabaseErrorKind::Unknown, info)

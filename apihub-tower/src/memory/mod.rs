@@ -126,59 +126,6 @@ fn page_of<'a, T: Clone + 'a>(rows: impl IntoIterator<Item = &'a T>, request: Pa
     Page { items, total, request }
 }
 
-/// Registers `username` with a placeholder password hash.
-#[cfg(test)]
-async fn register(store: &MemoryStore, username: &str, role: apihub_core::user::Role) -> apihub_core::user::User {
-    use apihub_core::store::UserStore;
-    use apihub_core::user::NewUser;
-    let password_hash = format!("hash-of-{username}");
-    store.create_user(NewUser { username: username.into(), email: None, password_hash, role }).await.unwrap()
-}
-
-/// A user holding `balance` credits from one recharge.
-#[cfg(test)]
-async fn funded(store: &MemoryStore, username: &str, balance: i64) -> apihub_core::user::User {
-    use apihub_core::Money;
-    use apihub_core::ledger::LedgerOp;
-    use apihub_core::store::LedgerStore;
-    let user = register(store, username, apihub_core::user::Role::User).await;
-    store.apply(user.id, LedgerOp::new(TxType::Recharge, Money::from_credits(balance))).await.unwrap();
-    user
-}
-
-/// Spawns `n` tasks made by `task` on the runtime, releases them all at once, and returns their
-/// outputs in order.
-#[cfg(test)]
-async fn race<F>(n: usize, task: impl Fn(usize) -> F) -> Vec<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let start = Arc::new(tokio::sync::Barrier::new(n));
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let (start, task) = (Arc::clone(&start), task(i));
-            tokio::spawn(async move {
-                start.wait().await;
-                task.await
-            })
-        })
-        .collect();
-    let mut outputs = Vec::with_capacity(n);
-    for task in tasks {
-        outputs.push(task.await.unwrap());
-    }
-    outputs
-}
-
-/// Every ledger row of one user (or everyone), newest first.
-#[cfg(test)]
-async fn rows(store: &MemoryStore, user_id: Option<UserId>) -> Vec<Transaction> {
-    use apihub_core::store::LedgerStore;
-    let all = PageRequest { page: 1, page_size: PageRequest::MAX_PAGE_SIZE };
-    store.transactions(user_id, None, all).await.unwrap().items
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

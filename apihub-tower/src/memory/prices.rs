@@ -21,23 +21,3 @@ impl PriceStore for MemoryStore {
         self.lock()?.prices.remove(model).map(|_| ()).ok_or(StoreError::NotFound)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use apihub_core::Money;
-
-    #[tokio::test]
-    async fn set_list_delete() {
-        let store = MemoryStore::new();
-        let price = ModelPrice { input: Money::from_credits(1), ..ModelPrice::default() };
-        store.set_price("b", &price).await.unwrap();
-        store.set_price("a", &ModelPrice::default()).await.unwrap();
-        store.set_price("b", &ModelPrice { output: Money::from_credits(2), ..price }).await.unwrap();
-        let listed = store.prices().await.unwrap();
-        assert_eq!(listed.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(listed[1].1.output, Money::from_credits(2));
-        store.delete_price("a").await.unwrap();
-        assert!(matches!(store.delete_price("a").await, Err(StoreError::NotFound)));
-    }
-}
