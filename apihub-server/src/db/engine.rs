@@ -165,7 +165,11 @@ impl Engine {
             urgent: AtomicBool::new(false),
             written: watch::Sender::new(0),
         });
-        tokio::spawn(write_behind(Arc::downgrade(&engine), engine.wake.clone()));
+        // Its writes block the thread they run on: a thread of its own.
+        super::writer::spawn_on_own_thread(
+            "apihub-write-behind",
+            write_behind(Arc::downgrade(&engine), engine.wake.clone()),
+        );
         Ok(engine)
     }
 

@@ -413,6 +413,38 @@ impl Drop for SqliteWriter {
     }
 }
 
+/// Runs `task` to its end on a thread of its own, with a single-threaded runtime: a task that
+/// writes through [`SqliteWriter::transaction`] there blocks only itself. (On the server's
+/// multi-threaded runtime the same write would go through `block_in_place`, which hands the
+/// worker's queue to another thread on every write: under load, threads came and went and each
+/// request queued there waited for the hand-over.) Falls back to the current runtime when the
+/// thread cannot be made.
+pub(crate) fn spawn_on_own_thread(name: &str, task: impl Future<Output = ()> + Send + 'static) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, name, "no runtime of its own; running on the shared one");
+            tokio::spawn(task);
+            return;
+        }
+    };
+    // Shared so that the task can be taken back when the thread cannot be made.
+    let task = Arc::new(Mutex::new(Some(task)));
+    let on_thread = task.clone();
+    let started = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let task = on_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task {
+            runtime.block_on(task);
+        }
+    });
+    if let Err(error) = started {
+        tracing::warn!(%error, name, "no thread of its own; running on the shared runtime");
+        if let Some(task) = task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            tokio::spawn(task);
+        }
+    }
+}
+
 /// The checkpoint thread's loop: a passive checkpoint (it never waits for the writer or readers)
 /// every [`CHECKPOINT_EVERY`] while the writer lives.
 fn checkpoint(alive: &Weak<SqliteWriter>, open: &dyn Fn() -> anyhow::Result<SqliteConnection>) {

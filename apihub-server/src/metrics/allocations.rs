@@ -3,38 +3,40 @@
 
 #[cfg(feature = "count-allocations")]
 mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::alloc::{GlobalAlloc, Layout};
+
+    use mimalloc::MiMalloc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// Allocations (and reallocations) made so far.
     pub(super) static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-    /// The system allocator, counting.
+    /// The gateway's allocator (mimalloc), counting.
     pub struct Counting;
 
-    // SAFETY: every call is passed on to `System` unchanged; the count is a side effect only.
+    // SAFETY: every call is passed on to mimalloc unchanged; the count is a side effect only.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract for `alloc` is `System.alloc`'s.
-            unsafe { System.alloc(layout) }
+            // SAFETY: the caller's contract for `alloc` is `MiMalloc.alloc`'s.
+            unsafe { MiMalloc.alloc(layout) }
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: the caller's contract for `dealloc` is `System.dealloc`'s.
-            unsafe { System.dealloc(ptr, layout) }
+            // SAFETY: the caller's contract for `dealloc` is `MiMalloc.dealloc`'s.
+            unsafe { MiMalloc.dealloc(ptr, layout) }
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: as for `alloc`.
-            unsafe { System.alloc_zeroed(layout) }
+            unsafe { MiMalloc.alloc_zeroed(layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract for `realloc` is `System.realloc`'s.
-            unsafe { System.realloc(ptr, layout, new_size) }
+            // SAFETY: the caller's contract for `realloc` is `MiMalloc.realloc`'s.
+            unsafe { MiMalloc.realloc(ptr, layout, new_size) }
         }
     }
 }
