@@ -26,9 +26,9 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use tower::{Service, ServiceExt};
 
-use super::UpstreamBody;
 use super::rename::{Rename, Renamed};
 use super::upstream::{Upstream, UpstreamConfig};
+use super::{UpstreamBody, UpstreamError};
 
 /// Longest wait for a probe's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -245,7 +245,7 @@ pub struct Channels {
 
 impl Service<Request<Body>> for Channels {
     type Response = Response<UpstreamBody>;
-    type Error = BoxError;
+    type Error = UpstreamError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -254,7 +254,7 @@ impl Service<Request<Body>> for Channels {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let table = self.table.clone();
-        Box::pin(async move { forward(&table, request).await })
+        Box::pin(async move { forward(&table, request).await.map_err(UpstreamError) })
     }
 }
 

@@ -27,13 +27,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode};
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::state::AppState;
 
-/// What the proxy forwards through: the upstream client behind a time-to-headers timeout.
-pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<UpstreamBody>, UpstreamError>;
+/// What the proxy forwards through: the channels, each an upstream client behind a
+/// time-to-headers timeout. A concrete type, not a boxed service: every layer of the metered
+/// stack clones its inner service on every request, and a boxed one is an allocation each time.
+pub type UpstreamService = channels::Channels;
 
 /// The upstream's response body, ended when it stalls for `UPSTREAM_IDLE_TIMEOUT_SECS`, with the
 /// model's public name given back where a channel knows it by another.
@@ -80,8 +81,7 @@ pub async fn upstream_service(
         breaker: apihub_core::channel::BreakerPolicy::default(),
     };
     let table = channels::ChannelTable::load(store, settings).await?;
-    let service = ServiceBuilder::new().map_err(UpstreamError).service(table.service());
-    Ok((BoxCloneSyncService::new(service), table))
+    Ok((table.service(), table))
 }
 
 fn not_found(message: &str) -> GatewayError {

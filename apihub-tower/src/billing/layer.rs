@@ -10,6 +10,13 @@ use crate::extract::{LlmExtractor, UsageExtractor};
 /// Applies [`Billing`].
 #[derive(Clone)]
 pub struct BillingLayer {
+    /// One `Arc`: the service clones the layer on every request.
+    pub(super) shared: Arc<Shared>,
+}
+
+/// What every request of a [`Billing`] service reads.
+#[derive(Clone)]
+pub(super) struct Shared {
     pub(super) store: Arc<dyn BillingStore>,
     pub(super) prices: Arc<dyn PriceBook>,
     pub(super) sink: Arc<dyn UsageSink>,
@@ -21,8 +28,8 @@ pub struct BillingLayer {
 impl fmt::Debug for BillingLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BillingLayer")
-            .field("config", &self.config)
-            .field("backlog", &self.backlog)
+            .field("config", &self.shared.config)
+            .field("backlog", &self.shared.backlog)
             .finish_non_exhaustive()
     }
 }
@@ -42,31 +49,32 @@ impl BillingLayer {
         sink: Arc<dyn UsageSink>,
         config: BillingConfig,
     ) -> Self {
-        BillingLayer {
+        let shared = Shared {
             store,
             prices,
             sink,
             config,
             extractor: Arc::new(LlmExtractor),
             backlog: Arc::new(SettlementBacklog::default()),
-        }
+        };
+        BillingLayer { shared: Arc::new(shared) }
     }
 
     /// Retries failed settlements in `backlog` (shared with whoever waits for it to drain).
     pub fn with_backlog(mut self, backlog: Arc<SettlementBacklog>) -> Self {
-        self.backlog = backlog;
+        Arc::make_mut(&mut self.shared).backlog = backlog;
         self
     }
 
     /// Settlements that failed and are being retried (see [`SettlementBacklog`]): a server waits
     /// for [`SettlementBacklog::drained`] before it exits.
     pub fn backlog(&self) -> Arc<SettlementBacklog> {
-        self.backlog.clone()
+        self.shared.backlog.clone()
     }
 
     /// Reads non-streamed responses with `extractor` instead of the LLM dialects.
     pub fn with_extractor(mut self, extractor: Arc<dyn UsageExtractor>) -> Self {
-        self.extractor = extractor;
+        Arc::make_mut(&mut self.shared).extractor = extractor;
         self
     }
 }

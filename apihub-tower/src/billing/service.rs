@@ -228,7 +228,7 @@ impl BillingLayer {
                 "the request names no model",
             )
         })?;
-        let price = self.prices.price(&model).ok_or_else(|| {
+        let price = self.shared.prices.price(&model).ok_or_else(|| {
             GatewayError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -239,7 +239,7 @@ impl BillingLayer {
         // The hold is the expected cost of the prompt (its bytes ÷ 4 tokens, at the highest of the
         // input and cache prices) plus the whole output cap, discounted and rounded once. It is not
         // a worst case: usage above it is still billed at settlement.
-        let output_cap = info.output_cap.unwrap_or(self.config.default_output_cap);
+        let output_cap = info.output_cap.unwrap_or(self.shared.config.default_output_cap);
         let amount = max_charge(
             &price,
             info.prompt_estimate,
@@ -293,13 +293,13 @@ where
                 request_id: request_id.0.clone(),
                 hold: plan.hold,
             };
-            if layer.backlog.is_full() {
+            if layer.shared.backlog.is_full() {
                 // Settlements are waiting for the store: take no new holds until they are written.
                 let error = StoreError::Unavailable("settlements are waiting to be written".into());
                 return Ok(reject(BillingError::Store(error)).into_response());
             }
-            let reservation = match layer.store.reserve(&reservation).await {
-                Ok(id) => Reservation::new(layer.store.clone(), id, plan.hold),
+            let reservation = match layer.shared.store.reserve(&reservation).await {
+                Ok(id) => Reservation::new(layer.shared.store.clone(), id, plan.hold),
                 Err(error) => return Ok(refused(error)),
             };
 
@@ -353,7 +353,7 @@ where
             let failed = |mut record: UsageRecord, status: StatusCode| {
                 record.status = status.as_u16();
                 record.upstream_latency_ms = latency_ms;
-                layer.sink.record(record);
+                layer.shared.sink.record(record);
             };
             let request_id_header = HeaderValue::from_str(&request_id.0).ok();
             let with_request_id = |mut response: Response<GatewayBody>| {
@@ -378,7 +378,7 @@ where
                 cost_price = served.cost_price;
             }
             let status = response.status();
-            if !layer.extractor.succeeded(&plan.info, status) {
+            if !layer.shared.extractor.succeeded(&plan.info, status) {
                 // The upstream's own error passes through, and costs nothing.
                 release(reservation).await;
                 failed(record, status);
@@ -406,7 +406,7 @@ where
                     Meter::sse(plan.info.endpoint, plan.info.prompt_estimate, strip_usage_chunk)
                 }
             } else {
-                Meter::json(plan.info.clone(), layer.extractor.clone(), layer.config.max_metered_body)
+                Meter::json(plan.info.clone(), layer.shared.extractor.clone(), layer.shared.config.max_metered_body)
             };
             // Only a body that is not a stream of events (not even a per-call API's) waits for
             // its cost: holding back a stream's events would hold back what it is for.
@@ -420,9 +420,9 @@ where
                 cost_price,
                 user_discount: identity.user_discount,
                 key_discount: identity.key.policy.discount_rate,
-                sink: layer.sink.clone(),
+                sink: layer.shared.sink.clone(),
                 record,
-                backlog: layer.backlog.clone(),
+                backlog: layer.shared.backlog.clone(),
                 receipt: receipt.clone(),
             };
             let (mut parts, body) = response.into_parts();
@@ -439,13 +439,13 @@ where
             // A body that is not a stream (JSON) is read before its headers go out, and settled,
             // so that they can say what it cost; one above the metering limit (or cut short by
             // the upstream) goes out as it comes, without them.
-            let body = match read_whole(body, layer.config.max_metered_body).await {
+            let body = match read_whole(body, layer.shared.config.max_metered_body).await {
                 Ok(whole) => {
                     if let Some(charged) = receipt.get()
                         && let Ok(value) = HeaderValue::from_str(&charged.to_string())
                     {
                         parts.headers.insert(COST, value);
-                        if let Some(balance) = layer.store.known_balance(identity.user_id)
+                        if let Some(balance) = layer.shared.store.known_balance(identity.user_id)
                             && let Ok(value) = HeaderValue::from_str(&balance.to_string())
                         {
                             parts.headers.insert(BALANCE, value);
