@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apihub_core::policy::KeyPolicy;
 use apihub_examples::{chat_prices, demo_store, forwarding_client};
-use apihub_server::mock_upstream::{MockConfig, MockUpstream};
+use apihub_mock_upstream::{MockConfig, MockUpstream};
 use apihub_tower::GatewayBuilder;
 use axum::Router;
 use axum::body::Body;

@@ -7,7 +7,7 @@
 use apihub_core::policy::KeyPolicy;
 use apihub_core::store::UserStore;
 use apihub_examples::{chat_prices, demo_store, forwarding_client};
-use apihub_server::mock_upstream::{MockConfig, MockUpstream};
+use apihub_mock_upstream::{MockConfig, MockUpstream};
 use apihub_tower::GatewayBuilder;
 use bytes::Bytes;
 use http::Request;

@@ -10,7 +10,6 @@ pub mod error;
 pub mod extract;
 pub mod metered;
 pub mod metrics;
-pub mod mock_upstream;
 pub mod proxy;
 pub mod retention;
 pub mod routes;

@@ -131,7 +131,7 @@ async fn mock_upstream(
     chunk_delay_ms: u64,
     api_key: Option<String>,
 ) -> anyhow::Result<()> {
-    use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream};
+    use apihub_mock_upstream::{Behaviour, MockConfig, MockUpstream};
     use std::time::Duration;
 
     let behaviour = Behaviour {

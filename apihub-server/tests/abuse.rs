@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apihub_server::mock_upstream::{MockConfig, MockUpstream};
+use apihub_mock_upstream::{MockConfig, MockUpstream};
 use common::process::{HttpClient, Node, funded_key, login, open_files, proc_status_kb, send};
 use http::{Method, StatusCode};
 use serde_json::json;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use apihub_core::Money;
-use apihub_server::mock_upstream::{Behaviour, MockConfig, MockUpstream, header};
+use apihub_mock_upstream::{Behaviour, MockConfig, MockUpstream, header};
 use common::gateway::{Auth, Gateway, Price, UPSTREAM_KEY, money};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use apihub_server::mock_upstream::header;
+use apihub_mock_upstream::header;
 use axum::body::Body;
 use common::gateway::{Auth, Gateway, request};
 use http::{Method, Request, StatusCode};

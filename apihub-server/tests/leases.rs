@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apihub_server::mock_upstream::{MockConfig, MockUpstream};
+use apihub_mock_upstream::{MockConfig, MockUpstream};
 use common::process::{HttpClient, Node, Reply, api, login, send, service_url};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};

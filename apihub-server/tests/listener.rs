@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apihub_server::mock_upstream::{MockConfig, MockUpstream, header};
+use apihub_mock_upstream::{MockConfig, MockUpstream, header};
 use common::process::{HttpClient, Node, api, funded_key, login, send};
 use http::{Method, StatusCode};
 use serde_json::json;

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use apihub_core::Money;
+use apihub_mock_upstream::{MockConfig, MockUpstream, header};
 use apihub_server::config::Secret;
 use apihub_server::db::DbUrl;
-use apihub_server::mock_upstream::{MockConfig, MockUpstream, header};
 use common::gateway::{Auth, Gateway, UPSTREAM_KEY, eventually};
 use common::{Backend, TestApp};
 use http::StatusCode;

@@ -10,7 +10,7 @@ mod common;
 use apihub_core::Money;
 use apihub_core::store::{UsageRecord, UsageSource};
 use apihub_core::usage::SseEvent;
-use apihub_server::mock_upstream::RecordedRequest;
+use apihub_mock_upstream::RecordedRequest;
 use common::gateway::{Auth, Customer, Gateway, Price, UPSTREAM_KEY, discounted, money, quarter, same_but_for_ids};
 use http::StatusCode;
 use serde_json::{Value, json};

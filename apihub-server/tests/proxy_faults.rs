@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use apihub_core::Money;
 use apihub_core::store::UsageSource;
 use apihub_core::usage::MAX_REPORTED_TOKENS;
-use apihub_server::mock_upstream::header;
+use apihub_mock_upstream::header;
 use common::gateway::{Auth, Customer, Gateway, Price, eventually, quarter, request};
 use http::StatusCode;
 use http_body_util::BodyExt;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use apihub_core::Money;
 use apihub_core::store::UsageSource;
-use apihub_server::mock_upstream::header;
+use apihub_mock_upstream::header;
 use common::gateway::{Auth, Gateway};
 use http::StatusCode;
 use serde_json::json;

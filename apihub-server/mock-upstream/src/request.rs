@@ -84,7 +84,7 @@ impl<'a> Ask<'a> {
 /// not a JSON object the mock can read.
 ///
 /// ```
-/// use apihub_server::mock_upstream::prompt_tokens;
+/// use apihub_mock_upstream::prompt_tokens;
 ///
 /// let body = br#"{"model":"claude-sonnet-4","max_tokens":5,"messages":[{"role":"user","content":"Hi"}]}"#;
 /// assert_eq!(prompt_tokens("/v1/messages", body), Some(8)); // 31 bytes of `messages`

@@ -69,7 +69,7 @@
 //!
 //! ```
 //! use apihub_core::usage::{Endpoint, Usage};
-//! use apihub_server::mock_upstream::{MockConfig, MockUpstream};
+//! use apihub_mock_upstream::{MockConfig, MockUpstream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
