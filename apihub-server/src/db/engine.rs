@@ -82,7 +82,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// A consume row of the ledger, as a batch of settlements writes it.
-#[derive(Insertable)]
+#[derive(Insertable, Clone)]
 #[diesel(table_name = transactions)]
 pub(super) struct ConsumeRow<'a> {
     user_id: i64,
@@ -93,6 +93,17 @@ pub(super) struct ConsumeRow<'a> {
     order_no: String,
     description: String,
     created_at: i64,
+}
+
+impl ConsumeRow<'_> {
+    pub(super) fn order_no(&self) -> &str {
+        &self.order_no
+    }
+
+    /// Gives the row another order number (its request id was in the ledger already).
+    pub(super) fn renumber(&mut self, order_no: String) {
+        self.order_no = order_no;
+    }
 }
 
 /// What an account write touched, to read back into the book.
