@@ -100,9 +100,12 @@ impl ConsumeRow<'_> {
         &self.order_no
     }
 
-    /// Gives the row another order number (its request id was in the ledger already).
-    pub(super) fn renumber(&mut self, order_no: String) {
-        self.order_no = order_no;
+    /// Numbers the row as its debit's request id with the debit's sequence number appended (as
+    /// [`consume_rows`] numbers a request id repeated within `batch`): its request id was in the
+    /// ledger already.
+    pub(super) fn renumber(&mut self, batch: &[Debit]) {
+        let seq = batch.iter().find(|d| d.request_id == self.order_no).map_or(0, |d| d.seq);
+        self.order_no = format!("{}#{seq}", self.order_no);
     }
 }
 
@@ -525,18 +528,11 @@ pub(super) fn consume_rows(
 async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> Result<(), TxError> {
     let now = now_millis();
     let (user_totals, key_totals) = batch_totals(batch);
-    // A request id is the consume row's order number, unique per kind: one already in the ledger
-    // (a library caller reusing ids) gets the debit's sequence number appended rather than stop
+    // A request id is the consume row's order number, unique per kind: one repeated within the
+    // batch is told apart here, one already in the ledger (a library caller reusing ids) by the
+    // insert's conflict below; either gets the debit's sequence number appended rather than stop
     // the batch, which would never be written.
-    let ids: Vec<&str> = batch.iter().filter(|d| d.charge.is_positive()).map(|d| d.request_id.as_str()).collect();
-    let mut taken: std::collections::HashSet<String> = transactions::table
-        .filter(transactions::tx_type.eq(TxType::Consume.as_str()))
-        .filter(transactions::order_no.eq_any(&ids))
-        .select(transactions::order_no.assume_not_null())
-        .load::<String>(conn)
-        .await?
-        .into_iter()
-        .collect();
+    let mut taken = std::collections::HashSet::new();
     let mut rows = Vec::new();
     for (user_id, total) in user_totals {
         let balance: Option<i64> = diesel::update(users::table.find(user_id))
@@ -576,8 +572,15 @@ async fn write_debits(conn: &mut super::writer::WriteConn, batch: &[Debit]) -> R
     }
     // One prepared INSERT per row, inside the batch's one transaction (diesel's multi-row insert
     // is not available on this connection type for SQLite).
-    for row in &rows {
-        Cached(diesel::insert_into(transactions::table).values(row)).execute(conn).await?;
+    for row in &mut rows {
+        let insert = diesel::insert_into(transactions::table).values(&*row);
+        let inserted = Cached(insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing())
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            row.renumber(batch);
+            Cached(diesel::insert_into(transactions::table).values(&*row)).execute(conn).await?;
+        }
     }
     let meters = meter_totals(batch);
     if !meters.is_empty() {

@@ -267,8 +267,7 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
 }
 
 /// Inserts a batch's consume rows; a row whose order number the ledger already has (its request
-/// id was used before) is inserted again under the debit's sequence number appended, as
-/// [`consume_rows`] numbers a request id repeated within the batch.
+/// id was used before) is inserted again renumbered ([`ConsumeRow::renumber`]).
 async fn insert_consume_rows(
     conn: &mut AsyncPgConnection,
     batch: &[Debit],
@@ -291,8 +290,7 @@ async fn insert_consume_rows(
         let mut again: Vec<ConsumeRow<'static>> =
             chunk.iter().filter(|row| !inserted.contains(row.order_no())).cloned().collect();
         for row in &mut again {
-            let seq = batch.iter().find(|d| d.request_id == row.order_no()).map_or(0, |d| d.seq);
-            row.renumber(format!("{}#{seq}", row.order_no()));
+            row.renumber(batch);
         }
         diesel::insert_into(transactions::table).values(&again).execute(conn).await?;
     }
