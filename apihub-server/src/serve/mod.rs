@@ -203,8 +203,10 @@ async fn serve_connection(
     }
     // One timer per connection, re-armed only when it fires (not on every request): it is never
     // later than the connection's real deadline, because a deadline that starts later is at
-    // least `header_read` away from when it starts.
-    let check = tokio::time::sleep(limits.header_read.min(limits.keep_alive));
+    // least `header_read` away from when it starts. (A timeout set to 0 is checked every 100 ms,
+    // not in a busy loop.)
+    let period = limits.header_read.min(limits.keep_alive).max(Duration::from_millis(100));
+    let check = tokio::time::sleep(period);
     tokio::pin!(check);
     loop {
         tokio::select! {
@@ -221,7 +223,7 @@ async fn serve_connection(
             }
             () = check.as_mut() => {
                 let now = std::time::Instant::now();
-                let next = now + limits.header_read.min(limits.keep_alive);
+                let next = now + period;
                 match conn.deadline(&timeouts) {
                     Some(at) if at <= now => return,
                     Some(at) => check.as_mut().reset(at.min(next).into()),
