@@ -201,8 +201,8 @@ async fn run() -> anyhow::Result<bool> {
         run.targets.push(measure("direct", mock, "ahg_direct_baseline", &plan, None, None).await);
     }
 
-    match procs::nginx_binary().filter(|_| args.wants("nginx")) {
-        None if !args.wants("nginx") => {}
+    match procs::nginx_binary() {
+        _ if !args.wants("nginx") => {}
         None => run.skipped.push("nginx: not installed (apt-get install nginx-light)".into()),
         Some(nginx) => match procs::start_nginx(&nginx, &work.path().join("nginx"), mock) {
             Err(error) => run.skipped.push(format!("nginx: could not start: {error:#}")),

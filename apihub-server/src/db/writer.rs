@@ -428,18 +428,19 @@ pub(crate) fn spawn_on_own_thread(name: &str, task: impl Future<Output = ()> + S
             return;
         }
     };
-    // Shared so that the task can be taken back when the thread cannot be made.
-    let task = Arc::new(Mutex::new(Some(task)));
-    let on_thread = task.clone();
+    // Handed over once the thread runs, so that it is still here when the thread cannot be made.
+    let (hand_over, handed) = std::sync::mpsc::channel();
     let started = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
-        let task = on_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(task) = task {
+        if let Ok(task) = handed.recv() {
             runtime.block_on(task);
         }
     });
-    if let Err(error) = started {
-        tracing::warn!(%error, name, "no thread of its own; running on the shared runtime");
-        if let Some(task) = task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+    match started {
+        Ok(_) => {
+            let _ = hand_over.send(task);
+        }
+        Err(error) => {
+            tracing::warn!(%error, name, "no thread of its own; running on the shared runtime");
             tokio::spawn(task);
         }
     }
