@@ -1,57 +1,97 @@
 //! cargo run -p apihub-examples --example axum_app
 //!
-//! The gateway stack mounted inside an existing axum application: the app keeps its own routes
-//! and gains a metered `/v1/chat/completions` backed by an upstream (here, the project's mock).
-//! The example serves on 127.0.0.1:3000 for a few seconds and calls itself once.
+//! The gateway inside an existing axum application, as an embedder writes it:
+//! - mounted at the app's own path, `/api/llm/chat`, declared with `meter` (OpenAI's chat
+//!   dialect); every other path under the stack is refused, never forwarded free;
+//! - forwarding with reqwest;
+//! - authenticating the app's own API keys (`sk-app-…`, kept as SHA-256 in the app's table)
+//!   through a small `KeyLookup`, while credit is held in the in-memory store;
+//! - no `HandleError`: billing answers upstream failures itself, so the stack is infallible and
+//!   `route_service` takes it as it is.
+//!
+//! It serves on a free local port for a moment and calls itself: with the app's key (200, and
+//! the cost in `x-apihub-cost`), with an unknown key (401), at an undeclared path (404).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use apihub_core::policy::KeyPolicy;
-use apihub_examples::{chat_prices, demo_store, forwarding_client};
+use apihub_core::key::SecretHash;
+use apihub_core::lookup::{KeyLookup, KeyRecord};
+use apihub_core::policy::{KeyId, KeyPolicy};
+use apihub_core::store::{KeyStore, StoreError};
+use apihub_core::usage::Endpoint;
+use apihub_core::user::UserId;
+use apihub_examples::{chat_prices, demo_store};
 use apihub_mock_upstream::{MockConfig, MockUpstream};
-use apihub_tower::GatewayBuilder;
+use apihub_tower::auth::HashedKeys;
+use apihub_tower::{BoxError, ForwardedBody, GatewayBuilder, async_trait};
 use axum::Router;
-use axum::body::Body;
-use axum::response::IntoResponse;
 use axum::routing::get;
-use http::Request;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
+
+/// The app's own keys table: the SHA-256 of each key (hex), and whose key it is.
+struct AppKeys {
+    rows: HashMap<String, (KeyId, UserId)>,
+}
+
+#[async_trait]
+impl KeyLookup for AppKeys {
+    /// `lookup_id` is what `HashedKeys` looks keys up by: the SHA-256 of the presented key.
+    async fn lookup(&self, lookup_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let Some(&(key_id, user_id)) = self.rows.get(lookup_id) else {
+            return Ok(None);
+        };
+        let hash = SecretHash::from_hex(lookup_id).ok_or_else(|| StoreError::Invalid("not a SHA-256".into()))?;
+        // Defaults: an active owner, no discount, no limits; an app sets what it keeps.
+        Ok(Some(KeyRecord::new(key_id, user_id, hash)))
+    }
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let upstream = MockUpstream::start(MockConfig::default()).await?;
-    let (store, _user_id, key) = demo_store(10, KeyPolicy::default()).await?;
+async fn main() -> Result<(), BoxError> {
+    let upstream_server = MockUpstream::start(MockConfig::default()).await?;
+    // Credit lives in the in-memory store: a user with 10 credits and one key row for counters.
+    let (store, user_id, ahg_key) = demo_store(10, KeyPolicy::default()).await?;
+    let public_id = &ahg_key[4..16];
+    let key_id = store.key_by_public_id(public_id).await?.ok_or("the demo key vanished")?.id;
+    // The app's own key for that user, as its table holds it.
+    let app_key = "sk-app-7f3a9c2e51d04b86a1e0";
+    let keys = AppKeys { rows: HashMap::from([(SecretHash::of(app_key).to_hex(), (key_id, user_id))]) };
 
-    let forward = forwarding_client::<Body>(upstream.url());
-    let metered = GatewayBuilder::new(store.clone(), store, chat_prices()).build().layer(forward);
-    // axum wants an infallible service: turn an upstream failure into a 502.
-    let metered = tower::service_fn(move |request: Request<Body>| {
-        let metered = metered.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(match metered.oneshot(request).await {
-                Ok(response) => response.into_response(),
-                Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
-            })
-        }
+    // The upstream: reqwest, sending the body admission read to the vendor's chat endpoint.
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", upstream_server.url());
+    let upstream = tower::service_fn(move |request: http::Request<ForwardedBody>| {
+        let sent =
+            client.post(url.as_str()).header("content-type", "application/json").body(request.into_body().into_bytes());
+        async move { Ok::<_, reqwest::Error>(http::Response::from(sent.send().await?)) }
     });
 
-    let app =
-        Router::new().route("/", get(|| async { "my existing app" })).route_service("/v1/chat/completions", metered);
+    let metered = GatewayBuilder::new(Arc::new(keys), store.clone(), chat_prices())
+        .key_format(Arc::new(HashedKeys::default()))
+        .meter("/api/llm/chat", Endpoint::ChatCompletions)
+        .build()
+        .layer(upstream);
+    let app = Router::new()
+        .route("/", get(|| async { "my existing app" }))
+        .route_service("/api/llm/chat", metered.clone())
+        .route_service("/api/llm/other", metered);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<String>();
-    let request = Request::post("http://127.0.0.1:3000/v1/chat/completions")
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(r#"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"Hi"}]}"#.to_owned())?;
-    let response = client.request(request).await?;
-    println!("POST /v1/chat/completions through the app: {}", response.status());
-
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let chat = r#"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let client = reqwest::Client::new();
+    for (path, key) in
+        [("/api/llm/chat", app_key), ("/api/llm/chat", "sk-app-unknown-000000000"), ("/api/llm/other", app_key)]
+    {
+        let response = client.post(format!("{base}{path}")).bearer_auth(key).body(chat).send().await?;
+        let cost = response.headers().get("x-apihub-cost").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        println!("POST {path} with {}…: {} (cost {cost})", &key[..10], response.status());
+    }
+    let balance = apihub_core::store::UserStore::user(store.as_ref(), user_id).await?.ok_or("user vanished")?;
+    println!("balance: {} credits", balance.account.balance);
     server.abort();
     Ok(())
 }

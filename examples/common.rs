@@ -10,6 +10,7 @@ use apihub_core::policy::KeyPolicy;
 use apihub_core::pricing::ModelPrice;
 use apihub_core::store::{KeyStore, LedgerStore, NewKey, StoreError, UserStore};
 use apihub_core::user::{NewUser, Role};
+use apihub_tower::ForwardedBody;
 use apihub_tower::memory::MemoryStore;
 
 /// A store with user `demo` holding `credits`, and the whole key of one key with `policy`.
@@ -62,29 +63,29 @@ impl std::fmt::Display for ForwardError {
 impl std::error::Error for ForwardError {}
 
 /// A plain hyper client that sends each request to `base` + its path, without the client's
-/// `Authorization` header (the gateway layers already checked it; it must not leave).
-pub fn forwarding_client<B>(
+/// credentials (`Authorization`, `x-api-key`, `x-goog-api-key`: admission already checked the
+/// key; it must not reach the vendor).
+pub fn forwarding_client(
     base: String,
 ) -> impl tower::Service<
-    http::Request<B>,
+    http::Request<ForwardedBody>,
     Response = http::Response<hyper::body::Incoming>,
     Error = ForwardError,
     Future: Send + 'static,
 > + Clone
 + Send
 + Sync
-+ 'static
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<B>();
-    tower::service_fn(move |mut request: http::Request<B>| {
++ 'static {
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<ForwardedBody>();
+    tower::service_fn(move |mut request: http::Request<ForwardedBody>| {
         let client = client.clone();
         let uri = format!("{base}{}", request.uri().path()).parse::<http::Uri>();
         async move {
             *request.uri_mut() = uri.map_err(ForwardError::Uri)?;
-            request.headers_mut().remove(http::header::AUTHORIZATION);
+            for credential in ["authorization", "x-api-key", "x-goog-api-key"] {
+                request.headers_mut().remove(credential);
+            }
             client.request(request).await.map_err(ForwardError::Client)
         }
     })

@@ -1,6 +1,7 @@
 //! cargo run -p apihub-examples --example hyper_client
 //!
-//! The whole gateway stack (key auth, rate limit, quota, billing) around a plain hyper client,
+//! The whole gateway stack (admission: key, rate limit, quota; then billing) around a plain hyper
+//! client,
 //! with in-memory stores: no database. It starts the project's mock upstream, sends one chat
 //! completion through the stack and prints what it cost.
 
@@ -20,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (store, user_id, key) = demo_store(10, KeyPolicy { rate_limit: Some(60), ..KeyPolicy::default() }).await?;
 
     // The upstream client: any `Service<Request<_>>` will do. This one points at the mock.
-    let client = forwarding_client::<Full<Bytes>>(upstream.url());
+    let client = forwarding_client(upstream.url());
 
     let gateway = GatewayBuilder::new(store.clone(), store.clone(), chat_prices()).build();
     let service = ServiceBuilder::new().layer(gateway).service(client);

@@ -15,8 +15,8 @@ use apihub_core::pricing::ModelPrice;
 use apihub_core::store::UserStore;
 use apihub_core::usage::{Endpoint, RequestInfo, Usage};
 use apihub_examples::demo_store;
-use apihub_tower::GatewayBuilder;
 use apihub_tower::extract::UsageExtractor;
+use apihub_tower::{ForwardedBody, GatewayBuilder};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ModelPrice { per_image: Some(Money::parse("0.05")?), ..ModelPrice::default() },
     )]));
 
-    let render = tower::service_fn(|_request: Request<Full<Bytes>>| async {
+    let render = tower::service_fn(|_request: Request<ForwardedBody>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(br#"{"url":"https://img.example/1.png"}"#))))
     });
     let gateway = GatewayBuilder::new(store.clone(), store.clone(), prices).extractor(Arc::new(RenderCalls)).build();

@@ -18,6 +18,7 @@ pub mod decimal;
 pub mod discount;
 pub mod key;
 pub mod ledger;
+pub mod lookup;
 pub mod money;
 pub mod policy;
 pub mod pricing;

@@ -268,7 +268,10 @@ pub trait PriceStore: Send + Sync {
 }
 
 /// Everything a gateway stores, as one object.
-pub trait Store: AuthStore + LedgerStore + UsageStore + PriceStore + crate::billing::BillingStore {}
+pub trait Store:
+    AuthStore + crate::lookup::KeyLookup + LedgerStore + UsageStore + PriceStore + crate::billing::BillingStore
+{
+}
 
 impl<T: AuthStore + LedgerStore + UsageStore + PriceStore + crate::billing::BillingStore> Store for T {}
 

@@ -131,18 +131,11 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
 /// Redis), with `USAGE_LOG_RETENTION_DAYS` prunes expired usage rows and, with Redis, applies other
 /// nodes' invalidations at once. Abort the handles at shutdown.
 pub fn spawn_upkeep(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let store = state.store.clone();
-    let sweeper = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            match store.release_stale(STALE_HOLD).await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(released = n, "released orphaned reservations"),
-                Err(error) => tracing::error!(%error, "sweeping orphaned reservations failed"),
-            }
-        }
-    });
+    let sweeper = tokio::spawn(apihub_tower::billing::sweep_stale_holds(
+        state.store.clone(),
+        Duration::from_secs(60),
+        STALE_HOLD,
+    ));
     let (prices, routes, channels) = (state.prices.clone(), state.route_table.clone(), state.channels.clone());
     let refresher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -1,10 +1,12 @@
-//! The response body every layer returns, and OpenAI-style error responses.
+//! The bodies the stack forwards and returns, and OpenAI-style error responses.
 
-use std::any::Any;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
@@ -14,22 +16,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the gateway layers produce: the upstream's, metered, or a rejection.
 pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Boxes a body into a [`GatewayBody`], without boxing one that already is.
+/// Boxes a body into a [`GatewayBody`].
 pub fn gateway_body<B>(body: B) -> GatewayBody
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let mut slot = Some(body);
-    if let Some(already) = (&mut slot as &mut dyn Any).downcast_mut::<Option<GatewayBody>>()
-        && let Some(body) = already.take()
-    {
-        return body;
-    }
-    match slot {
-        Some(body) => body.map_err(Into::into).boxed_unsync(),
-        None => Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync(),
-    }
+    body.map_err(Into::into).boxed_unsync()
 }
 
 /// Maps a response's body into a [`GatewayBody`].
@@ -71,11 +64,65 @@ impl GatewayError {
     /// The whole response. The error itself rides along as a response extension, so that a
     /// server fronting another vendor's dialect can answer in that vendor's shape instead.
     pub fn into_response(self) -> Response<GatewayBody> {
-        let mut response = Response::new(gateway_body(Full::new(self.body())));
+        self.into_full_response().map(gateway_body)
+    }
+
+    /// [`into_response`](GatewayError::into_response) with the body unboxed.
+    pub(crate) fn into_full_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body()));
         *response.status_mut() = self.status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+/// The request body the stack forwards upstream: the client's body, read whole by admission (a
+/// request is read before it is judged), and rewritten by billing where it asks an OpenAI stream
+/// for its usage. One frame; [`bytes`](ForwardedBody::bytes) reads it without polling.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardedBody {
+    data: Bytes,
+}
+
+impl ForwardedBody {
+    /// A body of `data`.
+    pub fn new(data: impl Into<Bytes>) -> Self {
+        ForwardedBody { data: data.into() }
+    }
+
+    /// The bytes not yet polled (all of them, before the body is sent).
+    pub fn bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The bytes, for a client that takes them whole (`reqwest::Body::from`, say).
+    pub fn into_bytes(self) -> Bytes {
+        self.data
+    }
+}
+
+impl From<ForwardedBody> for Bytes {
+    fn from(body: ForwardedBody) -> Bytes {
+        body.data
+    }
+}
+
+impl Body for ForwardedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let data = std::mem::take(&mut self.get_mut().data);
+        Poll::Ready((!data.is_empty()).then(|| Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
     }
 }
 
@@ -96,9 +143,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn boxing_twice_is_boxing_once() {
-        let once = gateway_body(Full::new(Bytes::from_static(b"x")));
-        let twice = gateway_body(once);
-        assert_eq!(twice.collect().await.unwrap().to_bytes(), "x");
+    async fn a_forwarded_body_is_one_frame_of_its_bytes() {
+        let body = ForwardedBody::new("hello");
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert_eq!(body.clone().collect().await.unwrap().to_bytes(), "hello");
+        assert!(ForwardedBody::default().is_end_stream());
+        assert_eq!(Bytes::from(body), "hello");
     }
 }

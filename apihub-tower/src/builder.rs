@@ -7,12 +7,12 @@ use apihub_core::billing::BillingStore;
 use apihub_core::usage::Endpoint;
 use tower::{Layer, ServiceBuilder};
 
-use crate::auth::{AuthStore, KeyAuth, KeyAuthLayer, KeyCache};
+use crate::admission::{Admission, AdmissionLayer};
+use crate::auth::{AhgKeys, KeyCache, KeyFormat, KeyLookup};
 use crate::billing::{Billing, BillingConfig, BillingLayer, DiscardUsage, PriceBook, SettlementBacklog, UsageSink};
 use crate::clock::{Clock, SystemClock};
 use crate::extract::{LlmExtractor, MeteredRoutes, UsageExtractor};
-use crate::quota::{Quota, QuotaLayer};
-use crate::rate_limit::{LocalRateLimiter, RateLimit, RateLimitLayer, RateLimiter};
+use crate::rate_limit::{LocalRateLimiter, RateLimiter};
 
 /// Builds a [`GatewayLayer`]: everything has a default but the stores and the prices.
 ///
@@ -41,7 +41,8 @@ use crate::rate_limit::{LocalRateLimiter, RateLimit, RateLimitLayer, RateLimiter
 /// ));
 /// ```
 pub struct GatewayBuilder {
-    auth_store: Arc<dyn AuthStore>,
+    keys: Arc<dyn KeyLookup>,
+    key_format: Arc<dyn KeyFormat>,
     billing_store: Arc<dyn BillingStore>,
     prices: Arc<dyn PriceBook>,
     sink: Arc<dyn UsageSink>,
@@ -67,14 +68,11 @@ impl fmt::Debug for GatewayBuilder {
 }
 
 impl GatewayBuilder {
-    /// A builder over the stores that authenticate keys and hold credit, and the price book.
-    pub fn new(
-        auth_store: Arc<dyn AuthStore>,
-        billing_store: Arc<dyn BillingStore>,
-        prices: Arc<dyn PriceBook>,
-    ) -> Self {
+    /// A builder over the stores that find keys and hold credit, and the price book.
+    pub fn new(keys: Arc<dyn KeyLookup>, billing_store: Arc<dyn BillingStore>, prices: Arc<dyn PriceBook>) -> Self {
         GatewayBuilder {
-            auth_store,
+            keys,
+            key_format: Arc::new(AhgKeys),
             billing_store,
             prices,
             sink: Arc::new(DiscardUsage),
@@ -111,6 +109,13 @@ impl GatewayBuilder {
     /// came to the endpoint's standard path.
     pub fn meter(mut self, path: impl Into<String>, endpoint: Endpoint) -> Self {
         self.routes.push((path.into(), endpoint));
+        self
+    }
+
+    /// Reads presented keys with `format` (default: APIHub's `ahg_` keys, [`AhgKeys`]); e.g.
+    /// [`HashedKeys`](crate::auth::HashedKeys) for an application's existing keys.
+    pub fn key_format(mut self, format: Arc<dyn KeyFormat>) -> Self {
+        self.key_format = format;
         self
     }
 
@@ -153,7 +158,7 @@ impl GatewayBuilder {
     /// The layer.
     pub fn build(self) -> GatewayLayer {
         let cache = self.cache.unwrap_or_else(|| {
-            Arc::new(KeyCache::with_clock(self.auth_store, self.clock.clone(), KeyCache::DEFAULT_TTL_MILLIS))
+            Arc::new(KeyCache::with_clock(self.keys, self.clock.clone(), KeyCache::DEFAULT_TTL_MILLIS))
         });
         let limiter = self.limiter.unwrap_or_else(|| Arc::new(LocalRateLimiter::new(self.clock.clone())));
         let extractor = if self.routes.is_empty() {
@@ -170,39 +175,36 @@ impl GatewayBuilder {
         if let Some(backlog) = self.backlog {
             billing = billing.with_backlog(backlog);
         }
-        GatewayLayer {
-            auth: KeyAuthLayer::new(cache).with_clock(self.clock),
-            rate_limit: RateLimitLayer::new(limiter),
-            quota: QuotaLayer::new(self.max_body_bytes).with_extractor(extractor),
-            billing,
-        }
+        let admission = AdmissionLayer::new(cache)
+            .key_format(self.key_format)
+            .clock(self.clock)
+            .rate_limiter(limiter)
+            .max_body_bytes(self.max_body_bytes)
+            .read_requests(extractor);
+        GatewayLayer { admission, billing }
     }
 }
 
-/// Key auth, rate limit, quota and billing around an upstream service.
+/// Admission and billing around an upstream service.
 #[derive(Debug, Clone)]
 pub struct GatewayLayer {
-    auth: KeyAuthLayer,
-    rate_limit: RateLimitLayer,
-    quota: QuotaLayer,
+    admission: AdmissionLayer,
     billing: BillingLayer,
 }
 
 impl<S> Layer<S> for GatewayLayer {
-    type Service = KeyAuth<RateLimit<Quota<Billing<S>>>>;
+    type Service = Admission<Billing<S>>;
 
     fn layer(&self, upstream: S) -> Self::Service {
         ServiceBuilder::new()
-            // Authentication first: nothing below sees an anonymous request, and no rate-limit or
-            // billing state is ever created for a missing, malformed or unknown key.
-            .layer(self.auth.clone())
-            // Rate limits next: the cheapest refusal for a known key, before its body is even read.
-            .layer(self.rate_limit.clone())
-            // Quota reads the body once (model, cap) and refuses what the key may not call, so a
-            // refused request never reaches billing or the upstream.
-            .layer(self.quota.clone())
+            // Admission first: the key (nothing below sees an anonymous request, and no state is
+            // created for a missing, malformed or unknown key), then its rate limits (the
+            // cheapest refusal, before the body is read), then the body, read once, and what it
+            // asks for against the key's policy, so a refused request never reaches billing.
+            .layer(self.admission.clone())
             // Billing last, right around the upstream: the hold covers exactly the forwarded call,
-            // and the response body it wraps is what the client receives.
+            // and the response body it wraps is what the client receives. It answers upstream
+            // failures itself, so the stack's error type is `Infallible`.
             .layer(self.billing.clone())
             .service(upstream)
     }

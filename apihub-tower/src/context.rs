@@ -2,20 +2,21 @@
 
 use std::sync::Arc;
 
-use apihub_core::DiscountRate;
-use apihub_core::policy::ApiKey;
-use apihub_core::user::UserId;
+use crate::auth::KeyRecord;
 
-/// The authenticated key and its owner, put into request extensions by
-/// [`KeyAuth`](crate::auth::KeyAuth).
+/// The authenticated key, put into request extensions by admission (or, for users an application
+/// signed in itself, by the application's own middleware: see [`crate::auth`]).
 #[derive(Debug, Clone)]
 pub struct AuthenticatedKey {
-    /// The key as stored (policy and counters as of the last cache fill).
-    pub key: Arc<ApiKey>,
-    /// The owner's id.
-    pub user_id: UserId,
-    /// The owner's discount rate.
-    pub user_discount: DiscountRate,
+    /// The key as looked up (policy and counters as of the last cache fill).
+    pub key: Arc<KeyRecord>,
+}
+
+impl AuthenticatedKey {
+    /// The identity of `key`.
+    pub fn new(key: KeyRecord) -> Self {
+        AuthenticatedKey { key: Arc::new(key) }
+    }
 }
 
 /// The gateway's id for a request: `gw-` and a UUID. It names the request's consume row (its
@@ -44,7 +45,7 @@ impl RequestId {
 /// The rate-limit, quota and billing layers act for a key: none of them forwards a request that
 /// carries no [`AuthenticatedKey`], whatever order the layers were assembled in. The refusal is a
 /// 401 `invalid_api_key` rather than a 5xx: the extension is put there by whatever authenticates
-/// requests ([`KeyAuth`](crate::auth::KeyAuth), or an application's own middleware for users it
+/// requests ([`Admission`](crate::admission::Admission), or an application's own middleware for users it
 /// signed in), and a layer cannot tell "nothing authenticated this request" from "the
 /// authenticating layer let an anonymous request by". In the second case the client can act on a
 /// 401 (send a key); in the first, nothing is forwarded or billed either way, and the error log
@@ -58,8 +59,8 @@ pub(crate) fn require_key<'a, B>(
         tracing::error!(
             layer,
             path = request.uri().path(),
-            "refused a request without an authenticated key: key authentication must run before this layer \
-             (use GatewayBuilder, or put KeyAuthLayer outermost)"
+            "refused a request without an authenticated key: admission must run before this layer \
+             (use GatewayBuilder, or put AdmissionLayer in front of it)"
         );
         crate::body::GatewayError::new(
             http::StatusCode::UNAUTHORIZED,

@@ -8,7 +8,7 @@
 //! the [`GatewayBuilder`](crate::GatewayBuilder).
 //!
 //! The stack fails closed: a request whose path the extractor does not recognise is refused with
-//! a 404 `unknown_url` by the quota layer, never forwarded unmetered. Routes that must stay free
+//! a 404 `unknown_url` from admission, never forwarded unmetered. Routes that must stay free
 //! (a model list, a health check) are served outside the stack.
 //!
 //! ```

@@ -1,19 +1,22 @@
 //! Tower layers for an LLM API-key gateway, generic over `apihub-core`'s storage traits:
 //!
-//! - [`auth`]: API-key authentication (`ahg_` keys from any SDK's header), with a short cache;
-//! - [`rate_limit`]: per-key requests per minute and per day, exact under concurrency;
-//! - [`quota`]: reads the request (model, output cap) and refuses what the key may not do;
-//! - [`billing`]: reserves the most a request can cost, forwards, and settles the exact charge
-//!   from the usage the upstream reports, with user and key discounts.
+//! - [`admission`]: one middleware that admits a request or refuses it, in order: the key
+//!   ([`auth`]: any SDK's header, a pluggable key format, a one-method [`KeyLookup`](auth::KeyLookup)
+//!   behind a short cache), its rate limits ([`rate_limit`]: per minute and per day, exact under
+//!   concurrency), and what the request asks for ([`quota`]: model, output cap);
+//! - [`billing`]: reserves what a request is expected to cost, forwards it, and settles the exact
+//!   charge from the usage the upstream reports, with user and key discounts.
 //!
 //! [`memory`] holds in-memory stores, so the stack runs with no database, and [`GatewayBuilder`]
-//! assembles the layers in their documented order.
+//! assembles the two in their documented order. Billing answers an upstream failure itself (502, or 504 for a timeout), so the whole
+//! stack is infallible and mounts in axum as it is.
 //!
 //! The stack fails closed: nothing reaches the upstream unbilled. A path that is not a metered
 //! route is refused (404), as is an unpriced model; the metered routes are the dialects'
-//! standard paths, or those declared with [`GatewayBuilder::meter`]. Each layer after key
-//! authentication refuses a request without an authenticated key, and billing one the quota layer
-//! did not read, so layers assembled in another order refuse requests rather than serve them free.
+//! standard paths, or those declared with [`GatewayBuilder::meter`]. Billing takes only the
+//! request body admission forwards ([`ForwardedBody`]), and refuses a request without an
+//! authenticated key or without what admission read of it, so it cannot be assembled to serve
+//! requests free.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -33,6 +36,7 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod admission;
 pub mod auth;
 pub mod billing;
 pub mod body;
@@ -49,7 +53,7 @@ pub mod testkit;
 /// The attribute the store traits (here and in `apihub-core`) are written with; implement them
 /// under `#[async_trait]` without depending on the `async-trait` crate yourself.
 pub use async_trait::async_trait;
-pub use body::{BoxError, GatewayBody, GatewayError};
+pub use body::{BoxError, ForwardedBody, GatewayBody, GatewayError};
 pub use builder::{GatewayBuilder, GatewayLayer};
 
 /// The crate README's example, compiled and run as a doctest so it cannot drift.

@@ -13,14 +13,14 @@ use apihub_core::policy::KeyPolicy;
 use apihub_core::pricing::ModelPrice;
 use apihub_core::store::{KeyStore, PageRequest, UserStore};
 use apihub_core::usage::{Endpoint, RequestInfo, Usage};
-use apihub_tower::GatewayBuilder;
-use apihub_tower::auth::{KeyAuthLayer, KeyCache};
+use apihub_tower::admission::AdmissionLayer;
+use apihub_tower::auth::KeyCache;
 use apihub_tower::billing::{BillingConfig, BillingLayer, DiscardUsage};
 use apihub_tower::clock::SystemClock;
-use apihub_tower::extract::UsageExtractor;
+use apihub_tower::extract::{LlmExtractor, UsageExtractor};
 use apihub_tower::memory::MemoryStore;
-use apihub_tower::quota::QuotaLayer;
-use apihub_tower::rate_limit::{LocalRateLimiter, RateLimitLayer};
+use apihub_tower::rate_limit::LocalRateLimiter;
+use apihub_tower::{ForwardedBody, GatewayBuilder};
 use bytes::Bytes;
 use common::{Fixture, chat, fixture, prices, read, upstream, upstream_answering};
 use http::{Request, StatusCode};
@@ -31,16 +31,11 @@ async fn balance(f: &Fixture) -> Money {
     f.store.user(f.user_id).await.unwrap().unwrap().account.balance
 }
 
-fn auth(store: &Arc<MemoryStore>) -> KeyAuthLayer {
-    KeyAuthLayer::new(Arc::new(KeyCache::new(store.clone())))
-}
-
-fn rate_limit() -> RateLimitLayer {
-    RateLimitLayer::new(Arc::new(LocalRateLimiter::new(Arc::new(SystemClock))))
-}
-
-fn quota() -> QuotaLayer {
-    QuotaLayer::new(1 << 20)
+/// Admission with rate limits, reading LLM requests: all of it but billing.
+fn admission(store: &Arc<MemoryStore>) -> AdmissionLayer {
+    AdmissionLayer::new(Arc::new(KeyCache::new(store.clone())))
+        .rate_limiter(Arc::new(LocalRateLimiter::new(Arc::new(SystemClock))))
+        .read_requests(Arc::new(LlmExtractor))
 }
 
 fn billing(store: &Arc<MemoryStore>) -> BillingLayer {
@@ -48,10 +43,12 @@ fn billing(store: &Arc<MemoryStore>) -> BillingLayer {
 }
 
 /// `request` through `service` is refused with `status` and `code`.
-async fn refused<S>(service: S, request: Request<Full<Bytes>>, status: StatusCode, code: &str, case: &str)
+async fn refused<S, ReqBody, ResBody>(service: S, request: Request<ReqBody>, status: StatusCode, code: &str, case: &str)
 where
-    S: tower::Service<Request<Full<Bytes>>, Response = http::Response<apihub_tower::body::GatewayBody>>,
+    S: tower::Service<Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Error: std::fmt::Debug,
+    ResBody: http_body::Body<Data = Bytes>,
+    ResBody::Error: std::fmt::Debug,
 {
     let (got, body) = read(service.oneshot(request).await.unwrap()).await;
     assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{case}: {body}");
@@ -64,58 +61,41 @@ fn chat_at(path: &str, key: &str, model: &str) -> Request<Full<Bytes>> {
     request
 }
 
+/// A chat request as admission would forward it, built by hand instead.
+fn forwarded(key: &str, model: &str) -> Request<ForwardedBody> {
+    let (parts, _) = chat(key, model).into_parts();
+    let body = format!(r#"{{"model":"{model}","max_tokens":500,"messages":[{{"role":"user","content":"hi"}}]}}"#);
+    Request::from_parts(parts, ForwardedBody::new(body))
+}
+
 #[tokio::test]
 async fn billing_without_admission_refuses_a_funded_key_and_calls_nothing() {
     let f = fixture(10, KeyPolicy::default()).await;
     let calls = Arc::new(AtomicUsize::new(0));
-    // Billing alone: nothing authenticated the key, so nothing may be forwarded on its account.
+    // Billing alone takes only admission's body; given one built by hand, nothing authenticated
+    // the key, so nothing may be forwarded on its account.
     let alone = ServiceBuilder::new().layer(billing(&f.store)).service(upstream(calls.clone()));
-    refused(alone, chat(&f.key, "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key", "billing alone").await;
-    // Rate limit, quota and billing in order, but no key auth: still anonymous.
-    let unauthenticated = ServiceBuilder::new()
-        .layer(rate_limit())
-        .layer(quota())
+    refused(alone, forwarded(&f.key, "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key", "billing alone").await;
+    // Admission that authenticates the key but does not read requests: billing cannot price it.
+    let unread = ServiceBuilder::new()
+        .layer(AdmissionLayer::new(Arc::new(KeyCache::new(f.store.clone()))))
         .layer(billing(&f.store))
         .service(upstream(calls.clone()));
-    let case = "rate limit + quota + billing";
-    refused(unauthenticated, chat(&f.key, "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key", case).await;
-    // Key auth and billing, without the quota layer that reads the request.
-    let unread = ServiceBuilder::new().layer(auth(&f.store)).layer(billing(&f.store)).service(upstream(calls.clone()));
-    let case = "auth + billing";
+    let case = "admission without reading + billing";
     refused(unread, chat(&f.key, "gpt-test"), StatusCode::SERVICE_UNAVAILABLE, "gateway_misconfigured", case).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the upstream was never called");
     assert_eq!(balance(&f).await, Money::from_credits(10));
 }
 
 #[tokio::test]
-async fn layers_out_of_order_refuse_rather_than_serve_free() {
+async fn billing_outside_admission_refuses_rather_than_serves_free() {
     let f = fixture(10, KeyPolicy::default()).await;
     let calls = Arc::new(AtomicUsize::new(0));
-    // Billing before quota: what the request asks for is not read yet when billing sees it.
-    let billing_first = ServiceBuilder::new()
-        .layer(auth(&f.store))
-        .layer(rate_limit())
-        .layer(billing(&f.store))
-        .layer(quota())
-        .service(upstream(calls.clone()));
-    let case = "billing before quota";
-    refused(billing_first, chat(&f.key, "gpt-test"), StatusCode::SERVICE_UNAVAILABLE, "gateway_misconfigured", case)
-        .await;
-    // Key auth innermost: every layer outside it sees an anonymous request.
-    let auth_last = ServiceBuilder::new()
-        .layer(rate_limit())
-        .layer(quota())
-        .layer(billing(&f.store))
-        .layer(auth(&f.store))
-        .service(upstream(calls.clone()));
-    refused(auth_last, chat(&f.key, "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key", "auth last").await;
-    let quota_first = ServiceBuilder::new()
-        .layer(quota())
-        .layer(auth(&f.store))
-        .layer(rate_limit())
-        .layer(billing(&f.store))
-        .service(upstream(calls.clone()));
-    refused(quota_first, chat(&f.key, "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key", "quota first").await;
+    // Billing outermost: it sees the request before anything authenticated or read it.
+    let billing_first =
+        ServiceBuilder::new().layer(billing(&f.store)).layer(admission(&f.store)).service(upstream(calls.clone()));
+    let case = "billing before admission";
+    refused(billing_first, forwarded(&f.key, "gpt-test"), StatusCode::UNAUTHORIZED, "invalid_api_key", case).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the upstream was never called");
     assert_eq!(balance(&f).await, Money::from_credits(10));
     assert_eq!(f.store.reserved_funds(f.user_id).await.unwrap().reserved, Money::ZERO);

@@ -1,7 +1,7 @@
 //! Metered routes: any HTTP API behind the gateway's keys, limits and billing (see
 //! [`apihub_core::route`]). Administrators manage them through `/api/admin/routes`.
 //!
-//! Each enabled route gets its own gateway stack (key auth, rate limit, quota, billing, from
+//! Each enabled route gets its own gateway stack (admission: key, rate limit, quota; billing; from
 //! apihub-tower) around its own upstream, built when the routes are loaded: at start, after every
 //! change made through this node, when another node announces one through Redis, and every ten
 //! seconds. [`dispatch`] sits in front of the application: a request whose path is a route's is
@@ -136,13 +136,9 @@ impl RouteTable {
         let service = tower::service_fn(move |request: Request<Body>| {
             let call = stack.clone().oneshot(request);
             async move {
-                Ok::<_, Infallible>(match call.await {
-                    Ok(response) => dialect::localize(Dialect::OpenAi, response.into_response()),
-                    Err(error) => {
-                        tracing::warn!(%error, "metered route request failed");
-                        refuse(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream could not be reached")
-                    }
-                })
+                // Billing answers an upstream failure itself (502, or 504 for a timeout).
+                let response = call.await.unwrap_or_else(|never| match never {});
+                Ok::<_, Infallible>(dialect::localize(Dialect::OpenAi, response.into_response()))
             }
         });
         Ok(BoxCloneSyncService::new(service))

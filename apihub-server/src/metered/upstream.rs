@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use apihub_core::route::RouteSpec;
-use apihub_tower::body::BoxError;
+use apihub_tower::body::{BoxError, ForwardedBody};
 use axum::body::Body;
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Request, Response};
@@ -74,9 +74,12 @@ impl RouteUpstream {
     /// The service the route's gateway stack forwards through.
     pub(crate) fn into_service(
         self,
-    ) -> impl Service<Request<Body>, Response = Response<UpstreamBody>, Error = BoxError, Future: Send> + Clone + Send + Sync
-    {
-        tower::service_fn(move |mut request: Request<Body>| {
+    ) -> impl Service<Request<ForwardedBody>, Response = Response<UpstreamBody>, Error = BoxError, Future: Send>
+    + Clone
+    + Send
+    + Sync {
+        tower::service_fn(move |request: Request<ForwardedBody>| {
+            let mut request = request.map(|body| Body::from(body.into_bytes()));
             let rewritten = self.rewrite(&mut request);
             let (client, timeout, idle_timeout) = (self.client.clone(), self.timeout, self.idle_timeout);
             async move {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use apihub_core::channel::{Breaker, BreakerPolicy, BreakerState, ChannelId, ChannelSpec, ChannelStore, attempt_order};
 use apihub_core::store::StoreError;
 use apihub_core::usage::{Dialect, RequestInfo};
-use apihub_tower::body::BoxError;
+use apihub_tower::body::{BoxError, ForwardedBody};
 use apihub_tower::context::ServedBy;
 use axum::body::Body;
 use bytes::Bytes;
@@ -243,7 +243,7 @@ pub struct Channels {
     table: Arc<ChannelTable>,
 }
 
-impl Service<Request<Body>> for Channels {
+impl Service<Request<ForwardedBody>> for Channels {
     type Response = Response<UpstreamBody>;
     type Error = UpstreamError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
@@ -252,7 +252,7 @@ impl Service<Request<Body>> for Channels {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ForwardedBody>) -> Self::Future {
         let table = self.table.clone();
         Box::pin(async move { forward(&table, request).await.map_err(UpstreamError) })
     }
@@ -263,7 +263,7 @@ fn failed(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-async fn forward(table: &ChannelTable, request: Request<Body>) -> Result<Response<UpstreamBody>, BoxError> {
+async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Result<Response<UpstreamBody>, BoxError> {
     let path = request.uri().path().to_owned();
     let info = request.extensions().get::<RequestInfo>().cloned();
     let dialect = info.as_ref().map_or_else(|| super::dialect::of_path(&path), |info| info.endpoint.dialect());
@@ -273,8 +273,8 @@ async fn forward(table: &ChannelTable, request: Request<Body>) -> Result<Respons
         return Err(Box::new(NoChannel(model.unwrap_or_else(|| path.clone()))));
     }
     let (parts, body) = request.into_parts();
-    // The proxy's stack has read the body whole already (its size is bounded there).
-    let body = axum::body::to_bytes(body, usize::MAX).await?;
+    // Admission has read the body whole already (its size is bounded there).
+    let body = body.into_bytes();
     let attempts = plan.len();
     let mut last_error: Option<BoxError> = None;
     for (n, live) in plan.iter().enumerate() {

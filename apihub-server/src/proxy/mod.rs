@@ -1,5 +1,6 @@
 //! The LLM proxy: `/v1/*` (OpenAI and Anthropic dialects) and `/v1beta/*` (Gemini), forwarded to
-//! `UPSTREAM_URL` through apihub-tower's gateway stack (key auth, rate limit, quota, billing).
+//! `UPSTREAM_URL` through apihub-tower's gateway stack (admission: key, rate limit,
+//! quota; then billing).
 //!
 //! Only endpoints the gateway can meter are forwarded (see
 //! [`Endpoint`](apihub_core::usage::Endpoint)); anything else under `/v1` is a 404, so no
@@ -144,7 +145,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// The metered stack: key auth, rate limit, quota and billing around the upstream.
+/// The metered stack: admission (key, rate limit, quota) and billing around the upstream.
 type Metered = <GatewayLayer as Layer<UpstreamService>>::Service;
 
 fn handle(
@@ -179,19 +180,9 @@ fn handle(
     }
     let call = metered.oneshot(request);
     Box::pin(async move {
-        match call.await {
-            Ok(response) => dialect::localize(dialect, response.into_response()),
-            Err(error) => {
-                tracing::warn!(%error, "proxy request failed");
-                let error = GatewayError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "api_error",
-                    "upstream_unavailable",
-                    "the upstream could not be reached",
-                );
-                dialect::render(dialect, &error)
-            }
-        }
+        // Billing answers an upstream failure itself (502, or 504 for a timeout).
+        let response = call.await.unwrap_or_else(|never| match never {});
+        dialect::localize(dialect, response.into_response())
     })
 }
 

@@ -5,8 +5,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use apihub_tower::auth::KeyAuthLayer;
-use apihub_tower::body::{GatewayBody, GatewayError};
+use apihub_tower::admission::AdmissionLayer;
+use apihub_tower::body::{ForwardedBody, GatewayError};
 use apihub_tower::context::AuthenticatedKey;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -27,16 +27,17 @@ pub(super) type ModelsService = BoxCloneSyncService<Request<Body>, Response, Inf
 pub(super) fn service(state: &AppState) -> ModelsService {
     let upstream = state.upstream.clone();
     let prices = state.prices.clone();
-    let handler = tower::service_fn(move |request: Request<Body>| {
+    let handler = tower::service_fn(move |request: Request<ForwardedBody>| {
         let upstream = upstream.clone();
         let prices = prices.clone();
         async move { Ok::<_, Infallible>(list(upstream, prices, request).await) }
     });
-    let authenticated = KeyAuthLayer::new(state.key_cache.clone()).layer(handler);
-    BoxCloneSyncService::new(authenticated.map_response(|r: http::Response<GatewayBody>| r.into_response()))
+    // Key authentication only: listing models is not rate limited or billed.
+    let authenticated = AdmissionLayer::new(state.key_cache.clone()).layer(handler);
+    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(authenticated, IntoResponse::into_response))
 }
 
-async fn list(upstream: UpstreamService, prices: Arc<PriceCache>, request: Request<Body>) -> Response {
+async fn list(upstream: UpstreamService, prices: Arc<PriceCache>, request: Request<ForwardedBody>) -> Response {
     let Some(identity) = request.extensions().get::<AuthenticatedKey>().cloned() else {
         return GatewayError::new(
             StatusCode::UNAUTHORIZED,

@@ -321,11 +321,11 @@ mod tests {
     use crate::scale::{Relay, TestRedis, test_redis, test_redis_url};
     use apihub_core::DiscountRate;
     use apihub_core::key::GeneratedKey;
+    use apihub_core::lookup::{KeyLookup, KeyRecord};
     use apihub_core::policy::{ApiKey, KeyPatch, KeyPolicy};
     use apihub_core::pricing::ModelPrice;
-    use apihub_core::store::{AuthStore, KeyStore, NewKey, PriceStore, UserStore};
+    use apihub_core::store::{KeyStore, NewKey, PriceStore, UserStore};
     use apihub_core::user::{NewUser, Role};
-    use apihub_tower::auth::KeyEntry;
     use apihub_tower::billing::PriceBook;
     use apihub_tower::clock::SystemClock;
     use apihub_tower::memory::MemoryStore;
@@ -347,7 +347,7 @@ mod tests {
     }
 
     /// Polls `cache` until `fresh` holds for its entry of `public_id`.
-    async fn until(cache: &KeyCache, public_id: &str, what: &str, fresh: impl Fn(&KeyEntry) -> bool) {
+    async fn until(cache: &KeyCache, public_id: &str, what: &str, fresh: impl Fn(&KeyRecord) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while !fresh(&cache.get(public_id).await.unwrap().expect("key")) {
             assert!(tokio::time::Instant::now() < deadline, "{what} did not refresh the cache");
@@ -376,7 +376,7 @@ mod tests {
     }
 
     fn hour_cache(store: &Arc<MemoryStore>) -> Arc<KeyCache> {
-        Arc::new(KeyCache::with_clock(store.clone() as Arc<dyn AuthStore>, Arc::new(SystemClock), 3_600_000))
+        Arc::new(KeyCache::with_clock(store.clone() as Arc<dyn KeyLookup>, Arc::new(SystemClock), 3_600_000))
     }
 
     /// A node's caches over `store`, invalidated through `redis`.
@@ -387,10 +387,10 @@ mod tests {
 
     /// Renames the key behind the caches' backs; returns the old name, still cached in `cache`.
     async fn rename(store: &MemoryStore, cache: &KeyCache, key: &ApiKey) -> String {
-        let old_name = cache.get(&key.public_id).await.unwrap().expect("key").key.policy.name.clone();
+        let old_name = cache.get(&key.public_id).await.unwrap().expect("key").policy.name.clone();
         let patch = KeyPatch { name: Some(format!("{old_name}-renamed")), ..KeyPatch::default() };
         store.update_key(key.id, &patch).await.unwrap();
-        assert_eq!(cache.get(&key.public_id).await.unwrap().unwrap().key.policy.name, old_name, "cached");
+        assert_eq!(cache.get(&key.public_id).await.unwrap().unwrap().policy.name, old_name, "cached");
         old_name
     }
 
@@ -409,13 +409,13 @@ mod tests {
 
         let old_name = rename(&store, &cache_b, &key).await;
         node_a.key(&key.public_id).await;
-        until(&cache_b, &key.public_id, "a key invalidation", |e| e.key.policy.name != old_name).await;
+        until(&cache_b, &key.public_id, "a key invalidation", |e| e.policy.name != old_name).await;
 
         let rate = DiscountRate::parse("0.5").unwrap();
         store.set_user_discount(user_id, rate).await.unwrap();
-        assert_ne!(cache_b.get(&key.public_id).await.unwrap().unwrap().user.discount_rate, rate, "cached");
+        assert_ne!(cache_b.get(&key.public_id).await.unwrap().unwrap().owner_discount, rate, "cached");
         node_a.user(user_id).await;
-        until(&cache_b, &key.public_id, "a user invalidation", |e| e.user.discount_rate == rate).await;
+        until(&cache_b, &key.public_id, "a user invalidation", |e| e.owner_discount == rate).await;
 
         store.set_price("gpt-new", &ModelPrice::default()).await.unwrap();
         assert!(prices_b.price("gpt-new").is_none(), "not reloaded yet");
@@ -442,7 +442,7 @@ mod tests {
 
         let old_name = rename(&store, &cache, &key).await;
         relay.cut();
-        until(&cache, &key.public_id, "a resubscription", |e| e.key.policy.name != old_name).await;
+        until(&cache, &key.public_id, "a resubscription", |e| e.policy.name != old_name).await;
         subscriber.abort();
     }
 

@@ -42,7 +42,7 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CHE
 const GRACE_MS: u64 = 60_000;
 
 /// The longest one check waits for Redis (a round trip on a LAN is well under a millisecond).
-/// Past it the check fails, and the rate-limit layer admits the request: a Redis that does not
+/// Past it the check fails, and admission admits the request: a Redis that does not
 /// answer costs a request at most this much, not the connection's own timeouts (half a second).
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -121,7 +121,7 @@ impl Breaker {
 /// Windows are the UTC minute and day on this node's clock (keep the nodes' clocks in sync, as
 /// NTP does), and answers are the same [`Decision`]s as
 /// [`LocalRateLimiter`](apihub_tower::rate_limit::LocalRateLimiter)'s. An error (Redis
-/// unreachable) goes back to the rate-limit layer, which admits the request and logs it.
+/// unreachable) goes back to admission, which admits the request and logs it.
 ///
 /// While Redis is down that fallback comes at once: a check waits at most [`CALL_TIMEOUT`], and
 /// after a failure the checks skip Redis for [`BREAKER_BACKOFF`] before one trial call.

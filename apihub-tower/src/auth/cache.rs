@@ -3,35 +3,31 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use apihub_core::policy::ApiKey;
-pub use apihub_core::store::AuthStore;
 use apihub_core::store::StoreError;
-use apihub_core::user::{User, UserId};
+use apihub_core::user::UserId;
 
 use crate::clock::{Clock, SystemClock};
+use apihub_core::lookup::{KeyLookup, KeyRecord};
 
-/// A cached lookup: the key and its owner.
+/// A cached lookup.
 #[derive(Debug, Clone)]
-pub struct KeyEntry {
-    /// The key.
-    pub key: Arc<ApiKey>,
-    /// Its owner.
-    pub user: Arc<User>,
+struct Entry {
+    record: Arc<KeyRecord>,
     fetched_at: u64,
 }
 
-/// Caches `public id → (key, owner)` for at most `ttl_millis`.
+/// Caches `lookup id → key record` for at most `ttl_millis`.
 ///
 /// The server calls [`KeyCache::invalidate_key`] / [`KeyCache::invalidate_user`] whenever it
 /// changes a key or user, so on one node a change takes effect at once; the TTL (1 s by default)
 /// bounds how long another node can serve a stale entry. Unknown keys are not cached, so the cache
 /// only ever holds real keys.
 pub struct KeyCache {
-    store: Arc<dyn AuthStore>,
+    store: Arc<dyn KeyLookup>,
     clock: Arc<dyn Clock>,
     ttl_millis: u64,
     max_entries: usize,
-    entries: RwLock<HashMap<String, KeyEntry>>,
+    entries: RwLock<HashMap<String, Entry>>,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -45,53 +41,50 @@ impl KeyCache {
     pub const DEFAULT_TTL_MILLIS: u64 = 1_000;
 
     /// A cache over `store` with the default TTL and the system clock.
-    pub fn new(store: Arc<dyn AuthStore>) -> Self {
+    pub fn new(store: Arc<dyn KeyLookup>) -> Self {
         Self::with_clock(store, Arc::new(SystemClock), Self::DEFAULT_TTL_MILLIS)
     }
 
     /// A cache with an explicit clock and TTL (0 disables caching).
-    pub fn with_clock(store: Arc<dyn AuthStore>, clock: Arc<dyn Clock>, ttl_millis: u64) -> Self {
+    pub fn with_clock(store: Arc<dyn KeyLookup>, clock: Arc<dyn Clock>, ttl_millis: u64) -> Self {
         KeyCache { store, clock, ttl_millis, max_entries: 100_000, entries: RwLock::new(HashMap::new()) }
     }
 
-    /// The key with this public id and its owner, from the cache or the store.
-    pub async fn get(&self, public_id: &str) -> Result<Option<KeyEntry>, StoreError> {
+    /// The key with this lookup id (an `ahg_` key's public id), from the cache or the store.
+    pub async fn get(&self, lookup_id: &str) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let now = self.clock.now_millis();
         if let Ok(entries) = self.entries.read()
-            && let Some(entry) = entries.get(public_id)
+            && let Some(entry) = entries.get(lookup_id)
             && now.saturating_sub(entry.fetched_at) < self.ttl_millis
         {
-            return Ok(Some(entry.clone()));
+            return Ok(Some(entry.record.clone()));
         }
-        let Some(key) = self.store.key_by_public_id(public_id).await? else {
+        let Some(record) = self.store.lookup(lookup_id).await? else {
             return Ok(None);
         };
-        let Some(user) = self.store.user(key.user_id).await? else {
-            return Ok(None);
-        };
-        let entry = KeyEntry { key: Arc::new(key), user: Arc::new(user), fetched_at: now };
+        let record = Arc::new(record);
         if self.ttl_millis > 0
             && let Ok(mut entries) = self.entries.write()
         {
             if entries.len() >= self.max_entries {
                 entries.clear();
             }
-            entries.insert(public_id.to_owned(), entry.clone());
+            entries.insert(lookup_id.to_owned(), Entry { record: record.clone(), fetched_at: now });
         }
-        Ok(Some(entry))
+        Ok(Some(record))
     }
 
-    /// Forgets one key (after an update or delete).
-    pub fn invalidate_key(&self, public_id: &str) {
+    /// Forgets one key (after an update or delete), by its lookup id.
+    pub fn invalidate_key(&self, lookup_id: &str) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.remove(public_id);
+            entries.remove(lookup_id);
         }
     }
 
     /// Forgets every key of a user (after a disable or discount change).
     pub fn invalidate_user(&self, user_id: UserId) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, e| e.user.id != user_id);
+            entries.retain(|_, e| e.record.user_id != user_id);
         }
     }
 

@@ -5,24 +5,40 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
 
 use super::meter::{Meter, Outcome};
-use super::service::Settle;
+use super::settle::Settle;
 use crate::body::BoxError;
 
-/// A response body that meters what passes through and settles the reservation when it ends.
-///
-/// Chunks are forwarded as they arrive (never buffered whole). At the end the body drives the
-/// settlement itself (no task hand-off on the way to the client) and signals its end only once
-/// the charge is written. Dropped before that, it hands the unfinished settlement to a task of
-/// its own, so it completes even if the client went away; dropped early, the body settles what
-/// was observed (or releases the hold when nothing was produced).
-pub struct MeteredBody<B> {
-    inner: B,
-    meter: Meter,
-    settle: Option<Settle>,
-    settling: Option<Settling>,
-    inner_done: bool,
+pin_project! {
+    /// A response body that meters what passes through and settles the reservation when it ends.
+    ///
+    /// Chunks are forwarded as they arrive (never buffered whole). At the end the body drives the
+    /// settlement itself (no task hand-off on the way to the client) and signals its end only once
+    /// the charge is written. Dropped before that, it hands the unfinished settlement to a task of
+    /// its own, so it completes even if the client went away; dropped early, the body settles what
+    /// was observed (or releases the hold when nothing was produced).
+    pub struct MeteredBody<B> {
+        #[pin]
+        inner: B,
+        meter: Meter,
+        settle: Option<Settle>,
+        settling: Option<Settling>,
+        inner_done: bool,
+    }
+
+    impl<B> PinnedDrop for MeteredBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // The client went away (or the server dropped the body) before the end: finish what
+            // was started, or settle what was observed.
+            let this = this.project();
+            let (settle, meter) = (this.settle, &*this.meter);
+            if let Some(settling) = this.settling.take().or_else(|| start_settle(settle, meter, Outcome::Aborted)) {
+                detach(settling);
+            }
+        }
+    }
 }
 
 impl<B: fmt::Debug> fmt::Debug for MeteredBody<B> {
@@ -46,45 +62,45 @@ impl<B> MeteredBody<B> {
     pub(super) fn new(inner: B, meter: Meter, settle: Settle) -> Self {
         MeteredBody { inner, meter, settle: Some(settle), settling: None, inner_done: false }
     }
+}
 
-    /// The settlement for `outcome`, to drive here (`None` once it has been started).
-    fn start_settle(&mut self, outcome: Outcome) -> Option<Settling> {
-        let settle = self.settle.take()?;
-        Some(Box::pin(settle.run(&self.meter, outcome)))
-    }
+/// The settlement for `outcome`, to drive here (`None` once it has been started).
+fn start_settle(settle: &mut Option<Settle>, meter: &Meter, outcome: Outcome) -> Option<Settling> {
+    let settle = settle.take()?;
+    Some(Box::pin(settle.run(meter, outcome)))
 }
 
 impl<B> Body for MeteredBody<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
         loop {
-            if this.inner_done {
+            if *this.inner_done {
                 if let Some(settling) = this.settling.as_mut() {
                     // A failed settlement logs itself; the client's body still ends.
                     ready!(settling.as_mut().poll(cx));
-                    this.settling = None;
+                    *this.settling = None;
                 }
                 return Poll::Ready(None);
             }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         let mut out = this.meter.observe(data);
                         if this.inner.is_end_stream() {
                             // The last bytes of a body of known length: a server may stop polling
                             // (and drop this body) once it has sent them, so settle now.
-                            this.inner_done = true;
+                            *this.inner_done = true;
                             if let Some(rest) = this.meter.flush() {
                                 out = [out, rest].concat().into();
                             }
-                            this.settling = this.start_settle(Outcome::Completed);
+                            *this.settling = start_settle(this.settle, this.meter, Outcome::Completed);
                         }
                         if out.is_empty() {
                             continue;
@@ -94,17 +110,17 @@ where
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 Some(Err(error)) => {
-                    this.inner_done = true;
+                    *this.inner_done = true;
                     // Do not wait: the client's stream is broken either way.
-                    if let Some(settling) = this.start_settle(Outcome::Aborted) {
+                    if let Some(settling) = start_settle(this.settle, this.meter, Outcome::Aborted) {
                         detach(settling);
                     }
                     return Poll::Ready(Some(Err(error.into())));
                 }
                 None => {
-                    this.inner_done = true;
+                    *this.inner_done = true;
                     let rest = this.meter.flush();
-                    this.settling = this.start_settle(Outcome::Completed);
+                    *this.settling = start_settle(this.settle, this.meter, Outcome::Completed);
                     if let Some(rest) = rest.filter(|b| !b.is_empty()) {
                         return Poll::Ready(Some(Ok(Frame::data(rest))));
                     }
@@ -120,16 +136,6 @@ where
     fn size_hint(&self) -> SizeHint {
         // Stripping may shorten an SSE stream, so only a JSON body keeps its exact length.
         if self.meter.passes_through_unchanged() { self.inner.size_hint() } else { SizeHint::default() }
-    }
-}
-
-impl<B> Drop for MeteredBody<B> {
-    fn drop(&mut self) {
-        // The client went away (or the server dropped the body) before the end: finish what was
-        // started, or settle what was observed.
-        if let Some(settling) = self.settling.take().or_else(|| self.start_settle(Outcome::Aborted)) {
-            detach(settling);
-        }
     }
 }
 

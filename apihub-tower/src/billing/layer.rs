@@ -83,6 +83,6 @@ impl<S> Layer<S> for BillingLayer {
     type Service = Billing<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Billing { inner, layer: self.clone() }
+        Billing { inner, layer: self.clone(), unready: None }
     }
 }

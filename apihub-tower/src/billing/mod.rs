@@ -15,17 +15,20 @@
 //! 4. when the body ends the charge — `cost(price, usage) × user rate × key rate`, rounded once
 //!    ([`charge`](apihub_core::pricing::charge)) — is settled, all of it even above the hold (the
 //!    excess is the record's `overage`), and a usage record goes to the [`UsageSink`]. A
-//!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]);
+//!    settlement the store cannot write is retried until it is ([`SettlementBacklog`]), and the
+//!    holds a stopped process left open are freed by [`sweep_stale_holds`];
 //! 5. every forwarded request's response carries its request id ([`REQUEST_ID`]). A body that
 //!    is not an event stream (JSON) is read, and settled, before its headers go out, which then carry the charge ([`COST`]) and, where the store knows it without a
 //!    round trip, the balance after it ([`BALANCE`]); one larger than
 //!    [`BillingConfig::max_metered_body`] goes out as it comes, without them.
 //!
 //! Billing fails closed: a request without an authenticated key (401, see
-//! [`AuthenticatedKey`](crate::context::AuthenticatedKey)) or that the quota layer did not read
-//! (503 `gateway_misconfigured`: the layers are out of order) is refused, logged as an error,
-//! and never forwarded, so no assembly of the layers serves requests unbilled. So is a model
-//! with no price (404 `model_not_found`) or a request that names none (400 `model_required`).
+//! [`AuthenticatedKey`](crate::context::AuthenticatedKey)) or that admission did not read
+//! (503 `gateway_misconfigured`: admission reads no requests) is refused, logged as an error,
+//! and never forwarded; and billing takes only the body admission forwards
+//! ([`ForwardedBody`](crate::body::ForwardedBody)), so no assembly of the two serves requests
+//! unbilled. So is a model with no price (404 `model_not_found`) or a request that names none
+//! (400 `model_required`).
 //!
 //! An upstream error status, a connection failure or a timeout releases the hold (502/504 for the
 //! latter two) and costs nothing. A stream that ends before any output costs nothing. When the
@@ -58,23 +61,33 @@
 //! let _layer = BillingLayer::new(Arc::new(MemoryStore::new()), Arc::new(prices), Arc::new(DiscardUsage), BillingConfig::default());
 //! ```
 
+mod answer;
 mod backlog;
 mod body;
+mod future;
 mod layer;
 pub mod meter;
+mod plan;
+mod refusal;
 mod reservation;
+mod reserve;
 mod service;
+mod settle;
+mod sweeper;
 
 use std::collections::HashMap;
 
 use apihub_core::pricing::ModelPrice;
 use apihub_core::store::UsageRecord;
 
+pub use answer::{BALANCE, COST, REQUEST_ID};
 pub use backlog::SettlementBacklog;
 pub use body::MeteredBody;
+pub use future::ResponseFuture;
 pub use layer::BillingLayer;
 pub use reservation::Reservation;
-pub use service::{BALANCE, Billing, COST, REQUEST_ID};
+pub use service::Billing;
+pub use sweeper::sweep_stale_holds;
 
 /// Where prices come from.
 pub trait PriceBook: Send + Sync {

@@ -4,22 +4,25 @@
 //! admits exactly N requests per window however many arrive at once: the check and the increment
 //! are one atomic step. A refused request gets a 429 with `Retry-After`; every answer carries
 //! `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
-//! `x-ratelimit-reset-requests` for the tighter window. The layer runs after key authentication:
-//! a request without an authenticated key is refused (401) and creates no state.
+//! `x-ratelimit-reset-requests` for the tighter window. Admission counts a request right after
+//! its key is authenticated, before its body is read, so a key without limits creates no state
+//! and a refusal costs nothing more.
 //!
 //! ```
 //! use std::sync::Arc;
+//! use apihub_tower::admission::AdmissionLayer;
+//! use apihub_tower::auth::KeyCache;
 //! use apihub_tower::clock::ManualClock;
-//! use apihub_tower::rate_limit::{LocalRateLimiter, RateLimitLayer};
+//! use apihub_tower::memory::MemoryStore;
+//! use apihub_tower::rate_limit::LocalRateLimiter;
 //!
 //! let limiter = Arc::new(LocalRateLimiter::new(Arc::new(ManualClock::at(0))));
-//! let _layer = RateLimitLayer::new(limiter);
+//! let cache = Arc::new(KeyCache::new(Arc::new(MemoryStore::new())));
+//! let _admission = AdmissionLayer::new(cache).rate_limiter(limiter);
 //! ```
 
-mod layer;
+mod headers;
 mod limiter;
-mod service;
 
-pub use layer::RateLimitLayer;
+pub(crate) use headers::{allowance_headers, limited};
 pub use limiter::{Allowance, Decision, Limits, LocalRateLimiter, RateLimiter, Window, Windows};
-pub use service::RateLimit;

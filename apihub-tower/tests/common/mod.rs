@@ -15,6 +15,7 @@ use apihub_core::pricing::ModelPrice;
 use apihub_core::store::{KeyStore, LedgerStore, NewKey, UserStore};
 use apihub_core::user::{NewUser, Role};
 use apihub_core::{DiscountRate, store::UsageRecord};
+use apihub_tower::ForwardedBody;
 use apihub_tower::billing::UsageSink;
 use apihub_tower::memory::MemoryStore;
 use bytes::Bytes;
@@ -25,7 +26,7 @@ use tower::Service;
 /// An upstream that answers every chat request with 20 prompt and 500 completion tokens.
 pub fn upstream(
     calls: Arc<AtomicUsize>,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+) -> impl Service<Request<ForwardedBody>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
 + Clone
 + Send
 + 'static {
@@ -38,11 +39,11 @@ pub fn upstream_answering(
     calls: Arc<AtomicUsize>,
     content_type: &'static str,
     body: &'static str,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+) -> impl Service<Request<ForwardedBody>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
 + Clone
 + Send
 + 'static {
-    tower::service_fn(move |request: Request<Full<Bytes>>| {
+    tower::service_fn(move |request: Request<ForwardedBody>| {
         let calls = calls.clone();
         async move {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -117,7 +118,11 @@ pub fn chat(key: &str, model: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-pub async fn read(response: Response<apihub_tower::body::GatewayBody>) -> (StatusCode, serde_json::Value) {
+pub async fn read<B>(response: Response<B>) -> (StatusCode, serde_json::Value)
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
