@@ -37,6 +37,9 @@
 //! book.written(&[debit]);
 //! assert_eq!(book.unwritten(), 0);
 //! ```
+//!
+//! [`check_hold`]: crate::billing::check_hold
+//! [`Settlement`]: crate::billing::Settlement
 
 mod debits;
 mod holds;
