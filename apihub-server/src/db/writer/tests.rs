@@ -17,18 +17,18 @@ struct Count {
 fn writer() -> (tempfile::TempDir, String, Arc<SqliteWriter>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("w.db").display().to_string();
-    let mut conn = super::super::open_sqlite_sync(&path, "PRAGMA wal_autocheckpoint = 0;").expect("open");
+    let mut conn = super::super::connect::open_sqlite_sync(&path, "PRAGMA wal_autocheckpoint = 0;").expect("open");
     conn.batch_execute("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)").expect("create");
     let open = {
         let path = path.clone();
-        move || super::super::open_sqlite_sync(&path, "")
+        move || super::super::connect::open_sqlite_sync(&path, "")
     };
     (dir, path, SqliteWriter::new(conn, open).expect("writer"))
 }
 
 /// Rows in `t`, read on a connection of its own (what the read pool sees).
 fn rows(path: &str) -> i64 {
-    let mut conn = super::super::open_sqlite_sync(path, "").expect("open");
+    let mut conn = super::super::connect::open_sqlite_sync(path, "").expect("open");
     diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query("SELECT count(*) AS n FROM t"), &mut conn)
         .expect("count")
         .n
