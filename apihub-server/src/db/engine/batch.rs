@@ -1,0 +1,201 @@
+//! One batch of debits in the database: SQLite's statements, and the totals and ledger consume
+//! rows that both backends build from a batch (PostgreSQL's in `lease_writes`).
+
+use apihub_core::credit::{Debit, MeterId};
+use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
+use apihub_core::policy::KeyId;
+use apihub_core::user::UserId;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::cached::Cached;
+use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
+use crate::db::{TxError, now_millis, saturating_add};
+
+/// A consume row of the ledger, as a batch of settlements writes it.
+#[derive(Insertable, Clone)]
+#[diesel(table_name = transactions)]
+pub(in crate::db) struct ConsumeRow<'a> {
+    user_id: i64,
+    tx_type: &'a str,
+    amount: i64,
+    balance_before: i64,
+    balance_after: i64,
+    order_no: String,
+    description: String,
+    created_at: i64,
+}
+
+impl ConsumeRow<'_> {
+    pub(in crate::db) fn order_no(&self) -> &str {
+        &self.order_no
+    }
+
+    /// Numbers the row as its debit's request id with the debit's sequence number appended (as
+    /// [`consume_rows`] numbers a request id repeated within `batch`): its request id was in the
+    /// ledger already.
+    pub(in crate::db) fn renumber(&mut self, batch: &[Debit]) {
+        let seq = batch.iter().find(|d| d.request_id == self.order_no).map_or(0, |d| d.seq);
+        self.order_no = format!("{}#{seq}", self.order_no);
+    }
+}
+
+/// A key's totals in a batch: charge (micros), tokens, calls, successful calls.
+pub(in crate::db) type KeyTotal = (KeyId, [i64; 4]);
+
+/// A batch's users and keys in the order first seen, with their totals: per user the charge;
+/// per key the charge, tokens, calls and successful calls.
+pub(in crate::db) fn batch_totals(batch: &[Debit]) -> (Vec<(UserId, i64)>, Vec<KeyTotal>) {
+    let mut user_totals: Vec<(UserId, i64)> = Vec::new();
+    let mut key_totals: Vec<KeyTotal> = Vec::new();
+    for debit in batch {
+        match user_totals.iter_mut().find(|(id, _)| *id == debit.user_id) {
+            Some((_, total)) => *total = total.saturating_add(debit.charge.micros()),
+            None => user_totals.push((debit.user_id, debit.charge.micros())),
+        }
+        let add = [debit.charge.micros(), debit.tokens, 1, i64::from(debit.success)];
+        match key_totals.iter_mut().find(|(id, _)| *id == debit.key_id) {
+            Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t = t.saturating_add(a)),
+            None => key_totals.push((debit.key_id, add)),
+        }
+    }
+    (user_totals, key_totals)
+}
+
+/// A user's consume rows for a batch, with running balances ending at `balance` (the balance
+/// after the batch's `total`). A request id already in the ledger (`taken`; a library caller
+/// reusing ids) gets the debit's sequence number appended.
+pub(in crate::db) fn consume_rows(
+    batch: &[Debit],
+    user_id: UserId,
+    balance: i64,
+    total: i64,
+    taken: &mut std::collections::HashSet<String>,
+    now: i64,
+) -> Vec<ConsumeRow<'static>> {
+    let mut running = balance.saturating_add(total);
+    let mut rows = Vec::new();
+    for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
+        let charge = debit.charge.micros();
+        let order_no = if taken.insert(debit.request_id.clone()) {
+            debit.request_id.clone()
+        } else {
+            format!("{}#{}", debit.request_id, debit.seq)
+        };
+        rows.push(ConsumeRow {
+            user_id,
+            tx_type: TxType::Consume.as_str(),
+            amount: -charge,
+            balance_before: running,
+            balance_after: running.saturating_sub(charge),
+            order_no,
+            description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
+            created_at: now,
+        });
+        running = running.saturating_sub(charge);
+    }
+    rows
+}
+
+/// One batch's statements: per user one `UPDATE` (its consume rows' running balances follow from
+/// the balance it returns), per key one `UPDATE`, and the consume rows in multi-row `INSERT`s.
+pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch: &[Debit]) -> Result<(), TxError> {
+    let now = now_millis();
+    let (user_totals, key_totals) = batch_totals(batch);
+    // A request id is the consume row's order number, unique per kind: one repeated within the
+    // batch is told apart here, one already in the ledger (a library caller reusing ids) by the
+    // insert's conflict below; either gets the debit's sequence number appended rather than stop
+    // the batch, which would never be written.
+    let mut taken = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    for (user_id, total) in user_totals {
+        let balance: Option<i64> = diesel::update(users::table.find(user_id))
+            .set((
+                users::token_balance.eq(users::token_balance - total),
+                users::total_consumed.eq(saturating_add!(users::total_consumed, total)),
+                users::updated_at.eq(now),
+            ))
+            .returning(users::token_balance)
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some(balance) = balance else { continue };
+        rows.extend(consume_rows(batch, user_id, balance, total, &mut taken, now));
+    }
+    for (key_id, [quota, tokens, calls, successes]) in key_totals {
+        // Successes use up remaining calls, stopping at zero (an administrator may have lowered the
+        // counter meanwhile); NULL, no limit, stays NULL.
+        let remaining =
+            diesel::dsl::case_when(api_keys::remaining_calls.gt(successes), api_keys::remaining_calls - successes)
+                .when(
+                    api_keys::remaining_calls.is_not_null(),
+                    Some(0_i64).into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
+                )
+                .otherwise(api_keys::remaining_calls);
+        diesel::update(api_keys::table.find(key_id))
+            .set((
+                api_keys::quota_used.eq(saturating_add!(api_keys::quota_used, quota)),
+                api_keys::tokens_used.eq(saturating_add!(api_keys::tokens_used, tokens)),
+                api_keys::calls_total.eq(api_keys::calls_total + calls),
+                api_keys::calls_succeeded.eq(api_keys::calls_succeeded + successes),
+                api_keys::remaining_calls.eq(remaining),
+                api_keys::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    // One prepared INSERT per row, inside the batch's one transaction (diesel's multi-row insert
+    // is not available on this connection type for SQLite).
+    for row in &mut rows {
+        let insert = diesel::insert_into(transactions::table).values(&*row);
+        let inserted = Cached(insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing())
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            row.renumber(batch);
+            Cached(diesel::insert_into(transactions::table).values(&*row)).execute(conn).await?;
+        }
+    }
+    let meters = meter_totals(batch);
+    if !meters.is_empty() {
+        let ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();
+        let live: Vec<i64> = budgets::table.filter(budgets::id.eq_any(&ids)).select(budgets::id).load(conn).await?;
+        for (id, [credit, tokens, calls]) in meters.into_iter().filter(|(id, _)| live.contains(&id.budget)) {
+            diesel::insert_into(budget_windows::table)
+                .values((
+                    budget_windows::budget_id.eq(id.budget),
+                    budget_windows::window_start.eq(id.start),
+                    budget_windows::window_end.eq(id.end),
+                    budget_windows::credit_used.eq(credit),
+                    budget_windows::tokens_used.eq(tokens),
+                    budget_windows::calls_used.eq(calls),
+                ))
+                .on_conflict((budget_windows::budget_id, budget_windows::window_start))
+                .do_update()
+                .set((
+                    budget_windows::credit_used.eq(saturating_add!(budget_windows::credit_used, credit)),
+                    budget_windows::tokens_used.eq(saturating_add!(budget_windows::tokens_used, tokens)),
+                    budget_windows::calls_used.eq(budget_windows::calls_used + calls),
+                ))
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A batch's budget windows, with what it adds to each: credit (micros), tokens, successful calls.
+pub(in crate::db) fn meter_totals(batch: &[Debit]) -> Vec<(MeterId, [i64; 3])> {
+    let mut totals: Vec<(MeterId, [i64; 3])> = Vec::new();
+    for debit in batch {
+        let add = [debit.charge.micros(), debit.tokens, i64::from(debit.success)];
+        for id in &debit.meters {
+            match totals.iter_mut().find(|(m, _)| m == id) {
+                Some((_, total)) => total.iter_mut().zip(add).for_each(|(t, a)| *t = t.saturating_add(a)),
+                None => totals.push((*id, add)),
+            }
+        }
+    }
+    totals.sort_unstable_by_key(|(id, _)| *id);
+    totals
+}
