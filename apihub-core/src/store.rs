@@ -32,10 +32,55 @@ pub enum StoreError {
     Invalid(String),
     /// The database could not be reached (pool exhausted, connection refused).
     #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Detail),
     /// Anything else the database reported.
     #[error("storage error: {0}")]
-    Internal(String),
+    Internal(#[source] Detail),
+}
+
+/// What a storage failure says, with the error that caused it when there is one (a driver's,
+/// a pool's), so that logs and callers can walk the whole chain of
+/// [`source`](std::error::Error::source)s.
+#[derive(Debug)]
+pub struct Detail {
+    message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Detail {
+    /// A failure described by `error`, kept as its source.
+    pub fn caused_by(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Detail { message: error.to_string(), cause: Some(Box::new(error)) }
+    }
+
+    /// What the failure says.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for Detail {
+    fn from(message: String) -> Self {
+        Detail { message, cause: None }
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(message: &str) -> Self {
+        Detail::from(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Detail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// Which page of a listing, 1-based.
@@ -279,3 +324,24 @@ impl<T: AuthStore + LedgerStore + UsageStore + PriceStore + crate::billing::Bill
 pub trait AuthStore: KeyStore + UserStore {}
 
 impl<T: KeyStore + UserStore + ?Sized> AuthStore for T {}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_storage_error_keeps_the_error_that_caused_it() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = StoreError::Unavailable(Detail::caused_by(refused));
+        assert_eq!(error.to_string(), "storage unavailable: connection refused");
+        let detail = error.source().expect("the detail");
+        let cause = detail.source().expect("the driver's error");
+        assert_eq!(
+            cause.downcast_ref::<std::io::Error>().map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(StoreError::Internal("no cause".into()).source().and_then(Error::source).is_none());
+    }
+}

@@ -145,8 +145,8 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Ledger(e) => ApiError::Validation(e.to_string()),
             StoreError::Invalid(detail) => ApiError::Validation(detail),
-            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
-            StoreError::Internal(detail) => ApiError::Internal(detail),
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail.to_string()),
+            StoreError::Internal(detail) => ApiError::Internal(detail.to_string()),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use apihub_core::Money;
 use apihub_core::channel::{Channel, ChannelId, ChannelSpec, ChannelStore, dialect_name, dialect_named};
 use apihub_core::pricing::ModelPrice;
-use apihub_core::store::StoreError;
+use apihub_core::store::{Detail, StoreError};
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -89,7 +89,7 @@ struct NewChannelRow {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(Detail::caused_by(e)))
 }
 
 impl SpecColumns {

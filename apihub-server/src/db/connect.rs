@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use apihub_core::store::StoreError;
+use apihub_core::store::{Detail, StoreError};
 use diesel::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -128,7 +128,7 @@ impl Db {
             Db::Sqlite { pool, .. } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
             Db::Postgres { pool, .. } => pool.get().await.map_err(pool_error)?.batch_execute("SELECT 1").await,
         }
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .map_err(|e| StoreError::Unavailable(Detail::caused_by(e)))
     }
 }
 

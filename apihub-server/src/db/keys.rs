@@ -4,7 +4,7 @@ use apihub_core::DiscountRate;
 use apihub_core::Money;
 use apihub_core::key::SecretHash;
 use apihub_core::policy::{ApiKey, KeyId, KeyPatch, KeyPolicy, KeyStatus, KeyUsage};
-use apihub_core::store::{KeyQuery, KeyStore, NewKey, Page, PageRequest, StoreError};
+use apihub_core::store::{Detail, KeyQuery, KeyStore, NewKey, Page, PageRequest, StoreError};
 use apihub_core::user::UserId;
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -75,7 +75,7 @@ impl PolicyColumns {
             quota_limit: policy.quota_limit.map(Money::micros),
             remaining_calls: policy.remaining_calls,
             allowed_models: serde_json::to_string(&policy.allowed_models)
-                .map_err(|e| StoreError::Internal(e.to_string()))?,
+                .map_err(|e| StoreError::Internal(Detail::caused_by(e)))?,
             discount_ppm: policy.discount_rate.ppm() as i32,
             updated_at: now,
         })

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use apihub_core::store::StoreError;
+use apihub_core::store::{Detail, StoreError};
 use diesel::SqliteConnection;
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Pool, PoolError};
@@ -162,7 +162,7 @@ impl From<diesel::result::Error> for TxError {
             {
                 StoreError::Invalid("text must not contain NUL characters".into())
             }
-            other => StoreError::Internal(other.to_string()),
+            other => StoreError::Internal(Detail::caused_by(other)),
         })
     }
 }
@@ -180,12 +180,12 @@ impl From<apihub_core::ledger::LedgerError> for TxError {
 }
 
 pub(crate) fn pool_error(error: PoolError) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+    StoreError::Unavailable(Detail::caused_by(error))
 }
 
 /// A stored value that does not map back to the domain: the database was edited by hand.
 pub(crate) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(format!("stored {what} `{value}` is not valid"))
+    StoreError::Internal(format!("stored {what} `{value}` is not valid").into())
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `\` as the escape character.

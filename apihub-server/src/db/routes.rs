@@ -2,7 +2,7 @@
 
 use apihub_core::Money;
 use apihub_core::route::{MeteredRoute, RouteId, RouteSpec, RouteStore};
-use apihub_core::store::StoreError;
+use apihub_core::store::{Detail, StoreError};
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -54,7 +54,7 @@ struct NewRouteRow {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(Detail::caused_by(e)))
 }
 
 impl SpecColumns {

@@ -93,6 +93,6 @@ fn billing_to_store(error: BillingError) -> StoreError {
             StoreError::Ledger(apihub_core::ledger::LedgerError::InsufficientBalance { available, required })
         }
         BillingError::Store(error) => error,
-        other => StoreError::Internal(other.to_string()),
+        other => StoreError::Internal(apihub_core::store::Detail::caused_by(other)),
     }
 }

@@ -55,7 +55,7 @@ impl SqliteWriter {
             let tell: Tell = Box::new(move |commit: Option<&StoreError>| {
                 let result = match commit {
                     None => result,
-                    Some(error) => Err(E::from(StoreError::Unavailable(error.to_string()))),
+                    Some(error) => Err(E::from(StoreError::Unavailable(error.to_string().into()))),
                 };
                 let _ = tx.send(result);
             });

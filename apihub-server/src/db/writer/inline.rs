@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use apihub_core::store::StoreError;
+use apihub_core::store::{Detail, StoreError};
 use diesel::SqliteConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel_async::sync_connection_wrapper::SpawnBlocking;
@@ -51,7 +51,7 @@ pub(super) fn raw<R: Send + 'static>(
     conn: &mut WriteConn,
     step: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<R> + Send + 'static,
 ) -> Result<R, StoreError> {
-    run_now(conn.spawn_blocking(step)).ok_or_else(suspended)?.map_err(|e| StoreError::Internal(e.to_string()))
+    run_now(conn.spawn_blocking(step)).ok_or_else(suspended)?.map_err(|e| StoreError::Internal(Detail::caused_by(e)))
 }
 
 /// Runs `body` in a transaction (or, inside one, a savepoint) opened by `begin`: committed when it

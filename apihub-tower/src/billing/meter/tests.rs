@@ -19,8 +19,7 @@ fn json(prompt_estimate: u64) -> Meter {
 #[test]
 fn json_usage_is_read_and_discounted() {
     let mut meter = json(10);
-    let body =
-        br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#;
+    let body = br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#;
     let (a, b) = body.split_at(20);
     assert_eq!(meter.observe(Bytes::from_static(a)), Bytes::from_static(a));
     meter.observe(Bytes::from_static(b));
@@ -101,9 +100,8 @@ fn a_huge_sse_line_passes_through_unchanged_and_is_billed_as_estimated() {
     }
     // Cut before the usage report: the skipped bytes count as output in the estimate.
     let mut meter = Meter::sse(Endpoint::ChatCompletions, 100, true);
-    let mut out = meter
-        .observe(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: "))
-        .to_vec();
+    let mut out =
+        meter.observe(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: ")).to_vec();
     out.extend_from_slice(&meter.observe(Bytes::from(vec![b'x'; 2 * MAX_EVENT_BYTES])));
     assert_eq!(out.len() as u64, meter.response_bytes);
     let bill = meter.bill(Outcome::Aborted, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE);
@@ -123,8 +121,7 @@ fn stripping_sends_each_event_as_it_came() {
         out.extend_from_slice(&meter.observe(Bytes::copy_from_slice(piece)));
     }
     out.extend(meter.flush().unwrap_or_default());
-    let expected =
-        ": keep-alive\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+    let expected = ": keep-alive\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n";
     assert_eq!(String::from_utf8(out).unwrap(), expected);
 }
 
@@ -199,12 +196,10 @@ fn the_usage_chunk_can_be_stripped() {
 
 #[test]
 fn the_clients_usage_chunk_carries_its_cost_and_every_other_byte_is_unchanged() {
-    let quote =
-        CostQuote { price: price(), user: DiscountRate::parse("0.5").unwrap(), key: DiscountRate::FULL_PRICE };
+    let quote = CostQuote { price: price(), user: DiscountRate::parse("0.5").unwrap(), key: DiscountRate::FULL_PRICE };
     let mut meter = Meter::sse_with_cost(Endpoint::ChatCompletions, 1, quote);
     let content = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\n";
-    let usage =
-        "data: {\"id\":\"x\",\"choices\":[],\"usage\": {\"prompt_tokens\":1000,\"completion_tokens\":500}}\n\n";
+    let usage = "data: {\"id\":\"x\",\"choices\":[],\"usage\": {\"prompt_tokens\":1000,\"completion_tokens\":500}}\n\n";
     let stream = format!("{content}{usage}data: [DONE]\n\n");
     let mut out = Vec::new();
     for piece in stream.as_bytes().chunks(7) {
@@ -215,8 +210,7 @@ fn the_clients_usage_chunk_carries_its_cost_and_every_other_byte_is_unchanged() 
     // 1000 × 1 + 500 × 2 per million = 0.002, halved.
     let annotated = "data: {\"id\":\"x\",\"choices\":[],\"usage\": {\"cost\":0.001,\"prompt_tokens\":1000,\"completion_tokens\":500}}\n\n";
     assert_eq!(out, format!("{content}{annotated}data: [DONE]\n\n"));
-    let bill =
-        meter.bill(Outcome::Completed, &price(), DiscountRate::parse("0.5").unwrap(), DiscountRate::FULL_PRICE);
+    let bill = meter.bill(Outcome::Completed, &price(), DiscountRate::parse("0.5").unwrap(), DiscountRate::FULL_PRICE);
     assert_eq!(bill.charge, Money::parse("0.001").unwrap());
     // A usage object that is empty, or not where it should be, is handled or left alone.
     assert_eq!(with_cost(b"data: {\"usage\":{}}\n\n", Money::ZERO).unwrap(), b"data: {\"usage\":{\"cost\":0}}\n\n");
