@@ -24,10 +24,10 @@ use apihub_core::user::UserId;
 use apihub_examples::{chat_prices, demo_store};
 use apihub_mock_upstream::{MockConfig, MockUpstream};
 use apihub_tower::auth::HashedKeys;
-use apihub_tower::{BoxError, ForwardedBody, GatewayBuilder, async_trait};
+use apihub_tower::{BoxError, ForwardedBody, GatewayBuilder, async_trait, service_fn};
 use axum::Router;
+use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
-use tower::Layer;
 
 /// The app's own keys table: the SHA-256 of each key (hex), and whose key it is.
 struct AppKeys {
@@ -61,17 +61,17 @@ async fn main() -> Result<(), BoxError> {
     // The upstream: reqwest, sending the body admission read to the vendor's chat endpoint.
     let client = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", upstream_server.url());
-    let upstream = tower::service_fn(move |request: http::Request<ForwardedBody>| {
+    let upstream = service_fn(move |request: Request<ForwardedBody>| {
         let sent =
             client.post(url.as_str()).header("content-type", "application/json").body(request.into_body().into_bytes());
-        async move { Ok::<_, reqwest::Error>(http::Response::from(sent.send().await?)) }
+        async move { Ok::<_, reqwest::Error>(Response::from(sent.send().await?)) }
     });
 
     let metered = GatewayBuilder::new(Arc::new(keys), store.clone(), chat_prices())
         .key_format(Arc::new(HashedKeys::default()))
         .meter("/api/llm/chat", Endpoint::ChatCompletions)
         .build()
-        .layer(upstream);
+        .around(upstream);
     let app = Router::new()
         .route("/", get(|| async { "my existing app" }))
         .route_service("/api/llm/chat", metered.clone())
@@ -83,15 +83,24 @@ async fn main() -> Result<(), BoxError> {
 
     let chat = r#"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"Hi"}]}"#;
     let client = reqwest::Client::new();
-    for (path, key) in
-        [("/api/llm/chat", app_key), ("/api/llm/chat", "sk-app-unknown-000000000"), ("/api/llm/other", app_key)]
-    {
+    let calls = [
+        ("/api/llm/chat", app_key, StatusCode::OK),
+        ("/api/llm/chat", "sk-app-unknown-000000000", StatusCode::UNAUTHORIZED),
+        ("/api/llm/other", app_key, StatusCode::NOT_FOUND),
+    ];
+    for (path, key, expected) in calls {
         let response = client.post(format!("{base}{path}")).bearer_auth(key).body(chat).send().await?;
         let cost = response.headers().get("x-apihub-cost").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
         println!("POST {path} with {}…: {} (cost {cost})", &key[..10], response.status());
+        if response.status() != expected {
+            return Err(format!("expected {expected} for {path}").into());
+        }
     }
     let balance = apihub_core::store::UserStore::user(store.as_ref(), user_id).await?.ok_or("user vanished")?;
     println!("balance: {} credits", balance.account.balance);
+    if balance.account.balance >= apihub_core::Money::from_credits(10) {
+        return Err("the call was not charged".into());
+    }
     server.abort();
     Ok(())
 }

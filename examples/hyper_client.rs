@@ -38,5 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let user = store.user(user_id).await?.ok_or("user vanished")?;
     println!("balance after the call: {} credits (started with 10)", user.account.balance);
+    if !status.is_success() || user.account.balance >= apihub_core::Money::from_credits(10) {
+        return Err("the call did not go through, or was not charged".into());
+    }
     Ok(())
 }

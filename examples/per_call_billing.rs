@@ -66,8 +66,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         println!("call {call}: {status} {}", String::from_utf8_lossy(&body));
+        // Three calls left on the key: the fourth is refused.
+        if status.is_success() != (call <= 3) {
+            return Err(format!("call {call} answered {status}").into());
+        }
     }
     let user = store.user(user_id).await?.ok_or("user vanished")?;
     println!("balance: {} credits (1 credit, three renders at 0.05)", user.account.balance);
+    if user.account.balance != Money::parse("0.85")? {
+        return Err("three renders should cost 0.15".into());
+    }
     Ok(())
 }

@@ -192,6 +192,13 @@ pub struct GatewayLayer {
     billing: BillingLayer,
 }
 
+impl GatewayLayer {
+    /// The stack around `upstream`: [`Layer::layer`], without importing the trait.
+    pub fn around<S>(&self, upstream: S) -> Admission<Billing<S>> {
+        self.layer(upstream)
+    }
+}
+
 impl<S> Layer<S> for GatewayLayer {
     type Service = Admission<Billing<S>>;
 

@@ -55,6 +55,9 @@ pub mod testkit;
 pub use async_trait::async_trait;
 pub use body::{BoxError, ForwardedBody, GatewayBody, GatewayError};
 pub use builder::{GatewayBuilder, GatewayLayer};
+/// Turns a closure into the upstream service (re-exported from `tower`, so that an application
+/// needs no dependency of its own on it).
+pub use tower::service_fn;
 
 /// The crate README's example, compiled and run as a doctest so it cannot drift.
 #[cfg(doctest)]
