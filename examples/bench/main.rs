@@ -9,7 +9,7 @@
 //!
 //! - the mock upstream (`apihub mock-upstream`: answers at once with usage, records nothing);
 //! - nginx as a bare reverse proxy in front of it, when `nginx` is installed (Debian's package);
-//! - the gateway with everything on (key auth, rate limits, quota, billing, usage log) on a
+//! - the gateway with everything on (admission: key, rate limits, quota; billing; usage log) on a
 //!   temporary SQLite file, and on a fresh PostgreSQL database when `APIHUB_BENCH_POSTGRES_URL`
 //!   names a server (for example `postgres://postgres@127.0.0.1:5432/postgres`). Each gateway
 //!   gets an administrator, a funded user, a key whose limits are all set but too high to
