@@ -38,7 +38,7 @@
 
 use std::sync::Arc;
 
-use apihub_core::usage::{Endpoint, RequestInfo, Usage};
+use apihub_core::usage::{Dialect, Endpoint, RequestInfo, Usage};
 
 /// Reads requests and responses for the quota and billing layers.
 pub trait UsageExtractor: Send + Sync + 'static {
@@ -56,6 +56,12 @@ pub trait UsageExtractor: Send + Sync + 'static {
     /// the client and costs nothing (default: any 2xx).
     fn succeeded(&self, _info: &RequestInfo, status: http::StatusCode) -> bool {
         status.is_success()
+    }
+
+    /// The dialect refusals to a request for `path` are answered in (default: the standard
+    /// endpoint's at that path, or by its prefix; see [`dialect::of`](crate::dialect::of)).
+    fn dialect(&self, path: &str) -> Dialect {
+        crate::dialect::of(path, Endpoint::from_path(path))
     }
 }
 
@@ -132,10 +138,10 @@ impl MeteredRoutes {
         self.routes.is_empty()
     }
 
-    /// The standard path of the route `path` matches, with `path`'s query string.
-    fn standard_path(&self, path: &str) -> Option<String> {
-        let (bare, query) = path.split_once('?').map_or((path, None), |(bare, query)| (bare, Some(query)));
-        let (model, endpoint) = self.routes.iter().find_map(|(pattern, endpoint)| {
+    /// The declared route `bare` (a path without its query string) matches: the model segment
+    /// (empty for a route without one) and the endpoint.
+    fn matched<'a>(&self, bare: &'a str) -> Option<(&'a str, Endpoint)> {
+        self.routes.iter().find_map(|(pattern, endpoint)| {
             let model = match pattern.split_once("{model}") {
                 None => (pattern == bare).then_some(""),
                 Some((prefix, suffix)) => bare
@@ -144,7 +150,13 @@ impl MeteredRoutes {
                     .filter(|model| !model.is_empty() && !model.contains('/')),
             }?;
             Some((model, *endpoint))
-        })?;
+        })
+    }
+
+    /// The standard path of the route `path` matches, with `path`'s query string.
+    fn standard_path(&self, path: &str) -> Option<String> {
+        let (bare, query) = path.split_once('?').map_or((path, None), |(bare, query)| (bare, Some(query)));
+        let (model, endpoint) = self.matched(bare)?;
         let mut standard = match endpoint {
             Endpoint::ChatCompletions => "/v1/chat/completions".to_owned(),
             Endpoint::Completions => "/v1/completions".to_owned(),
@@ -174,5 +186,10 @@ impl UsageExtractor for MeteredRoutes {
 
     fn succeeded(&self, info: &RequestInfo, status: http::StatusCode) -> bool {
         self.inner.succeeded(info, status)
+    }
+
+    fn dialect(&self, path: &str) -> Dialect {
+        let bare = path.split_once('?').map_or(path, |(bare, _)| bare);
+        self.matched(bare).map_or_else(|| self.inner.dialect(path), |(_, endpoint)| endpoint.dialect())
     }
 }

@@ -43,6 +43,7 @@ pub mod body;
 mod builder;
 pub mod clock;
 pub mod context;
+pub mod dialect;
 pub mod extract;
 pub mod memory;
 pub mod quota;

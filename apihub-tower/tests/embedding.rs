@@ -87,3 +87,32 @@ async fn a_user_the_application_signed_in_is_metered_without_a_key() {
     let key = f.store.key_by_public_id(&f.key[4..16]).await.unwrap().unwrap();
     assert_eq!(key.usage.tokens_used, 520);
 }
+
+#[tokio::test]
+async fn refusals_on_a_declared_anthropic_route_are_in_anthropics_shape() {
+    let f = fixture(10, KeyPolicy { allowed_models: vec!["gpt-test".into()], ..KeyPolicy::default() }).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = GatewayBuilder::new(f.store.clone(), f.store.clone(), prices())
+        .meter("/api/llm/messages", apihub_core::usage::Endpoint::Messages)
+        .build()
+        .layer(upstream(calls.clone()));
+    let messages = |key: &str, model: &str| {
+        let mut request = chat(key, model);
+        *request.uri_mut() = "/api/llm/messages".parse().unwrap();
+        request
+    };
+    // A bad key (admission) and a model the key may not use (admission, after reading).
+    let (status, body) = read(service.clone().oneshot(messages("sk-not-ours", "gpt-test")).await.unwrap()).await;
+    assert_eq!(
+        (status, body["type"].as_str(), body["error"]["type"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("error"), Some("authentication_error"))
+    );
+    let (status, body) = read(service.clone().oneshot(messages(&f.key, "claude-x")).await.unwrap()).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (StatusCode::FORBIDDEN, Some("permission_error")));
+    // An undeclared path of the same stack: OpenAI's shape, the default.
+    let mut other = chat(&f.key, "gpt-test");
+    *other.uri_mut() = "/api/llm/other".parse().unwrap();
+    let (status, body) = read(service.oneshot(other).await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_url")));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}

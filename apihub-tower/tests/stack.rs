@@ -117,7 +117,8 @@ async fn concurrent_requests_never_overspend() {
         let (status, body) = task.await.unwrap();
         match status {
             StatusCode::OK => ok += 1,
-            StatusCode::PAYMENT_REQUIRED => assert_eq!(body["error"]["code"], "insufficient_quota"),
+            // OpenAI's convention for exhausted credit (see `apihub_tower::dialect`).
+            StatusCode::TOO_MANY_REQUESTS => assert_eq!(body["error"]["code"], "insufficient_quota"),
             other => panic!("unexpected status {other}"),
         }
     }

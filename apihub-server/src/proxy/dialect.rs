@@ -1,20 +1,11 @@
-//! The gateway's own errors in each vendor's shape and status conventions, so that every official
-//! SDK raises its own exception class with the message (upstream errors pass through untouched):
-//!
-//! | | OpenAI (`/v1/...`) | Anthropic (`/v1/messages`) | Gemini (`/v1beta/...`, `:generateContent`) |
-//! | --- | --- | --- | --- |
-//! | shape | `{"error": {"message", "type", "param", "code"}}` | `{"type": "error", "error": {"type", "message"}}` | `{"error": {"code", "message", "status"}}` |
-//! | credit exhausted | 429 `insufficient_quota` | 400 `invalid_request_error` | 429 `RESOURCE_EXHAUSTED` |
-//! | bad key | 401 `invalid_api_key` | 401 `authentication_error` | 400 `INVALID_ARGUMENT` |
-//!
-//! Credit refusals also carry `x-should-retry: false`: the OpenAI and Anthropic SDKs otherwise
-//! retry a 429, which cannot succeed before the user tops up.
+//! The gateway's own errors in each vendor's shape, for what the server answers outside the
+//! metered stack (the model list, unknown paths, methods): the rendering is the library's
+//! ([`apihub_tower::dialect`], which also answers the stack's own refusals), so every official SDK
+//! raises its own exception class with the message; upstream errors pass through untouched.
 
 use apihub_core::usage::{Dialect, Endpoint};
 use apihub_tower::body::GatewayError;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode};
-use serde_json::json;
+use axum::response::Response;
 
 /// The dialect a path speaks, for its errors: its endpoint's, or by prefix for paths that are not
 /// metered endpoints (the model list, unknown paths).
@@ -24,84 +15,25 @@ pub fn of_path(path: &str) -> Dialect {
 
 /// [`of_path`], for a caller that has already looked the endpoint up.
 pub fn of(path: &str, endpoint: Option<Endpoint>) -> Dialect {
-    match endpoint {
-        Some(endpoint) => endpoint.dialect(),
-        None if path.starts_with("/v1beta/") || path == "/v1beta" => Dialect::Gemini,
-        // A Gemini method the gateway does not meter, on the `/v1` prefix Google also serves.
-        None if path.starts_with("/v1/models/") && path.contains(':') => Dialect::Gemini,
-        None if path.starts_with("/v1/messages") => Dialect::Anthropic,
-        None => Dialect::OpenAi,
-    }
+    apihub_tower::dialect::of(path, endpoint)
 }
 
-/// `error`, answered in `dialect`'s shape.
+/// `error`, answered in `dialect`'s shape (the library's rendering, as every refusal of the
+/// metered stack already is).
 pub fn render(dialect: Dialect, error: &GatewayError) -> Response {
-    let credit = error.code == "insufficient_quota" && error.status == StatusCode::PAYMENT_REQUIRED;
-    let (status, body) = match dialect {
-        Dialect::OpenAi => {
-            let status = if credit { StatusCode::TOO_MANY_REQUESTS } else { error.status };
-            let body =
-                json!({"error": {"message": error.message, "type": error.kind, "param": null, "code": error.code}});
-            (status, body)
-        }
-        Dialect::Anthropic => {
-            let status = if credit { StatusCode::BAD_REQUEST } else { error.status };
-            let kind = match status.as_u16() {
-                401 => "authentication_error",
-                403 => "permission_error",
-                404 => "not_found_error",
-                413 => "request_too_large",
-                429 => "rate_limit_error",
-                503 | 529 => "overloaded_error",
-                500..=599 => "api_error",
-                _ => "invalid_request_error",
-            };
-            (status, json!({"type": "error", "error": {"type": kind, "message": error.message}}))
-        }
-        Dialect::Gemini => {
-            let status = match error.status {
-                StatusCode::PAYMENT_REQUIRED => StatusCode::TOO_MANY_REQUESTS,
-                // Google answers an unknown or invalid key with 400 INVALID_ARGUMENT.
-                StatusCode::UNAUTHORIZED => StatusCode::BAD_REQUEST,
-                other => other,
-            };
-            let grpc = match status.as_u16() {
-                400 | 413 | 422 => "INVALID_ARGUMENT",
-                403 => "PERMISSION_DENIED",
-                404 => "NOT_FOUND",
-                405 => "UNIMPLEMENTED",
-                429 => "RESOURCE_EXHAUSTED",
-                503 => "UNAVAILABLE",
-                504 => "DEADLINE_EXCEEDED",
-                _ => "INTERNAL",
-            };
-            (status, json!({"error": {"code": status.as_u16(), "message": error.message, "status": grpc}}))
-        }
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    if credit {
-        response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
-    }
-    response
+    apihub_tower::dialect::render(dialect, error).map(axum::body::Body::new)
 }
 
 /// `response` with a gateway error in it re-rendered for `dialect`, keeping its other headers
 /// (`Retry-After`, the rate-limit headers); any other response as it is.
 pub fn localize(dialect: Dialect, response: Response) -> Response {
-    let Some(error) = response.extensions().get::<GatewayError>() else { return response };
-    let rendered = render(dialect, error);
-    let (mut parts, _) = response.into_parts();
-    let (rendered_parts, body) = rendered.into_parts();
-    parts.status = rendered_parts.status;
-    for (name, value) in &rendered_parts.headers {
-        parts.headers.insert(name, value.clone());
-    }
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    Response::from_parts(parts, body)
+    apihub_tower::dialect::localize(dialect, response, axum::body::Body::new)
 }
 
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
+
     use super::*;
 
     #[test]

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use apihub_core::usage::{Dialect, Endpoint};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
@@ -27,6 +28,17 @@ pub(super) struct Policies {
     pub(super) limiter: Option<Arc<dyn RateLimiter>>,
     pub(super) max_body_bytes: usize,
     pub(super) extractor: Option<Arc<dyn UsageExtractor>>,
+}
+
+impl Policies {
+    /// The dialect a request for `path` is refused in: the extractor's, when admission reads
+    /// requests; else by the path alone.
+    pub(super) fn dialect(&self, path: &str) -> Dialect {
+        match &self.extractor {
+            Some(extractor) => extractor.dialect(path),
+            None => crate::dialect::of(path, Endpoint::from_path(path)),
+        }
+    }
 }
 
 /// A refusal, as it goes to the client (boxed: the admitted path is the one kept small).

@@ -31,7 +31,7 @@ impl<B> AdmissionBody<B> {
         AdmissionBody { kind: Kind::Admitted { body } }
     }
 
-    pub(super) fn refused(body: Full<Bytes>) -> Self {
+    pub(crate) fn refused(body: Full<Bytes>) -> Self {
         AdmissionBody { kind: Kind::Refused { body } }
     }
 }

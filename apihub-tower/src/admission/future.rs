@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use apihub_core::usage::Dialect;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
@@ -16,6 +17,7 @@ use tower::Service;
 use super::AdmissionBody;
 use super::admit::{Identifying, Policies, Refusal, judge, unreadable};
 use crate::body::{BoxError, ForwardedBody};
+use crate::dialect::localize;
 use crate::rate_limit::{Allowance, allowance_headers};
 
 pin_project! {
@@ -27,6 +29,8 @@ pin_project! {
         // The inner service, ready, until the request is admitted.
         inner: Option<S>,
         allowance: Option<Allowance>,
+        // What refusals are answered in.
+        dialect: Dialect,
     }
 }
 
@@ -43,12 +47,13 @@ pin_project! {
 }
 
 impl<S, B, F> ResponseFuture<S, B, F> {
-    pub(super) fn new(identifying: Identifying, body: B, policies: Arc<Policies>, inner: S) -> Self {
+    pub(super) fn new(identifying: Identifying, body: B, policies: Arc<Policies>, inner: S, dialect: Dialect) -> Self {
         ResponseFuture {
             state: State::Identifying { identifying, body: Some(body) },
             policies,
             inner: Some(inner),
             allowance: None,
+            dialect,
         }
     }
 }
@@ -74,7 +79,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let refused = |refusal: Refusal| Poll::Ready(Ok(refusal.map(AdmissionBody::refused)));
+        let dialect = *this.dialect;
+        let refused = |refusal: Refusal| {
+            let response = (*refusal).map(AdmissionBody::refused);
+            Poll::Ready(Ok(localize(dialect, response, AdmissionBody::refused)))
+        };
         loop {
             match this.state.as_mut().project() {
                 StateProj::Identifying { identifying, body } => {
@@ -114,7 +123,9 @@ where
                     if let Some(allowance) = this.allowance.take() {
                         allowance_headers(response.headers_mut(), &allowance);
                     }
-                    return Poll::Ready(Ok(response.map(AdmissionBody::admitted)));
+                    // Billing's refusals too are answered in the route's dialect.
+                    let response = response.map(AdmissionBody::admitted);
+                    return Poll::Ready(Ok(localize(dialect, response, AdmissionBody::refused)));
                 }
             }
         }

@@ -44,8 +44,9 @@ where
         // The service that was polled ready goes with the request; a clone stays for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let dialect = self.policies.dialect(request.uri().path());
         let (parts, body) = request.into_parts();
         let identifying = Box::pin(identify(self.policies.clone(), parts));
-        ResponseFuture::new(identifying, body, self.policies.clone(), inner)
+        ResponseFuture::new(identifying, body, self.policies.clone(), inner, dialect)
     }
 }

@@ -7,7 +7,8 @@
 //!    plus the output cap (`max_tokens` and friends, or [`BillingConfig::default_output_cap`]) —
 //!    with the user's and key's discounts applied, rounded once
 //!    ([`max_charge`](apihub_core::pricing::max_charge)). It is reserved atomically against the
-//!    balance and the key's quotas: 402 `insufficient_quota` or 403 `key_quota_exceeded` when it
+//!    balance and the key's quotas: 402 `insufficient_quota` (answered in the route's dialect by
+//!    admission: a 429 for OpenAI's, see [`crate::dialect`]) or 403 `key_quota_exceeded` when it
 //!    does not fit, and nothing is forwarded;
 //! 3. the response is passed through chunk by chunk while a [`meter`] reads its usage (JSON
 //!    `usage`, or the dialect's SSE events; the SSE body of an endpoint whose events no dialect
