@@ -29,31 +29,3 @@ pub fn render(dialect: Dialect, error: &GatewayError) -> Response {
 pub fn localize(dialect: Dialect, response: Response) -> Response {
     apihub_tower::dialect::localize(dialect, response, axum::body::Body::new)
 }
-
-#[cfg(test)]
-mod tests {
-    use http::StatusCode;
-
-    use super::*;
-
-    #[test]
-    fn paths_speak_their_dialect() {
-        assert_eq!(of_path("/v1/chat/completions"), Dialect::OpenAi);
-        assert_eq!(of_path("/v1/models/gpt-4o"), Dialect::OpenAi);
-        assert_eq!(of_path("/v1/messages"), Dialect::Anthropic);
-        assert_eq!(of_path("/v1/messages/count_tokens"), Dialect::Anthropic);
-        assert_eq!(of_path("/v1beta/models"), Dialect::Gemini);
-        assert_eq!(of_path("/v1beta/models/gemini-2.0-flash:streamGenerateContent"), Dialect::Gemini);
-        assert_eq!(of_path("/v1/models/gemini-2.0-flash:generateContent"), Dialect::Gemini);
-        assert_eq!(of_path("/v1/models/gemini-2.0-flash:countTokens"), Dialect::Gemini);
-    }
-
-    #[test]
-    fn exhausted_credit_follows_each_vendor() {
-        let error =
-            GatewayError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_quota", "insufficient_quota", "no credit");
-        let statuses = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini].map(|d| render(d, &error).status());
-        assert_eq!(statuses, [StatusCode::TOO_MANY_REQUESTS, StatusCode::BAD_REQUEST, StatusCode::TOO_MANY_REQUESTS]);
-        assert_eq!(render(Dialect::OpenAi, &error).headers()["x-should-retry"], "false");
-    }
-}
