@@ -8,8 +8,9 @@
 //!   charge from the usage the upstream reports, with user and key discounts.
 //!
 //! [`memory`] holds in-memory stores, so the stack runs with no database, and [`GatewayBuilder`]
-//! assembles the two in their documented order. Billing answers an upstream failure itself (502, or 504 for a timeout), so the whole
-//! stack is infallible and mounts in axum as it is.
+//! assembles the two in their documented order. Billing answers an upstream failure itself (502,
+//! or 504 for a timeout), so the whole stack is infallible and mounts in axum as it is; every
+//! refusal is answered in the vendor shape of the request's route ([`dialect`]).
 //!
 //! The stack fails closed: nothing reaches the upstream unbilled. A path that is not a metered
 //! route is refused (404), as is an unpriced model; the metered routes are the dialects'
