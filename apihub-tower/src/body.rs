@@ -25,15 +25,6 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
-/// Maps a response's body into a [`GatewayBody`].
-pub fn into_gateway<B>(response: Response<B>) -> Response<GatewayBody>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    response.map(gateway_body)
-}
-
 /// An OpenAI-style error: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayError {

@@ -39,13 +39,13 @@ impl RequestId {
     }
 }
 
-/// The request's [`AuthenticatedKey`], or the refusal every layer after authentication gives a
-/// request without one (logged as an error, since it means the stack is mis-assembled).
+/// The request's [`AuthenticatedKey`], or billing's refusal of a request without one (logged as an
+/// error, since it means the stack is mis-assembled).
 ///
-/// The rate-limit, quota and billing layers act for a key: none of them forwards a request that
-/// carries no [`AuthenticatedKey`], whatever order the layers were assembled in. The refusal is a
-/// 401 `invalid_api_key` rather than a 5xx: the extension is put there by whatever authenticates
-/// requests ([`Admission`](crate::admission::Admission), or an application's own middleware for users it
+/// Billing acts for a key: it forwards no request that carries no [`AuthenticatedKey`], however
+/// the stack was assembled. The refusal is a 401 `invalid_api_key` rather than a 5xx: the
+/// extension is put there by whatever authenticates requests
+/// ([`Admission`](crate::admission::Admission), or an application's own middleware for users it
 /// signed in), and a layer cannot tell "nothing authenticated this request" from "the
 /// authenticating layer let an anonymous request by". In the second case the client can act on a
 /// 401 (send a key); in the first, nothing is forwarded or billed either way, and the error log

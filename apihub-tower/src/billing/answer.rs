@@ -48,25 +48,12 @@ impl Ticket {
         let Ticket { layer, identity, plan, reservation, mut record, request_id, strip_usage_chunk } = self;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let request_id_header = HeaderValue::from_str(&request_id.0).ok();
-        let shared = layer.shared.clone();
-        // A failure costs nothing: the hold is released before the client hears of it.
-        let costs_nothing =
-            move |response: Response<GatewayBody>, reservation: Reservation, mut record: UsageRecord| {
-                record.status = response.status().as_u16();
-                record.upstream_latency_ms = latency_ms;
-                let mut response = response;
-                if let Some(value) = request_id_header.clone() {
-                    response.headers_mut().insert(REQUEST_ID, value);
-                }
-                Answer::Later(Box::pin(async move {
-                    release(reservation).await;
-                    shared.sink.record(record);
-                    response
-                }))
-            };
         let response = match result {
             Ok(response) => response,
-            Err(error) => return costs_nothing(upstream_failure(error).into_response(), reservation, record),
+            Err(error) => {
+                let refusal = upstream_failure(error).into_response();
+                return costs_nothing(&layer, refusal, request_id_header, reservation, record, latency_ms);
+            }
         };
         let mut cost_price = None;
         if let Some(served) = response.extensions().get::<ServedBy>() {
@@ -78,7 +65,8 @@ impl Ticket {
         let shared = &layer.shared;
         if !shared.extractor.succeeded(&plan.info, status) {
             // The upstream's own error passes through, and costs nothing.
-            return costs_nothing(response.map(gateway_body), reservation, record);
+            let response = response.map(gateway_body);
+            return costs_nothing(&layer, response, request_id_header, reservation, record, latency_ms);
         }
         let is_sse = response
             .headers()
@@ -122,7 +110,7 @@ impl Ticket {
         if !meter.passes_through_unchanged() {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
-        if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        if let Some(value) = request_id_header {
             parts.headers.insert(REQUEST_ID, value);
         }
         let body = gateway_body(MeteredBody::new(body, meter, settle));
@@ -153,6 +141,29 @@ impl Ticket {
             Response::from_parts(parts, body)
         }))
     }
+}
+
+/// The answer to a request that failed: `response`, with its request id, once the hold is
+/// released (before the client hears of it) and its usage record sent; it costs nothing.
+fn costs_nothing(
+    layer: &super::BillingLayer,
+    mut response: Response<GatewayBody>,
+    request_id_header: Option<HeaderValue>,
+    reservation: Reservation,
+    mut record: UsageRecord,
+    latency_ms: i64,
+) -> Answer {
+    record.status = response.status().as_u16();
+    record.upstream_latency_ms = latency_ms;
+    if let Some(value) = request_id_header {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let shared = layer.shared.clone();
+    Answer::Later(Box::pin(async move {
+        release(reservation).await;
+        shared.sink.record(record);
+        response
+    }))
 }
 
 /// Reads `body` to its end, when it ends within `limit` bytes; otherwise (or when it fails) the
