@@ -43,6 +43,7 @@ mod writer;
 pub(crate) use clock::{DbNowMillis, from_millis, now_millis};
 pub use connect::{DbUrl, PoolOptions, migrate};
 pub(crate) use macros::{load_page, pg_tx, saturating_add, with_conn, write_op, write_tx};
+pub(crate) use writer::spawn_on_own_thread;
 
 type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -113,6 +114,11 @@ impl SqlStore {
 }
 
 impl Db {
+    /// Whether this is the embedded SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Db::Sqlite { .. })
+    }
+
     /// Write transactions this process has begun (SQLite's one write connection); `None` on
     /// PostgreSQL, whose `pg_stat_database` counts them for every node.
     pub fn write_transactions(&self) -> Option<u64> {

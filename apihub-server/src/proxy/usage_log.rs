@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use apihub_core::store::{StoreError, UsageRecord, UsageStore};
 use apihub_tower::billing::UsageSink;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, mpsc, oneshot};
 
-/// Most records written in one statement batch (on SQLite a batch runs inside a group commit of
-/// the request path's writes, so a big one would hold up the holds behind it).
-const BATCH: usize = 100;
+/// Most records written in one transaction. Each transaction writes every page it touched (the
+/// table's and its four indexes') once, so a big batch costs much less per row than a small one;
+/// nothing waits for it but the log itself.
+const BATCH: usize = 1_000;
 /// How long a partial batch waits for company.
-const LINGER: Duration = Duration::from_millis(20);
+const LINGER: Duration = Duration::from_millis(50);
 /// Rounds of retries (about an hour at the longest pause) before rows that still fail are dropped.
 const GIVE_UP_AFTER: u32 = 720;
 
@@ -25,74 +25,107 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// What the senders and the writer share besides the channel.
+#[derive(Default)]
+struct Counts {
+    /// Records sent and not yet written (or given up on).
+    queued: AtomicUsize,
+    /// Messages in the channel, not yet taken by the writer.
+    unread: AtomicUsize,
+    /// Cuts the writer's wait for company short: a full batch, or a flush, is waiting.
+    hurry: Notify,
+}
+
 /// The sending side, shared by every request.
 #[derive(Clone)]
 pub struct UsageLog {
     tx: mpsc::UnboundedSender<Message>,
-    /// Records sent and not yet written (or given up on).
-    queued: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
 }
 
 impl UsageLog {
-    /// Starts the writer; returns the log and the writer task (await it after dropping every
-    /// [`UsageLog`] to be sure every record is written).
-    pub fn start(store: Arc<dyn UsageStore>) -> (UsageLog, JoinHandle<()>) {
+    /// Starts the writer ([`UsageLog::flush`] waits for what was sent before it). On SQLite the
+    /// writer has a thread of its own (`own_thread`): its statements run on the calling thread,
+    /// and on a runtime worker every batch would hold up the requests queued on that worker.
+    pub fn start(store: Arc<dyn UsageStore>, own_thread: bool) -> UsageLog {
         let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        (UsageLog { tx, queued: queued.clone() }, tokio::spawn(write_batches(store, rx, queued)))
+        let counts = Arc::new(Counts::default());
+        let writer = write_batches(store, rx, counts.clone());
+        if own_thread {
+            crate::db::spawn_on_own_thread("apihub-usage-log", writer);
+        } else {
+            tokio::spawn(writer);
+        }
+        UsageLog { tx, counts }
     }
 
     /// Records waiting to be written.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.counts.queued.load(Ordering::Relaxed)
     }
 
     /// Waits until every record sent before this call is written.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).is_ok() {
+        if self.send(Message::Flush(done)) {
+            self.counts.hurry.notify_one();
             let _ = wait.await;
         }
+    }
+
+    fn send(&self, message: Message) -> bool {
+        let unread = self.counts.unread.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.tx.send(message).is_err() {
+            self.counts.unread.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        if unread == BATCH {
+            self.counts.hurry.notify_one();
+        }
+        true
     }
 }
 
 impl UsageSink for UsageLog {
     fn record(&self, record: UsageRecord) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Message::Record(Box::new(record))).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.counts.queued.fetch_add(1, Ordering::Relaxed);
+        if !self.send(Message::Record(Box::new(record))) {
+            self.counts.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("usage log writer is gone; a usage record was dropped");
         }
     }
 }
 
-async fn write_batches(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiver<Message>, queued: Arc<AtomicUsize>) {
+/// The writer: waits for a first record, then lets the batch fill for [`LINGER`] without being
+/// woken by each record that joins it (a wake-up per record, across threads, cost more than the
+/// record's row), unless a full batch or a flush is waiting; writes; and ends when every sender is
+/// gone and the channel is empty.
+async fn write_batches(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiver<Message>, counts: Arc<Counts>) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let take =
-            |message: Message, batch: &mut Vec<UsageRecord>, waiting: &mut Vec<oneshot::Sender<()>>| match message {
-                Message::Record(record) => batch.push(*record),
-                Message::Flush(done) => waiting.push(done),
-            };
-        take(first, &mut batch, &mut waiting);
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
-        while batch.len() < BATCH && waiting.is_empty() {
-            tokio::select! {
-                message = rx.recv() => match message {
-                    Some(message) => take(message, &mut batch, &mut waiting),
-                    None => break,
-                },
-                () = &mut linger => break,
-            }
+    let take = |message: Message, batch: &mut Vec<UsageRecord>, waiting: &mut Vec<oneshot::Sender<()>>| {
+        counts.unread.fetch_sub(1, Ordering::AcqRel);
+        match message {
+            Message::Record(record) => batch.push(*record),
+            Message::Flush(done) => waiting.push(done),
         }
-        write(store.as_ref(), &mut batch, &queued).await;
+    };
+    while let Some(first) = rx.recv().await {
+        take(first, &mut batch, &mut waiting);
+        if waiting.is_empty() && counts.unread.load(Ordering::Acquire) + 1 < BATCH {
+            let _ = tokio::time::timeout(LINGER, counts.hurry.notified()).await;
+        }
+        while batch.len() < BATCH
+            && let Ok(message) = rx.try_recv()
+        {
+            take(message, &mut batch, &mut waiting);
+        }
+        write(store.as_ref(), &mut batch, &counts.queued).await;
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
     }
-    write(store.as_ref(), &mut batch, &queued).await;
+    write(store.as_ref(), &mut batch, &counts.queued).await;
 }
 
 /// Writes `batch` (retrying), empties it and takes its rows off the `queued` count.
