@@ -7,12 +7,49 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::cached::Cached;
+use super::cached::Prepared;
 use super::schema::usage_logs;
 use super::{SqlStore, TxError, corrupt, from_millis, load_page, write_op};
 
+/// The usage log's `INSERT` (one text: see [`Prepared`]).
+struct UsageInsert;
+
+/// The `INSERT` of `$row` (a `&UsageRow`) with every column named: a derived `Insertable` leaves a
+/// `None` out (so the text would depend on which values are missing); `column.eq(None)` binds a
+/// `NULL`, the columns' default.
+macro_rules! usage_insert {
+    ($row:expr) => {{
+        let row: &UsageRow = $row;
+        diesel::insert_into(usage_logs::table).values((
+            usage_logs::request_id.eq(&row.request_id),
+            usage_logs::user_id.eq(row.user_id),
+            usage_logs::key_id.eq(row.key_id),
+            usage_logs::model.eq(&row.model),
+            usage_logs::endpoint.eq(&row.endpoint),
+            usage_logs::stream.eq(row.stream),
+            usage_logs::prompt_tokens.eq(row.prompt_tokens),
+            usage_logs::completion_tokens.eq(row.completion_tokens),
+            usage_logs::cached_tokens.eq(row.cached_tokens),
+            usage_logs::raw_cost.eq(row.raw_cost),
+            usage_logs::user_discount_ppm.eq(row.user_discount_ppm),
+            usage_logs::key_discount_ppm.eq(row.key_discount_ppm),
+            usage_logs::charged.eq(row.charged),
+            usage_logs::status.eq(row.status),
+            usage_logs::upstream_latency_ms.eq(row.upstream_latency_ms),
+            usage_logs::usage_source.eq(&row.usage_source),
+            usage_logs::created_at.eq(row.created_at),
+            usage_logs::overage.eq(row.overage),
+            usage_logs::route_id.eq(row.route_id),
+            usage_logs::channel.eq(&row.channel),
+            usage_logs::attempts.eq(row.attempts),
+            usage_logs::cost.eq(row.cost),
+            usage_logs::first_byte_ms.eq(row.first_byte_ms),
+        ))
+    }};
+}
+
 /// A `usage_logs` row (without its id, which only orders rows).
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = usage_logs)]
 pub(super) struct UsageRow {
     pub(super) request_id: String,
@@ -115,7 +152,7 @@ impl UsageStore for SqlStore {
         let rows: Vec<UsageRow> = records.iter().map(UsageRow::of).collect();
         write_op!(self, Committed, TxError, move |conn| {
             for row in &rows {
-                Cached(diesel::insert_into(usage_logs::table).values(row)).execute(conn).await?;
+                Prepared::<UsageInsert, _>::new(usage_insert!(row)).execute(conn).await?;
             }
             Ok(())
         })
@@ -132,5 +169,50 @@ impl UsageStore for SqlStore {
             }};
         }
         load_page!(self, page, filtered!(), usage_logs::id.desc(), UsageRow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::debug_query;
+    use diesel::sqlite::Sqlite;
+
+    use super::*;
+
+    fn row(some: bool) -> UsageRow {
+        UsageRow {
+            request_id: if some { "req_a".into() } else { "b".into() },
+            user_id: 1,
+            key_id: 2,
+            model: "m".into(),
+            endpoint: "/v1/chat/completions".into(),
+            stream: some,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cached_tokens: 0,
+            raw_cost: 5,
+            user_discount_ppm: 1_000_000,
+            key_discount_ppm: 1_000_000,
+            charged: 5,
+            status: 200,
+            upstream_latency_ms: 6,
+            usage_source: "reported".into(),
+            created_at: 7,
+            overage: 0,
+            route_id: some.then_some(8),
+            channel: some.then(|| "main".into()),
+            attempts: 1,
+            cost: some.then_some(9),
+            first_byte_ms: some.then_some(10),
+        }
+    }
+
+    #[test]
+    fn the_usage_insert_has_one_text_whichever_values_are_missing() {
+        let text = |row: &UsageRow| {
+            let insert = usage_insert!(row);
+            debug_query::<Sqlite, _>(&insert).to_string().split(" -- binds").next().unwrap_or_default().to_owned()
+        };
+        assert_eq!(text(&row(true)), text(&row(false)));
     }
 }
