@@ -29,14 +29,27 @@ impl RequestId {
     /// What every gateway request id starts with.
     pub const PREFIX: &'static str = "gw-";
 
-    /// The id a layer further out already assigned, or a new one.
+    /// The id a layer further out already assigned, or a new one ([`time_ordered_uuid`]).
     pub fn of<B>(request: &http::Request<B>) -> RequestId {
         request
             .extensions()
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple())))
+            .unwrap_or_else(|| RequestId(format!("{}{}", Self::PREFIX, time_ordered_uuid().simple())))
     }
+}
+
+/// A new version 7 UUID: the time in milliseconds, then random bits from the thread's generator.
+///
+/// Ids made later sort later, so a store's unique index on request ids (the ledger's) grows at its
+/// end: with random ids each settlement in a batch landed on a page of its own, and a batch of
+/// 700 rewrote about 700 index pages. (`uuid`'s own generators also ask the kernel for every id,
+/// a system call per request.)
+pub fn time_ordered_uuid() -> uuid::Uuid {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid()
 }
 
 /// The request's [`AuthenticatedKey`], or billing's refusal of a request without one (logged as an
@@ -83,4 +96,20 @@ pub struct ServedBy {
     /// billing layer applies it to the usage billed and records the result as the usage record's
     /// `cost`.
     pub cost_price: Option<apihub_core::pricing::ModelPrice>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_made_later_sort_later() {
+        let first = RequestId::of(&http::Request::new(()));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = RequestId::of(&http::Request::new(()));
+        assert!(first.0 < second.0, "{} then {}", first.0, second.0);
+        assert!(first.0.starts_with(RequestId::PREFIX) && first.0.len() == RequestId::PREFIX.len() + 32);
+        assert_eq!(time_ordered_uuid().get_version_num(), 7);
+        assert_ne!(time_ordered_uuid(), time_ordered_uuid());
+    }
 }

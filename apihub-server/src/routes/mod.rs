@@ -29,7 +29,7 @@ use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -145,6 +145,18 @@ fn documented_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (api, doc)
 }
 
+/// `X-Request-Id` for a request that has none: a version 7 UUID from the thread's generator
+/// (tower-http's `MakeRequestUuid` asks the kernel for each one, a system call per request).
+#[derive(Debug, Clone, Copy)]
+struct TimeOrderedIds;
+
+impl MakeRequestId for TimeOrderedIds {
+    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
+        let id = apihub_tower::context::time_ordered_uuid().hyphenated().to_string();
+        http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
 /// The whole application, shared by `main` and the tests.
 pub fn build_app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
@@ -194,7 +206,7 @@ pub fn build_app(state: AppState) -> Router {
     // panic anywhere becomes a JSON 500 inside the trace.
     app.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(TimeOrderedIds))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(TraceLayer::new_for_http())
             .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response())),
