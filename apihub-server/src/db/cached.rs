@@ -9,7 +9,9 @@
 //! Keyed by its SQL text, a cached statement still has its text built on every call to be looked
 //! up (a few dozen small allocations for a wide `INSERT`). The statements written once per
 //! proxied request (a usage-log row, a ledger consume row) use [`Prepared`] instead: keyed by a
-//! marker type of their call site, their lookup builds no text.
+//! marker type of their call site, their lookup builds no text on PostgreSQL, nor on SQLite when
+//! run through diesel's synchronous API (`writer::direct`; the async wrapper builds the text of
+//! everything it runs, to carry it to the connection's thread).
 
 use std::marker::PhantomData;
 
@@ -48,6 +50,9 @@ impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for Cached<Q> {
 /// every column named, as `column.eq(value)`), no `IN` lists. `db::usage`'s test compares the
 /// texts of two rows that differ in every value.
 pub(crate) struct Prepared<M, Q>(pub Q, PhantomData<M>);
+
+// diesel's synchronous `execute` and `load`, for `writer::direct`.
+impl<M, Q, Conn> diesel::RunQueryDsl<Conn> for Prepared<M, Q> {}
 
 impl<M, Q> Prepared<M, Q> {
     pub(crate) fn new(query: Q) -> Self {

@@ -9,7 +9,8 @@ use diesel_async::RunQueryDsl;
 
 use super::cached::Prepared;
 use super::schema::usage_logs;
-use super::{SqlStore, TxError, corrupt, from_millis, load_page, write_op};
+use super::writer::{self, Answer};
+use super::{Db, SqlStore, TxError, corrupt, from_millis, load_page, pg_tx};
 
 /// The usage log's `INSERT` (one text: see [`Prepared`]).
 struct UsageInsert;
@@ -150,12 +151,36 @@ impl UsageRow {
 impl UsageStore for SqlStore {
     async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         let rows: Vec<UsageRow> = records.iter().map(UsageRow::of).collect();
-        write_op!(self, Committed, TxError, move |conn| {
-            for row in &rows {
-                Prepared::<UsageInsert, _>::new(usage_insert!(row)).execute(conn).await?;
+        let written: Result<(), TxError> = match &self.db {
+            // Through diesel's synchronous API: one text for all, never built (see `Prepared`).
+            Db::Sqlite { writer, .. } => {
+                writer
+                    .batched(Answer::Committed, async move |conn| {
+                        writer::direct(conn, move |conn| {
+                            for row in &rows {
+                                diesel::RunQueryDsl::execute(
+                                    Prepared::<UsageInsert, _>::new(usage_insert!(row)),
+                                    conn,
+                                )?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
             }
-            Ok(())
-        })
+            Db::Postgres { pool, .. } => {
+                async {
+                    pg_tx!(pool, TxError, |conn| {
+                        for row in &rows {
+                            Prepared::<UsageInsert, _>::new(usage_insert!(row)).execute(conn).await?;
+                        }
+                        Ok(())
+                    })
+                }
+                .await
+            }
+        };
+        written.map_err(|e| e.0)
     }
 
     async fn usage(&self, user_id: Option<UserId>, page: PageRequest) -> Result<Page<UsageRecord>, StoreError> {

@@ -12,6 +12,7 @@ use diesel_async::sync_connection_wrapper::SpawnBlocking;
 use futures_util::future::BoxFuture;
 
 use super::WriteConn;
+use crate::db::TxError;
 
 /// A [`SpawnBlocking`] that runs the task at once, on the caller's thread.
 pub(crate) struct Inline;
@@ -52,6 +53,18 @@ pub(super) fn raw<R: Send + 'static>(
     step: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<R> + Send + 'static,
 ) -> Result<R, StoreError> {
     run_now(conn.spawn_blocking(step)).ok_or_else(suspended)?.map_err(|e| StoreError::Internal(Detail::caused_by(e)))
+}
+
+/// Runs `statements` on the inner connection with diesel's synchronous API, whose statement cache
+/// builds no SQL text for a statement with a static query id ([`Prepared`]); the async wrapper
+/// builds every statement's text (and copies its values) to carry it to the connection's thread.
+///
+/// [`Prepared`]: crate::db::cached::Prepared
+pub(crate) fn direct<R: Send + 'static>(
+    conn: &mut WriteConn,
+    statements: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<R> + Send + 'static,
+) -> Result<R, TxError> {
+    run_now(conn.spawn_blocking(statements)).ok_or_else(|| TxError(suspended()))?.map_err(TxError::from)
 }
 
 /// Runs `body` in a transaction (or, inside one, a savepoint) opened by `begin`: committed when it

@@ -37,7 +37,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use tokio::sync::watch;
 
 pub(crate) use group_commit::Answer;
-pub(crate) use inline::Inline;
+pub(crate) use inline::{Inline, direct};
 use inline::{raw, scoped};
 
 /// The write connection: statements run on the calling thread.
