@@ -8,13 +8,9 @@ use apihub_core::user::UserId;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::cached::{Cached, Prepared};
+use crate::db::cached::Cached;
 use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
 use crate::db::{TxError, now_millis, saturating_add};
-
-/// SQLite's `INSERT` of a consume row, skipped when its request id is in the ledger already (one
-/// text: see [`Prepared`]; the row has no optional value).
-struct ConsumeInsert;
 
 /// A consume row of the ledger, as a batch of settlements writes it.
 #[derive(Insertable, Clone)]
@@ -152,11 +148,9 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
     // is not available on this connection type for SQLite).
     for row in &mut rows {
         let insert = diesel::insert_into(transactions::table).values(&*row);
-        let inserted = Prepared::<ConsumeInsert, _>::new(
-            insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing(),
-        )
-        .execute(conn)
-        .await?;
+        let inserted = Cached(insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing())
+            .execute(conn)
+            .await?;
         if inserted == 0 {
             row.renumber(batch);
             Cached(diesel::insert_into(transactions::table).values(&*row)).execute(conn).await?;
