@@ -9,13 +9,16 @@
 //!
 //! - the mock upstream (`apihub mock-upstream`: answers at once with usage, records nothing);
 //! - nginx as a bare reverse proxy in front of it, when `nginx` is installed (Debian's package);
+//! - a bare hyper reverse proxy (`hyper`: this harness again, with `--serve-bare-proxy`): the
+//!   gateway's own parts, tokio and hyper's server and pooled client, with nothing between them,
+//!   the floor for a gateway built on them (`floor.rs`);
 //! - the gateway with everything on (admission: key, rate limits, quota; billing; usage log) on a
 //!   temporary SQLite file, and on a fresh PostgreSQL database when `APIHUB_BENCH_POSTGRES_URL`
 //!   names a server (for example `postgres://postgres@127.0.0.1:5432/postgres`). Each gateway
 //!   gets an administrator, a funded user, a key whose limits are all set but too high to
 //!   trigger, a price for the model, and 100,000 more keys made through the admin batch API.
 //!
-//! Through each target (direct to the mock, nginx, APIHub on SQLite, on PostgreSQL) its own load
+//! Through each target (direct to the mock, nginx, the bare hyper proxy, APIHub on SQLite, on PostgreSQL) its own load
 //! generator (tokio and hyper, keep-alive connections) measures: one client in a closed loop; 64
 //! clients in a closed loop (the maximum throughput); an open loop at 5,000 requests per second
 //! over 64 connections, each latency counted from the request's due time; and streamed chat
@@ -34,6 +37,7 @@
 //! target is missed.
 
 mod api;
+mod floor;
 mod load;
 mod procs;
 mod report;
@@ -107,9 +111,9 @@ impl Plan {
 
 const USAGE: &str =
     "usage: bench [--quick] [--json PATH] [--only TARGET,...] [--gateway-env NAME=VALUE]... [--binary PATH]
-  (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL; targets: direct, nginx, apihub-sqlite, apihub-postgres)";
+  (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL; targets: direct, nginx, hyper, apihub-sqlite, apihub-postgres)";
 
-const TARGETS: [&str; 4] = ["direct", "nginx", "apihub-sqlite", "apihub-postgres"];
+const TARGETS: [&str; 5] = ["direct", "nginx", "hyper", "apihub-sqlite", "apihub-postgres"];
 
 struct Args {
     quick: bool,
@@ -158,9 +162,29 @@ fn args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
+fn main() -> ExitCode {
+    // The `hyper` target: this program again, as the bare proxy (see `floor.rs`).
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, listen, upstream] = given.as_slice()
+        && flag == "--serve-bare-proxy"
+    {
+        let serve = || -> anyhow::Result<()> { floor::serve(listen.parse()?, upstream.parse()?) };
+        return match serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bare proxy: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -211,6 +235,16 @@ async fn run() -> anyhow::Result<bool> {
                 proc.stop(Duration::from_secs(5));
             }
         },
+    }
+
+    if args.wants("hyper") {
+        match procs::start_bare_proxy(&work.path().join("hyper"), mock) {
+            Err(error) => run.failures.push(format!("hyper: could not start: {error:#}")),
+            Ok((mut proc, addr)) => {
+                run.targets.push(measure("hyper", addr, "ahg_direct_baseline", &plan, Some(&proc), None).await);
+                proc.stop(Duration::from_secs(5));
+            }
+        }
     }
 
     let gateway = Gateway { apihub: &apihub, upstream: mock, env: &args.gateway_env };

@@ -1,5 +1,6 @@
 //! The processes under test: the `apihub` binary (built by cargo first), the mock upstream, the
-//! gateway on SQLite or a fresh PostgreSQL database, and nginx as a bare reverse proxy. Each
+//! gateway on SQLite or a fresh PostgreSQL database, nginx as a bare reverse proxy, and the bare
+//! hyper proxy of `floor.rs`. Each
 //! listens on a free port of 127.0.0.1, logs into the run's temporary directory, and is stopped
 //! when dropped.
 
@@ -220,6 +221,17 @@ http {{
     command.arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
     command.args(["-g", "daemon off;"]);
     let mut proc = Proc::spawn("nginx", command, dir.join("stdout.log"))?;
+    proc.wait_listening(addr)?;
+    Ok((proc, addr))
+}
+
+/// The bare hyper proxy of `floor.rs` in front of `upstream`: this harness's own binary again.
+pub fn start_bare_proxy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Proc, SocketAddr)> {
+    std::fs::create_dir_all(dir)?;
+    let addr = free_addr()?;
+    let mut command = Command::new(std::env::current_exe().context("finding the harness's own binary")?);
+    command.current_dir(dir).args(["--serve-bare-proxy", &addr.to_string(), &upstream.to_string()]);
+    let mut proc = Proc::spawn("the bare hyper proxy", command, dir.join("stdout.log"))?;
     proc.wait_listening(addr)?;
     Ok((proc, addr))
 }

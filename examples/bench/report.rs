@@ -9,7 +9,7 @@ use crate::load::{LoadResult, StreamResult};
 /// Everything measured through one target.
 #[derive(Debug, Serialize)]
 pub struct TargetResult {
-    /// `direct`, `nginx`, `apihub-sqlite` or `apihub-postgres`.
+    /// `direct`, `nginx`, `hyper`, `apihub-sqlite` or `apihub-postgres`.
     pub name: String,
     /// One client, closed loop.
     pub c1: LoadResult,
