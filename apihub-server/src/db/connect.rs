@@ -156,8 +156,37 @@ pub(super) fn open_sqlite_sync(path: &str, more: &str) -> anyhow::Result<SqliteC
     Ok(conn)
 }
 
+/// Sets SQLite's process-wide options, once, before the first connection opens (SQLite refuses
+/// them afterwards, and then keeps its defaults: the options only save time):
+///
+/// - multi-thread mode instead of serialized: no mutex around every call on a connection. A
+///   diesel connection is never used by two threads at once (it is not `Sync`), which is all
+///   this mode asks.
+/// - no memory statistics: SQLite otherwise takes a global mutex for every allocation it makes,
+///   to count it, and the usage log and the credit engine's batches allocate for every value they
+///   bind (the profile at 64 connections: 2.7 % of the gateway's CPU time in that locking).
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: both options take an int (or nothing); `sqlite3_config` is documented to be
+        // called before `sqlite3_initialize`, and answers SQLITE_MISUSE, changing nothing, after.
+        let codes = unsafe {
+            [
+                libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD),
+                libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int),
+            ]
+        };
+        if codes.iter().any(|code| *code != libsqlite3_sys::SQLITE_OK) {
+            tracing::debug!(?codes, "SQLite was initialised before its options could be set; it keeps its defaults");
+        }
+    });
+}
+
 /// Applies pending migrations (used at start-up and by `apihub migrate`); returns how many ran.
 pub async fn migrate(url: &DbUrl) -> anyhow::Result<usize> {
+    if matches!(url, DbUrl::Sqlite(_)) {
+        configure_sqlite();
+    }
     let url = url.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         use diesel::Connection;
