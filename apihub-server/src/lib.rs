@@ -17,4 +17,4 @@ pub mod scale;
 pub mod serve;
 pub mod state;
 
-pub use routes::{build_app, openapi};
+pub use routes::{App, build_app, openapi};

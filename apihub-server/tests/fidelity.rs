@@ -109,6 +109,41 @@ async fn one_model_can_be_retrieved_as_the_openai_sdk_does(gw: Gateway) {
     post.expect(StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// Proxied requests skip the router (`routes/split.rs`); what the layers around it and the
+/// router's proxy routes add must still be there: the request id and the count by status.
+async fn proxied_answers_carry_their_request_id_and_are_counted(gw: Gateway) {
+    gw.price(MODEL, "1", "1").await;
+    let ola = gw.customer("ola", "10", "1", json!({})).await;
+    let counted = |text: &str, class: &str| -> u64 {
+        let sample = format!("apihub_requests_total{{status=\"{class}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let metrics = || async {
+        let scrape = gw.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        scrape.expect(StatusCode::OK);
+        String::from_utf8_lossy(&scrape.body).into_owned()
+    };
+    let before = metrics().await;
+
+    let served = gw.post("/v1/chat/completions", Auth::Bearer(&ola.key), &[], &chat()).await;
+    served.expect(StatusCode::OK);
+    assert!(served.header("x-request-id").is_some_and(|id| id.len() == 36), "{:?}", served.headers);
+    let given =
+        gw.post("/v1/chat/completions", Auth::Bearer(&ola.key), &[("x-request-id", "client-chosen-1")], &chat()).await;
+    given.expect(StatusCode::OK);
+    assert_eq!(given.header("x-request-id"), Some("client-chosen-1"));
+    let refused = gw.post("/v1/chat/completions", Auth::Bearer("ahg_wrong"), &[], &chat()).await;
+    refused.expect(StatusCode::UNAUTHORIZED);
+    assert!(refused.header("x-request-id").is_some());
+
+    let after = metrics().await;
+    assert_eq!(counted(&after, "2xx") - counted(&before, "2xx"), 2, "{after}");
+    assert_eq!(counted(&after, "4xx") - counted(&before, "4xx"), 1, "{after}");
+}
+
 async fn browsers_may_call_from_the_configured_origins_only(gw: Gateway) {
     let preflight = |origin: &str| {
         Request::builder()
@@ -184,6 +219,7 @@ db_tests!(
     each_dialect_refuses_in_its_own_shape,
     a_key_in_the_query_string_counts_on_the_gemini_routes_only,
     one_model_can_be_retrieved_as_the_openai_sdk_does,
+    proxied_answers_carry_their_request_id_and_are_counted,
     browsers_may_call_from_the_configured_origins_only,
     gzip_request_bodies_are_inflated_and_billed,
     ledger_rows_carry_the_seed_field_name,

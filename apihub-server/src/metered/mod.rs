@@ -144,6 +144,11 @@ impl RouteTable {
         Ok(BoxCloneSyncService::new(service))
     }
 
+    /// Whether an enabled route serves `path` (then [`dispatch`] takes the request).
+    pub fn claims(&self, path: &str) -> bool {
+        self.served.read().map_or(true, |served| served.iter().any(|s| s.route.spec.matches(path)))
+    }
+
     /// The enabled route serving `path`: the exact one, or else the longest prefix.
     fn find(&self, path: &str) -> Option<(Arc<MeteredRoute>, RouteService)> {
         let served = self.served.read().ok()?.clone();

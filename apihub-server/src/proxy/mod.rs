@@ -89,21 +89,49 @@ fn not_found(message: &str) -> GatewayError {
     GatewayError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", message)
 }
 
-/// The `/v1` and `/v1beta` routes.
-pub fn router(state: &AppState) -> Router {
+/// The proxy itself: `/v1` and `/v1beta` requests in, responses in the route's dialect out (the
+/// models list answered here, everything else through the metered stack). One per application,
+/// shared by the router's routes and by the path that skips the router ([`crate::routes`]).
+#[derive(Clone)]
+pub struct ProxyService {
+    metered: Metered,
+    models: models::ModelsService,
+}
+
+impl ProxyService {
+    /// The metered stack around the channels, with the state's stores, limits and usage log.
+    pub fn new(state: &AppState) -> Self {
+        let config = &state.config;
+        let gateway = GatewayBuilder::new(state.store.clone(), state.store.clone(), state.prices.clone())
+            .usage_sink(state.metrics.observe_usage(state.usage_log.clone()))
+            .key_cache(state.key_cache.clone())
+            .rate_limiter(state.rate_limiter.clone())
+            .max_body_bytes(config.proxy_max_body_bytes)
+            .settlement_backlog(state.settlements.clone())
+            .billing_config(BillingConfig::default().with_default_output_cap(config.default_max_output_tokens))
+            .build();
+        ProxyService { metered: gateway.layer(state.upstream.clone()), models: models::service(state) }
+    }
+
+    /// Answers one request (never an error: refusals are responses in the route's dialect).
+    pub fn answer(&self, request: Request<Body>) -> ProxyFuture {
+        handle(self.metered.clone(), self.models.clone(), request)
+    }
+}
+
+/// What [`ProxyService::answer`] returns.
+pub type ProxyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// Whether the `/v1` and `/v1beta` routes take `path`: what [`router`] routes to the proxy.
+pub fn serves(path: &str) -> bool {
+    ["/v1/", "/v1beta/"].iter().any(|prefix| path.len() > prefix.len() && path.starts_with(prefix))
+}
+
+/// The `/v1` and `/v1beta` routes, with CORS and inflated request bodies.
+pub fn router(state: &AppState, proxy: ProxyService) -> Router {
     let config = &state.config;
-    let gateway = GatewayBuilder::new(state.store.clone(), state.store.clone(), state.prices.clone())
-        .usage_sink(state.metrics.observe_usage(state.usage_log.clone()))
-        .key_cache(state.key_cache.clone())
-        .rate_limiter(state.rate_limiter.clone())
-        .max_body_bytes(config.proxy_max_body_bytes)
-        .settlement_backlog(state.settlements.clone())
-        .billing_config(BillingConfig::default().with_default_output_cap(config.default_max_output_tokens))
-        .build();
-    let metered = gateway.layer(state.upstream.clone());
-    let models = models::service(state);
     let proxy = tower::service_fn(move |request: Request<Body>| {
-        let future = handle(metered.clone(), models.clone(), request);
+        let future = proxy.answer(request);
         async move { Ok::<_, Infallible>(future.await) }
     });
     // Outermost first: browsers' preflights are answered before anything else (only for the
@@ -148,11 +176,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 /// The metered stack: admission (key, rate limit, quota) and billing around the upstream.
 type Metered = <GatewayLayer as Layer<UpstreamService>>::Service;
 
-fn handle(
-    metered: Metered,
-    models: models::ModelsService,
-    request: Request<Body>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+fn handle(metered: Metered, models: models::ModelsService, request: Request<Body>) -> ProxyFuture {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let endpoint = Endpoint::from_path(&path);

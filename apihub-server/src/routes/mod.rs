@@ -15,11 +15,15 @@ pub mod prices;
 pub mod recharge;
 pub mod redemption;
 pub mod requests;
+mod service;
+mod split;
 pub mod stats;
 pub mod tokens;
 pub mod tokens_admin;
 pub mod users_admin;
 pub mod views;
+
+pub use service::App;
 
 use std::time::Duration;
 
@@ -148,7 +152,7 @@ fn documented_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// `X-Request-Id` for a request that has none: a version 7 UUID from the thread's generator
 /// (tower-http's `MakeRequestUuid` asks the kernel for each one, a system call per request).
 #[derive(Debug, Clone, Copy)]
-struct TimeOrderedIds;
+pub struct TimeOrderedIds;
 
 impl MakeRequestId for TimeOrderedIds {
     fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
@@ -158,17 +162,26 @@ impl MakeRequestId for TimeOrderedIds {
 }
 
 /// The whole application, shared by `main` and the tests.
-pub fn build_app(state: AppState) -> Router {
+pub fn build_app(state: AppState) -> service::App {
     let max_body = state.config.max_body_bytes;
     let route_table = state.route_table.clone();
     let dashboard = dashboard::service(state.config.ui_dir.as_deref());
     // Every /v1 response is counted by status class, refusals included; forwarded requests are
     // counted again by model when their usage record is made.
     let metrics = state.metrics.clone();
-    let proxy = crate::proxy::router(&state).layer(MapResponseLayer::new(move |response: axum::response::Response| {
-        metrics.count_response(response.status());
-        response
-    }));
+    let proxy_service = crate::proxy::ProxyService::new(&state);
+    // With CORS configured every proxied response needs its layer: then all go through the router.
+    let direct = state.config.cors_allow_origins.is_empty().then(|| split::Direct {
+        proxy: proxy_service.clone(),
+        routes: state.route_table.clone(),
+        metrics: state.metrics.clone(),
+    });
+    let proxy = crate::proxy::router(&state, proxy_service).layer(MapResponseLayer::new(
+        move |response: axum::response::Response| {
+            metrics.count_response(response.status());
+            response
+        },
+    ));
     // For Prometheus, not for API clients: left out of the OpenAPI document (whose generated
     // client the dashboard is built on).
     let scrape = Router::new().route("/metrics", axum::routing::get(metrics::metrics)).with_state(state.clone());
@@ -203,12 +216,13 @@ pub fn build_app(state: AppState) -> Router {
     let app = app.layer(axum::middleware::from_fn_with_state(route_table, crate::metered::dispatch));
 
     // Outermost first: each request gets an id (kept on the response) before it is traced, and a
-    // panic anywhere becomes a JSON 500 inside the trace.
-    app.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(TimeOrderedIds))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(TraceLayer::new_for_http())
-            .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response())),
-    )
+    // panic anywhere becomes a JSON 500 inside the trace. Inside them, the proxy's requests skip
+    // the router (`split`).
+    let layered = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(TimeOrderedIds))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(service::Panicked))
+        .service(split::Split { router: app, direct });
+    service::IntoAxum(layered)
 }

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
+use crate::App;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{HeaderValue, Request, header};
@@ -101,7 +101,7 @@ impl Registry {
 /// Serves `app` on `listener` until `shutdown` completes, then drains within the deadline.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
@@ -172,7 +172,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     conn: Arc<Conn>,
-    app: Router,
+    app: App,
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
 ) {

@@ -205,7 +205,9 @@ impl EpayGateway {
         let app = TestApp::on_with(backend, |c| c.epay = Some(config)).await?;
         let router = app.app.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("gateway server");
+            axum::serve(listener, axum::ServiceExt::<Request<axum::body::Body>>::into_make_service(router))
+                .await
+                .expect("gateway server");
         });
         Some(EpayGateway { app, epay, base, server })
     }

@@ -272,7 +272,7 @@ pub async fn send(app: &TestApp, request: Request<Body>) -> Raw {
 }
 
 /// [`send`] to a router of its own (for a task that outlives the borrow of the app).
-pub async fn send_router(router: axum::Router, request: Request<Body>) -> Raw {
+pub async fn send_router(router: apihub_server::App, request: Request<Body>) -> Raw {
     let response = router.oneshot(request).await.expect("infallible");
     let (parts, mut body) = response.into_parts();
     let (mut bytes, mut error) = (Vec::new(), None);

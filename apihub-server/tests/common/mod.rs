@@ -15,7 +15,6 @@ use apihub_server::app::{create_admin, init_state};
 use apihub_server::config::{Config, Secret};
 use apihub_server::db::DbUrl;
 use apihub_server::state::AppState;
-use axum::Router;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
 use http::{Method, Request, StatusCode};
@@ -101,7 +100,7 @@ impl Reply {
 }
 
 pub struct TestApp {
-    pub app: Router,
+    pub app: apihub_server::App,
     pub state: AppState,
     _dir: tempfile::TempDir,
     postgres: Option<PgDatabase>,
