@@ -115,7 +115,7 @@ impl ProxyService {
 
     /// Answers one request (never an error: refusals are responses in the route's dialect).
     pub fn answer(&self, request: Request<Body>) -> ProxyFuture {
-        handle(self.metered.clone(), self.models.clone(), request)
+        handle(self, request)
     }
 }
 
@@ -176,21 +176,24 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 /// The metered stack: admission (key, rate limit, quota) and billing around the upstream.
 type Metered = <GatewayLayer as Layer<UpstreamService>>::Service;
 
-fn handle(metered: Metered, models: models::ModelsService, request: Request<Body>) -> ProxyFuture {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let endpoint = Endpoint::from_path(&path);
-    let dialect = dialect::of(&path, endpoint);
+/// Clones only the service that answers (the models list is a boxed service: its clone is an
+/// allocation).
+fn handle(proxy: &ProxyService, request: Request<Body>) -> ProxyFuture {
+    let path = request.uri().path();
+    let endpoint = Endpoint::from_path(path);
+    let dialect = dialect::of(path, endpoint);
     let refuse = move |error: GatewayError| Box::pin(std::future::ready(dialect::render(dialect, &error)));
     let model_list = path == "/v1/models" || path == "/v1beta/models";
     // `/v1/models/{model}`, not a Gemini method (`/v1beta/models/{model}:countTokens`).
     let one_model = endpoint.is_none()
         && !path.contains(':')
         && (path.starts_with("/v1/models/") || path.starts_with("/v1beta/models/"));
+    let (get, post) = (matches!(*request.method(), Method::GET | Method::HEAD), request.method() == Method::POST);
     if model_list || one_model {
-        if method != Method::GET && method != Method::HEAD {
+        if !get {
             return refuse(method_not_allowed());
         }
+        let models = proxy.models.clone();
         return Box::pin(async move {
             let response = models.oneshot(request).await.unwrap_or_else(|never| match never {});
             dialect::localize(dialect, response)
@@ -199,10 +202,10 @@ fn handle(metered: Metered, models: models::ModelsService, request: Request<Body
     if endpoint.is_none() {
         return refuse(not_found(&format!("`{path}` is not an endpoint this gateway serves")));
     }
-    if method != Method::POST {
+    if !post {
         return refuse(method_not_allowed());
     }
-    let call = metered.oneshot(request);
+    let call = proxy.metered.clone().oneshot(request);
     Box::pin(async move {
         // Billing answers an upstream failure itself (502, or 504 for a timeout).
         let response = call.await.unwrap_or_else(|never| match never {});

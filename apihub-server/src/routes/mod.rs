@@ -156,8 +156,9 @@ pub struct TimeOrderedIds;
 
 impl MakeRequestId for TimeOrderedIds {
     fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
-        let id = apihub_tower::context::time_ordered_uuid().hyphenated().to_string();
-        http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+        let mut text = uuid::Uuid::encode_buffer();
+        let id = apihub_tower::context::time_ordered_uuid().hyphenated().encode_lower(&mut text);
+        http::HeaderValue::from_str(id).ok().map(RequestId::new)
     }
 }
 
