@@ -18,14 +18,14 @@
 //!   gets an administrator, a funded user, a key whose limits are all set but too high to
 //!   trigger, a price for the model, and 100,000 more keys made through the admin batch API.
 //!
-//! Through each target (direct to the mock, nginx, the bare hyper proxy, APIHub on SQLite, on PostgreSQL) its own load
-//! generator (tokio and hyper, keep-alive connections) measures: one client in a closed loop; 64
-//! clients in a closed loop (the maximum throughput); an open loop at 5,000 requests per second
-//! over 64 connections, each latency counted from the request's due time; and streamed chat
-//! completions whose events the mock spaces 20 ms apart (time to first byte, and whether the
-//! events still arrive spaced). For a gateway it records the peak RSS (`VmHWM`) and then checks
-//! through the admin and stats APIs that the ledger's consume rows add up to exactly what the
-//! usage log charged, and the ledger to the balance.
+//! Through each target (direct to the mock, nginx, the bare hyper proxy, APIHub on SQLite, on
+//! PostgreSQL) its own load generator (tokio and hyper, keep-alive connections) measures: one
+//! client in a closed loop; 64 clients in a closed loop (the maximum throughput); an open loop at
+//! 5,000 requests per second over 64 connections, each latency counted from the request's due
+//! time; and streamed chat completions whose events the mock spaces 20 ms apart (time to first
+//! byte, and whether the events still arrive spaced). For a gateway it records the peak RSS
+//! (`VmHWM`) and then checks through the admin and stats APIs that the ledger's consume rows add
+//! up to exactly what the usage log charged, and the ledger to the balance.
 //!
 //! `--only` measures the named targets alone (to try a change quickly: nginx and one gateway side
 //! by side); `--gateway-env` sets a variable in the gateways' environment (to compare settings);

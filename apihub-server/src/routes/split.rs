@@ -4,7 +4,7 @@
 //! request; the metered-route middleware boxes its future too. [`Split`] sends the requests the
 //! router would hand to the proxy unchanged straight to it, and all others to the router.
 //!
-//! "Unchanged" is what [`Split::takes`] checks: a `/v1/…` or `/v1beta/…` path that no metered
+//! "Unchanged" is what [`Direct::takes`] checks: a `/v1/…` or `/v1beta/…` path that no metered
 //! route claims, no `Content-Encoding` (the router's proxy routes inflate gzip bodies), and no
 //! CORS configured (its layer answers preflights and adds `Vary` to every response). What the
 //! router's proxy routes add besides, the count of responses by status, is done here too; the
