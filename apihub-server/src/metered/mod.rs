@@ -146,18 +146,21 @@ impl RouteTable {
 
     /// Whether an enabled route serves `path` (then [`dispatch`] takes the request).
     pub fn claims(&self, path: &str) -> bool {
-        self.served.read().map_or(true, |served| served.iter().any(|s| s.route.spec.matches(path)))
+        self.served.read().is_ok_and(|served| serving(&served, path).next().is_some())
     }
 
     /// The enabled route serving `path`: the exact one, or else the longest prefix.
     fn find(&self, path: &str) -> Option<(Arc<MeteredRoute>, RouteService)> {
         let served = self.served.read().ok()?.clone();
-        served
-            .iter()
-            .filter(|s| s.route.spec.matches(path))
+        serving(&served, path)
             .max_by_key(|s| (!s.route.spec.prefix, s.route.spec.path.len()))
             .map(|s| (s.route.clone(), s.service.clone()))
     }
+}
+
+/// The enabled routes whose path matches `path`.
+fn serving<'a>(served: &'a [Served], path: &'a str) -> impl Iterator<Item = &'a Served> {
+    served.iter().filter(move |s| s.route.spec.matches(path))
 }
 
 /// Middleware: a request to a route's path is served by that route, any other goes on.

@@ -122,9 +122,12 @@ impl ProxyService {
 /// What [`ProxyService::answer`] returns.
 pub type ProxyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
+/// The proxy's path prefixes: [`router`] routes everything below them to it.
+const PREFIXES: [&str; 2] = ["/v1/", "/v1beta/"];
+
 /// Whether the `/v1` and `/v1beta` routes take `path`: what [`router`] routes to the proxy.
 pub fn serves(path: &str) -> bool {
-    ["/v1/", "/v1beta/"].iter().any(|prefix| path.len() > prefix.len() && path.starts_with(prefix))
+    PREFIXES.iter().any(|prefix| path.len() > prefix.len() && path.starts_with(prefix))
 }
 
 /// The `/v1` and `/v1beta` routes, with CORS and inflated request bodies.
@@ -134,10 +137,13 @@ pub fn router(state: &AppState, proxy: ProxyService) -> Router {
         let future = proxy.answer(request);
         async move { Ok::<_, Infallible>(future.await) }
     });
+    let routes = PREFIXES
+        .iter()
+        .fold(Router::new(), |routes, prefix| routes.route_service(&format!("{prefix}{{*path}}"), proxy.clone()));
     // Outermost first: browsers' preflights are answered before anything else (only for the
     // origins CORS_ALLOW_ORIGINS names), and gzip request bodies are inflated before the stack
     // reads them (its PROXY_MAX_BODY_BYTES limit then counts the inflated bytes).
-    Router::new().route_service("/v1/{*path}", proxy.clone()).route_service("/v1beta/{*path}", proxy).layer(
+    routes.layer(
         ServiceBuilder::new()
             .option_layer(cors(&config.cors_allow_origins))
             .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true)),
