@@ -7,11 +7,12 @@
 //! the SQL text itself (the wrapper has no static query id), so caching them is sound.
 //!
 //! Keyed by its SQL text, a cached statement still has its text built on every call to be looked
-//! up (a few dozen small allocations for a wide `INSERT`). The usage log's insert, written once
-//! per proxied request, uses [`Prepared`] instead: keyed by a marker type of its call site, its
-//! lookup builds no text on PostgreSQL, nor on SQLite when run through diesel's synchronous API
-//! (`writer::direct`; the async wrapper builds the text of everything it runs, to carry it to the
-//! connection's thread, so a [`Prepared`] run through it saves nothing).
+//! up (a few dozen small allocations for a wide `INSERT`). The statements written once per
+//! proxied request (a usage-log row; on SQLite a ledger consume row) use [`Prepared`] instead:
+//! keyed by a marker type of their call site, their lookup builds no text on PostgreSQL, nor on
+//! SQLite when run through diesel's synchronous API (`writer::direct`; the async wrapper builds
+//! the text of everything it runs, to carry it to the connection's thread, so a [`Prepared`] run
+//! through it saves nothing).
 
 use std::marker::PhantomData;
 

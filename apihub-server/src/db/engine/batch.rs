@@ -8,9 +8,12 @@ use apihub_core::user::UserId;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::cached::Cached;
+use crate::db::cached::{Cached, Prepared};
 use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
 use crate::db::{TxError, now_millis, saturating_add};
+
+/// SQLite's consume-row insert (one text: see [`Prepared`]).
+struct ConsumeInsert;
 
 /// A consume row of the ledger, as a batch of settlements writes it.
 #[derive(Insertable, Clone)]
@@ -145,16 +148,27 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
             .await?;
     }
     // One prepared INSERT per row, inside the batch's one transaction (diesel's multi-row insert
-    // is not available on this connection type for SQLite).
-    for row in &mut rows {
-        let insert = diesel::insert_into(transactions::table).values(&*row);
-        let inserted = Cached(insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing())
-            .execute(conn)
-            .await?;
-        if inserted == 0 {
-            row.renumber(batch);
-            Cached(diesel::insert_into(transactions::table).values(&*row)).execute(conn).await?;
+    // is not available on this connection type for SQLite), through diesel's synchronous API on
+    // the write connection: found under its marker type, its text is never built (see
+    // `Prepared`; a `ConsumeRow` has no optional column, so the text is one). A row whose request
+    // id is in the ledger already is skipped there, then inserted again renumbered.
+    let (mut rows, skipped) = crate::db::writer::direct(conn, move |conn| {
+        let mut skipped = Vec::new();
+        for (at, row) in rows.iter().enumerate() {
+            let insert = diesel::insert_into(transactions::table).values(row);
+            let prepared = Prepared::<ConsumeInsert, _>::new(
+                insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing(),
+            );
+            if diesel::RunQueryDsl::execute(prepared, conn)? == 0 {
+                skipped.push(at);
+            }
         }
+        Ok((rows, skipped))
+    })?;
+    for at in skipped {
+        let Some(row) = rows.get_mut(at) else { continue };
+        row.renumber(batch);
+        Cached(diesel::insert_into(transactions::table).values(&*row)).execute(conn).await?;
     }
     let meters = meter_totals(batch);
     if !meters.is_empty() {
