@@ -46,6 +46,7 @@ pub mod clock;
 pub mod context;
 pub mod dialect;
 pub mod extract;
+mod header_value;
 pub mod memory;
 pub mod quota;
 pub mod rate_limit;

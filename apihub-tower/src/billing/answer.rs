@@ -125,11 +125,11 @@ impl Ticket {
             let body = match read_whole(body, limit).await {
                 Ok(whole) => {
                     if let Some(charged) = receipt.get()
-                        && let Ok(value) = HeaderValue::from_str(&charged.to_string())
+                        && let Some(value) = crate::header_value::display(charged)
                     {
                         parts.headers.insert(COST, value);
                         if let Some(balance) = store.known_balance(user_id)
-                            && let Ok(value) = HeaderValue::from_str(&balance.to_string())
+                            && let Some(value) = crate::header_value::display(balance)
                         {
                             parts.headers.insert(BALANCE, value);
                         }

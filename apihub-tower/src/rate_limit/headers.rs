@@ -1,7 +1,7 @@
 //! The rate-limit answers: the headers every answer carries, and the refusal.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Response, StatusCode};
 use http_body_util::Full;
 
 use super::{Allowance, Window};
@@ -11,8 +11,8 @@ fn seconds(ms: u64) -> u64 {
     ms.div_ceil(1000)
 }
 
-fn put(headers: &mut HeaderMap, name: HeaderName, value: impl ToString) {
-    if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+fn put(headers: &mut HeaderMap, name: HeaderName, value: impl std::fmt::Display) {
+    if let Some(value) = crate::header_value::display(value) {
         headers.insert(name, value);
     }
 }
@@ -21,7 +21,7 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: impl ToString) {
 pub(crate) fn allowance_headers(headers: &mut HeaderMap, a: &Allowance) {
     put(headers, HeaderName::from_static("x-ratelimit-limit-requests"), a.limit);
     put(headers, HeaderName::from_static("x-ratelimit-remaining-requests"), a.remaining);
-    put(headers, HeaderName::from_static("x-ratelimit-reset-requests"), format!("{}s", seconds(a.reset_in_ms)));
+    put(headers, HeaderName::from_static("x-ratelimit-reset-requests"), format_args!("{}s", seconds(a.reset_in_ms)));
 }
 
 /// The 429 for a key that used up `limit` requests of `window`, with `Retry-After`.
