@@ -4,7 +4,11 @@ use apihub_core::store::{Page, PageRequest, StoreError, UsageRecord, UsageSource
 use apihub_core::user::UserId;
 use apihub_core::{DiscountRate, Money};
 use async_trait::async_trait;
+use diesel::backend::Backend;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::cached::Prepared;
@@ -47,6 +51,113 @@ macro_rules! usage_insert {
             usage_logs::first_byte_ms.eq(row.first_byte_ms),
         ))
     }};
+}
+
+/// Rows in one multi-row `INSERT` of the usage log. Per row, running a prepared statement costs
+/// diesel a walk of its whole query (to check it may be cached, to look it up, to bind) and SQLite
+/// a statement step and reset, each about as much as writing the row; one statement for this many
+/// rows pays them once. A batch's remainder goes in one row at a time, so the statement has one
+/// text (see [`Prepared`]): 64 × 23 = 1,472 parameters, far below both databases' limits.
+const ROWS_PER_INSERT: usize = 64;
+
+/// The usage log's multi-row `INSERT` (one text: see [`Prepared`]).
+struct UsageChunkInsert;
+
+/// [`ROWS_PER_INSERT`] rows as one `INSERT`, every column named and bound as [`usage_insert!`]
+/// binds it (a `NULL` for a `None`), in the table's order.
+struct UsageRows<'a>(&'a [UsageRow]);
+
+impl QueryId for UsageRows<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> QueryFragment<DB> for UsageRows<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt> + HasSqlType<Integer> + HasSqlType<Bool>,
+    String: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+    i32: ToSql<Integer, DB>,
+    bool: ToSql<Bool, DB>,
+    Option<i64>: ToSql<Nullable<BigInt>, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        use usage_logs::*;
+        out.push_sql("INSERT INTO ");
+        out.push_identifier("usage_logs")?;
+        out.push_sql(" (");
+        let names = [
+            request_id::NAME,
+            user_id::NAME,
+            key_id::NAME,
+            model::NAME,
+            endpoint::NAME,
+            stream::NAME,
+            prompt_tokens::NAME,
+            completion_tokens::NAME,
+            cached_tokens::NAME,
+            raw_cost::NAME,
+            user_discount_ppm::NAME,
+            key_discount_ppm::NAME,
+            charged::NAME,
+            status::NAME,
+            upstream_latency_ms::NAME,
+            usage_source::NAME,
+            created_at::NAME,
+            overage::NAME,
+            route_id::NAME,
+            channel::NAME,
+            attempts::NAME,
+            cost::NAME,
+            first_byte_ms::NAME,
+        ];
+        for (at, name) in names.into_iter().enumerate() {
+            out.push_sql(if at == 0 { "" } else { ", " });
+            out.push_identifier(name)?;
+        }
+        out.push_sql(") VALUES ");
+        for (at, row) in self.0.iter().enumerate() {
+            out.push_sql(if at == 0 { "(" } else { ", (" });
+            // Each value after the first with its separator, in `names`' order.
+            macro_rules! bind {
+                ($first_type:ty => $first:expr $(, $type:ty => $value:expr)* $(,)?) => {
+                    out.push_bind_param::<$first_type, _>($first)?;
+                    $(
+                        out.push_sql(", ");
+                        out.push_bind_param::<$type, _>($value)?;
+                    )*
+                };
+            }
+            bind!(
+                Text => &row.request_id,
+                BigInt => &row.user_id,
+                BigInt => &row.key_id,
+                Text => &row.model,
+                Text => &row.endpoint,
+                Bool => &row.stream,
+                BigInt => &row.prompt_tokens,
+                BigInt => &row.completion_tokens,
+                BigInt => &row.cached_tokens,
+                BigInt => &row.raw_cost,
+                Integer => &row.user_discount_ppm,
+                Integer => &row.key_discount_ppm,
+                BigInt => &row.charged,
+                Integer => &row.status,
+                BigInt => &row.upstream_latency_ms,
+                Text => &row.usage_source,
+                BigInt => &row.created_at,
+                BigInt => &row.overage,
+                Nullable<BigInt> => &row.route_id,
+                Nullable<Text> => &row.channel,
+                Integer => &row.attempts,
+                Nullable<BigInt> => &row.cost,
+                Nullable<BigInt> => &row.first_byte_ms,
+            );
+            out.push_sql(")");
+        }
+        Ok(())
+    }
 }
 
 /// A `usage_logs` row (without its id, which only orders rows).
@@ -157,7 +268,12 @@ impl UsageStore for SqlStore {
                 writer
                     .batched(Answer::Committed, async move |conn| {
                         writer::direct(conn, move |conn| {
-                            for row in &rows {
+                            let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+                            for chunk in &mut chunks {
+                                let insert = Prepared::<UsageChunkInsert, _>::new(UsageRows(chunk));
+                                diesel::RunQueryDsl::execute(insert, conn)?;
+                            }
+                            for row in chunks.remainder() {
                                 diesel::RunQueryDsl::execute(
                                     Prepared::<UsageInsert, _>::new(usage_insert!(row)),
                                     conn,
@@ -171,7 +287,11 @@ impl UsageStore for SqlStore {
             Db::Postgres { pool, .. } => {
                 async {
                     pg_tx!(pool, TxError, |conn| {
-                        for row in &rows {
+                        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+                        for chunk in &mut chunks {
+                            Prepared::<UsageChunkInsert, _>::new(UsageRows(chunk)).execute(conn).await?;
+                        }
+                        for row in chunks.remainder() {
                             Prepared::<UsageInsert, _>::new(usage_insert!(row)).execute(conn).await?;
                         }
                         Ok(())
@@ -239,5 +359,25 @@ mod tests {
             debug_query::<Sqlite, _>(&insert).to_string().split(" -- binds").next().unwrap_or_default().to_owned()
         };
         assert_eq!(text(&row(true)), text(&row(false)));
+    }
+
+    /// The text of [`UsageRows`] with its binds' values left out.
+    fn chunk_text(rows: &[UsageRow]) -> String {
+        let text = debug_query::<Sqlite, _>(&UsageRows(rows)).to_string();
+        text.split(" -- binds").next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn the_chunk_insert_has_one_text_whichever_values_are_missing() {
+        let rows = |first: bool| (0..ROWS_PER_INSERT).map(|n| row((n % 2 == 0) == first)).collect::<Vec<_>>();
+        assert_eq!(chunk_text(&rows(true)), chunk_text(&rows(false)));
+    }
+
+    #[test]
+    fn one_row_of_the_chunk_insert_is_the_one_row_insert() {
+        let one = row(true);
+        let insert = usage_insert!(&one);
+        let single = debug_query::<Sqlite, _>(&insert).to_string();
+        assert_eq!(chunk_text(std::slice::from_ref(&one)), single.split(" -- binds").next().unwrap_or_default());
     }
 }

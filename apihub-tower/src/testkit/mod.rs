@@ -109,6 +109,7 @@ macro_rules! store_contract {
             ledger::concurrent_consumes_never_overspend,
             ledger::concurrent_replays_charge_once,
             records::usage_records_list_latest_written_first,
+            records::a_large_batch_of_usage_records_is_written_whole_and_in_order,
             records::prices_are_set_replaced_listed_by_name_and_deleted,
             billing::a_settled_reservation_charges_the_user_once,
             billing::a_released_reservation_charges_nothing,

@@ -63,6 +63,38 @@ pub async fn usage_records_list_latest_written_first(store: Arc<dyn Store>) {
     assert_eq!((nobody.total, nobody.items.len()), (0, 0));
 }
 
+/// A batch of many records (more than a store writes in one statement, and not a multiple of it)
+/// is written whole, each record as it was, in order; so is one at a time after it.
+pub async fn a_large_batch_of_usage_records_is_written_whole_and_in_order(store: Arc<dyn Store>) {
+    let t0 = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+    let batch: Vec<UsageRecord> = (0..203_i64)
+        .map(|n| {
+            let mut r = record(&format!("req-{n:03}"), 1 + n % 3, t0 + TimeDelta::milliseconds(n));
+            // Every other record has what a metered route's and an unrouted one's rows differ in.
+            if n % 2 == 0 {
+                (r.route_id, r.channel, r.cost, r.first_byte_ms) = (Some(n), None, None, None);
+            }
+            r.prompt_tokens = n;
+            r.stream = n % 5 == 0;
+            r
+        })
+        .collect();
+    store.record_usage(&batch).await.expect("record");
+    let last = record("req-last", 2, t0);
+    store.record_usage(std::slice::from_ref(&last)).await.expect("record one");
+
+    let all = store.usage(None, PageRequest { page: 1, page_size: 100 }).await.expect("list");
+    assert_eq!(all.total, 204);
+    assert_eq!(all.items[0], last);
+    let mut read = Vec::new();
+    for page in 1..=3 {
+        read.extend(store.usage(None, PageRequest { page, page_size: 100 }).await.expect("list").items);
+    }
+    read.remove(0);
+    read.reverse();
+    assert_eq!(read, batch);
+}
+
 /// Setting a price inserts or replaces it; prices list by model name; deleting one that is not
 /// there is not found.
 pub async fn prices_are_set_replaced_listed_by_name_and_deleted(store: Arc<dyn Store>) {
