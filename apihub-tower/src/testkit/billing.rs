@@ -220,6 +220,35 @@ pub async fn a_request_id_holds_once_at_a_time(store: Arc<dyn Store>) {
     assert_eq!(user_now(&*store, &alice).await.account.balance, credits(7));
 }
 
+/// Many settlements written together (more than a store puts in one statement), some under
+/// request ids the ledger already has, write one consume row each under an order number of its
+/// own; the rows sum to the balance.
+pub async fn many_settlements_reusing_request_ids_write_one_row_each(store: Arc<dyn Store>) {
+    let (alice, key) = alice_with_key(&*store, 1000, KeyPolicy::default()).await;
+    let id = |n: usize| format!("req-{n:03}");
+    let reused = [0, 1, 2, 3, 4, 140, 141, 142, 143, 144];
+    for n in reused {
+        let held = store.reserve(&hold(&alice, &key, &id(n), 1, 0)).await.expect("hold");
+        store.settle(held, &charge(credits(1), 0, true)).await.expect("settle");
+    }
+    // Read back: the first charges are in the ledger before the others are settled.
+    assert_ledger_sums(&*store, &alice).await;
+    let mut held = Vec::new();
+    for n in 0..150 {
+        held.push(store.reserve(&hold(&alice, &key, &id(n), 1, 0)).await.expect("hold"));
+    }
+    for held in held {
+        store.settle(held, &charge(credits(1), 0, true)).await.expect("settle");
+    }
+    let written = assert_ledger_sums(&*store, &alice).await;
+    let consumed: Vec<&Transaction> = written.iter().filter(|r| r.tx_type == TxType::Consume).collect();
+    assert_eq!(consumed.len(), 160);
+    let orders: std::collections::HashSet<&str> = consumed.iter().filter_map(|r| r.order_no.as_deref()).collect();
+    assert_eq!(orders.len(), 160, "each row has an order number of its own");
+    assert!((0..150).all(|n| orders.contains(id(n).as_str())), "a new request id is its row's order number");
+    assert_eq!(user_now(&*store, &alice).await.account.balance, credits(1000 - 160));
+}
+
 /// A description longer than a row keeps is cut, not a reason to charge nothing.
 pub async fn a_long_description_is_cut_rather_than_refused(store: Arc<dyn Store>) {
     let (alice, key) = alice_with_key(&*store, 10, KeyPolicy::default()).await;

@@ -121,6 +121,7 @@ macro_rules! store_contract {
             billing::a_hold_beyond_the_free_balance_is_refused_and_changes_nothing,
             billing::a_hold_for_someone_elses_key_is_not_found,
             billing::a_request_id_holds_once_at_a_time,
+            billing::many_settlements_reusing_request_ids_write_one_row_each,
             billing::a_long_description_is_cut_rather_than_refused,
             billing::calls_cut_while_a_call_is_held_stop_at_zero,
             billing::a_key_deleted_meanwhile_still_charges_its_user,

@@ -6,6 +6,9 @@ use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
 use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
 use crate::db::cached::{Cached, Prepared};
@@ -14,6 +17,76 @@ use crate::db::{TxError, now_millis, saturating_add};
 
 /// SQLite's consume-row insert (one text: see [`Prepared`]).
 struct ConsumeInsert;
+
+/// Consume rows in one multi-row `INSERT` on SQLite: one statement's walk, step and reset for this
+/// many rows rather than one each (as for the usage log's rows: see `db::usage`). A batch's
+/// remainder goes in one row at a time, so the statement has one text (see [`Prepared`]).
+const ROWS_PER_INSERT: usize = 64;
+
+/// SQLite's multi-row consume-row insert (one text: see [`Prepared`]).
+struct ConsumeChunkInsert;
+
+/// Consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING`, bound as the derived
+/// `Insertable` binds them, returning the order numbers of the rows it inserted (those it skipped
+/// already had theirs in the ledger).
+struct ConsumeRows<'a>(&'a [ConsumeRow<'static>]);
+
+impl QueryId for ConsumeRows<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for ConsumeRows<'_> {
+    type SqlType = Text;
+}
+
+impl QueryFragment<Sqlite> for ConsumeRows<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        use transactions::*;
+        out.push_sql("INSERT INTO ");
+        out.push_identifier("transactions")?;
+        out.push_sql(" (");
+        let names = [
+            user_id::NAME,
+            tx_type::NAME,
+            amount::NAME,
+            balance_before::NAME,
+            balance_after::NAME,
+            order_no::NAME,
+            description::NAME,
+            created_at::NAME,
+        ];
+        for (at, name) in names.into_iter().enumerate() {
+            out.push_sql(if at == 0 { "" } else { ", " });
+            out.push_identifier(name)?;
+        }
+        out.push_sql(") VALUES ");
+        for (at, row) in self.0.iter().enumerate() {
+            out.push_sql(if at == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(&row.user_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.tx_type)?;
+            for value in [&row.amount, &row.balance_before, &row.balance_after] {
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(value)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.order_no)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.description)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.created_at)?;
+            out.push_sql(")");
+        }
+        out.push_sql(" ON CONFLICT (");
+        out.push_identifier(tx_type::NAME)?;
+        out.push_sql(", ");
+        out.push_identifier(order_no::NAME)?;
+        out.push_sql(") DO NOTHING RETURNING ");
+        out.push_identifier(order_no::NAME)?;
+        Ok(())
+    }
+}
 
 /// A consume row of the ledger, as a batch of settlements writes it.
 #[derive(Insertable, Clone)]
@@ -147,14 +220,27 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
             .execute(conn)
             .await?;
     }
-    // One prepared INSERT per row, inside the batch's one transaction (diesel's multi-row insert
-    // is not available on this connection type for SQLite), through diesel's synchronous API on
-    // the write connection: found under its marker type, its text is never built (see
-    // `Prepared`; a `ConsumeRow` has no optional column, so the text is one). A row whose request
-    // id is in the ledger already is skipped there, then inserted again renumbered.
+    // The consume rows, inside the batch's one transaction, [`ROWS_PER_INSERT`] to an INSERT and
+    // the remainder one at a time, through diesel's synchronous API on the write connection:
+    // found under their marker types, their texts are never built (see `Prepared`; a
+    // `ConsumeRow` has no optional column, so each text is one). A row whose request id is in the
+    // ledger already is skipped there, then inserted again renumbered.
     let (mut rows, skipped) = crate::db::writer::direct(conn, move |conn| {
         let mut skipped = Vec::new();
-        for (at, row) in rows.iter().enumerate() {
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        for (number, chunk) in (&mut chunks).enumerate() {
+            let insert = Prepared::<ConsumeChunkInsert, _>::new(ConsumeRows(chunk));
+            let inserted: Vec<String> = diesel::RunQueryDsl::load(insert, conn)?;
+            if inserted.len() < chunk.len() {
+                let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+                let first = number * ROWS_PER_INSERT;
+                skipped.extend(
+                    (first..).zip(chunk).filter(|(_, row)| !inserted.contains(row.order_no())).map(|(at, _)| at),
+                );
+            }
+        }
+        let first = rows.len() - chunks.remainder().len();
+        for (at, row) in (first..).zip(chunks.remainder()) {
             let insert = diesel::insert_into(transactions::table).values(row);
             let prepared = Prepared::<ConsumeInsert, _>::new(
                 insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing(),
@@ -212,4 +298,47 @@ pub(in crate::db) fn meter_totals(batch: &[Debit]) -> Vec<(MeterId, [i64; 3])> {
     }
     totals.sort_unstable_by_key(|(id, _)| *id);
     totals
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::debug_query;
+
+    use super::*;
+
+    fn row(n: i64) -> ConsumeRow<'static> {
+        ConsumeRow {
+            user_id: n,
+            tx_type: TxType::Consume.as_str(),
+            amount: -n,
+            balance_before: n,
+            balance_after: 0,
+            order_no: format!("req-{n}"),
+            description: "x".repeat(usize::try_from(n).unwrap_or(0)),
+            created_at: n,
+        }
+    }
+
+    /// A statement's text with its binds' values left out.
+    fn text(query: &impl QueryFragment<Sqlite>) -> String {
+        let text = debug_query::<Sqlite, _>(query).to_string();
+        text.split(" -- binds").next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn the_chunk_insert_has_one_text_whichever_values() {
+        let rows = |from: i64| (from..).take(ROWS_PER_INSERT).map(row).collect::<Vec<_>>();
+        assert_eq!(text(&ConsumeRows(&rows(0))), text(&ConsumeRows(&rows(1_000))));
+    }
+
+    #[test]
+    fn one_row_of_the_chunk_insert_is_the_one_row_insert_returning_its_order_number() {
+        let one = row(7);
+        let insert = diesel::insert_into(transactions::table)
+            .values(&one)
+            .on_conflict((transactions::tx_type, transactions::order_no))
+            .do_nothing()
+            .returning(transactions::order_no);
+        assert_eq!(text(&ConsumeRows(std::slice::from_ref(&one))), text(&insert));
+    }
 }
