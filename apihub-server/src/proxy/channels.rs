@@ -264,27 +264,28 @@ fn failed(status: StatusCode) -> bool {
 }
 
 async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Result<Response<UpstreamBody>, BoxError> {
-    let path = request.uri().path().to_owned();
-    let info = request.extensions().get::<RequestInfo>().cloned();
-    let dialect = info.as_ref().map_or_else(|| super::dialect::of_path(&path), |info| info.endpoint.dialect());
-    let model = info.as_ref().and_then(|info| info.model.clone());
-    let plan = table.plan(dialect, model.as_deref());
-    if plan.is_empty() {
-        return Err(Box::new(NoChannel(model.unwrap_or_else(|| path.clone()))));
-    }
     let (parts, body) = request.into_parts();
+    // What the request is, borrowed from it: each attempt is built from the same parts.
+    let path = parts.uri.path();
+    let info = parts.extensions.get::<RequestInfo>();
+    let dialect = info.map_or_else(|| super::dialect::of_path(path), |info| info.endpoint.dialect());
+    let model = info.and_then(|info| info.model.as_deref());
+    let plan = table.plan(dialect, model);
+    if plan.is_empty() {
+        return Err(Box::new(NoChannel(model.unwrap_or(path).to_owned())));
+    }
     // Admission has read the body whole already (its size is bounded there).
     let body = body.into_bytes();
     let attempts = plan.len();
     let mut last_error: Option<BoxError> = None;
     for (n, live) in plan.iter().enumerate() {
         let last = n + 1 == attempts;
-        let upstream_model = model.as_deref().map(|m| live.spec.upstream_model(m).to_owned());
-        let rename = match (&model, &upstream_model) {
+        let upstream_model = model.map(|m| live.spec.upstream_model(m));
+        let rename = match (model, upstream_model) {
             (Some(public), Some(upstream)) => Rename::model(upstream, public),
             _ => None,
         };
-        let attempt = build_request(&parts, &body, rename.as_ref().and(model.as_deref()), upstream_model.as_deref())?;
+        let attempt = build_request(&parts, &body, rename.as_ref().and(model), upstream_model)?;
         if let Ok(mut breaker) = live.health.breaker.lock() {
             breaker.attempt(table.now_ms());
         }
@@ -302,7 +303,7 @@ async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Resul
                 response.extensions_mut().insert(ServedBy {
                     upstream: live.spec.name.clone(),
                     attempts: n as u32 + 1,
-                    cost_price: model.as_deref().and_then(|model| live.spec.cost_price(model)),
+                    cost_price: model.and_then(|model| live.spec.cost_price(model)),
                 });
                 if rename.is_some() {
                     response.headers_mut().remove(header::CONTENT_LENGTH);
@@ -316,7 +317,7 @@ async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Resul
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| Box::new(NoChannel(path))))
+    Err(last_error.unwrap_or_else(|| Box::new(NoChannel(path.to_owned()))))
 }
 
 fn record(table: &ChannelTable, live: &Live, ok: bool) {
