@@ -57,9 +57,8 @@ impl Engine {
     /// failed `COMMIT` is rolled back before it is reported, so a batch reported failed was
     /// never written, and nothing awaits between the commit and marking the batch written.
     async fn write(&self, batch: &[Debit]) -> Result<(), StoreError> {
-        let rows = batch.to_vec();
         self.writer
-            .transaction(async |conn| -> Result<(), TxError> { write_debits(conn, &rows).await })
+            .transaction(async |conn| -> Result<(), TxError> { write_debits(conn, batch).await })
             .await
             .map_err(|e| {
                 tracing::error!(error = %e.0, debits = batch.len(), "writing settlements failed; they stay queued");
