@@ -362,8 +362,21 @@ async fn measure(
         Some(api) => api.counter("apihub_allocations_total").await,
         None => None,
     };
+    let threads_before = proc.map(Proc::cpu_seconds_by_thread);
     let mut c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
     cpu_per_request(proc, cpu, &mut c64);
+    let cpu_us_per_request_by_thread = match (proc, threads_before) {
+        (Some(proc), Some(before)) if c64.sent > 0 => proc
+            .cpu_seconds_by_thread()
+            .into_iter()
+            .map(|(name, now)| {
+                let spent = now - before.get(&name).copied().unwrap_or(0.0);
+                (name, spent * 1e6 / c64.sent as f64)
+            })
+            .filter(|(_, us)| *us > 0.0)
+            .collect(),
+        _ => Default::default(),
+    };
     let db_transactions_per_request = match (db, transactions) {
         (Some(db), Some(before)) if c64.sent > 0 => {
             db.transactions().await.map(|after| after.saturating_sub(before) as f64 / c64.sent as f64)
@@ -401,5 +414,6 @@ async fn measure(
         throughput_vs_nginx: None,
         db_transactions_per_request,
         allocations_per_request,
+        cpu_us_per_request_by_thread,
     }
 }

@@ -50,6 +50,23 @@ impl Proc {
         pids.map(|pid| cpu_ticks(&pid)).sum::<Option<u64>>().map(|ticks| ticks as f64 / 100.0)
     }
 
+    /// CPU time of the process's threads so far, in seconds, added up per thread name (the
+    /// runtime's workers share one; the gateway names its writer threads), from
+    /// `/proc/PID/task/*/stat`; threads that ended are not counted. Children are left out.
+    pub fn cpu_seconds_by_thread(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut by_name = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return by_name };
+        for task in tasks.flatten() {
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
+            let ticks = std::fs::read_to_string(path.join("stat")).ok().and_then(|stat| stat_ticks(&stat));
+            if let Some(ticks) = ticks {
+                *by_name.entry(name).or_insert(0.0) += ticks as f64 / 100.0;
+            }
+        }
+        by_name
+    }
+
     /// The last lines of the process's output, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -110,7 +127,11 @@ fn vm_hwm_kib(pid: &str) -> Option<u64> {
 /// `utime + stime` of one process, in ticks: fields 14 and 15 of its `stat`, counted after the
 /// command name (which may hold spaces, so the split starts after its closing parenthesis).
 fn cpu_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `utime + stime` from the text of a `stat` file (a process's or a thread's).
+fn stat_ticks(stat: &str) -> Option<u64> {
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;

@@ -37,6 +37,10 @@ pub struct TargetResult {
     /// Heap allocations per request during the high-concurrency phase (a gateway built with
     /// `count-allocations`, see `APIHUB_BENCH_COUNT_ALLOCATIONS`).
     pub allocations_per_request: Option<f64>,
+    /// The proxy's CPU time per request during the high-concurrency phase, per thread name
+    /// (warm-up included, as `c64.cpu_us_per_request`): the runtime's workers apart from the
+    /// gateway's writer threads. Empty for `direct` and for a proxy with several processes.
+    pub cpu_us_per_request_by_thread: std::collections::BTreeMap<String, f64>,
 }
 
 impl TargetResult {
@@ -210,6 +214,16 @@ impl Run {
                 ]
             }),
         );
+        // Where a gateway's CPU time goes: its runtime's workers and each of its writer threads.
+        for t in self.targets.iter().filter(|t| t.name.starts_with("apihub")) {
+            let mut threads: Vec<(&String, &f64)> = t.cpu_us_per_request_by_thread.iter().collect();
+            threads.sort_by(|a, b| b.1.total_cmp(a.1));
+            let shown: Vec<String> =
+                threads.iter().filter(|(_, us)| **us >= 0.05).map(|(name, us)| format!("{name} {us:.1} µs")).collect();
+            if !shown.is_empty() {
+                println!("\n{} CPU per request by thread: {}", t.name, shown.join(", "));
+            }
+        }
         println!("\n### Fixed rate {} req/s (open loop, latency from the intended send time)\n", self.rate_per_second);
         table(
             &["target", "achieved req/s", "p50", "p99", "p99.9", "max", "added p99", "unsent"],
