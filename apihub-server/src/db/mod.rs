@@ -29,6 +29,7 @@ mod lease_writes;
 pub mod leases;
 mod ledger;
 mod macros;
+mod multi_row;
 mod prices;
 mod recharge;
 mod redemption;

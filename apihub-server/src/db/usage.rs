@@ -12,6 +12,7 @@ use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::cached::Prepared;
+use super::multi_row::{ROWS_PER_INSERT, push_insert};
 use super::schema::usage_logs;
 use super::writer::{self, Answer};
 use super::{Db, SqlStore, TxError, corrupt, from_millis, load_page, pg_tx};
@@ -53,18 +54,11 @@ macro_rules! usage_insert {
     }};
 }
 
-/// Rows in one multi-row `INSERT` of the usage log. Per row, running a prepared statement costs
-/// diesel a walk of its whole query (to check it may be cached, to look it up, to bind) and SQLite
-/// a statement step and reset, each about as much as writing the row; one statement for this many
-/// rows pays them once. A batch's remainder goes in one row at a time, so the statement has one
-/// text (see [`Prepared`]): 64 × 23 = 1,472 parameters, far below both databases' limits.
-const ROWS_PER_INSERT: usize = 64;
-
 /// The usage log's multi-row `INSERT` (one text: see [`Prepared`]).
 struct UsageChunkInsert;
 
-/// [`ROWS_PER_INSERT`] rows as one `INSERT`, every column named and bound as [`usage_insert!`]
-/// binds it (a `NULL` for a `None`), in the table's order.
+/// [`ROWS_PER_INSERT`] rows as one `INSERT` (see [`multi_row`](super::multi_row)), every column
+/// named and bound as [`usage_insert!`] binds it (a `NULL` for a `None`), in the table's order.
 struct UsageRows<'a>(&'a [UsageRow]);
 
 impl QueryId for UsageRows<'_> {
@@ -84,9 +78,6 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         use usage_logs::*;
-        out.push_sql("INSERT INTO ");
-        out.push_identifier("usage_logs")?;
-        out.push_sql(" (");
         let names = [
             request_id::NAME,
             user_id::NAME,
@@ -112,13 +103,7 @@ where
             cost::NAME,
             first_byte_ms::NAME,
         ];
-        for (at, name) in names.into_iter().enumerate() {
-            out.push_sql(if at == 0 { "" } else { ", " });
-            out.push_identifier(name)?;
-        }
-        out.push_sql(") VALUES ");
-        for (at, row) in self.0.iter().enumerate() {
-            out.push_sql(if at == 0 { "(" } else { ", (" });
+        push_insert(&mut out, "usage_logs", &names, self.0, |out, row| {
             // Each value after the first with its separator, in `names`' order.
             macro_rules! bind {
                 ($first_type:ty => $first:expr $(, $type:ty => $value:expr)* $(,)?) => {
@@ -154,9 +139,8 @@ where
                 Nullable<BigInt> => &row.cost,
                 Nullable<BigInt> => &row.first_byte_ms,
             );
-            out.push_sql(")");
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -12,23 +12,20 @@ use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
 use crate::db::cached::{Cached, Prepared};
+use crate::db::multi_row::{ROWS_PER_INSERT, push_insert};
 use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
 use crate::db::{TxError, now_millis, saturating_add};
 
 /// SQLite's consume-row insert (one text: see [`Prepared`]).
 struct ConsumeInsert;
 
-/// Consume rows in one multi-row `INSERT` on SQLite: one statement's walk, step and reset for this
-/// many rows rather than one each (as for the usage log's rows: see `db::usage`). A batch's
-/// remainder goes in one row at a time, so the statement has one text (see [`Prepared`]).
-const ROWS_PER_INSERT: usize = 64;
-
 /// SQLite's multi-row consume-row insert (one text: see [`Prepared`]).
 struct ConsumeChunkInsert;
 
-/// Consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING`, bound as the derived
-/// `Insertable` binds them, returning the order numbers of the rows it inserted (those it skipped
-/// already had theirs in the ledger).
+/// [`ROWS_PER_INSERT`] consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING`
+/// (see [`multi_row`](crate::db::multi_row)), bound as the derived `Insertable` binds them,
+/// returning the order numbers of the rows it inserted (those it skipped already had theirs in
+/// the ledger).
 struct ConsumeRows<'a>(&'a [ConsumeRow<'static>]);
 
 impl QueryId for ConsumeRows<'_> {
@@ -43,9 +40,6 @@ impl Query for ConsumeRows<'_> {
 impl QueryFragment<Sqlite> for ConsumeRows<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         use transactions::*;
-        out.push_sql("INSERT INTO ");
-        out.push_identifier("transactions")?;
-        out.push_sql(" (");
         let names = [
             user_id::NAME,
             tx_type::NAME,
@@ -56,13 +50,7 @@ impl QueryFragment<Sqlite> for ConsumeRows<'_> {
             description::NAME,
             created_at::NAME,
         ];
-        for (at, name) in names.into_iter().enumerate() {
-            out.push_sql(if at == 0 { "" } else { ", " });
-            out.push_identifier(name)?;
-        }
-        out.push_sql(") VALUES ");
-        for (at, row) in self.0.iter().enumerate() {
-            out.push_sql(if at == 0 { "(" } else { ", (" });
+        push_insert(&mut out, "transactions", &names, self.0, |out, row| {
             out.push_bind_param::<BigInt, _>(&row.user_id)?;
             out.push_sql(", ");
             out.push_bind_param::<Text, _>(&row.tx_type)?;
@@ -75,9 +63,8 @@ impl QueryFragment<Sqlite> for ConsumeRows<'_> {
             out.push_sql(", ");
             out.push_bind_param::<Nullable<Text>, _>(&row.description)?;
             out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&row.created_at)?;
-            out.push_sql(")");
-        }
+            out.push_bind_param::<BigInt, _>(&row.created_at)
+        })?;
         out.push_sql(" ON CONFLICT (");
         out.push_identifier(tx_type::NAME)?;
         out.push_sql(", ");
