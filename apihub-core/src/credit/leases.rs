@@ -3,11 +3,35 @@
 //! shrinking them, and a successor book for a node whose leases lapsed.
 
 use crate::billing::ReservationId;
+use crate::budget::BudgetId;
 use crate::money::Money;
 use crate::policy::KeyId;
 use crate::user::UserId;
 
-use super::{CreditBook, Debit};
+use super::{CreditBook, Debit, MeterId, add3};
+
+/// What a lease is of: a user's credit, a key's limits, or a budget window (the budget and the
+/// window's start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lease {
+    /// A user's credit.
+    User(UserId),
+    /// A key's limited credit, tokens and calls.
+    Key(KeyId),
+    /// A budget window's credit, tokens and calls: the budget, the window's start.
+    Meter(BudgetId, i64),
+}
+
+impl Lease {
+    /// Whether a hold or debit of this user and key, counted in these windows, takes from it.
+    fn covers(self, user_id: UserId, key_id: KeyId, meters: &[MeterId]) -> bool {
+        match self {
+            Lease::User(id) => id == user_id,
+            Lease::Key(id) => id == key_id,
+            Lease::Meter(budget, start) => meters.iter().any(|m| m.budget == budget && m.start == start),
+        }
+    }
+}
 
 impl CreditBook {
     /// Adds `amount` to a user's stored funds (a credit lease grown), entering the user at zero
@@ -54,6 +78,30 @@ impl CreditBook {
             let (r, u) = (entry.reserved, entry.unwritten);
             [r.quota.saturating_add(u.quota), r.tokens.saturating_add(u.tokens), r.calls.saturating_add(u.calls)]
         })
+    }
+
+    /// Whether the book counts what `lease` is of (its user, key or window is in the book).
+    pub fn counts(&self, lease: Lease) -> bool {
+        match lease {
+            Lease::User(id) => self.users.contains_key(&id),
+            Lease::Key(id) => self.keys.contains_key(&id),
+            Lease::Meter(budget, start) => self.meters.keys().any(|m| m.budget == budget && m.start == start),
+        }
+    }
+
+    /// What the open holds and unwritten debits of what `lease` is of still take from it:
+    /// credit (micros), tokens and calls (a hold takes a call; a settled call only when it
+    /// succeeded), whether or not its entry is still in the book. For a lease whose entry left
+    /// the book while in use (a key an administrator changed, say): the rest of it is not used.
+    pub fn taken(&self, lease: Lease) -> [i64; 3] {
+        let mut taken = [0; 3];
+        for hold in self.holds.values().filter(|hold| lease.covers(hold.user_id, hold.key_id, &hold.meters)) {
+            add3(&mut taken, [hold.amount, hold.tokens, 1]);
+        }
+        for debit in self.queue.iter().filter(|debit| lease.covers(debit.user_id, debit.key_id, &debit.meters)) {
+            add3(&mut taken, [debit.charge.micros(), debit.tokens, i64::from(debit.success)]);
+        }
+        taken
     }
 
     /// Shrinks a user's stored funds to what its open holds and unwritten debits take (nothing

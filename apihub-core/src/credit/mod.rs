@@ -55,6 +55,7 @@ use crate::user::UserId;
 
 pub use debits::Debit;
 pub use holds::HoldError;
+pub use leases::Lease;
 pub use meters::{METER_LIMITS, MeterId, StoredMeter};
 
 /// A key's row as the database holds it: its limits and what it has used.

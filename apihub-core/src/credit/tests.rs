@@ -101,6 +101,28 @@ fn a_lease_shrinks_to_what_is_held_and_a_charge_beyond_it_leaves_it_empty_not_ne
 }
 
 #[test]
+fn a_forgotten_key_or_window_still_counts_what_its_open_holds_and_unwritten_debits_take() {
+    let mut book = book("10", StoredKey { quota_limit: Some(credits("5")), ..StoredKey::default() });
+    let window = MeterId { budget: 3, start: 1_000, end: 2_000 };
+    let stored = StoredMeter { scope: "key", period: Period::Day, limits: [None; 3], used: [0; 3] };
+    book.store_meter(window, stored);
+    let open = book.hold_metered(&reservation(1, 7, "0.4", 50), &[window]).unwrap();
+    let settled = book.hold_metered(&reservation(1, 7, "0.3", 20), &[window]).unwrap();
+    book.settle(settled, &settlement("0.25", 30, false)).unwrap();
+    book.forget_key(7);
+    book.forget_meter(window);
+    assert!(!book.counts(Lease::Key(7)) && !book.counts(Lease::Meter(3, 1_000)) && book.counts(Lease::User(1)));
+    // The open hold's credit, tokens and call, and the settled (failed) call's credit and tokens.
+    assert_eq!(book.taken(Lease::Key(7)), [650_000, 80, 1]);
+    assert_eq!(book.taken(Lease::Meter(3, 1_000)), [650_000, 80, 1]);
+    assert_eq!(book.taken(Lease::Meter(3, 2_000)), [0; 3], "another window of the budget");
+    assert_eq!(book.taken(Lease::Key(8)), [0; 3]);
+    book.written(&book.to_write(10));
+    book.release(open).unwrap();
+    assert_eq!(book.taken(Lease::Key(7)), [0; 3], "nothing held, nothing unwritten");
+}
+
+#[test]
 fn a_row_reread_after_writes_counts_each_settlement_once() {
     let mut book = book("10", StoredKey { remaining_calls: Some(3), ..StoredKey::default() });
     for _ in 0..2 {

@@ -64,17 +64,24 @@ pub(in crate::db) async fn lock_owner(
     Ok(())
 }
 
-/// Gives `back` (credit, tokens, calls) of a lease to its user or key: the lease shrinks, or is
-/// deleted when nothing is left.
+/// Gives a lease back to its user or key but for `keep` (credit, tokens, calls): the lease
+/// shrinks to it, or is deleted when nothing is kept.
 pub(in crate::db) async fn free_lease(
     conn: &mut AsyncPgConnection,
     lease: &LeaseRow,
-    back: [i64; 3],
+    keep: [i64; 3],
 ) -> Result<Left, diesel::result::Error> {
-    let left = take_from_lease(conn, "credit_leases", lease.id, Some([lease.amount, lease.tokens, lease.calls]), back);
-    let left = left.await?;
+    let held = [lease.amount, lease.tokens, lease.calls];
+    let back = beyond(held, keep);
+    let left = take_from_lease(conn, "credit_leases", lease.id, Some(held), back).await?;
     unreserve(conn, lease, back).await?;
     Ok(left)
+}
+
+/// What a lease holding `held` gives back when it keeps `keep` (each never below zero: a lease
+/// keeps at most what it holds).
+fn beyond(held: [i64; 3], keep: [i64; 3]) -> [i64; 3] {
+    std::array::from_fn(|i| (held[i] - keep[i]).max(0))
 }
 
 /// A batch's settlements consume `used` (credit, tokens, calls) of lease `id` of `table`; an
@@ -158,14 +165,15 @@ pub(in crate::db) async fn lock_window(
     Ok(())
 }
 
-/// Gives `back` (credit, tokens, calls) of a budget window's lease to the window.
+/// Gives a budget window's lease back to the window but for `keep` (credit, tokens, calls).
 pub(in crate::db) async fn free_meter_lease(
     conn: &mut AsyncPgConnection,
     lease: &MeterLeaseRow,
-    back: [i64; 3],
+    keep: [i64; 3],
 ) -> Result<Left, diesel::result::Error> {
-    let held = Some([lease.amount, lease.tokens, lease.calls]);
-    let left = take_from_lease(conn, "budget_leases", lease.id, held, back).await?;
+    let held = [lease.amount, lease.tokens, lease.calls];
+    let back = beyond(held, keep);
+    let left = take_from_lease(conn, "budget_leases", lease.id, Some(held), back).await?;
     unreserve_window(conn, lease, back).await?;
     Ok(left)
 }

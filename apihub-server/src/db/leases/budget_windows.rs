@@ -90,7 +90,8 @@ impl LeaseEngine {
                 conn.transaction(async |conn| -> Result<Vec<MeterGrant>, TxError> {
                     // The window's row, on its first use by any gateway (not for a budget just removed).
                     diesel::sql_query(
-                        "INSERT INTO budget_windows (budget_id, window_start, window_end)                          SELECT id, $2, $3 FROM budgets WHERE id = $1 ON CONFLICT DO NOTHING",
+                        "INSERT INTO budget_windows (budget_id, window_start, window_end) \
+                         SELECT id, $2, $3 FROM budgets WHERE id = $1 ON CONFLICT DO NOTHING",
                     )
                     .bind::<BigInt, _>(id.budget)
                     .bind::<BigInt, _>(id.start)
@@ -99,7 +100,33 @@ impl LeaseEngine {
                     .await?;
                     // A limit the budget does not have grants nothing and needs nothing (`free` NULL).
                     Ok(diesel::sql_query(format!(
-                        "WITH w AS (SELECT w.budget_id, w.window_start,                                     b.credit_limit - w.credit_used - w.credit_reserved AS credit_free,                                     b.token_limit - w.tokens_used - w.tokens_reserved AS tokens_free,                                     b.call_limit - w.calls_used - w.calls_reserved AS calls_free                                     FROM budget_windows w JOIN budgets b ON b.id = w.budget_id                                     WHERE w.budget_id = $1 AND w.window_start = $2 FOR UPDATE OF w),                          s AS (SELECT w.*,                                     COALESCE(GREATEST($3, LEAST($6, credit_free / 2)), 0) AS credit,                                     COALESCE(GREATEST($4, LEAST($7, tokens_free / 2)), 0) AS tokens,                                     COALESCE(GREATEST($5, LEAST($8, calls_free / 2)), 0) AS calls,                                     (credit_free IS NULL OR credit_free >= $3) AND (tokens_free IS NULL OR tokens_free >= $4)                                     AND (calls_free IS NULL OR calls_free >= $5) AS granted FROM w),                          g AS (UPDATE budget_windows SET credit_reserved = credit_reserved + s.credit,                                     tokens_reserved = tokens_reserved + s.tokens, calls_reserved = calls_reserved + s.calls                                FROM s WHERE budget_windows.budget_id = s.budget_id                                AND budget_windows.window_start = s.window_start                                AND s.granted AND s.credit + s.tokens + s.calls > 0                                RETURNING budget_windows.budget_id),                          l AS (INSERT INTO budget_leases (node_id, budget_id, window_start, amount, tokens, calls, expires_at, created_at)                                SELECT $9, s.budget_id, s.window_start, s.credit, s.tokens, s.calls, {DB_NOW} + $10, {DB_NOW}                                FROM s JOIN g ON g.budget_id = s.budget_id                                ON CONFLICT (node_id, budget_id, window_start) DO UPDATE                                SET amount = budget_leases.amount + EXCLUDED.amount, tokens = budget_leases.tokens + EXCLUDED.tokens,                                    calls = budget_leases.calls + EXCLUDED.calls, expires_at = EXCLUDED.expires_at)                          SELECT credit_free, tokens_free, calls_free, granted, credit, tokens, calls FROM s"
+                        "WITH w AS (SELECT w.budget_id, w.window_start, \
+                         b.credit_limit - w.credit_used - w.credit_reserved AS credit_free, \
+                         b.token_limit - w.tokens_used - w.tokens_reserved AS tokens_free, \
+                         b.call_limit - w.calls_used - w.calls_reserved AS calls_free \
+                         FROM budget_windows w JOIN budgets b ON b.id = w.budget_id \
+                         WHERE w.budget_id = $1 AND w.window_start = $2 FOR UPDATE OF w), \
+                         s AS (SELECT w.*, \
+                         COALESCE(GREATEST($3, LEAST($6, credit_free / 2)), 0) AS credit, \
+                         COALESCE(GREATEST($4, LEAST($7, tokens_free / 2)), 0) AS tokens, \
+                         COALESCE(GREATEST($5, LEAST($8, calls_free / 2)), 0) AS calls, \
+                         (credit_free IS NULL OR credit_free >= $3) AND (tokens_free IS NULL OR tokens_free >= $4) \
+                         AND (calls_free IS NULL OR calls_free >= $5) AS granted FROM w), \
+                         g AS (UPDATE budget_windows SET credit_reserved = credit_reserved + s.credit, \
+                         tokens_reserved = tokens_reserved + s.tokens, calls_reserved = calls_reserved + s.calls \
+                         FROM s WHERE budget_windows.budget_id = s.budget_id \
+                         AND budget_windows.window_start = s.window_start \
+                         AND s.granted AND s.credit + s.tokens + s.calls > 0 \
+                         RETURNING budget_windows.budget_id), \
+                         l AS (INSERT INTO budget_leases \
+                         (node_id, budget_id, window_start, amount, tokens, calls, expires_at, created_at) \
+                         SELECT $9, s.budget_id, s.window_start, s.credit, s.tokens, s.calls, {DB_NOW} + $10, {DB_NOW} \
+                         FROM s JOIN g ON g.budget_id = s.budget_id \
+                         ON CONFLICT (node_id, budget_id, window_start) DO UPDATE \
+                         SET amount = budget_leases.amount + EXCLUDED.amount, \
+                         tokens = budget_leases.tokens + EXCLUDED.tokens, \
+                         calls = budget_leases.calls + EXCLUDED.calls, expires_at = EXCLUDED.expires_at) \
+                         SELECT credit_free, tokens_free, calls_free, granted, credit, tokens, calls FROM s"
                     ))
                     .bind::<BigInt, _>(id.budget)
                     .bind::<BigInt, _>(id.start)
@@ -178,41 +205,41 @@ impl LeaseEngine {
                 sizes.meter_grants.remove(id);
             });
         }
-        let node_id = self.node_id();
         for (id, keep) in kept {
-            let gone = self
-                .run(async |conn| {
-                conn.transaction(async |conn| -> Result<bool, TxError> {
-                    // The window first, then the lease: the lock order.
-                    lock_window(conn, id.budget, id.start).await?;
-                    let leases: Vec<MeterLeaseRow> = diesel::sql_query(
-                        "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases                          WHERE node_id = $1 AND budget_id = $2 AND window_start = $3 FOR UPDATE",
-                    )
-                    .bind::<Text, _>(&node_id)
-                    .bind::<BigInt, _>(id.budget)
-                    .bind::<BigInt, _>(id.start)
-                    .load(conn)
-                    .await?;
-                    let mut gone = true;
-                    for lease in leases {
-                        let back = [
-                            (lease.amount - keep[0]).max(0),
-                            (lease.tokens - keep[1]).max(0),
-                            (lease.calls - keep[2]).max(0),
-                        ];
-                        gone &= free_meter_lease(conn, &lease, back).await? == Left::Deleted;
-                    }
-                    Ok(gone)
-                })
-                .await
-            })
-            .await?;
             // The window left the book: a lease of it nobody renews no longer bounds the others.
-            if gone {
+            if self.shrink_meter(id.budget, id.start, keep).await? != Left::Kept {
                 self.asked().remove(&Lease::Meter(id.budget, id.start));
             }
         }
         Ok(())
+    }
+
+    /// Shrinks this gateway's lease of a budget window (budget, window start) to `keep` (credit,
+    /// tokens, calls), deleting it when nothing is kept.
+    pub(super) async fn shrink_meter(&self, budget: i64, start: i64, keep: [i64; 3]) -> Result<Left, StoreError> {
+        let node_id = self.node_id();
+        self.run(async |conn| {
+            conn.transaction(async |conn| -> Result<Left, TxError> {
+                // The window first, then the lease: the lock order.
+                lock_window(conn, budget, start).await?;
+                let leases: Vec<MeterLeaseRow> = diesel::sql_query(
+                    "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases \
+                     WHERE node_id = $1 AND budget_id = $2 AND window_start = $3 FOR UPDATE",
+                )
+                .bind::<Text, _>(&node_id)
+                .bind::<BigInt, _>(budget)
+                .bind::<BigInt, _>(start)
+                .load(conn)
+                .await?;
+                let mut left = Left::Missing;
+                for lease in leases {
+                    left = free_meter_lease(conn, &lease, keep).await?;
+                }
+                Ok(left)
+            })
+            .await
+        })
+        .await
     }
 
     /// Frees any gateway's expired budget window leases, one transaction each; returns how many.
@@ -220,7 +247,8 @@ impl LeaseEngine {
         let expired: Vec<MeterLeaseRow> = self
             .run(async |conn| {
                 Ok(diesel::sql_query(format!(
-                    "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases                      WHERE expires_at < {DB_NOW} ORDER BY id LIMIT 1000"
+                    "SELECT id, budget_id, window_start, amount, tokens, calls FROM budget_leases \
+                     WHERE expires_at < {DB_NOW} ORDER BY id LIMIT 1000"
                 ))
                 .load(conn)
                 .await?)
@@ -233,7 +261,8 @@ impl LeaseEngine {
                     conn.transaction(async |conn| -> Result<bool, TxError> {
                         lock_window(conn, lease.budget_id, lease.window_start).await?;
                         let gone: Vec<MeterLeaseRow> = diesel::sql_query(format!(
-                            "DELETE FROM budget_leases WHERE id = $1 AND expires_at < {DB_NOW}                              RETURNING id, budget_id, window_start, amount, tokens, calls"
+                            "DELETE FROM budget_leases WHERE id = $1 AND expires_at < {DB_NOW} \
+                             RETURNING id, budget_id, window_start, amount, tokens, calls"
                         ))
                         .bind::<BigInt, _>(lease.id)
                         .load(conn)

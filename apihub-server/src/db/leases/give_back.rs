@@ -118,6 +118,34 @@ impl LeaseEngine {
         Ok(())
     }
 
+    /// Gives back what is left of this gateway's leases (among `leases`) whose entries left the
+    /// book: a key or budget window forgotten while its holds were open keeps their share of its
+    /// lease until they close, and one whose give-back the database refused keeps all of it.
+    /// Each shrinks to what the open holds and unwritten debits of its key, window or user still
+    /// take ([`CreditBook::taken`](apihub_core::credit::CreditBook::taken)). Without this, such a
+    /// lease would stay renewed, and its credit unusable by the other gateways, for as long as
+    /// this one runs and does not use the key or window again.
+    pub(super) async fn return_strays(&self, leases: &[Lease]) -> Result<(), StoreError> {
+        let _order = self.order.lock().await;
+        self.write_queued().await?;
+        // Under the order lock no grant enters an entry: a lease not counted now stays so.
+        let strays: Vec<(Lease, [i64; 3])> = {
+            let book = self.book();
+            leases.iter().filter(|lease| !book.counts(**lease)).map(|lease| (*lease, book.taken(*lease))).collect()
+        };
+        for (lease, keep) in strays {
+            let left = match lease {
+                Lease::User(user_id) => self.shrink(Some(user_id), None, [keep[0], 0, 0]).await?,
+                Lease::Key(key_id) => self.shrink(None, Some(key_id), keep).await?,
+                Lease::Meter(budget, start) => self.shrink_meter(budget, start, keep).await?,
+            };
+            if left != Left::Kept {
+                self.asked().remove(&lease);
+            }
+        }
+        Ok(())
+    }
+
     /// Shrinks this gateway's lease of a user's credit or a key's limits to `keep` (credit,
     /// tokens, calls), deleting it when nothing is kept.
     async fn shrink(&self, user_id: Option<UserId>, key_id: Option<KeyId>, keep: [i64; 3]) -> Result<Left, StoreError> {
@@ -158,12 +186,7 @@ impl LeaseEngine {
                 };
                 let mut left = Left::Missing;
                 for lease in lease {
-                    let back = [
-                        (lease.amount - keep[0]).max(0),
-                        (lease.tokens - keep[1]).max(0),
-                        (lease.calls - keep[2]).max(0),
-                    ];
-                    left = free_lease(conn, &lease, back).await?;
+                    left = free_lease(conn, &lease, keep).await?;
                 }
                 Ok(left)
             })

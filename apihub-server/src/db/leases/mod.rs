@@ -15,7 +15,8 @@
 //!   lease grows to cover a few hundred milliseconds of traffic, and a user's last credit is leased
 //!   exactly, hold by hold.
 //! - **Giving back.** A slice nobody used for a second is returned ([`IDLE_SWEEP`]); so is
-//!   everything at shutdown. A gateway that cannot renew its leases for [`LEASE_TTL`] (measured with
+//!   everything at shutdown. Every heartbeat also gives back what is left of leases whose entries
+//!   left the book (a key or window forgotten while in use, a give-back the database refused). A gateway that cannot renew its leases for [`LEASE_TTL`] (measured with
 //!   the database's clock) loses them: any gateway frees expired leases ([`RECLAIM_EVERY`]), so a
 //!   crashed gateway's credit is free again within 25 s. This gateway stops using its leases
 //!   [`VALIDITY_MARGIN`] before they can expire, measuring from before it asked for their
@@ -54,7 +55,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use apihub_core::billing::ReservationId;
-use apihub_core::credit::{CreditBook, MeterId};
+use apihub_core::credit::{CreditBook, Lease, MeterId};
 use apihub_core::policy::KeyId;
 use apihub_core::store::StoreError;
 use apihub_core::user::UserId;
@@ -138,15 +139,6 @@ impl std::fmt::Debug for LeaseEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaseEngine").field("node_id", &self.node_id()).finish_non_exhaustive()
     }
-}
-
-/// A lease of this node: of a user's credit, of a key's limits, or of a budget window
-/// (budget, window start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Lease {
-    User(UserId),
-    Key(KeyId),
-    Meter(i64, i64),
 }
 
 fn new_node_id() -> String {

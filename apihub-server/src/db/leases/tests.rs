@@ -106,6 +106,54 @@ impl TestDb {
         self.number(sql, user, Some(node)).await
     }
 
+    /// A limit of `micros` on the key's credit.
+    async fn limit_key(&self, key: KeyId, micros: i64) {
+        let mut conn = self.conn().await;
+        diesel::sql_query("UPDATE api_keys SET quota_limit = $2 WHERE id = $1")
+            .bind::<BigInt, _>(key)
+            .bind::<BigInt, _>(micros)
+            .execute(&mut conn)
+            .await
+            .expect("limit the key");
+    }
+
+    /// A daily budget of `micros` on the key's credit.
+    async fn key_budget(&self, key: KeyId, micros: i64) {
+        let mut conn = self.conn().await;
+        diesel::sql_query(
+            "INSERT INTO budgets (key_id, period, credit_limit, created_at, updated_at) VALUES ($1, 'day', $2, 0, 0)",
+        )
+        .bind::<BigInt, _>(key)
+        .bind::<BigInt, _>(micros)
+        .execute(&mut conn)
+        .await
+        .expect("budget");
+    }
+
+    /// The key's credit leased (`quota_reserved`) and used.
+    async fn key_credit(&self, key: KeyId) -> (i64, i64) {
+        let sql = |column| format!("SELECT {column} AS n FROM api_keys WHERE id = $1 AND $2 = $2");
+        (self.number(&sql("quota_reserved"), key, None).await, self.number(&sql("quota_used"), key, None).await)
+    }
+
+    /// The credit leased and used of the key's budget windows.
+    async fn window_credit(&self, key: KeyId) -> (i64, i64) {
+        let sql = |column| {
+            format!(
+                "SELECT COALESCE(SUM(w.{column}), 0)::BIGINT AS n FROM budget_windows w \
+                 JOIN budgets b ON b.id = w.budget_id WHERE b.key_id = $1 AND $2 = $2"
+            )
+        };
+        (self.number(&sql("credit_reserved"), key, None).await, self.number(&sql("credit_used"), key, None).await)
+    }
+
+    /// This node's lease rows, of credit and of budget windows.
+    async fn lease_rows(&self, node: &str) -> i64 {
+        let sql = "SELECT (SELECT COUNT(*) FROM credit_leases WHERE node_id = $2) \
+                   + (SELECT COUNT(*) FROM budget_leases WHERE node_id = $2) + 0 * $1 AS n";
+        self.number(sql, 0, Some(node)).await
+    }
+
     async fn reserved(&self, user: UserId) -> i64 {
         self.number("SELECT reserved AS n FROM users WHERE id = $1 AND $2 = $2", user, None).await
     }
@@ -269,6 +317,70 @@ async fn a_failed_give_back_leaves_the_lease_and_the_book_equal() {
     assert_eq!(book_lease(&a, one), db.lease(one, &a.node_id()).await);
     a.revoke_user(one).await.expect("given back");
     assert_eq!(db.reserved(one).await, 450_000, "only the open hold stays leased");
+}
+
+/// Fix C for keys: a key's entry leaves the book before its lease is given back (an
+/// administrator changed it). When the database then refused the give-back, the lease stayed
+/// whole, renewed by every heartbeat, while no book used it: the key's credit was locked for as
+/// long as the gateway ran without using the key again. Now the heartbeat gives back all but
+/// what the key's open holds and unwritten settlements take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_lease_whose_give_back_failed_is_given_back_at_the_next_heartbeat() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    db.limit_key(key, 500_000).await;
+    let (a, pool) = db.gateway(1);
+
+    let open = reserve(&a, &hold(one, key, "r1", 10_000)).await.expect("a leases");
+    let (leased, _) = db.key_credit(key).await;
+    assert!(leased > 10_000, "the lease covers more than one hold: {leased}");
+    {
+        // The pool has no connection to give: the administrator's change is heard, the give-back fails.
+        let _taken = pool.get().await.expect("the only connection");
+        a.revoke_key("pk-one").await;
+    }
+    assert_eq!(db.key_credit(key).await, (leased, 0), "the lease is whole in the database");
+    assert!(!a.book().has_key(key), "and no book uses it");
+
+    let renewed = a.renew().await.expect("renewed");
+    a.return_strays(&renewed).await.expect("strays given back");
+    assert_eq!(db.key_credit(key).await, (10_000, 0), "all but what the open hold takes");
+    a.settle(open, &charge(4_000)).expect("settled");
+    let renewed = a.renew().await.expect("renewed");
+    a.return_strays(&renewed).await.expect("strays given back");
+    assert_eq!(db.key_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.lease_rows(&a.node_id()).await, 0);
+    assert_eq!((db.reserved(one).await, db.balance(one).await), (0, 996_000));
+}
+
+/// Fix C for budget windows, as for keys: the windows leave the book before their leases are
+/// given back (an administrator changed a budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_window_lease_whose_give_back_failed_is_given_back_at_the_next_heartbeat() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    db.key_budget(key, 500_000).await;
+    let (a, pool) = db.gateway(1);
+
+    let open = reserve(&a, &hold(one, key, "r1", 10_000)).await.expect("a leases");
+    let (leased, _) = db.window_credit(key).await;
+    assert!(leased > 10_000, "the window's lease covers more than one hold: {leased}");
+    {
+        let _taken = pool.get().await.expect("the only connection");
+        a.revoke_budgets().await;
+    }
+    assert_eq!(db.window_credit(key).await, (leased, 0), "the lease is whole in the database");
+
+    let renewed = a.renew().await.expect("renewed");
+    a.return_strays(&renewed).await.expect("strays given back");
+    assert_eq!(db.window_credit(key).await, (10_000, 0), "all but what the open hold takes");
+    a.settle(open, &charge(4_000)).expect("settled");
+    let renewed = a.renew().await.expect("renewed");
+    a.return_strays(&renewed).await.expect("strays given back");
+    assert_eq!(db.window_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.lease_rows(&a.node_id()).await, 0);
 }
 
 /// Bug D: a batch that commits while the gateway loses the connection before hearing so stayed

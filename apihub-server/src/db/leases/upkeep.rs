@@ -56,10 +56,10 @@ impl LeaseEngine {
         Ok(())
     }
 
-    /// Renews this gateway's leases. Each renewed lease is alive for `LEASE_TTL` from before the
-    /// statement was sent; one that was not renewed (another gateway freed it when it expired)
-    /// is not, and the book lapses when it may have.
-    pub(super) async fn renew(&self) -> Result<(), StoreError> {
+    /// Renews this gateway's leases, and returns them. Each renewed lease is alive for
+    /// `LEASE_TTL` from before the statement was sent; one that was not renewed (another gateway
+    /// freed it when it expired) is not, and the book lapses when it may have.
+    pub(super) async fn renew(&self) -> Result<Vec<Lease>, StoreError> {
         let _order = self.order.lock().await;
         let asked_at = Instant::now();
         let node_id = self.node_id();
@@ -85,8 +85,9 @@ impl LeaseEngine {
             .await?;
         let leases = leases.into_iter().map(|row| row.key_id.map_or(Lease::User(row.user_id), Lease::Key));
         let meters = meters.into_iter().map(|row| Lease::Meter(row.budget_id, row.window_start));
-        self.renewed(asked_at, leases.chain(meters));
-        Ok(())
+        let renewed: Vec<Lease> = leases.chain(meters).collect();
+        self.renewed(asked_at, renewed.iter().copied());
+        Ok(renewed)
     }
 
     /// Forgets batch ids older than `BATCH_IDS_KEPT` (a batch is retried within minutes).
@@ -188,7 +189,12 @@ pub(super) async fn upkeep(engine: Weak<LeaseEngine>) {
         }
         if last_renewal.elapsed() >= HEARTBEAT {
             match engine.renew().await {
-                Ok(()) => last_renewal = Instant::now(),
+                Ok(renewed) => {
+                    last_renewal = Instant::now();
+                    if let Err(error) = engine.return_strays(&renewed).await {
+                        tracing::warn!(%error, "giving back leases the book no longer uses failed");
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "renewing credit leases failed"),
             }
         }
