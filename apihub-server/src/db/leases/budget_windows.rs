@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::hold::Ordered;
 use super::{DB_NOW, GROWTH, Lease, LeaseEngine, ttl_millis};
 use crate::db::TxError;
 use crate::db::budgets::BudgetRow;
@@ -64,7 +65,10 @@ impl LeaseEngine {
         meters: &[(MeterId, StoredMeter)],
     ) -> Result<Option<ReservationId>, BillingError> {
         let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
-        let _order = self.order.lock().await;
+        let _order = match self.order_to_grow(new, &ids).await? {
+            Ordered::Grow(order) => order,
+            Ordered::Held(id) => return Ok(Some(id)),
+        };
         self.write_queued().await.map_err(BillingError::Store)?;
         let add = [new.hold.amount.micros().max(0), new.hold.tokens.max(0), 1];
         // The first window short of this hold, and by how much (on first use: the whole hold).

@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
+use super::hold::Ordered;
 use super::{DB_NOW, GROWTH, Lease, LeaseEngine, ttl_millis};
 
 #[derive(QueryableByName)]
@@ -82,7 +83,10 @@ impl LeaseEngine {
         meters: &[MeterId],
     ) -> Result<Option<ReservationId>, Refusal> {
         let (user_id, required) = (new.user_id, new.hold.amount);
-        let _order = self.order.lock().await;
+        let _order = match self.order_to_grow(new, meters).await? {
+            Ordered::Grow(order) => order,
+            Ordered::Held(id) => return Ok(Some(id)),
+        };
         self.write_queued().await.map_err(BillingError::Store)?;
         // What the hold lacks now (other requests took or freed credit while this one waited).
         let leased = self.book().funds(user_id);
@@ -158,7 +162,10 @@ impl LeaseEngine {
         meters: &[MeterId],
     ) -> Result<Option<ReservationId>, BillingError> {
         let key_id = new.key_id;
-        let _order = self.order.lock().await;
+        let _order = match self.order_to_grow(new, meters).await? {
+            Ordered::Grow(order) => order,
+            Ordered::Held(id) => return Ok(Some(id)),
+        };
         self.write_queued().await.map_err(BillingError::Store)?;
         let loaded = self.book().key_counters(key_id);
         let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };

@@ -11,6 +11,14 @@ use super::grant::Refusal;
 use super::{LeaseEngine, MAX_ROUNDS, NUDGE_WAIT, NUDGES};
 use crate::db::engine::MAX_UNWRITTEN;
 
+/// What [`LeaseEngine::order_to_grow`] found.
+pub(super) enum Ordered<'a> {
+    /// The order lock: grow the lease.
+    Grow(tokio::sync::MutexGuard<'a, ()>),
+    /// The hold fitted: it is taken.
+    Held(ReservationId),
+}
+
 impl LeaseEngine {
     /// Takes a hold from this gateway's leases, growing them when they are short.
     pub(crate) async fn reserve(&self, new: &NewReservation) -> Result<ReservationId, BillingError> {
@@ -68,6 +76,22 @@ impl LeaseEngine {
             }
         }
         Err(BillingError::Store(StoreError::Unavailable("credit leases changed while the hold was taken".into())))
+    }
+
+    /// Waits for the order lock, to grow a lease. When the hold fits once the lock is had
+    /// (another request's growth made room meanwhile), it is taken at once: requests refused
+    /// together wait for one growth, not for one each (nor for the queued settlements each
+    /// growth writes first).
+    pub(super) async fn order_to_grow(
+        &self,
+        new: &NewReservation,
+        meters: &[MeterId],
+    ) -> Result<Ordered<'_>, BillingError> {
+        let order = self.order.lock().await;
+        Ok(match self.hold_now(new, meters)? {
+            Some(id) => Ordered::Held(id),
+            None => Ordered::Grow(order),
+        })
     }
 
     /// After a growth (the caller holds the order lock): the hold, when it fits now.
