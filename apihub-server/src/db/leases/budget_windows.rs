@@ -102,7 +102,8 @@ impl LeaseEngine {
                     .bind::<BigInt, _>(id.end)
                     .execute(conn)
                     .await?;
-                    // A limit the budget does not have grants nothing and needs nothing (`free` NULL).
+                    // A limit the budget does not have grants nothing and needs nothing (`free` NULL: not
+                    // through GREATEST and LEAST, which skip a NULL).
                     Ok(diesel::sql_query(format!(
                         "WITH w AS (SELECT w.budget_id, w.window_start, \
                          b.credit_limit - w.credit_used - w.credit_reserved AS credit_free, \
@@ -111,9 +112,9 @@ impl LeaseEngine {
                          FROM budget_windows w JOIN budgets b ON b.id = w.budget_id \
                          WHERE w.budget_id = $1 AND w.window_start = $2 FOR UPDATE OF w), \
                          s AS (SELECT w.*, \
-                         COALESCE(GREATEST($3, LEAST($6, credit_free / 2)), 0) AS credit, \
-                         COALESCE(GREATEST($4, LEAST($7, tokens_free / 2)), 0) AS tokens, \
-                         COALESCE(GREATEST($5, LEAST($8, calls_free / 2)), 0) AS calls, \
+                         CASE WHEN credit_free IS NULL THEN 0 ELSE GREATEST($3, LEAST($6, credit_free / 2)) END AS credit, \
+                         CASE WHEN tokens_free IS NULL THEN 0 ELSE GREATEST($4, LEAST($7, tokens_free / 2)) END AS tokens, \
+                         CASE WHEN calls_free IS NULL THEN 0 ELSE GREATEST($5, LEAST($8, calls_free / 2)) END AS calls, \
                          (credit_free IS NULL OR credit_free >= $3) AND (tokens_free IS NULL OR tokens_free >= $4) \
                          AND (calls_free IS NULL OR calls_free >= $5) AS granted FROM w), \
                          g AS (UPDATE budget_windows SET credit_reserved = credit_reserved + s.credit, \

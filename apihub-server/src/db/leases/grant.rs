@@ -184,7 +184,8 @@ impl LeaseEngine {
         let node_id = self.node_id();
         let grant: Vec<KeyGrant> = self
             .run(async |conn| {
-                // A limit the key does not have grants nothing and needs nothing (`free` NULL).
+                // A limit the key does not have grants nothing and needs nothing (`free` NULL: not through
+                // GREATEST and LEAST, which skip a NULL).
                 Ok(diesel::sql_query(format!(
                     "WITH k AS (SELECT id, user_id, public_id, \
                                 quota_limit - quota_used - quota_reserved AS quota_free, \
@@ -192,9 +193,9 @@ impl LeaseEngine {
                                 remaining_calls - calls_reserved AS calls_free \
                                 FROM api_keys WHERE id = $1 FOR UPDATE), \
                      s AS (SELECT k.*, \
-                                COALESCE(GREATEST($2, LEAST($5, quota_free / 2)), 0) AS quota, \
-                                COALESCE(GREATEST($3, LEAST($6, tokens_free / 2)), 0) AS tokens, \
-                                COALESCE(GREATEST($4, LEAST($7, calls_free / 2)), 0) AS calls, \
+                                CASE WHEN quota_free IS NULL THEN 0 ELSE GREATEST($2, LEAST($5, quota_free / 2)) END AS quota, \
+                                CASE WHEN tokens_free IS NULL THEN 0 ELSE GREATEST($3, LEAST($6, tokens_free / 2)) END AS tokens, \
+                                CASE WHEN calls_free IS NULL THEN 0 ELSE GREATEST($4, LEAST($7, calls_free / 2)) END AS calls, \
                                 (quota_free IS NULL OR quota_free >= $2) AND (tokens_free IS NULL OR tokens_free >= $3) \
                                 AND (calls_free IS NULL OR calls_free >= $4) AS granted FROM k), \
                      g AS (UPDATE api_keys SET quota_reserved = quota_reserved + s.quota, \

@@ -147,6 +147,29 @@ impl TestDb {
         (self.number(&sql("credit_reserved"), key, None).await, self.number(&sql("credit_used"), key, None).await)
     }
 
+    /// What the key has reserved (leased): credit, tokens, calls.
+    async fn key_reserved(&self, key: KeyId) -> [i64; 3] {
+        let mut reserved = [0; 3];
+        for (slot, column) in reserved.iter_mut().zip(["quota_reserved", "tokens_reserved", "calls_reserved"]) {
+            *slot =
+                self.number(&format!("SELECT {column} AS n FROM api_keys WHERE id = $1 AND $2 = $2"), key, None).await;
+        }
+        reserved
+    }
+
+    /// What the key's budget windows have reserved (leased): credit, tokens, calls.
+    async fn window_reserved(&self, key: KeyId) -> [i64; 3] {
+        let mut reserved = [0; 3];
+        for (slot, column) in reserved.iter_mut().zip(["credit_reserved", "tokens_reserved", "calls_reserved"]) {
+            let sql = format!(
+                "SELECT COALESCE(SUM(w.{column}), 0)::BIGINT AS n FROM budget_windows w \
+                 JOIN budgets b ON b.id = w.budget_id WHERE b.key_id = $1 AND $2 = $2"
+            );
+            *slot = self.number(&sql, key, None).await;
+        }
+        reserved
+    }
+
     /// This node's lease rows, of credit and of budget windows.
     async fn lease_rows(&self, node: &str) -> i64 {
         let sql = "SELECT (SELECT COUNT(*) FROM credit_leases WHERE node_id = $2) \
@@ -381,6 +404,43 @@ async fn a_budget_window_lease_whose_give_back_failed_is_given_back_at_the_next_
     assert_eq!(db.window_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
     a.give_back_all().await.expect("given back");
     assert_eq!(db.lease_rows(&a.node_id()).await, 0);
+}
+
+/// PostgreSQL's GREATEST and LEAST skip a NULL, so a limit a key or budget does not have (its
+/// `free` NULL) was "granted" the whole growth asked for: every key took a lease row and
+/// reserved credit, tokens and calls it has no limit on, written, renewed and given back for
+/// nothing. A limit the key or budget lacks now grants nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_limits_a_key_or_budget_has_are_leased() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, unlimited) = db.customer("one", 1_000_000).await;
+    let (two, limited) = db.customer("two", 1_000_000).await;
+    db.limit_key(limited, 500_000).await;
+    db.key_budget(limited, 400_000).await;
+    let (a, _) = db.gateway(4);
+    let with_tokens = |user, key, id: &str| {
+        let hold = HoldRequest { amount: apihub_core::Money::from_micros(10_000), tokens: 50 };
+        NewReservation { user_id: user, key_id: key, request_id: id.into(), hold }
+    };
+
+    let open = reserve(&a, &with_tokens(one, unlimited, "r1")).await.expect("held");
+    assert_eq!(db.key_reserved(unlimited).await, [0; 3], "a key without limits reserves nothing");
+    let key_leases = "SELECT COUNT(*) AS n FROM credit_leases WHERE key_id = $1 AND $2 = $2";
+    assert_eq!(db.number(key_leases, unlimited, None).await, 0, "and takes no lease");
+    a.release(open).expect("released");
+
+    let open = reserve(&a, &with_tokens(two, limited, "r2")).await.expect("held");
+    let [credit, tokens, calls] = db.key_reserved(limited).await;
+    assert!(credit >= 10_000, "the key's credit limit is leased: {credit}");
+    assert_eq!((tokens, calls), (0, 0), "its tokens and calls have no limit");
+    let [credit, tokens, calls] = db.window_reserved(limited).await;
+    assert!(credit >= 10_000, "the budget's credit limit is leased: {credit}");
+    assert_eq!((tokens, calls), (0, 0), "its tokens and calls have no limit");
+    a.settle(open, &charge(10_000)).expect("settled");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.key_reserved(limited).await, [0; 3]);
+    assert_eq!(db.window_reserved(limited).await, [0; 3]);
+    assert_eq!(db.window_credit(limited).await, (0, 10_000));
 }
 
 /// Bug D: a batch that commits while the gateway loses the connection before hearing so stayed
