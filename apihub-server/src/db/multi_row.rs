@@ -5,7 +5,7 @@
 //! be cached, to look it up, to bind) and SQLite a statement step and reset, each about as much as
 //! writing the row; one statement for [`ROWS_PER_INSERT`] rows pays them once. Such a statement is
 //! prepared under a marker type ([`Prepared`](super::cached::Prepared)), so it must always have one
-//! text: a batch's remainder goes in one row at a time.
+//! text per marker: [`slices`] cuts a batch into slices of a few sizes, one marker each.
 
 use diesel::QueryResult;
 use diesel::backend::Backend;
@@ -14,6 +14,26 @@ use diesel::query_builder::AstPass;
 /// Rows in one multi-row `INSERT`: at most 64 × 23 = 1,472 parameters (the usage log's), far
 /// below both databases' limits.
 pub(super) const ROWS_PER_INSERT: usize = 64;
+
+/// The sizes of [`slices`]: [`ROWS_PER_INSERT`] and the powers of two below it.
+pub(super) const SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `rows` cut into slices of [`ROWS_PER_INSERT`] rows, then the remainder into one slice each of
+/// 32, 16, 8, 4, 2 and 1 rows where its binary digits say: every slice has one of [`SIZES`], and a
+/// batch takes at most six statements more than its full slices (one row at a time, its
+/// remainder took up to 63).
+pub(super) fn slices<R>(rows: &[R]) -> impl Iterator<Item = &[R]> {
+    let full = rows.len() - rows.len() % ROWS_PER_INSERT;
+    let (chunks, mut rest) = rows.split_at(full);
+    // The remainder's binary digits, largest first (it is below 64).
+    let left = rest.len();
+    let remainder = SIZES[1..].iter().filter(move |&&size| left & size != 0).map(move |&size| {
+        let (slice, after) = rest.split_at(size);
+        rest = after;
+        slice
+    });
+    chunks.chunks_exact(ROWS_PER_INSERT).chain(remainder)
+}
 
 /// Pushes `INSERT INTO table (columns…) VALUES (…), (…)`, one parenthesis per row of `rows`, whose
 /// values `bind` pushes in `columns`' order (separated by `, `). Identifiers are quoted as diesel
@@ -39,4 +59,22 @@ pub(super) fn push_insert<'b, DB: Backend, R>(
         out.push_sql(")");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_cut_into_slices_of_the_fixed_sizes_in_order() {
+        for len in [0, 1, 2, 3, 63, 64, 65, 127, 128, 203] {
+            let rows: Vec<usize> = (0..len).collect();
+            let slices: Vec<&[usize]> = slices(&rows).collect();
+            assert!(slices.iter().all(|slice| SIZES.contains(&slice.len())), "{len}: {slices:?}");
+            assert_eq!(slices.concat(), rows, "{len}: every row once, in order");
+            assert!(slices.len() <= len / ROWS_PER_INSERT + 6, "{len}: {} statements", slices.len());
+        }
+        let sizes: Vec<usize> = slices(&[0; 203]).map(<[_]>::len).collect();
+        assert_eq!(sizes, [64, 64, 64, 8, 2, 1]);
+    }
 }

@@ -12,17 +12,15 @@ use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::cached::Prepared;
-use super::multi_row::{ROWS_PER_INSERT, push_insert};
+use super::multi_row::{push_insert, slices};
 use super::schema::usage_logs;
 use super::writer::{self, Answer};
 use super::{Db, SqlStore, TxError, corrupt, from_millis, load_page, pg_tx};
 
-/// The usage log's `INSERT` (one text: see [`Prepared`]).
-struct UsageInsert;
-
-/// The `INSERT` of `$row` (a `&UsageRow`) with every column named: a derived `Insertable` leaves a
-/// `None` out (so the text would depend on which values are missing); `column.eq(None)` binds a
-/// `NULL`, the columns' default.
+/// diesel's own `INSERT` of `$row` (a `&UsageRow`) with every column named, the reference the
+/// tests hold [`UsageRows`] to: a derived `Insertable` leaves a `None` out (so the text would
+/// depend on which values are missing); `column.eq(None)` binds a `NULL`, the columns' default.
+#[cfg(test)]
 macro_rules! usage_insert {
     ($row:expr) => {{
         let row: &UsageRow = $row;
@@ -54,10 +52,48 @@ macro_rules! usage_insert {
     }};
 }
 
-/// The usage log's multi-row `INSERT` (one text: see [`Prepared`]).
-struct UsageChunkInsert;
+/// The usage log's multi-row `INSERT` of `N` rows (one text: see [`Prepared`]).
+struct UsageChunkInsert<const N: usize>;
 
-/// [`ROWS_PER_INSERT`] rows as one `INSERT` (see [`multi_row`](super::multi_row)), every column
+/// Runs `$run` with `$marker` the [`UsageChunkInsert`] of `$len` rows (one of
+/// [`SIZES`](super::multi_row::SIZES)); another length is refused.
+macro_rules! with_chunk_marker {
+    ($len:expr, |$marker:ident| $run:expr) => {
+        match $len {
+            64 => {
+                type $marker = UsageChunkInsert<64>;
+                $run
+            }
+            32 => {
+                type $marker = UsageChunkInsert<32>;
+                $run
+            }
+            16 => {
+                type $marker = UsageChunkInsert<16>;
+                $run
+            }
+            8 => {
+                type $marker = UsageChunkInsert<8>;
+                $run
+            }
+            4 => {
+                type $marker = UsageChunkInsert<4>;
+                $run
+            }
+            2 => {
+                type $marker = UsageChunkInsert<2>;
+                $run
+            }
+            1 => {
+                type $marker = UsageChunkInsert<1>;
+                $run
+            }
+            len => Err(diesel::result::Error::QueryBuilderError(format!("no usage insert of {len} rows").into())),
+        }
+    };
+}
+
+/// Rows as one `INSERT` (see [`multi_row`](super::multi_row)), every column
 /// named and bound as [`usage_insert!`] binds it (a `NULL` for a `None`), in the table's order.
 struct UsageRows<'a>(&'a [UsageRow]);
 
@@ -252,16 +288,11 @@ impl UsageStore for SqlStore {
                 writer
                     .batched(Answer::Committed, async move |conn| {
                         writer::direct(conn, move |conn| {
-                            let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-                            for chunk in &mut chunks {
-                                let insert = Prepared::<UsageChunkInsert, _>::new(UsageRows(chunk));
-                                diesel::RunQueryDsl::execute(insert, conn)?;
-                            }
-                            for row in chunks.remainder() {
-                                diesel::RunQueryDsl::execute(
-                                    Prepared::<UsageInsert, _>::new(usage_insert!(row)),
-                                    conn,
-                                )?;
+                            for slice in slices(&rows) {
+                                with_chunk_marker!(slice.len(), |Marker| {
+                                    let insert = Prepared::<Marker, _>::new(UsageRows(slice));
+                                    diesel::RunQueryDsl::execute(insert, conn).map(|_| ())
+                                })?;
                             }
                             Ok(())
                         })
@@ -271,12 +302,10 @@ impl UsageStore for SqlStore {
             Db::Postgres { pool, .. } => {
                 async {
                     pg_tx!(pool, TxError, |conn| {
-                        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-                        for chunk in &mut chunks {
-                            Prepared::<UsageChunkInsert, _>::new(UsageRows(chunk)).execute(conn).await?;
-                        }
-                        for row in chunks.remainder() {
-                            Prepared::<UsageInsert, _>::new(usage_insert!(row)).execute(conn).await?;
+                        for slice in slices(&rows) {
+                            with_chunk_marker!(slice.len(), |Marker| {
+                                Prepared::<Marker, _>::new(UsageRows(slice)).execute(conn).await.map(|_| ())
+                            })?;
                         }
                         Ok(())
                     })
@@ -306,6 +335,7 @@ mod tests {
     use diesel::debug_query;
     use diesel::sqlite::Sqlite;
 
+    use super::super::multi_row::ROWS_PER_INSERT;
     use super::*;
 
     fn row(some: bool) -> UsageRow {
