@@ -59,35 +59,14 @@ struct UsageChunkInsert<const N: usize>;
 /// [`SIZES`](super::multi_row::SIZES)); another length is refused.
 macro_rules! with_chunk_marker {
     ($len:expr, |$marker:ident| $run:expr) => {
+        with_chunk_marker!(@sizes [64 32 16 8 4 2 1] $len, $marker, $run)
+    };
+    (@sizes [$($size:literal)*] $len:expr, $marker:ident, $run:expr) => {
         match $len {
-            64 => {
-                type $marker = UsageChunkInsert<64>;
+            $($size => {
+                type $marker = UsageChunkInsert<$size>;
                 $run
-            }
-            32 => {
-                type $marker = UsageChunkInsert<32>;
-                $run
-            }
-            16 => {
-                type $marker = UsageChunkInsert<16>;
-                $run
-            }
-            8 => {
-                type $marker = UsageChunkInsert<8>;
-                $run
-            }
-            4 => {
-                type $marker = UsageChunkInsert<4>;
-                $run
-            }
-            2 => {
-                type $marker = UsageChunkInsert<2>;
-                $run
-            }
-            1 => {
-                type $marker = UsageChunkInsert<1>;
-                $run
-            }
+            })*
             len => Err(diesel::result::Error::QueryBuilderError(format!("no usage insert of {len} rows").into())),
         }
     };

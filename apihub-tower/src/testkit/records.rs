@@ -63,11 +63,12 @@ pub async fn usage_records_list_latest_written_first(store: Arc<dyn Store>) {
     assert_eq!((nobody.total, nobody.items.len()), (0, 0));
 }
 
-/// A batch of many records (more than a store writes in one statement, and not a multiple of it)
-/// is written whole, each record as it was, in order; so is one at a time after it.
+/// A batch of many records (more than a store writes in one statement, and not a multiple of it:
+/// 255 is three statements of 64 rows and one of each smaller power of two) is written whole,
+/// each record as it was, in order; so is one at a time after it.
 pub async fn a_large_batch_of_usage_records_is_written_whole_and_in_order(store: Arc<dyn Store>) {
     let t0 = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
-    let batch: Vec<UsageRecord> = (0..203_i64)
+    let batch: Vec<UsageRecord> = (0..255_i64)
         .map(|n| {
             let mut r = record(&format!("req-{n:03}"), 1 + n % 3, t0 + TimeDelta::milliseconds(n));
             // Every other record has what a metered route's and an unrouted one's rows differ in.
@@ -84,7 +85,7 @@ pub async fn a_large_batch_of_usage_records_is_written_whole_and_in_order(store:
     store.record_usage(std::slice::from_ref(&last)).await.expect("record one");
 
     let all = store.usage(None, PageRequest { page: 1, page_size: 100 }).await.expect("list");
-    assert_eq!(all.total, 204);
+    assert_eq!(all.total, 256);
     assert_eq!(all.items[0], last);
     let mut read = Vec::new();
     for page in 1..=3 {
