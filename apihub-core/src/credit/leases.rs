@@ -42,15 +42,17 @@ impl CreditBook {
     }
 
     /// Adds to the limits a key has (a key lease grown): `quota` to its credit limit, `tokens` to
-    /// its token limit and `calls` to its remaining calls, each only where the key has that limit.
-    /// Returns `false` when the key is not in the book.
-    pub fn grant_key(&mut self, key_id: KeyId, quota: Money, tokens: i64, calls: i64) -> bool {
+    /// its token limit and `calls` to its remaining calls, each only where the key has that limit
+    /// in the book. `None` says the key has no such limit in the database (an administrator
+    /// lifted it): the book drops it too. Returns `false` when the key is not in the book.
+    pub fn grant_key(&mut self, key_id: KeyId, quota: Option<Money>, tokens: Option<i64>, calls: Option<i64>) -> bool {
         let Some(entry) = self.keys.get_mut(&key_id) else { return false };
         let stored = &mut entry.stored;
-        stored.quota_limit =
-            stored.quota_limit.map(|limit| Money::from_micros(limit.micros().saturating_add(quota.micros())));
-        stored.token_limit = stored.token_limit.map(|limit| limit.saturating_add(tokens));
-        stored.remaining_calls = stored.remaining_calls.map(|left| left.saturating_add(calls));
+        stored.quota_limit = quota.and_then(|quota| {
+            stored.quota_limit.map(|limit| Money::from_micros(limit.micros().saturating_add(quota.micros())))
+        });
+        stored.token_limit = tokens.and_then(|tokens| stored.token_limit.map(|limit| limit.saturating_add(tokens)));
+        stored.remaining_calls = calls.and_then(|calls| stored.remaining_calls.map(|left| left.saturating_add(calls)));
         true
     }
 

@@ -94,10 +94,15 @@ fn a_lease_shrinks_to_what_is_held_and_a_charge_beyond_it_leaves_it_empty_not_ne
         book.hold(&reservation(1, 7, "0", 1)),
         Err(HoldError::Refused(BillingError::KeyLimit { limit: "token_limit" }))
     ));
-    assert!(book.grant_key(7, Money::ZERO, 20, 0));
+    assert!(book.grant_key(7, None, Some(20), None));
     assert!(book.hold(&reservation(1, 7, "0", 20)).is_ok());
     assert_eq!(book.user_commitments(1), Some(0));
     assert_eq!(book.key_commitments(7), Some([0, 20, 1]));
+    // The token limit lifted in the database: the next grant says so, and the book drops it.
+    assert!(book.grant_key(7, None, None, None));
+    assert_eq!(book.key_counters(7).unwrap().token_limit, None);
+    assert!(book.grant_key(7, Some(Money::ZERO), Some(5), Some(1)), "limits the key lacks stay absent");
+    assert_eq!(book.key_counters(7).unwrap().token_limit, None);
 }
 
 #[test]

@@ -245,7 +245,11 @@ impl LeaseEngine {
         }
         let (quota, tokens, calls) = (Money::from_micros(grant.quota), grant.tokens, grant.calls);
         let mut book = self.book();
-        if !book.grant_key(key_id, quota, tokens, calls) {
+        // A limit the database no longer has (`free` NULL: lifted by an administrator) leaves the
+        // book too, or a hold it refuses would ask for a growth that grants nothing, again and again.
+        let granted =
+            (grant.quota_free.map(|_| quota), grant.tokens_free.map(|_| tokens), grant.calls_free.map(|_| calls));
+        if !book.grant_key(key_id, granted.0, granted.1, granted.2) {
             book.store_key(
                 key_id,
                 StoredKey {
