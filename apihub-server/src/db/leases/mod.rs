@@ -14,14 +14,14 @@
 //!   free (so a second gateway finds credit too), aiming at twice its last growth: a busy user's
 //!   lease grows to cover a few hundred milliseconds of traffic, and a user's last credit is leased
 //!   exactly, hold by hold.
-//! - **Giving back.** A slice nobody used for a second is returned ([`IDLE_SWEEP`]); so is
-//!   everything at shutdown. Every heartbeat also gives back what is left of leases whose entries
-//!   left the book (a key or window forgotten while in use, a give-back the database refused). A gateway that cannot renew its leases for [`LEASE_TTL`] (measured with
-//!   the database's clock) loses them: any gateway frees expired leases ([`RECLAIM_EVERY`]), so a
-//!   crashed gateway's credit is free again within 25 s. This gateway stops using its leases
-//!   [`VALIDITY_MARGIN`] before they can expire, measuring from before it asked for their
-//!   renewal with its own monotonic clock, so no clock (its own or another gateway's) can make two
-//!   gateways spend the same credit.
+//! - **Giving back.** A slice nobody used for a second is returned ([`IDLE_SWEEP`]); so is everything
+//!   at shutdown. Every heartbeat also gives back what is left of leases whose entries left the book
+//!   (a key or window forgotten while in use, a give-back the database refused). A gateway that
+//!   cannot renew its leases for [`LEASE_TTL`] (measured with the database's clock) loses them: any
+//!   gateway frees expired leases ([`RECLAIM_EVERY`]), so a crashed gateway's credit is free again
+//!   within 25 s. This gateway stops using its leases [`VALIDITY_MARGIN`] before they can expire,
+//!   measuring from before it asked for their renewal with its own monotonic clock, so no clock (its
+//!   own or another gateway's) can make two gateways spend the same credit.
 //! - **Changes.** An administrator's change to a key (limits, reset, deletion) makes every gateway
 //!   give the key's lease back and read the key again ([`LeaseEngine::revoke_key`], through the
 //!   existing invalidation); a debit by an administrator first gives back this gateway's idle
