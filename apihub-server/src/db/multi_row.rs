@@ -35,6 +35,24 @@ pub(super) fn slices<R>(rows: &[R]) -> impl Iterator<Item = &[R]> {
     chunks.chunks_exact(ROWS_PER_INSERT).chain(remainder)
 }
 
+/// Runs `$run` with `$marker` the type `$insert<N>` for `N` = `$len`, one of [`SIZES`] (another
+/// length is refused): the marker under which a slice of that many rows is prepared.
+macro_rules! with_slice_marker {
+    ($insert:ident, $len:expr, |$marker:ident| $run:expr) => {
+        $crate::db::multi_row::with_slice_marker!(@sizes $insert [64 32 16 8 4 2 1] $len, $marker, $run)
+    };
+    (@sizes $insert:ident [$($size:literal)*] $len:expr, $marker:ident, $run:expr) => {
+        match $len {
+            $($size => {
+                type $marker = $insert<$size>;
+                $run
+            })*
+            len => Err(diesel::result::Error::QueryBuilderError(format!("no insert of {len} rows").into())),
+        }
+    };
+}
+pub(crate) use with_slice_marker;
+
 /// Pushes `INSERT INTO table (columns…) VALUES (…), (…)`, one parenthesis per row of `rows`, whose
 /// values `bind` pushes in `columns`' order (separated by `, `). Identifiers are quoted as diesel
 /// quotes them, so one row gives exactly the text of diesel's own one-row insert.

@@ -12,7 +12,7 @@ use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::cached::Prepared;
-use super::multi_row::{push_insert, slices};
+use super::multi_row::{push_insert, slices, with_slice_marker};
 use super::schema::usage_logs;
 use super::writer::{self, Answer};
 use super::{Db, SqlStore, TxError, corrupt, from_millis, load_page, pg_tx};
@@ -54,23 +54,6 @@ macro_rules! usage_insert {
 
 /// The usage log's multi-row `INSERT` of `N` rows (one text: see [`Prepared`]).
 struct UsageChunkInsert<const N: usize>;
-
-/// Runs `$run` with `$marker` the [`UsageChunkInsert`] of `$len` rows (one of
-/// [`SIZES`](super::multi_row::SIZES)); another length is refused.
-macro_rules! with_chunk_marker {
-    ($len:expr, |$marker:ident| $run:expr) => {
-        with_chunk_marker!(@sizes [64 32 16 8 4 2 1] $len, $marker, $run)
-    };
-    (@sizes [$($size:literal)*] $len:expr, $marker:ident, $run:expr) => {
-        match $len {
-            $($size => {
-                type $marker = UsageChunkInsert<$size>;
-                $run
-            })*
-            len => Err(diesel::result::Error::QueryBuilderError(format!("no usage insert of {len} rows").into())),
-        }
-    };
-}
 
 /// Rows as one `INSERT` (see [`multi_row`](super::multi_row)), every column
 /// named and bound as [`usage_insert!`] binds it (a `NULL` for a `None`), in the table's order.
@@ -268,7 +251,7 @@ impl UsageStore for SqlStore {
                     .batched(Answer::Committed, async move |conn| {
                         writer::direct(conn, move |conn| {
                             for slice in slices(&rows) {
-                                with_chunk_marker!(slice.len(), |Marker| {
+                                with_slice_marker!(UsageChunkInsert, slice.len(), |Marker| {
                                     let insert = Prepared::<Marker, _>::new(UsageRows(slice));
                                     diesel::RunQueryDsl::execute(insert, conn).map(|_| ())
                                 })?;
@@ -282,7 +265,7 @@ impl UsageStore for SqlStore {
                 async {
                     pg_tx!(pool, TxError, |conn| {
                         for slice in slices(&rows) {
-                            with_chunk_marker!(slice.len(), |Marker| {
+                            with_slice_marker!(UsageChunkInsert, slice.len(), |Marker| {
                                 Prepared::<Marker, _>::new(UsageRows(slice)).execute(conn).await.map(|_| ())
                             })?;
                         }

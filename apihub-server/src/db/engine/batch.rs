@@ -12,20 +12,16 @@ use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
 use crate::db::cached::{Cached, Prepared};
-use crate::db::multi_row::{ROWS_PER_INSERT, push_insert};
+use crate::db::multi_row::{push_insert, slices, with_slice_marker};
 use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
 use crate::db::{TxError, now_millis, saturating_add};
 
-/// SQLite's consume-row insert (one text: see [`Prepared`]).
-struct ConsumeInsert;
+/// SQLite's consume-row insert of `N` rows (one text: see [`Prepared`]).
+struct ConsumeChunkInsert<const N: usize>;
 
-/// SQLite's multi-row consume-row insert (one text: see [`Prepared`]).
-struct ConsumeChunkInsert;
-
-/// [`ROWS_PER_INSERT`] consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING`
-/// (see [`multi_row`](crate::db::multi_row)), bound as the derived `Insertable` binds them,
-/// returning the order numbers of the rows it inserted (those it skipped already had theirs in
-/// the ledger).
+/// Consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING` (see
+/// [`multi_row`](crate::db::multi_row)), bound as the derived `Insertable` binds them, returning
+/// the order numbers of the rows it inserted (those it skipped already had theirs in the ledger).
 struct ConsumeRows<'a>(&'a [ConsumeRow<'static>]);
 
 impl QueryId for ConsumeRows<'_> {
@@ -207,34 +203,26 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
             .execute(conn)
             .await?;
     }
-    // The consume rows, inside the batch's one transaction, [`ROWS_PER_INSERT`] to an INSERT and
-    // the remainder one at a time, through diesel's synchronous API on the write connection:
-    // found under their marker types, their texts are never built (see `Prepared`; a
-    // `ConsumeRow` has no optional column, so each text is one). A row whose request id is in the
-    // ledger already is skipped there, then inserted again renumbered.
+    // The consume rows, inside the batch's one transaction, in slices of the fixed sizes
+    // (`multi_row::slices`), through diesel's synchronous API on the write connection: found
+    // under their marker types, their texts are never built (see `Prepared`; a `ConsumeRow` has
+    // no optional column, so each size has one text). A row whose request id is in the ledger
+    // already is skipped there (its order number is missing from what the insert returns), then
+    // inserted again renumbered.
     let (mut rows, skipped) = crate::db::writer::direct(conn, move |conn| {
         let mut skipped = Vec::new();
-        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        for (number, chunk) in (&mut chunks).enumerate() {
-            let insert = Prepared::<ConsumeChunkInsert, _>::new(ConsumeRows(chunk));
-            let inserted: Vec<String> = diesel::RunQueryDsl::load(insert, conn)?;
-            if inserted.len() < chunk.len() {
+        let mut first = 0;
+        for slice in slices(&rows) {
+            let inserted: Vec<String> = with_slice_marker!(ConsumeChunkInsert, slice.len(), |Marker| {
+                diesel::RunQueryDsl::load(Prepared::<Marker, _>::new(ConsumeRows(slice)), conn)
+            })?;
+            if inserted.len() < slice.len() {
                 let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-                let first = number * ROWS_PER_INSERT;
                 skipped.extend(
-                    (first..).zip(chunk).filter(|(_, row)| !inserted.contains(row.order_no())).map(|(at, _)| at),
+                    (first..).zip(slice).filter(|(_, row)| !inserted.contains(row.order_no())).map(|(at, _)| at),
                 );
             }
-        }
-        let first = rows.len() - chunks.remainder().len();
-        for (at, row) in (first..).zip(chunks.remainder()) {
-            let insert = diesel::insert_into(transactions::table).values(row);
-            let prepared = Prepared::<ConsumeInsert, _>::new(
-                insert.on_conflict((transactions::tx_type, transactions::order_no)).do_nothing(),
-            );
-            if diesel::RunQueryDsl::execute(prepared, conn)? == 0 {
-                skipped.push(at);
-            }
+            first += slice.len();
         }
         Ok((rows, skipped))
     })?;
@@ -292,6 +280,7 @@ mod tests {
     use diesel::debug_query;
 
     use super::*;
+    use crate::db::multi_row::ROWS_PER_INSERT;
 
     fn row(n: i64) -> ConsumeRow<'static> {
         ConsumeRow {
