@@ -15,6 +15,7 @@
 //!   [`Limits::shutdown_timeout`] to finish (streams settle their charge as they end), and what is
 //!   left after it is dropped.
 
+mod coalesce;
 mod conn;
 
 use std::collections::BTreeMap;
@@ -144,10 +145,11 @@ pub async fn serve(
         registry.open().insert(next_id, conn.clone());
         let (registry, app, stopping) = (registry.clone(), app.clone(), stopping.clone());
         let id = next_id;
-        tasks.spawn(async move {
+        // Polled again at once when it wakes itself (see `coalesce`), instead of rescheduled.
+        tasks.spawn(coalesce::Coalesced::new(async move {
             serve_connection(stream, peer, conn, app, limits, stopping).await;
             registry.remove(id);
-        });
+        }));
         // Reap finished tasks so the set does not grow with every connection ever made.
         while tasks.try_join_next().is_some() {}
     }
