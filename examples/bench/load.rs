@@ -174,6 +174,11 @@ pub struct LoadResult {
     /// The proxy's CPU time (user and system) per request sent, warm-up included, in µs; none
     /// for `direct`.
     pub cpu_us_per_request: Option<f64>,
+    /// The proxy's context switches (voluntary and not, all its threads) per request sent,
+    /// warm-up included; none for `direct`. At one connection a request needs about two (a
+    /// worker sleeps while the upstream answers and while the client sends the next request):
+    /// more means the runtime's workers wake each other.
+    pub switches_per_request: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }

@@ -350,8 +350,14 @@ async fn measure(
     let spec = RequestSpec::new(addr, "/v1/chat/completions", key, chat, &[]);
     eprintln!("bench: {name}: concurrency 1");
     let cpu = proc.and_then(Proc::cpu_seconds);
+    let switches = proc.and_then(Proc::context_switches);
     let mut c1 = load::closed_loop(&spec, 1, plan.c1_warmup, plan.c1_window).await;
     let cpu = cpu_per_request(proc, cpu, &mut c1);
+    if let (Some(before), Some(now)) = (switches, proc.and_then(Proc::context_switches))
+        && c1.sent > 0
+    {
+        c1.switches_per_request = Some(now.saturating_sub(before) as f64 / c1.sent as f64);
+    }
     eprintln!("bench: {name}: concurrency {}", plan.concurrency);
     let transactions = match db {
         Some(db) => db.transactions().await,

@@ -67,6 +67,23 @@ impl Proc {
         by_name
     }
 
+    /// Context switches of the process's threads so far, voluntary and not, from
+    /// `/proc/PID/task/*/status`; threads that ended are not counted. Children are left out.
+    pub fn context_switches(&self) -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+        let mut switches = 0;
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            for line in status.lines() {
+                let count = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"));
+                switches += count.and_then(|count| count.trim().parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        Some(switches)
+    }
+
     /// The last lines of the process's output, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

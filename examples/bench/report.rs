@@ -178,9 +178,10 @@ impl Run {
         };
         println!("\n### Concurrency 1 (closed loop, one keep-alive connection)\n");
         table(
-            &["target", "req/s", "p50", "p99", "p99.9", "added p50", "added p99", "CPU/req"],
+            &["target", "req/s", "p50", "p99", "p99.9", "added p50", "added p99", "CPU/req", "switches/req"],
             rows(&|t| {
                 let l = t.c1.latency;
+                let switches = t.c1.switches_per_request.map_or("–".into(), |s| format!("{s:.1}"));
                 vec![
                     t.name.clone(),
                     rps(t.c1.throughput),
@@ -190,6 +191,7 @@ impl Run {
                     added(t, |a| a.c1_p50_us),
                     added(t, |a| a.c1_p99_us),
                     cpu(&t.c1),
+                    switches,
                 ]
             }),
         );
