@@ -95,4 +95,23 @@ mod tests {
         let sizes: Vec<usize> = slices(&[0; 203]).map(<[_]>::len).collect();
         assert_eq!(sizes, [64, 64, 64, 8, 2, 1]);
     }
+
+    /// A marker of `N` rows, as a table's insert declares one.
+    struct Marker<const N: usize>;
+
+    impl<const N: usize> Marker<N> {
+        const ROWS: usize = N;
+    }
+
+    #[test]
+    fn every_slice_size_has_a_marker_of_that_many_rows_and_no_other_size_has_one() {
+        for size in SIZES {
+            let rows = with_slice_marker!(Marker, size, |M| Ok::<_, diesel::result::Error>(M::ROWS));
+            assert_eq!(rows.ok(), Some(size), "a slice of {size} rows");
+        }
+        for size in [0, 3, 63, 65, 128] {
+            let rows = with_slice_marker!(Marker, size, |M| Ok::<_, diesel::result::Error>(M::ROWS));
+            assert!(rows.is_err(), "no marker for {size} rows");
+        }
+    }
 }
