@@ -7,8 +7,9 @@
 //! yields: after its poll it goes to the back of the run queue and an idle worker is unparked to
 //! share the work (a `futex` wake, then a wait). The gateway paid that once per request: at one
 //! connection the second worker woke up each time, found nothing to do or stole the connection
-//! away, and went back to sleep — about half of the CPU time per request at concurrency 1. A bare
-//! hyper proxy never wakes itself this way (its client task polls the body).
+//! away, and went back to sleep (without it, 10–20 % less CPU per request at concurrency 1 and 2.0
+//! context switches per request instead of 3.6, as for a bare hyper proxy, which never wakes
+//! itself this way: its client task polls the body).
 //!
 //! [`Coalesced`] gives the future a waker of its own. A wake-up that arrives while the future is
 //! being polled (from this thread or another) is only noted, and the future is polled again
