@@ -55,9 +55,8 @@ impl Proc {
     /// `/proc/PID/task/*/stat`; threads that ended are not counted. Children are left out.
     pub fn cpu_seconds_by_thread(&self) -> std::collections::BTreeMap<String, f64> {
         let mut by_name = std::collections::BTreeMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return by_name };
-        for task in tasks.flatten() {
-            let path = task.path();
+        let Ok(threads) = self.threads() else { return by_name };
+        for path in threads {
             let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
             let ticks = std::fs::read_to_string(path.join("stat")).ok().and_then(|stat| stat_ticks(&stat));
             if let Some(ticks) = ticks {
@@ -70,10 +69,9 @@ impl Proc {
     /// Context switches of the process's threads so far, voluntary and not, from
     /// `/proc/PID/task/*/status`; threads that ended are not counted. Children are left out.
     pub fn context_switches(&self) -> Option<u64> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
         let mut switches = 0;
-        for task in tasks.flatten() {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for path in self.threads().ok()? {
+            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
             for line in status.lines() {
                 let count = line
                     .strip_prefix("voluntary_ctxt_switches:")
@@ -82,6 +80,12 @@ impl Proc {
             }
         }
         Some(switches)
+    }
+
+    /// The process's threads' directories, `/proc/PID/task/TID` (an error once it has ended).
+    fn threads(&self) -> std::io::Result<impl Iterator<Item = std::path::PathBuf>> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid()))?;
+        Ok(tasks.flatten().map(|task| task.path()))
     }
 
     /// The last lines of the process's output, for error messages.
