@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod metered;
 pub mod metrics;
+mod priority;
 pub mod proxy;
 pub mod retention;
 pub mod routes;

@@ -142,7 +142,7 @@ impl PasswordPool {
         for n in 0..workers {
             let receiver = receiver.clone();
             let spawned = std::thread::Builder::new().name(format!("apihub-password-{n}")).spawn(move || {
-                lower_priority();
+                crate::priority::background();
                 work(&receiver);
             });
             if let Err(error) = spawned {
@@ -202,18 +202,6 @@ impl Admitted {
             }
         })
         .await
-    }
-}
-
-/// Makes the calling thread yield to the request-serving ones (Linux: nice 10 for this thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-    unsafe {
-        let tid = libc::gettid();
-        if let Ok(tid) = libc::id_t::try_from(tid) {
-            let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-        }
     }
 }
 

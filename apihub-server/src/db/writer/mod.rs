@@ -179,7 +179,8 @@ impl Drop for SqliteWriter {
     }
 }
 
-/// Runs `task` to its end on a thread of its own, with a single-threaded runtime: a task that
+/// Runs `task` to its end on a thread of its own, with a single-threaded runtime, below the
+/// request-serving threads' priority ([`crate::priority`]): a task that
 /// writes through [`SqliteWriter::transaction`] there blocks only itself. (On the server's
 /// multi-threaded runtime the same write would go through `block_in_place`, which hands the
 /// worker's queue to another thread on every write: under load, threads came and went and each
@@ -198,6 +199,7 @@ pub(crate) fn spawn_on_own_thread(name: &str, task: impl Future<Output = ()> + S
     let (hand_over, handed) = std::sync::mpsc::channel();
     let started = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
         if let Ok(task) = handed.recv() {
+            crate::priority::background();
             runtime.block_on(task);
         }
     });
@@ -216,6 +218,7 @@ pub(crate) fn spawn_on_own_thread(name: &str, task: impl Future<Output = ()> + S
 /// every [`CHECKPOINT_EVERY`] while the writer lives.
 fn checkpoint(alive: &Weak<SqliteWriter>, open: &dyn Fn() -> anyhow::Result<SqliteConnection>) {
     use diesel::connection::SimpleConnection;
+    crate::priority::background();
     let mut conn = match open() {
         Ok(conn) => conn,
         Err(error) => {
