@@ -64,7 +64,7 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         None => Arc::new(LocalRateLimiter::new(Arc::new(SystemClock))),
     };
     let metrics = Arc::new(Metrics::default());
-    let usage_log = UsageLog::start(store.clone(), db.is_sqlite());
+    let usage_log = UsageLog::start(store.clone(), db.is_sqlite(), config.usage_log_max_queued);
     let settlements = Arc::<apihub_tower::billing::SettlementBacklog>::default();
     let routes: Arc<dyn RouteStore> = sql.clone();
     let parts = StackParts {

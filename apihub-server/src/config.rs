@@ -79,6 +79,10 @@ pub struct Config {
     /// `USAGE_LOG_RETENTION_DAYS`: usage rows (the per-request log) older than this many days are
     /// deleted in small batches by a background task; `None` (the default): kept for ever.
     pub usage_log_retention_days: Option<u32>,
+    /// `USAGE_LOG_MAX_QUEUED`: most usage rows waiting to be written (the database away or
+    /// behind) before new requests are refused with a 503, so that the queue cannot take the
+    /// process's memory; 100,000 by default (about 50 MB), at least 1.
+    pub usage_log_max_queued: usize,
     /// `BUDGET_TIME_ZONE`: the IANA time zone (e.g. `Asia/Shanghai`) whose calendar days, weeks
     /// and months periodic budgets follow; UTC by default.
     pub budget_zone: apihub_core::budget::BudgetZone,
@@ -300,6 +304,7 @@ impl Config {
             upstream_max_attempts: parsed::<usize>("UPSTREAM_MAX_ATTEMPTS", 3)?.clamp(1, 10),
             channel_probe_secs: parsed("CHANNEL_PROBE_SECS", 0)?,
             usage_log_retention_days: retention_days(var("USAGE_LOG_RETENTION_DAYS"))?,
+            usage_log_max_queued: parsed::<usize>("USAGE_LOG_MAX_QUEUED", 100_000)?.max(1),
             budget_zone: budget_zone(var("BUDGET_TIME_ZONE"))?,
             currency: currency(var("CURRENCY"))?,
             cors_allow_origins: var("CORS_ALLOW_ORIGINS")

@@ -6,7 +6,6 @@ mod common;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use apihub_server::db::Db;
 use common::TestApp;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -45,16 +44,11 @@ fn names(page: &Value) -> Vec<&str> {
 /// Gives a key non-zero usage counters. Only the gateway (not yet built) moves them, so write them
 /// straight into the row.
 async fn seed_usage(app: &TestApp, key_id: i64) {
-    use diesel_async::SimpleAsyncConnection;
     let sql = format!(
         "UPDATE api_keys SET tokens_used = 1234, quota_used = 5500000, calls_total = 7, calls_succeeded = 6 \
          WHERE id = {key_id}"
     );
-    match &app.state.db {
-        Db::Sqlite { pool, .. } => pool.get().await.expect("connection").batch_execute(&sql).await,
-        Db::Postgres { pool, .. } => pool.get().await.expect("connection").batch_execute(&sql).await,
-    }
-    .expect("seed usage");
+    app.execute(&sql).await;
 }
 
 async fn the_whole_key_is_shown_once(app: TestApp) {

@@ -79,6 +79,35 @@ async fn a_refused_connection_is_a_502(gw: Gateway) {
     assert_eq!(gw.usage(kim.user_id).await[0].status, 502);
 }
 
+/// The usage log's queue is bounded: while its rows cannot be written (here its table is away),
+/// at most `USAGE_LOG_MAX_QUEUED` wait, and further requests are refused in the dialect's shape,
+/// forwarded nowhere and charged nothing, until the rows are written; none is lost.
+async fn a_usage_log_that_cannot_write_refuses_new_requests_once_full_and_loses_no_row(gw: Gateway) {
+    let gw = gw.reconfigure(|config| config.usage_log_max_queued = 2).await;
+    let lea = customer(&gw, "lea").await;
+    gw.app.execute("ALTER TABLE usage_logs RENAME TO usage_logs_away").await;
+    for _ in 0..2 {
+        gw.post("/v1/chat/completions", Auth::Bearer(&lea.key), &[], &chat(5, false)).await.expect(StatusCode::OK);
+    }
+    let log = gw.app.state.usage_log.clone();
+    eventually("both rows to be queued", || async { log.queued() == 2 }).await;
+    let forwarded = gw.mock.stats().total();
+    let balance = gw.assert_settled(lea.user_id).await;
+
+    let refused = gw.post("/v1/chat/completions", Auth::Bearer(&lea.key), &[], &chat(5, false)).await;
+    refused.expect(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.json()["error"]["code"], "service_unavailable", "{}", refused.text());
+    assert_eq!(gw.mock.stats().total(), forwarded, "the refused request went nowhere");
+    assert_eq!(gw.assert_settled(lea.user_id).await, balance, "and cost nothing");
+
+    gw.app.execute("ALTER TABLE usage_logs_away RENAME TO usage_logs").await;
+    eventually("the queued rows to be written", || async { log.queued() == 0 }).await;
+    gw.post("/v1/chat/completions", Auth::Bearer(&lea.key), &[], &chat(5, false)).await.expect(StatusCode::OK);
+    let usage = gw.usage(lea.user_id).await;
+    assert_eq!(usage.len(), 3, "the two rows that waited, and the request after");
+    assert_eq!(gw.consumes(lea.user_id).await.len(), 3);
+}
+
 async fn a_silent_upstream_is_a_504(gw: Gateway) {
     let gw = gw.reconfigure(|config| config.upstream_timeout_secs = 1).await;
     let leo = customer(&gw, "leo").await;
@@ -365,6 +394,7 @@ db_tests!(
     fixture = crate::common::gateway::Gateway::start;
     upstream_errors_pass_through_and_cost_nothing,
     a_refused_connection_is_a_502,
+    a_usage_log_that_cannot_write_refuses_new_requests_once_full_and_loses_no_row,
     a_silent_upstream_is_a_504,
     a_stream_reset_midway_bills_what_was_produced,
     dialects_that_report_usage_early_still_bill_a_cut_stream,

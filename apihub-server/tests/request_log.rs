@@ -185,14 +185,6 @@ async fn exports_are_quoted_csv_with_a_bom_or_ndjson(app: TestApp) {
     assert!(String::from_utf8(body.concat()).unwrap().ends_with("usage_source\r\n"));
 }
 
-/// Runs SQL on a connection of the app's pool.
-async fn exec(app: &TestApp, sql: &str) {
-    match &app.state.db {
-        Db::Sqlite { pool, .. } => pool.get().await.expect("connection").batch_execute(sql).await.expect(sql),
-        Db::Postgres { pool, .. } => pool.get().await.expect("connection").batch_execute(sql).await.expect(sql),
-    }
-}
-
 fn backend(app: &TestApp) -> Backend {
     match &app.state.db {
         Db::Sqlite { .. } => Backend::Sqlite,
@@ -223,7 +215,7 @@ async fn generate(app: &TestApp, n: u64, start_ms: i64, (alice, alice_key): (i64
             "INSERT INTO usage_logs ({columns}) SELECT {values} FROM generate_series(1, {n}) AS i; ANALYZE usage_logs;"
         ),
     };
-    exec(app, &sql).await;
+    app.execute(&sql).await;
 }
 
 #[derive(diesel::QueryableByName)]

@@ -241,3 +241,34 @@ async fn settlements_refused_by_the_store_are_retried_until_written_and_billed_o
     assert_eq!(records.len(), 5);
     assert!(records.iter().all(|r| r.charged == Money::parse("0.000408").unwrap()));
 }
+
+/// A usage sink with no room left (its writer behind, its store away).
+struct FullSink;
+
+impl apihub_tower::billing::UsageSink for FullSink {
+    fn record(&self, _record: apihub_core::store::UsageRecord) {
+        panic!("a full sink was given a record");
+    }
+
+    fn is_full(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_full_usage_sink_refuses_requests_before_anything_is_held_or_forwarded() {
+    let f = fixture(10, KeyPolicy::default()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gateway =
+        GatewayBuilder::new(f.store.clone(), f.store.clone(), prices()).usage_sink(Arc::new(FullSink)).build();
+    let service = ServiceBuilder::new().layer(gateway).service(upstream(calls.clone()));
+    let (status, body) = read(service.oneshot(chat(&f.key, "gpt-test")).await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("service_unavailable"))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing was forwarded");
+    assert_eq!(f.store.reserved_funds(f.user_id).await.unwrap().reserved, Money::ZERO, "nothing is held");
+    let balance = f.store.user(f.user_id).await.unwrap().unwrap().account.balance;
+    assert_eq!(balance, Money::from_credits(10), "nothing was charged");
+}

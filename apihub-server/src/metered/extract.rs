@@ -68,4 +68,8 @@ impl UsageSink for RouteSink {
         record.model = model;
         self.inner.record(record);
     }
+
+    fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
 }

@@ -366,6 +366,10 @@ impl<S: UsageSink> UsageSink for ObservedUsage<S> {
         self.metrics.count_usage(&record);
         self.sink.record(record);
     }
+
+    fn is_full(&self) -> bool {
+        self.sink.is_full()
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The usage log writer: records arrive on a channel from the billing layer (never blocking a
 //! request) and are written in batches; at shutdown the channel is drained before exit. A batch
 //! the database does not take is retried row by row, with a growing pause while the database is
-//! away, so an outage loses no row; a row refused for what it holds is dropped and logged.
+//! away, so an outage loses no row; a row refused for what it holds is dropped and logged. While
+//! `USAGE_LOG_MAX_QUEUED` rows wait, the log is full ([`UsageSink::is_full`]): billing takes no
+//! new hold, so no request is forwarded without room for its row and the queue stays bounded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,13 +43,16 @@ struct Counts {
 pub struct UsageLog {
     tx: mpsc::UnboundedSender<Message>,
     counts: Arc<Counts>,
+    /// Records queued at which the log is full.
+    max_queued: usize,
 }
 
 impl UsageLog {
     /// Starts the writer ([`UsageLog::flush`] waits for what was sent before it). On SQLite the
     /// writer has a thread of its own (`own_thread`): its statements run on the calling thread,
     /// and on a runtime worker every batch would hold up the requests queued on that worker.
-    pub fn start(store: Arc<dyn UsageStore>, own_thread: bool) -> UsageLog {
+    /// It is full while `max_queued` records wait.
+    pub fn start(store: Arc<dyn UsageStore>, own_thread: bool, max_queued: usize) -> UsageLog {
         let (tx, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
         let writer = write_batches(store, rx, counts.clone());
@@ -56,7 +61,7 @@ impl UsageLog {
         } else {
             tokio::spawn(writer);
         }
-        UsageLog { tx, counts }
+        UsageLog { tx, counts, max_queued }
     }
 
     /// Records waiting to be written.
@@ -93,6 +98,10 @@ impl UsageSink for UsageLog {
             self.counts.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("usage log writer is gone; a usage record was dropped");
         }
+    }
+
+    fn is_full(&self) -> bool {
+        self.queued() >= self.max_queued
     }
 }
 

@@ -13,7 +13,7 @@ use apihub_core::store::{UsageRecord, UsageSource};
 use apihub_core::{DiscountRate, Money};
 use apihub_server::app::{create_admin, init_state};
 use apihub_server::config::{Config, Secret};
-use apihub_server::db::DbUrl;
+use apihub_server::db::{Db, DbUrl};
 use apihub_server::state::AppState;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
@@ -164,6 +164,16 @@ impl TestApp {
         TestApp { app: apihub_server::build_app(state.clone()), state, _dir: dir, postgres }
     }
 
+    /// Runs `sql` (one statement or several) on a connection of the app's pool.
+    pub async fn execute(&self, sql: &str) {
+        use diesel_async::SimpleAsyncConnection;
+        match &self.state.db {
+            Db::Sqlite { pool, .. } => pool.get().await.expect("connection").batch_execute(sql).await,
+            Db::Postgres { pool, .. } => pool.get().await.expect("connection").batch_execute(sql).await,
+        }
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
     /// Sends a request; `body` is sent as JSON when present.
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut builder = Request::builder().method(method).uri(path);
@@ -264,6 +274,7 @@ fn test_config(database_url: DbUrl, data_dir: PathBuf) -> Config {
         channel_probe_secs: 0,
         cors_allow_origins: Vec::new(),
         usage_log_retention_days: None,
+        usage_log_max_queued: 100_000,
         budget_zone: Default::default(),
         currency: "CNY".into(),
         ui_dir: Some(PathBuf::from("no-ui-in-tests")),

@@ -106,6 +106,13 @@ impl PriceBook for HashMap<String, ModelPrice> {
 pub trait UsageSink: Send + Sync {
     /// Takes one record; must not block.
     fn record(&self, record: UsageRecord);
+
+    /// Whether the sink holds as many records as it may (its writer is behind, its store away).
+    /// While it is full no new hold is taken, so no request is forwarded without room for its
+    /// record. Never full by default.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that drops records.

@@ -55,6 +55,12 @@ pub(super) async fn reserve(layer: BillingLayer, mut request: Request<ForwardedB
         let error = StoreError::Unavailable("settlements are waiting to be written".into());
         return Err(reject(BillingError::Store(error)).into_response());
     }
+    if shared.sink.is_full() {
+        // As many usage records as the sink may hold wait for its store: none more until they
+        // are written.
+        let error = StoreError::Unavailable("usage records are waiting to be written".into());
+        return Err(reject(BillingError::Store(error)).into_response());
+    }
     let reservation = match shared.store.reserve(&new).await {
         Ok(id) => Reservation::new(shared.store.clone(), id, plan.hold),
         Err(error) => return Err(refused(error)),
