@@ -61,7 +61,7 @@ impl fmt::Debug for Meter {
 
 enum Kind {
     Json {
-        buffer: BytesMut,
+        body: Kept,
         limit: usize,
         info: RequestInfo,
         extractor: Arc<dyn UsageExtractor>,
@@ -77,6 +77,48 @@ enum Kind {
         /// the usage chunk.
         held: BytesMut,
     },
+}
+
+/// A JSON body kept for its usage, up to a limit. A body that comes in one chunk (as a small one
+/// does) is kept as that chunk, without a copy.
+enum Kept {
+    Nothing,
+    One(Bytes),
+    Joined(BytesMut),
+    /// Longer than the limit: not kept.
+    TooLong,
+}
+
+impl Kept {
+    fn push(&mut self, chunk: &Bytes, limit: usize) {
+        if chunk.is_empty() {
+            return;
+        }
+        *self = match std::mem::replace(self, Kept::TooLong) {
+            Kept::Nothing if chunk.len() <= limit => Kept::One(chunk.clone()),
+            Kept::One(first) if first.len() + chunk.len() <= limit => {
+                let mut joined = BytesMut::with_capacity(first.len() + chunk.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(chunk);
+                Kept::Joined(joined)
+            }
+            Kept::Joined(mut joined) if joined.len() + chunk.len() <= limit => {
+                joined.extend_from_slice(chunk);
+                Kept::Joined(joined)
+            }
+            _ => Kept::TooLong,
+        };
+    }
+
+    /// The body, unless it was longer than the limit.
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Kept::Nothing => Some(&[]),
+            Kept::One(bytes) => Some(bytes),
+            Kept::Joined(bytes) => Some(bytes),
+            Kept::TooLong => None,
+        }
+    }
 }
 
 /// What a stream's usage chunk is priced at: the model's price and the two discounts.
@@ -95,7 +137,7 @@ impl Meter {
     pub fn json(info: RequestInfo, extractor: Arc<dyn UsageExtractor>, limit: usize) -> Self {
         Meter {
             prompt_estimate: info.prompt_estimate,
-            kind: Kind::Json { buffer: BytesMut::new(), limit, info, extractor },
+            kind: Kind::Json { body: Kept::Nothing, limit, info, extractor },
             response_bytes: 0,
             first_byte: None,
         }
@@ -140,10 +182,8 @@ impl Meter {
         }
         self.response_bytes += chunk.len() as u64;
         match &mut self.kind {
-            Kind::Json { buffer, limit, .. } => {
-                if buffer.len() + chunk.len() <= *limit {
-                    buffer.extend_from_slice(&chunk);
-                }
+            Kind::Json { body, limit, .. } => {
+                body.push(&chunk, *limit);
                 chunk
             }
             Kind::Sse { parser, usage, strip_usage_chunk, cost, held } => {
@@ -221,9 +261,12 @@ impl Meter {
     /// The bill for what was observed.
     pub fn bill(&self, outcome: Outcome, price: &ModelPrice, user: DiscountRate, key: DiscountRate) -> Bill {
         let (reported, produced, finished, output_bytes, skipped) = match &self.kind {
-            Kind::Json { buffer, info, extractor, .. } => {
-                let usage =
-                    if outcome == Outcome::Completed { extractor.response(info, buffer) } else { Usage::default() };
+            Kind::Json { body, info, extractor, .. } => {
+                let usage = match (outcome, body.bytes()) {
+                    (Outcome::Completed, Some(bytes)) => extractor.response(info, bytes),
+                    // Cut short, or longer than the limit: no usage read (it is estimated).
+                    _ => Usage::default(),
+                };
                 (usage, self.response_bytes > 0, true, self.response_bytes, false)
             }
             Kind::Sse { usage, parser, .. } => {

@@ -126,6 +126,24 @@ fn stripping_sends_each_event_as_it_came() {
 }
 
 #[test]
+fn a_json_body_in_many_chunks_is_read_whole_and_one_longer_than_the_limit_is_estimated() {
+    let body = br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#;
+    let bill = |limit: usize| {
+        let mut meter = Meter::json(chat(10), Arc::new(crate::extract::LlmExtractor), limit);
+        for chunk in body.chunks(9) {
+            meter.observe(Bytes::copy_from_slice(chunk));
+        }
+        meter.observe(Bytes::new());
+        meter.bill(Outcome::Completed, &price(), DiscountRate::FULL_PRICE, DiscountRate::FULL_PRICE)
+    };
+    let whole = bill(body.len());
+    assert_eq!((whole.source, whole.usage.input_tokens), (UsageSource::Reported, Some(1000)));
+    // One byte short: the body is not kept (not even its first chunks), and the usage is estimated.
+    let cut = bill(body.len() - 1);
+    assert_eq!((cut.source, cut.usage.input_tokens), (UsageSource::Estimated, Some(10)));
+}
+
+#[test]
 fn missing_usage_is_estimated() {
     let mut meter = json(100);
     meter.observe(Bytes::from_static(br#"{"choices":[]}"#));
