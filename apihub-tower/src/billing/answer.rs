@@ -173,8 +173,9 @@ async fn read_whole(mut body: GatewayBody, limit: usize) -> Result<Bytes, Prefix
     let mut size = 0usize;
     loop {
         match body.frame().await {
-            // One frame (a small body's usual shape) is sent on as it came, without a copy.
-            None if read.len() == 1 => return Ok(read.pop().unwrap_or_default()),
+            // Copied into one buffer even when it came in one frame: a frame is a slice of the
+            // upstream connection's read buffer, which hyper can reuse for the connection's next
+            // response only once no such slice is alive; the client may take a while to read it.
             None => return Ok(read.concat().into()),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
