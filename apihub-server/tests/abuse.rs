@@ -217,3 +217,40 @@ async fn failed_logins_from_one_address_are_limited_whatever_the_usernames() {
     .await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_logs_a_few_lines_that_count_the_failures_not_one_per_request() {
+    let mock = MockUpstream::start(MockConfig { record_requests: false, ..MockConfig::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: every request fails to connect, at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let upstream = format!("http://127.0.0.1:{closed}");
+    let (node, client, key) = started_with_key(&mock, dir.path(), &[("UPSTREAM_URL", &upstream)], None).await;
+    let lines = |text: &str| node.log_text().lines().filter(|line| line.contains(text)).count();
+    let failed = "upstream request failed";
+    let before = lines(failed);
+
+    let started = Instant::now();
+    for _ in 0..300 {
+        assert_eq!(probe_chat(&client, &node, &key).await.0, StatusCode::BAD_GATEWAY);
+    }
+    let took = started.elapsed();
+    // One line at once, then at most one per 5 s (apihub_tower::log_sample::INTERVAL).
+    let allowed = 1 + took.as_secs() as usize / 5 + 1;
+    let written = lines(failed) - before;
+    eprintln!("300 failed requests in {took:?} wrote {written} lines");
+    assert!((1..=allowed).contains(&written), "{written} lines for 300 failures in {took:?}");
+
+    // The next line, due once the interval has passed, tells how many were left out.
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    assert_eq!(probe_chat(&client, &node, &key).await.0, StatusCode::BAD_GATEWAY);
+    let log = node.log_text();
+    let last = log.lines().rfind(|line| line.contains(failed)).unwrap_or_default();
+    let skipped: usize = last
+        .split("skipped=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {last:?}"));
+    assert_eq!(skipped + lines(failed) - before, 301, "every failure is counted once: {last}");
+}

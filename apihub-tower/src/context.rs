@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::KeyRecord;
+use crate::log_sample::LogSample;
 
 /// The authenticated key, put into request extensions by admission (or, for users an application
 /// signed in itself, by the application's own middleware: see [`crate::auth`]).
@@ -69,12 +70,16 @@ pub(crate) fn require_key<'a, B>(
     layer: &'static str,
 ) -> Result<&'a AuthenticatedKey, crate::body::GatewayError> {
     request.extensions().get::<AuthenticatedKey>().ok_or_else(|| {
-        tracing::error!(
-            layer,
-            path = request.uri().path(),
-            "refused a request without an authenticated key: admission must run before this layer \
-             (use GatewayBuilder, or put AdmissionLayer in front of it)"
-        );
+        static LOG: LogSample = LogSample::new();
+        if let Some(skipped) = LOG.sample() {
+            tracing::error!(
+                layer,
+                path = request.uri().path(),
+                skipped,
+                "refused a request without an authenticated key: admission must run before this layer \
+                 (use GatewayBuilder, or put AdmissionLayer in front of it)"
+            );
+        }
         crate::body::GatewayError::new(
             http::StatusCode::UNAUTHORIZED,
             "invalid_request_error",

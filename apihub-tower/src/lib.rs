@@ -47,6 +47,7 @@ pub mod context;
 pub mod dialect;
 pub mod extract;
 mod header_value;
+pub mod log_sample;
 pub mod memory;
 pub mod quota;
 pub mod rate_limit;

@@ -21,6 +21,7 @@ use apihub_core::store::StoreError;
 use apihub_core::usage::{Dialect, RequestInfo};
 use apihub_tower::body::{BoxError, ForwardedBody};
 use apihub_tower::context::ServedBy;
+use apihub_tower::log_sample::LogSample;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -312,7 +313,10 @@ async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Resul
             }
             Err(error) => {
                 record(table, live, false);
-                tracing::warn!(channel = %live.spec.name, attempt = n + 1, %error, "a channel failed; trying the next");
+                static LOG: LogSample = LogSample::new();
+                if let Some(skipped) = LOG.sample() {
+                    tracing::warn!(channel = %live.spec.name, attempt = n + 1, %error, skipped, "a channel failed; trying the next");
+                }
                 last_error = Some(error);
             }
         }

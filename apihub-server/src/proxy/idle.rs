@@ -7,6 +7,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use apihub_tower::body::BoxError;
+use apihub_tower::log_sample::LogSample;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
@@ -48,7 +49,14 @@ where
             }
             Poll::Pending => {
                 ready!(this.timer.as_mut().poll(cx));
-                tracing::warn!(timeout_secs = this.timeout.as_secs(), "the upstream stalled; ending the response");
+                static LOG: LogSample = LogSample::new();
+                if let Some(skipped) = LOG.sample() {
+                    tracing::warn!(
+                        timeout_secs = this.timeout.as_secs(),
+                        skipped,
+                        "the upstream stalled; ending the response"
+                    );
+                }
                 Poll::Ready(Some(Err(Box::new(Idle(this.timeout)))))
             }
         }

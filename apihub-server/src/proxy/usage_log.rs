@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use apihub_core::store::{StoreError, UsageRecord, UsageStore};
 use apihub_tower::billing::UsageSink;
+use apihub_tower::log_sample::LogSample;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Most records written in one transaction. Each transaction writes every page it touched (the
@@ -167,7 +168,10 @@ async fn write_rows(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>) {
                         Ok(()) => {}
                         Err(StoreError::Unavailable(_) | StoreError::Internal(_)) => kept.push(record),
                         Err(error) => {
-                            tracing::error!(%error, request = %record.request_id, "a usage record was refused and dropped");
+                            static LOG: LogSample = LogSample::new();
+                            if let Some(skipped) = LOG.sample() {
+                                tracing::error!(%error, request = %record.request_id, skipped, "a usage record was refused and dropped");
+                            }
                         }
                     }
                 }

@@ -51,7 +51,9 @@ impl Node {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
+        // Its log (tracing writes to stdout) and anything on stderr (a panic) go to one file.
         let log = dir.join("apihub.log");
+        let log_file = std::fs::File::create(&log).unwrap();
         let binary = env!("CARGO_BIN_EXE_apihub");
         let mut command = match max_files {
             None => Command::new(binary),
@@ -71,8 +73,8 @@ impl Node {
             .env("DATA_DIR", dir.join("data"))
             .env("RUST_LOG", "warn,apihub_server=info")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
             .spawn()
             .expect("start apihub");
         Node { name, base: format!("http://127.0.0.1:{port}"), child, log }
@@ -100,8 +102,17 @@ impl Node {
         }
     }
 
+    /// The node's log so far, without its colours (ANSI escapes).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut plain = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find('\x1b') {
+            plain.push_str(&rest[..start]);
+            rest = rest[start..].split_once('m').map_or("", |(_, after)| after);
+        }
+        plain.push_str(rest);
+        plain
     }
 }
 

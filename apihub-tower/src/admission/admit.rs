@@ -16,6 +16,7 @@ use crate::body::{BoxError, ForwardedBody, GatewayError};
 use crate::clock::Clock;
 use crate::context::AuthenticatedKey;
 use crate::extract::UsageExtractor;
+use crate::log_sample::LogSample;
 use crate::quota::{check, unknown_route};
 use crate::rate_limit::{Allowance, Decision, Limits, RateLimiter, limited};
 
@@ -81,7 +82,10 @@ pub(super) async fn identify(policies: Arc<Policies>, mut parts: Parts) -> Ident
         Ok(Decision::Limited { window, limit, reset_in_ms }) => Err(Box::new(limited(window, limit, reset_in_ms))),
         Err(error) => {
             // Fail open: a limiter outage must not take the gateway down with it.
-            tracing::error!(%error, "rate limiter unavailable; admitting the request");
+            static LOG: LogSample = LogSample::new();
+            if let Some(skipped) = LOG.sample() {
+                tracing::error!(%error, skipped, "rate limiter unavailable; admitting the request");
+            }
             Ok((parts, None))
         }
     }

@@ -11,6 +11,7 @@ use super::{KeyCache, KeyFormat};
 use crate::body::GatewayError;
 use crate::clock::Clock;
 use crate::context::AuthenticatedKey;
+use crate::log_sample::LogSample;
 
 /// The key a client presented, from whichever header its SDK uses, or from the `key=` query
 /// parameter on the Gemini routes only (where Google's SDKs and REST examples put it; anywhere
@@ -60,7 +61,10 @@ pub(crate) async fn authenticate(
     // Malformed keys are refused here, before any lookup.
     let lookup_id = format.lookup_id(presented).ok_or_else(|| unauthorized("malformed API key"))?;
     let record = cache.get(&lookup_id).await.map_err(|e| {
-        tracing::error!(error = %e, "key lookup failed");
+        static LOG: LogSample = LogSample::new();
+        if let Some(skipped) = LOG.sample() {
+            tracing::error!(error = %e, skipped, "key lookup failed");
+        }
         GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", "service_unavailable", "key lookup failed")
     })?;
     let record = record.ok_or_else(|| unauthorized("invalid API key"))?;

@@ -21,6 +21,7 @@ use super::settle::Settle;
 use super::{MeteredBody, Reservation};
 use crate::body::{BoxError, GatewayBody, gateway_body};
 use crate::context::ServedBy;
+use crate::log_sample::LogSample;
 
 /// The gateway's request id, on every response to a request that was forwarded (the usage
 /// record's and the ledger row's `request_id`).
@@ -200,6 +201,9 @@ fn reads_streams(endpoint: Endpoint) -> bool {
 
 async fn release(reservation: Reservation) {
     if let Err(error) = reservation.release().await {
-        tracing::error!(%error, "releasing a reservation failed");
+        static LOG: LogSample = LogSample::new();
+        if let Some(skipped) = LOG.sample() {
+            tracing::error!(%error, skipped, "releasing a reservation failed");
+        }
     }
 }

@@ -17,6 +17,7 @@ use apihub_core::billing::{BillingError, Settled, Settlement};
 use tokio::sync::Notify;
 
 use super::Reservation;
+use crate::log_sample::LogSample;
 
 /// First pause before a settlement is tried again; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -103,7 +104,10 @@ impl SettlementBacklog {
                         break;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, reservation = ?reservation, "settling failed again; retrying");
+                        static LOG: LogSample = LogSample::new();
+                        if let Some(skipped) = LOG.sample() {
+                            tracing::warn!(%error, reservation = ?reservation, skipped, "settling failed again; retrying");
+                        }
                         pause = (pause * 2).min(MAX_PAUSE);
                     }
                 }

@@ -6,6 +6,7 @@ use chrono::Utc;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{BoxError, GatewayBody, GatewayError};
+use crate::log_sample::LogSample;
 
 /// A refused hold's response: [`reject`]'s error, and for a spent budget a `Retry-After` until
 /// its window resets.
@@ -44,7 +45,10 @@ pub(super) fn reject(error: BillingError) -> GatewayError {
             )
         }
         BillingError::NotOpen(_) | BillingError::Store(_) => {
-            tracing::error!(%error, "reserving failed");
+            static LOG: LogSample = LogSample::new();
+            if let Some(skipped) = LOG.sample() {
+                tracing::error!(%error, skipped, "reserving failed");
+            }
             GatewayError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error",
@@ -63,10 +67,14 @@ pub(super) fn reject(error: BillingError) -> GatewayError {
 /// tell it to), and a 500 would suggest a crash; under [`GatewayBuilder`](crate::GatewayBuilder)
 /// this never happens (an unmetered path is a 404 from admission).
 pub(super) fn unread() -> GatewayError {
-    tracing::error!(
-        "refused a request billing cannot read: admission must read requests before billing \
-         (use GatewayBuilder, or AdmissionLayer::read_requests)"
-    );
+    static LOG: LogSample = LogSample::new();
+    if let Some(skipped) = LOG.sample() {
+        tracing::error!(
+            skipped,
+            "refused a request billing cannot read: admission must read requests before billing \
+             (use GatewayBuilder, or AdmissionLayer::read_requests)"
+        );
+    }
     GatewayError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "api_error",
@@ -90,7 +98,10 @@ pub(super) fn upstream_failure(error: BoxError) -> GatewayError {
             "the upstream did not answer in time",
         )
     } else {
-        tracing::warn!(%error, "upstream request failed");
+        static LOG: LogSample = LogSample::new();
+        if let Some(skipped) = LOG.sample() {
+            tracing::warn!(%error, skipped, "upstream request failed");
+        }
         GatewayError::new(
             StatusCode::BAD_GATEWAY,
             "api_error",

@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use apihub_core::billing::{BillingError, BillingStore, HoldRequest, ReservationId, Settled, Settlement};
 
+use crate::log_sample::LogSample;
+
 /// An open hold. It must be settled or released; if it is dropped open (a client disconnect, a
 /// panic, a forgotten path) it releases itself on the runtime.
 #[must_use = "a reservation must be settled or released"]
@@ -62,7 +64,10 @@ impl Drop for Reservation {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if let Err(error) = store.release(id).await {
-                        tracing::error!(%error, reservation = id, "releasing a dropped reservation failed");
+                        static LOG: LogSample = LogSample::new();
+                        if let Some(skipped) = LOG.sample() {
+                            tracing::error!(%error, reservation = id, skipped, "releasing a dropped reservation failed");
+                        }
                     }
                 });
             }

@@ -11,6 +11,7 @@ use apihub_core::{DiscountRate, Money};
 
 use super::meter::{Meter, Outcome};
 use super::{Reservation, SettlementBacklog, UsageSink};
+use crate::log_sample::LogSample;
 
 /// Everything needed to settle a request once its body ends.
 pub(crate) struct Settle {
@@ -51,7 +52,10 @@ impl Settle {
             }
             if !bill.billable {
                 if let Err(error) = reservation.release().await {
-                    tracing::error!(%error, request = %record.request_id, "releasing a reservation failed");
+                    static LOG: LogSample = LogSample::new();
+                    if let Some(skipped) = LOG.sample() {
+                        tracing::error!(%error, request = %record.request_id, skipped, "releasing a reservation failed");
+                    }
                 }
                 record.status = if outcome == Outcome::Completed { record.status } else { 499 };
                 sink.record(record);
@@ -91,7 +95,10 @@ impl Settle {
                 // retried on a task of its own until it is written, so the answered request is
                 // billed exactly once; the client's response ends now.
                 Err(BillingError::Store(error)) => {
-                    tracing::error!(%error, reservation = ?reservation, "settling failed; retrying until written");
+                    static LOG: LogSample = LogSample::new();
+                    if let Some(skipped) = LOG.sample() {
+                        tracing::error!(%error, reservation = ?reservation, skipped, "settling failed; retrying until written");
+                    }
                     backlog.retry(reservation, settlement, recorded);
                 }
                 Err(error) => tracing::error!(%error, "settling a reservation failed"),
