@@ -36,13 +36,22 @@ pub struct StoredMeter {
 pub const METER_LIMITS: [&str; 3] = ["credit", "tokens", "calls"];
 
 impl CreditBook {
-    /// Sets a budget window's stored row: on first use, or after the budget changed.
+    /// Sets a budget window's stored row: on first use, or after the budget changed. A window
+    /// that left the book while holds in it were open (its budget changed) comes back counting
+    /// those holds and its unwritten debits: they close and are written against it.
     pub fn store_meter(&mut self, id: MeterId, stored: StoredMeter) {
         match self.meters.get_mut(&id) {
             Some(entry) => entry.stored = stored,
             None => {
-                let entry = MeterEntry { stored, unwritten: [0; 3], reserved: [0; 3], last_hold: 0 };
-                self.meters.insert(id, entry);
+                let mut reserved = [0; 3];
+                for hold in self.holds.values().filter(|hold| hold.meters.contains(&id)) {
+                    add3(&mut reserved, [hold.amount, hold.tokens, 1]);
+                }
+                let mut unwritten = [0; 3];
+                for debit in self.queue.iter().filter(|debit| debit.meters.contains(&id)) {
+                    add3(&mut unwritten, [debit.charge.micros(), debit.tokens, i64::from(debit.success)]);
+                }
+                self.meters.insert(id, MeterEntry { stored, unwritten, reserved, last_hold: 0 });
             }
         }
     }

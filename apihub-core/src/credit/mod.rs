@@ -205,18 +205,26 @@ impl CreditBook {
         self.users.entry(user_id).or_default().stored = balance.micros();
     }
 
-    /// Sets a key's stored row: on first use, or after the database row changed.
+    /// Sets a key's stored row: on first use, or after the database row changed. A key that
+    /// left the book while holds on it were open (an administrator changed it) comes back
+    /// counting those holds and its unwritten debits: they close and are written against it.
     pub fn store_key(&mut self, key_id: KeyId, stored: StoredKey) {
         match self.keys.get_mut(&key_id) {
             Some(entry) => entry.stored = stored,
             None => {
-                let entry = KeyEntry {
-                    stored,
-                    unwritten: KeyAmounts::default(),
-                    reserved: KeyAmounts::default(),
-                    last_hold: 0,
-                };
-                self.keys.insert(key_id, entry);
+                let mut reserved = KeyAmounts::default();
+                for hold in self.holds.values().filter(|hold| hold.key_id == key_id) {
+                    reserved.quota = reserved.quota.saturating_add(hold.amount);
+                    reserved.tokens = reserved.tokens.saturating_add(hold.tokens);
+                    reserved.calls += 1;
+                }
+                let mut unwritten = KeyAmounts::default();
+                for debit in self.queue.iter().filter(|debit| debit.key_id == key_id) {
+                    unwritten.quota = unwritten.quota.saturating_add(debit.charge.micros());
+                    unwritten.tokens = unwritten.tokens.saturating_add(debit.tokens);
+                    unwritten.calls += i64::from(debit.success);
+                }
+                self.keys.insert(key_id, KeyEntry { stored, unwritten, reserved, last_hold: 0 });
             }
         }
     }

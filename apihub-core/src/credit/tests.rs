@@ -128,6 +128,33 @@ fn a_forgotten_key_or_window_still_counts_what_its_open_holds_and_unwritten_debi
 }
 
 #[test]
+fn a_key_or_window_back_in_the_book_counts_the_holds_and_debits_taken_before_it_left() {
+    let mut book = book("10", StoredKey { quota_limit: Some(credits("5")), ..StoredKey::default() });
+    let window = MeterId { budget: 3, start: 1_000, end: 2_000 };
+    let stored = StoredMeter { scope: "key", period: Period::Day, limits: [Some(5_000_000), None, None], used: [0; 3] };
+    book.store_meter(window, stored);
+    let open = book.hold_metered(&reservation(1, 7, "0.4", 50), &[window]).unwrap();
+    let settled = book.hold_metered(&reservation(1, 7, "0.3", 20), &[window]).unwrap();
+    book.settle(settled, &settlement("0.25", 30, true)).unwrap();
+    // An administrator changed the key and the budget: both leave the book and are read again.
+    book.forget_key(7);
+    book.forget_meter(window);
+    book.store_key(7, StoredKey { user_id: 1, quota_limit: Some(credits("1")), ..StoredKey::default() });
+    book.store_meter(window, stored);
+    let counters = book.key_counters(7).unwrap();
+    assert_eq!((counters.quota_reserved, counters.quota_used), (credits("0.4"), credits("0.25")));
+    assert_eq!(book.key_commitments(7), Some([650_000, 80, 2]));
+    assert_eq!(book.meter_commitments(window), Some([650_000, 80, 2]));
+    // Closing and writing them leaves nothing negative behind: the key is idle again.
+    book.release(open).unwrap();
+    book.written(&book.to_write(10));
+    assert_eq!(book.key_commitments(7), Some([0; 3]));
+    assert_eq!(book.meter_commitments(window), Some([0; 3]));
+    assert_eq!(book.idle_keys().len(), 1);
+    assert_eq!(book.key_counters(7).unwrap().quota_used, credits("0.25"));
+}
+
+#[test]
 fn a_row_reread_after_writes_counts_each_settlement_once() {
     let mut book = book("10", StoredKey { remaining_calls: Some(3), ..StoredKey::default() });
     for _ in 0..2 {
