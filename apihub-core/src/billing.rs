@@ -91,6 +91,19 @@ pub struct KeyCounters {
     pub calls_reserved: i64,
 }
 
+impl KeyCounters {
+    /// How much more of each limit `hold` needs than the key has left: credit (micros), tokens,
+    /// calls; 0 for a limit the key does not have or that covers the hold.
+    pub fn shortfall(&self, hold: &HoldRequest) -> [i64; 3] {
+        let quota = self.quota_limit.map_or(0, |limit| {
+            self.quota_used.micros() + self.quota_reserved.micros() + hold.amount.micros() - limit.micros()
+        });
+        let tokens = self.token_limit.map_or(0, |limit| self.tokens_used + self.tokens_reserved + hold.tokens - limit);
+        let calls = self.remaining_calls.map_or(0, |left| 1 - (left - self.calls_reserved));
+        [quota.max(0), tokens.max(0), calls.max(0)]
+    }
+}
+
 /// Why a hold was refused or a reservation could not be settled.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {

@@ -1,11 +1,14 @@
-//! The simulated PostgreSQL database: users (`token_balance`, `reserved`), `credit_leases`, the
-//! ledger (`transactions`) and the virtual clock. Each method models one statement or one
-//! transaction of `apihub-server/src/db/leases.rs` (named in its doc) and fails, having changed
-//! nothing, when the calling gateway cannot reach the database.
+//! The simulated PostgreSQL database: users (`token_balance`, `reserved`), keys with their limits
+//! (`api_keys`: `quota_limit`, `token_limit`, `remaining_calls`, what they used and their
+//! `*_reserved` columns), `credit_leases` (of a user's credit, or of a key's limits), the ledger
+//! (`transactions`), the usage log and the virtual clock. Each method models one statement or one
+//! transaction of `apihub-server/src/db/leases/` or `db/lease_writes/` (named in its doc) and
+//! fails, having changed nothing, when the calling gateway cannot reach the database.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use apihub_core::credit::Debit;
+use apihub_core::credit::{Debit, Lease};
+use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 
 use crate::rng::Rng;
@@ -27,6 +30,23 @@ pub struct Faults {
     /// Now and then a batch commits but the gateway is told it failed (a connection lost during
     /// `COMMIT`), so it writes the batch again. Not a protocol fault: the database does this.
     pub lost_commit_acks: bool,
+    /// `grow_key`'s statement reads what a key has free without its `*_reserved` columns (what
+    /// other gateways lease of it), so two gateways can lease the same quota.
+    pub key_free_ignores_reserved: bool,
+    /// A protocol bug injected: a give-back of a key's lease keeps nothing for the key's open
+    /// holds and unwritten debits (`key_commitments` ignored), so they settle beyond any lease.
+    pub key_give_back_keeps_nothing: bool,
+}
+
+impl Faults {
+    /// No fault (`Default` in a `const`).
+    pub const NONE: Faults = Faults {
+        apply_batch_twice: false,
+        node_clock_decides_expiry: false,
+        lost_commit_acks: false,
+        key_free_ignores_reserved: false,
+        key_give_back_keeps_nothing: false,
+    };
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,14 +55,55 @@ pub struct UserRow {
     pub reserved: i64,
 }
 
+/// An `api_keys` row: its limits (`None`: no such limit), what it used, what leases reserve of it
+/// (`*_reserved`: credit in micros, tokens, calls), and the model's own bookkeeping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyRow {
+    pub user: UserId,
+    /// `quota_limit` (micros), `token_limit`, `remaining_calls`.
+    pub limits: [Option<i64>; 3],
+    pub quota_used: i64,
+    pub tokens_used: i64,
+    pub calls_total: i64,
+    pub calls_succeeded: i64,
+    /// `quota_reserved`, `tokens_reserved`, `calls_reserved`.
+    pub reserved: [i64; 3],
+    /// Model only: how far used + reserved (for calls: reserved) may exceed each limit. What an
+    /// administrator's change left above a lowered limit, plus what batches charged beyond leases
+    /// since (each charge beyond a lease is checked against what the README allows).
+    pub slack: [i64; 3],
+    /// Model only: the usage log's length at the last reset (rows before it are not counted).
+    pub usage_from: usize,
+    /// Model only: how many times an administrator changed the key.
+    pub version: u64,
+}
+
+impl KeyRow {
+    /// How far each limit is exceeded (negative: what is free): used + reserved - limit, or for
+    /// calls reserved - remaining calls; `None` for a limit the key does not have.
+    pub fn over(&self) -> [Option<i64>; 3] {
+        let used = [self.quota_used, self.tokens_used, 0];
+        std::array::from_fn(|i| self.limits[i].map(|limit| used[i] + self.reserved[i] - limit))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LeaseRow {
     pub id: i64,
     pub node: NodeId,
     pub user: UserId,
-    pub amount: i64,
+    /// `None`: a lease of the user's credit; else of this key's limits.
+    pub key: Option<KeyId>,
+    /// `amount` (micros), `tokens`, `calls` (a user's lease has only an amount).
+    pub held: [i64; 3],
     /// On the database's clock.
     pub expires_at: i64,
+}
+
+impl LeaseRow {
+    pub fn of(&self) -> Lease {
+        self.key.map_or(Lease::User(self.user), Lease::Key)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,13 +113,45 @@ pub struct LedgerRow {
     pub order_no: String,
 }
 
+/// A usage-log row: what one settlement billed a key (written with its batch).
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    pub key: KeyId,
+    pub request_id: String,
+    pub charge: i64,
+    pub tokens: i64,
+    pub success: bool,
+}
+
 /// What `grow_user`'s statement answers.
 pub struct UserGrant {
     pub free: i64,
     pub granted: Option<i64>,
 }
 
-/// The statement could not run: the database is down or unreachable from this gateway.
+/// What `grow_key`'s statement answers (`KeyGrant`).
+pub struct KeyGrant {
+    pub user: UserId,
+    /// What each limit has free (`None`: no such limit).
+    pub free: [Option<i64>; 3],
+    /// Whether every limit had at least what was asked for.
+    pub granted: bool,
+    /// Model only: the key's version read.
+    pub version: u64,
+    /// What was granted of each (zero for a limit the key does not have).
+    pub got: [i64; 3],
+}
+
+/// What a give-back left of the lease (`Left` of `lease_writes/free.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    Kept,
+    Deleted,
+    Missing,
+}
+
+/// The statement could not run: the database is down or unreachable from this gateway (or, for
+/// a give-back, a `CHECK` refused it: then a violation is recorded too).
 #[derive(Debug)]
 pub struct Unavailable;
 
@@ -67,8 +160,25 @@ pub struct Unavailable;
 pub struct InDoubt {
     /// How many settlements it applied.
     pub debits: usize,
-    /// What it consumed of each user's lease.
-    pub consumed: BTreeMap<UserId, i64>,
+    /// What it consumed of each of the node's leases.
+    pub consumed: BTreeMap<LeaseKey, [i64; 3]>,
+}
+
+/// A lease's identity within a node, ordered (`Lease` is not `Ord`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LeaseKey {
+    User(UserId),
+    Key(KeyId),
+}
+
+impl From<Lease> for LeaseKey {
+    fn from(lease: Lease) -> LeaseKey {
+        match lease {
+            Lease::Key(key) => LeaseKey::Key(key),
+            Lease::User(user) => LeaseKey::User(user),
+            Lease::Meter(..) => unreachable!("budget windows are not modelled"),
+        }
+    }
 }
 
 pub struct Db {
@@ -78,10 +188,12 @@ pub struct Db {
     pub clock_offset: i64,
     pub rng: Rng,
     pub users: BTreeMap<UserId, UserRow>,
+    pub keys: BTreeMap<KeyId, KeyRow>,
     pub leases: Vec<LeaseRow>,
     next_lease: i64,
     next_node: NodeId,
     pub ledger: Vec<LedgerRow>,
+    pub usage: Vec<UsageRow>,
     /// Settlements applied by batches, by request id (zero charges write no ledger row, so the
     /// model counts them here).
     pub applied: HashMap<String, u32>,
@@ -97,10 +209,23 @@ pub struct Db {
     /// Per user: charges the README allows beyond a lease: billed overage, and what holds and
     /// settlements open when a gateway's leases lapsed were charged.
     pub allowed: HashMap<UserId, i64>,
-    /// Request ids open or unwritten on a gateway when its leases lapsed.
+    /// Per key: credit, tokens and successful calls a batch counted beyond the key's lease.
+    pub key_excess: HashMap<KeyId, [i64; 3]>,
+    /// Per key: what the README allows of that (billed overage of credit and tokens beyond the
+    /// hold; everything of a request whose gateway's key lease lapsed).
+    pub key_allowed: HashMap<KeyId, [i64; 3]>,
+    /// Request ids open or unwritten on a gateway when its lease of their user lapsed.
     pub lapsed: HashSet<String>,
-    /// Leases reclaimed since the world last looked: `(node, user)`.
-    pub reclaimed: Vec<(NodeId, UserId)>,
+    /// Request ids open or unwritten on a gateway when its lease of their key lapsed.
+    pub lapsed_keys: HashSet<String>,
+    /// Request ids and the limits of their key that no lease bounds for them: limits an
+    /// administrator added while they were in flight, or that their gateway's book did not have
+    /// when it took the hold (it had not heard of the change yet).
+    pub unbounded: HashMap<String, [bool; 3]>,
+    /// Tokens each request held (its token overage is what it bills beyond them).
+    pub held_tokens: HashMap<String, i64>,
+    /// Leases reclaimed since the world last looked: `(node, lease)`.
+    pub reclaimed: Vec<(NodeId, Lease)>,
     /// Violations seen while applying (a settlement applied twice).
     pub violations: Vec<String>,
     /// `credit_batches`: each batch written, by node id and first sequence number, to its last.
@@ -117,10 +242,12 @@ impl Db {
             clock_offset,
             rng,
             users: BTreeMap::new(),
+            keys: BTreeMap::new(),
             leases: Vec::new(),
             next_lease: 1,
             next_node: 0,
             ledger: Vec::new(),
+            usage: Vec::new(),
             applied: HashMap::new(),
             outage: false,
             partitioned: HashSet::new(),
@@ -128,7 +255,12 @@ impl Db {
             faults,
             excess: HashMap::new(),
             allowed: HashMap::new(),
+            key_excess: HashMap::new(),
+            key_allowed: HashMap::new(),
             lapsed: HashSet::new(),
+            lapsed_keys: HashSet::new(),
+            unbounded: HashMap::new(),
+            held_tokens: HashMap::new(),
             reclaimed: Vec::new(),
             violations: Vec::new(),
             batches: HashMap::new(),
@@ -136,13 +268,13 @@ impl Db {
         }
     }
 
-    /// The database's clock (`DB_NOW`, `clock_timestamp()`).
     /// A fresh node id (a gateway's start draws a new UUID).
     pub fn new_node(&mut self) -> NodeId {
         self.next_node += 1;
         self.next_node
     }
 
+    /// The database's clock (`DB_NOW`, `clock_timestamp()`).
     pub fn clock(&self) -> i64 {
         self.time + self.clock_offset
     }
@@ -161,19 +293,52 @@ impl Db {
         Ok(())
     }
 
+    /// The stamp a grant or renewal measures expiry from: the database's clock, unless a fault
+    /// says the gateway's.
+    fn stamp(&self, node_clock: i64) -> i64 {
+        if self.faults.node_clock_decides_expiry { node_clock } else { self.clock() }
+    }
+
     pub fn add_user(&mut self, user: UserId, balance: i64) {
         self.users.insert(user, UserRow { token_balance: balance, reserved: 0 });
         self.ledger.push(LedgerRow { user, amount: balance, order_no: format!("opening-{user}") });
     }
 
-    pub fn lease(&self, node: NodeId, user: UserId) -> Option<&LeaseRow> {
-        self.leases.iter().find(|l| l.node == node && l.user == user)
+    /// A new key of `user` with these limits (`create_keys`).
+    pub fn add_key(&mut self, key: KeyId, user: UserId, limits: [Option<i64>; 3]) {
+        let usage_from = self.usage.len();
+        self.keys.insert(key, KeyRow { user, limits, usage_from, ..KeyRow::default() });
+    }
+
+    /// `node`'s lease of `lease` (a user's credit or a key's limits).
+    pub fn lease(&self, node: NodeId, lease: Lease) -> Option<&LeaseRow> {
+        self.leases.iter().find(|l| l.node == node && l.of() == lease)
+    }
+
+    /// What `node`'s lease of `lease` holds: credit (micros), tokens, calls (zero: no lease).
+    pub fn held(&self, node: NodeId, lease: Lease) -> [i64; 3] {
+        self.lease(node, lease).map_or([0; 3], |l| l.held)
+    }
+
+    /// Adds `got` to `node`'s lease of `lease` (`ON CONFLICT … DO UPDATE`), stamping its expiry.
+    fn add_to_lease(&mut self, node: NodeId, user: UserId, key: Option<KeyId>, got: [i64; 3], stamp: i64) {
+        let expires_at = stamp + LEASE_TTL;
+        match self.leases.iter_mut().find(|l| l.node == node && l.user == user && l.key == key) {
+            Some(lease) => {
+                lease.held.iter_mut().zip(got).for_each(|(held, got)| *held += got);
+                lease.expires_at = expires_at;
+            }
+            None => {
+                let id = self.next_lease;
+                self.next_lease += 1;
+                self.leases.push(LeaseRow { id, node, user, key, held: got, expires_at });
+            }
+        }
     }
 
     /// `grow_user`'s one statement: `u` locks the user and reads what is free; `g` moves
     /// `GREATEST(min, LEAST(want, free / 2))` into `users.reserved` when `free >= min`; `l` adds
     /// it to this node's lease (`ON CONFLICT … DO UPDATE`), stamping `expires_at = DB_NOW + TTL`.
-    /// `stamp` is the clock the expiry is measured from (the database's unless a fault says).
     pub fn grant_user(
         &mut self,
         node: NodeId,
@@ -183,7 +348,7 @@ impl Db {
         node_clock: i64,
     ) -> Result<UserGrant, Unavailable> {
         self.round_trip(node)?;
-        let stamp = if self.faults.node_clock_decides_expiry { node_clock } else { self.clock() };
+        let stamp = self.stamp(node_clock);
         let row = self.users.get_mut(&user).expect("the simulation's users exist");
         let free = row.token_balance - row.reserved;
         if free < min {
@@ -191,57 +356,100 @@ impl Db {
         }
         let granted = min.max(want.min(free / 2));
         row.reserved += granted;
-        match self.leases.iter_mut().find(|l| l.node == node && l.user == user) {
-            Some(lease) => {
-                lease.amount += granted;
-                lease.expires_at = stamp + LEASE_TTL;
-            }
-            None => {
-                let id = self.next_lease;
-                self.next_lease += 1;
-                self.leases.push(LeaseRow { id, node, user, amount: granted, expires_at: stamp + LEASE_TTL });
-            }
-        }
+        self.add_to_lease(node, user, None, [granted, 0, 0], stamp);
         Ok(UserGrant { free, granted: Some(granted) })
     }
 
-    /// `renew`: `UPDATE credit_leases SET expires_at = DB_NOW + TTL WHERE node_id = $1`; the users
-    /// whose leases it touched (`RETURNING user_id`: before fix A only their number was used).
-    pub fn renew(&mut self, node: NodeId, node_clock: i64) -> Result<Vec<UserId>, Unavailable> {
+    /// `grow_key`'s one statement: `k` locks the key and reads what each limit has free
+    /// (`limit - used - reserved`, NULL without the limit); `s` sizes each grant as
+    /// `GREATEST(min, LEAST(want, free / 2))` (0 without the limit), granted when every limit has
+    /// at least `min`; `g` adds the grants to `api_keys.*_reserved` and `l` to this node's lease
+    /// (`ON CONFLICT (node_id, key_id) … DO UPDATE`) when anything is granted. `None`: no such key
+    /// (deleted).
+    pub fn grant_key(
+        &mut self,
+        node: NodeId,
+        key: KeyId,
+        min: [i64; 3],
+        want: [i64; 3],
+        node_clock: i64,
+    ) -> Result<Option<KeyGrant>, Unavailable> {
         self.round_trip(node)?;
-        let stamp = if self.faults.node_clock_decides_expiry { node_clock } else { self.clock() };
+        let stamp = self.stamp(node_clock);
+        let ignore_reserved = self.faults.key_free_ignores_reserved;
+        let Some(row) = self.keys.get_mut(&key) else { return Ok(None) };
+        let used = [row.quota_used, row.tokens_used, 0];
+        let reserved = if ignore_reserved { [0; 3] } else { row.reserved };
+        let free: [Option<i64>; 3] = std::array::from_fn(|i| row.limits[i].map(|limit| limit - used[i] - reserved[i]));
+        let got: [i64; 3] = std::array::from_fn(|i| free[i].map_or(0, |free| min[i].max(want[i].min(free / 2))));
+        let granted = (0..3).all(|i| free[i].is_none_or(|free| free >= min[i]));
+        let (user, version) = (row.user, row.version);
+        if granted && got.iter().sum::<i64>() > 0 {
+            row.reserved.iter_mut().zip(got).for_each(|(reserved, got)| *reserved += got);
+            self.add_to_lease(node, user, Some(key), got, stamp);
+        }
+        Ok(Some(KeyGrant { user, free, granted, got, version }))
+    }
+
+    /// `renew`: `UPDATE credit_leases SET expires_at = DB_NOW + TTL WHERE node_id = $1`; the
+    /// leases it touched (`RETURNING user_id, key_id`: before fix A only their number was used).
+    pub fn renew(&mut self, node: NodeId, node_clock: i64) -> Result<Vec<Lease>, Unavailable> {
+        self.round_trip(node)?;
+        let stamp = self.stamp(node_clock);
         let mine = self.leases.iter_mut().filter(|l| l.node == node);
         Ok(mine
             .map(|lease| {
                 lease.expires_at = stamp + LEASE_TTL;
-                lease.user
+                lease.of()
             })
             .collect())
     }
 
-    /// `grow_key`'s statement for a key without limits: it grants nothing and records no lease.
-    pub fn read_key(&mut self, node: NodeId) -> Result<(), Unavailable> {
-        self.round_trip(node)
+    /// `shrink` with `free_lease`, one transaction: the user or key is locked, then this node's
+    /// lease of it gives back `max(held - keep, 0)` of each (`beyond`) to the user's `reserved`
+    /// or the key's `*_reserved` (`unreserve`), and is deleted when that is all of it
+    /// (`take_from_lease`). A lease left negative (a `keep` below zero) breaks the table's `CHECK
+    /// (amount >= 0)`: the transaction fails, and the model records a violation.
+    pub fn shrink(&mut self, node: NodeId, lease: Lease, keep: [i64; 3]) -> Result<Left, Unavailable> {
+        self.round_trip(node)?;
+        let Some(at) = self.leases.iter().position(|l| l.node == node && l.of() == lease) else {
+            return Ok(Left::Missing);
+        };
+        let held = self.leases[at].held;
+        let back: [i64; 3] = std::array::from_fn(|i| (held[i] - keep[i]).max(0));
+        if (0..3).any(|i| held[i] - back[i] < 0) {
+            self.violations
+                .push(format!("node {node}: giving back {lease:?} to keep {keep:?} of {held:?} breaks a CHECK"));
+            return Err(Unavailable);
+        }
+        let left = if back == held {
+            self.leases.remove(at);
+            Left::Deleted
+        } else {
+            self.leases[at].held.iter_mut().zip(back).for_each(|(held, back)| *held -= back);
+            Left::Kept
+        };
+        self.unreserve(lease, back);
+        Ok(left)
     }
 
-    /// `shrink` with `free_lease` and `take_from_lease`, one transaction: the node's lease of the
-    /// user gives back `max(amount - keep, 0)`, and is deleted when that is all of it.
-    pub fn shrink(&mut self, node: NodeId, user: UserId, keep: i64) -> Result<(), Unavailable> {
-        self.round_trip(node)?;
-        let Some(at) = self.leases.iter().position(|l| l.node == node && l.user == user) else { return Ok(()) };
-        let back = (self.leases[at].amount - keep).max(0);
-        if back == self.leases[at].amount {
-            self.leases.remove(at);
-        } else {
-            self.leases[at].amount -= back;
+    /// `unreserve`: `back` leaves the user's `reserved` or the key's `*_reserved` (a deleted
+    /// key's leases went with it).
+    fn unreserve(&mut self, lease: Lease, back: [i64; 3]) {
+        match lease {
+            Lease::User(user) => self.users.get_mut(&user).expect("user").reserved -= back[0],
+            Lease::Key(key) => {
+                if let Some(row) = self.keys.get_mut(&key) {
+                    row.reserved.iter_mut().zip(back).for_each(|(reserved, back)| *reserved -= back);
+                }
+            }
+            Lease::Meter(..) => unreachable!("budget windows are not modelled"),
         }
-        self.users.get_mut(&user).expect("user").reserved -= back;
-        Ok(())
     }
 
     /// `reclaim_expired`: one `SELECT … WHERE expires_at < DB_NOW`, then per lease one
-    /// transaction that deletes it if it is still expired and gives its amount back
-    /// (`unreserve`). Returns how many were freed.
+    /// transaction that locks its owner (`lock_owner`), deletes it if it is still expired and
+    /// gives it back (`unreserve`). Returns how many were freed.
     pub fn reclaim_expired(&mut self, node: NodeId) -> Result<usize, Unavailable> {
         self.round_trip(node)?;
         let now = self.clock();
@@ -252,8 +460,8 @@ impl Db {
             let now = self.clock();
             let Some(at) = self.leases.iter().position(|l| l.id == id && l.expires_at < now) else { continue };
             let lease = self.leases.remove(at);
-            self.users.get_mut(&lease.user).expect("user").reserved -= lease.amount;
-            self.reclaimed.push((lease.node, lease.user));
+            self.unreserve(lease.of(), lease.held);
+            self.reclaimed.push((lease.node, lease.of()));
             freed += 1;
         }
         Ok(freed)
@@ -262,9 +470,10 @@ impl Db {
     /// `write_debits`, one transaction: with `record` (`record_batch`), the batch is recorded by
     /// its node id and first sequence number, and one recorded before counts as written up to
     /// the last it recorded; then per user, this node's lease pays first
-    /// (`consumed = LEAST(amount, total)`), `token_balance -= total`, `reserved -= consumed`; a
-    /// consume row per positive charge, a request id already in the ledger getting `#seq`.
-    /// Returns the sequence number up to which the batch is written.
+    /// (`consumed = LEAST(amount, total)`), `token_balance -= total`, `reserved -= consumed`; per
+    /// key the same for credit, tokens and successful calls (`consume_lease`), its counters grow
+    /// by all of it; a consume row per positive charge, a request id already in the ledger
+    /// getting `#seq`. Returns the sequence number up to which the batch is written.
     pub fn write_debits(&mut self, node: NodeId, batch: &[Debit], record: bool) -> Result<u64, Unavailable> {
         self.round_trip(node)?;
         let first = batch.first().map_or(0, |debit| debit.seq);
@@ -289,10 +498,11 @@ impl Db {
         Ok(last)
     }
 
-    /// What batches in doubt consumed of `node`'s lease of `user` (its book does not know yet).
-    pub fn in_doubt_consumed(&self, node: NodeId, user: UserId) -> i64 {
+    /// What batches in doubt consumed of `node`'s lease of `lease` (its book does not know yet).
+    pub fn in_doubt_consumed(&self, node: NodeId, lease: Lease) -> [i64; 3] {
         let mine = self.in_doubt.iter().filter(|((n, _), _)| *n == node);
-        mine.map(|(_, batch)| batch.consumed.get(&user).copied().unwrap_or(0)).sum()
+        let consumed = mine.filter_map(|(_, batch)| batch.consumed.get(&LeaseKey::from(lease)));
+        consumed.fold([0; 3], |sum, c| std::array::from_fn(|i| sum[i] + c[i]))
     }
 
     /// A gateway with these node ids is gone: its batches in doubt were applied (they are not
@@ -307,25 +517,57 @@ impl Db {
         self.in_doubt.values().map(|batch| batch.debits).sum()
     }
 
-    fn apply_batch(&mut self, node: NodeId, batch: &[Debit], consumed_by: &mut BTreeMap<UserId, i64>) {
+    /// Takes `total` out of `node`'s lease of `lease`, as far as it holds: what it consumed.
+    fn consume(&mut self, node: NodeId, lease: Lease, total: [i64; 3]) -> [i64; 3] {
+        match self.leases.iter_mut().find(|l| l.node == node && l.of() == lease) {
+            Some(lease) => {
+                let consumed = std::array::from_fn(|i| lease.held[i].min(total[i]));
+                lease.held.iter_mut().zip(consumed).for_each(|(held, consumed)| *held -= consumed);
+                consumed
+            }
+            None => [0; 3],
+        }
+    }
+
+    fn apply_batch(&mut self, node: NodeId, batch: &[Debit], consumed_by: &mut BTreeMap<LeaseKey, [i64; 3]>) {
         let mut totals: BTreeMap<UserId, i64> = BTreeMap::new();
+        // Per key: credit, tokens, calls, successes (`batch_totals`).
+        let mut key_totals: BTreeMap<KeyId, [i64; 4]> = BTreeMap::new();
         for debit in batch {
             *totals.entry(debit.user_id).or_default() += debit.charge.micros();
+            let add = [debit.charge.micros(), debit.tokens, 1, i64::from(debit.success)];
+            let total = key_totals.entry(debit.key_id).or_default();
+            total.iter_mut().zip(add).for_each(|(total, add)| *total += add);
         }
         for (user, total) in totals {
-            let consumed = match self.leases.iter_mut().find(|l| l.node == node && l.user == user) {
-                Some(lease) => {
-                    let consumed = lease.amount.min(total);
-                    lease.amount -= consumed;
-                    consumed
-                }
-                None => 0,
-            };
-            *consumed_by.entry(user).or_default() += consumed;
+            let consumed = self.consume(node, Lease::User(user), [total, 0, 0])[0];
+            consumed_by.entry(LeaseKey::User(user)).or_default()[0] += consumed;
             let row = self.users.get_mut(&user).expect("user");
             row.token_balance -= total;
             row.reserved -= consumed;
             *self.excess.entry(user).or_default() += total - consumed;
+        }
+        for (key, [quota, tokens, calls, successes]) in key_totals {
+            let counted = [quota, tokens, successes];
+            let consumed = self.consume(node, Lease::Key(key), counted);
+            let sum = consumed_by.entry(LeaseKey::Key(key)).or_default();
+            sum.iter_mut().zip(consumed).for_each(|(sum, consumed)| *sum += consumed);
+            // A deleted key's row is gone (and its leases with it): nothing to update.
+            let Some(row) = self.keys.get_mut(&key) else { continue };
+            row.quota_used += quota.max(0);
+            row.tokens_used += tokens.max(0);
+            row.calls_total += calls;
+            row.calls_succeeded += successes;
+            row.limits[2] = row.limits[2].map(|left| (left - successes).max(0));
+            // Only a limit the key has counts (a lease holds nothing of one it does not have).
+            let excess: [i64; 3] =
+                std::array::from_fn(|i| if row.limits[i].is_some() { counted[i] - consumed[i] } else { 0 });
+            for i in 0..3 {
+                row.reserved[i] -= consumed[i];
+                row.slack[i] += excess[i];
+            }
+            let sum = self.key_excess.entry(key).or_default();
+            sum.iter_mut().zip(excess).for_each(|(sum, excess)| *sum += excess);
         }
         for debit in batch {
             let id = &debit.request_id;
@@ -338,6 +580,29 @@ impl Db {
             // request whose gateway's leases lapsed.
             let allowed = if self.lapsed.contains(id) { debit.charge.micros() } else { debit.overage.micros() };
             *self.allowed.entry(debit.user_id).or_default() += allowed;
+            // Of a key: credit and tokens billed beyond the hold; a successful call never (the
+            // hold took it); but all of a limit no lease bounds for the request (its gateway's
+            // lease of the key lapsed, or the limit is newer than its hold).
+            let all = [debit.charge.micros(), debit.tokens, i64::from(debit.success)];
+            let held = self.held_tokens.get(id).copied().unwrap_or(0);
+            let beyond = [debit.overage.micros(), (debit.tokens - held).max(0), 0];
+            let lapsed = self.lapsed_keys.contains(id);
+            let unbounded = self.unbounded.get(id).copied().unwrap_or_default();
+            let key_allowed: [i64; 3] =
+                std::array::from_fn(|i| if lapsed || unbounded[i] { all[i] } else { beyond[i] });
+            if let Some(row) = self.keys.get(&debit.key_id) {
+                let sum = self.key_allowed.entry(debit.key_id).or_default();
+                for i in (0..3).filter(|i| row.limits[*i].is_some()) {
+                    sum[i] += key_allowed[i];
+                }
+                self.usage.push(UsageRow {
+                    key: debit.key_id,
+                    request_id: id.clone(),
+                    charge: debit.charge.micros(),
+                    tokens: debit.tokens,
+                    success: debit.success,
+                });
+            }
             if debit.charge.is_positive() {
                 let taken = self.ledger.iter().any(|row| row.order_no == *id);
                 let order_no = if taken { format!("{id}#{}", debit.seq) } else { id.clone() };
@@ -365,4 +630,39 @@ impl Db {
         self.ledger.push(LedgerRow { user, amount, order_no });
         Ok(true)
     }
+
+    /// An administrator's change to a key (`update_key`, `reset_key_usage`, `delete_key` of
+    /// db/keys.rs), one transaction that leaves `*_reserved` and the leases alone (a deletion
+    /// takes the key's leases with it: `ON DELETE CASCADE`). Whether the key was there.
+    pub fn change_key(&mut self, node: NodeId, key: KeyId, change: KeyChange) -> Result<bool, Unavailable> {
+        self.round_trip(node)?;
+        let usage_len = self.usage.len();
+        let Some(row) = self.keys.get_mut(&key) else { return Ok(false) };
+        row.version += 1;
+        match change {
+            KeyChange::Limits(limits) => row.limits = limits,
+            KeyChange::Reset => {
+                (row.quota_used, row.tokens_used, row.calls_total, row.calls_succeeded) = (0, 0, 0, 0);
+                row.usage_from = usage_len;
+            }
+            KeyChange::Delete => {
+                self.keys.remove(&key);
+                self.leases.retain(|l| l.key != Some(key));
+                return Ok(true);
+            }
+        }
+        // What the change leaves above a limit is the administrator's doing, not a lease's.
+        row.slack = row.over().map(|over| over.unwrap_or(0).max(0));
+        Ok(true)
+    }
+}
+
+/// An administrator's change to a key.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyChange {
+    /// New limits (`quota_limit`, `token_limit`, `remaining_calls`; `None` lifts one).
+    Limits([Option<i64>; 3]),
+    /// Its usage counters back to zero.
+    Reset,
+    Delete,
 }

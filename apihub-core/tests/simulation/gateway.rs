@@ -1,15 +1,18 @@
-//! A simulated gateway: the real [`CreditBook`] driven as `LeaseEngine` (leases.rs) drives it,
-//! against the simulated database. Each method names the function of leases.rs it models; the
-//! order lock is implicit (a step runs to its end before the next begins).
+//! A simulated gateway: the real [`CreditBook`] driven as `LeaseEngine` (`db/leases/`) drives
+//! it, against the simulated database. Each method names the function it models; the order lock
+//! is implicit (a step runs to its end before the next begins).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use apihub_core::Money;
-use apihub_core::billing::{BillingError, HoldRequest, NewReservation, ReservationId, Settlement};
-use apihub_core::credit::{CreditBook, Debit, HoldError, StoredKey};
+use apihub_core::billing::{
+    BillingError, HoldRequest, NewReservation, ReservationId, Settlement, UserFunds, check_hold,
+};
+use apihub_core::credit::{CreditBook, Debit, HoldError, Lease, StoredKey};
+use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 
-use crate::db::{Db, LEASE_TTL, NodeId, Unavailable};
+use crate::db::{Db, LEASE_TTL, Left, NodeId, Unavailable};
 
 pub const HEARTBEAT: i64 = 5_000;
 pub const VALIDITY_MARGIN: i64 = 3_000;
@@ -42,6 +45,10 @@ pub struct Protocol {
     /// transaction (`credit_batches`); written again after its acknowledgement was lost, it
     /// counts as written instead of being applied twice.
     pub record_batches: bool,
+    /// Fix E: a give-back whose first write fails still forgets the keys it was asked to give
+    /// back (their leases are strays then, given back after the next renewal), so that a key an
+    /// administrator changed is read again.
+    pub forget_keys_when_give_back_fails: bool,
 }
 
 impl Protocol {
@@ -51,6 +58,7 @@ impl Protocol {
         retire_lapsed_book: true,
         restore_failed_give_back: true,
         record_batches: true,
+        forget_keys_when_give_back_fails: true,
     };
     /// leases.rs before issue #12's fixes, which the simulation found needed.
     pub const BEFORE_FIXES: Protocol = Protocol {
@@ -58,6 +66,7 @@ impl Protocol {
         retire_lapsed_book: false,
         restore_failed_give_back: false,
         record_batches: false,
+        forget_keys_when_give_back_fails: false,
     };
 }
 
@@ -68,17 +77,16 @@ pub struct Request {
     /// The node id of the book that holds it (an older one when that book was retired).
     pub node: NodeId,
     pub user: UserId,
+    pub key: KeyId,
     pub request_id: String,
     pub amount: i64,
-}
-
-/// The key every request of `user` uses: a key without limits (its lease grants nothing).
-pub fn key_of(user: UserId) -> i64 {
-    1_000 + user
+    pub tokens: i64,
 }
 
 pub struct Gateway {
     pub node: NodeId,
+    /// The node id it started with: which process this is.
+    pub started_as: NodeId,
     pub book: CreditBook,
     /// With fix B: books retired when their leases lapsed, under their node ids.
     retired: Vec<(NodeId, CreditBook)>,
@@ -91,10 +99,16 @@ pub struct Gateway {
     /// `valid_until` (monotonic).
     pub valid_until: Option<i64>,
     /// With fix A: when each lease was last asked to be granted or renewed (monotonic).
-    asked: HashMap<UserId, i64>,
-    /// `Sizes::user_grants` and `Sizes::idle_users`.
+    asked: HashMap<Lease, i64>,
+    /// `Sizes`: the last growths, the keys known (`public_ids`: those a revocation gives back),
+    /// the entries idle at the last sweep.
     user_grants: HashMap<UserId, i64>,
+    key_grants: HashMap<KeyId, [i64; 3]>,
+    known_keys: HashSet<KeyId>,
+    /// Model only: the version of each key in the book when it entered it.
+    key_versions: HashMap<KeyId, u64>,
     idle_users: HashMap<UserId, ReservationId>,
+    idle_keys: HashMap<KeyId, ReservationId>,
     last_renewal: i64,
     last_reclaim: i64,
     next_tick: i64,
@@ -110,6 +124,7 @@ impl Gateway {
         let mono = db.time + mono_offset;
         Gateway {
             node,
+            started_as: node,
             book: CreditBook::default(),
             retired: Vec::new(),
             open: Vec::new(),
@@ -119,7 +134,11 @@ impl Gateway {
             valid_until: None,
             asked: HashMap::new(),
             user_grants: HashMap::new(),
+            key_grants: HashMap::new(),
+            known_keys: HashSet::new(),
+            key_versions: HashMap::new(),
             idle_users: HashMap::new(),
+            idle_keys: HashMap::new(),
             last_renewal: mono,
             last_reclaim: mono - RECLAIM_EVERY,
             next_tick: mono + IDLE_SWEEP,
@@ -148,8 +167,11 @@ impl Gateway {
             return;
         }
         self.valid_until = None;
-        db.lapsed.extend(self.open.iter().map(|r| r.request_id.clone()));
-        db.lapsed.extend(self.book.to_write(usize::MAX).into_iter().map(|d| d.request_id));
+        let open = self.open.iter().map(|r| r.request_id.clone());
+        let lapsed: Vec<String> =
+            open.chain(self.book.to_write(usize::MAX).into_iter().map(|d| d.request_id)).collect();
+        db.lapsed.extend(lapsed.iter().cloned());
+        db.lapsed_keys.extend(lapsed);
         if self.protocol.retire_lapsed_book {
             let successor = self.book.successor();
             let old = std::mem::replace(&mut self.book, successor);
@@ -159,16 +181,20 @@ impl Gateway {
             self.book.forget_all();
         }
         self.user_grants.clear();
+        self.key_grants.clear();
+        self.known_keys.clear();
+        self.key_versions.clear();
         self.idle_users.clear();
+        self.idle_keys.clear();
         self.asked.clear();
     }
 
     /// `renewed`: the leases are alive until `asked_at + TTL - margin`, by this clock. With fix A
     /// that holds for the lease(s) just asked for, and the gateway trusts the oldest.
-    fn renewed(&mut self, asked_at: i64, users: &[UserId]) {
+    fn renewed(&mut self, asked_at: i64, leases: &[Lease]) {
         if self.protocol.validity_per_lease {
-            users.iter().for_each(|user| {
-                self.asked.insert(*user, asked_at);
+            leases.iter().for_each(|lease| {
+                self.asked.insert(*lease, asked_at);
             });
             self.valid_until = self.asked.values().min().map(|oldest| oldest + LEASE_TTL - VALIDITY_MARGIN);
             return;
@@ -179,11 +205,20 @@ impl Gateway {
         }
     }
 
-    /// `reserve`: a hold from the book, growing the lease while it is short.
-    pub fn reserve(&mut self, db: &mut Db, user: UserId, amount: i64, request_id: String) -> Result<(), String> {
+    /// `reserve`: a hold from the book, growing the leases while they are short.
+    /// `hold` is the credit (micros) and tokens held.
+    pub fn reserve(
+        &mut self,
+        db: &mut Db,
+        user: UserId,
+        key: KeyId,
+        hold: [i64; 2],
+        request_id: String,
+    ) -> Result<(), String> {
         self.check_validity(db);
-        let hold = HoldRequest { amount: Money::from_micros(amount), tokens: 0 };
-        let new = NewReservation { user_id: user, key_id: key_of(user), request_id: request_id.clone(), hold };
+        let [amount, tokens] = hold;
+        let hold = HoldRequest { amount: Money::from_micros(amount), tokens };
+        let new = NewReservation { user_id: user, key_id: key, request_id: request_id.clone(), hold };
         let mut transient = TRANSIENT_RETRIES;
         for _ in 0..MAX_ROUNDS {
             let grown = match self.book.hold(&new) {
@@ -191,12 +226,16 @@ impl Gateway {
                 Err(HoldError::UserNotLoaded(_) | HoldError::Refused(BillingError::InsufficientBalance { .. })) => {
                     Some(self.grow_user(db, &new))
                 }
-                Err(HoldError::KeyNotLoaded(_)) => Some(self.grow_key(db, &new)),
+                Err(HoldError::KeyNotLoaded(_) | HoldError::Refused(BillingError::KeyLimit { .. })) => {
+                    Some(self.grow_key(db, &new))
+                }
                 Err(other) => return Err(format!("{other:?}")),
             };
             match grown {
                 Some(Ok(Some(id))) => {
-                    self.open.push(Request { id, node: self.node, user, request_id, amount });
+                    // Model only: its token overage is what it bills beyond these.
+                    db.held_tokens.insert(request_id.clone(), tokens);
+                    self.open.push(Request { id, node: self.node, user, key, request_id, amount, tokens });
                     return Ok(());
                 }
                 Some(Ok(None)) | None => {}
@@ -242,7 +281,7 @@ impl Gateway {
         let grant = db.grant_user(self.node, user, min, want, wall)?;
         match grant.granted {
             Some(granted) => {
-                self.renewed(asked_at, &[user]);
+                self.renewed(asked_at, &[Lease::User(user)]);
                 self.book.grant_user(user, Money::from_micros(granted));
                 self.user_grants.insert(user, granted);
                 self.hold_now(new)
@@ -252,12 +291,53 @@ impl Gateway {
         }
     }
 
-    /// `grow_key` for a key without limits: written settlements first, then one statement that
-    /// grants nothing and records no lease; the key enters the book without limits.
+    /// `grow_key`: written settlements first; a key in the book whose limits fit the hold takes
+    /// it; else one conditional grant of at least what the hold lacks on each limit the key has
+    /// (on first use: the whole hold and one call), at most half of what each has free, aiming at
+    /// twice the last growth. The grant enters the book (`grant_key`), or the key does with the
+    /// grant as its limits (`store_key`); a limit the database no longer has leaves the book.
     fn grow_key(&mut self, db: &mut Db, new: &NewReservation) -> Result<Option<ReservationId>, Grow> {
+        let key = new.key_id;
         self.write_queued(db)?;
-        db.read_key(self.node)?;
-        self.book.store_key(new.key_id, StoredKey { user_id: new.user_id, ..StoredKey::default() });
+        let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
+        let min = match self.book.key_counters(key) {
+            Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => return self.hold_now(new),
+            Some(counters) => counters.shortfall(&new.hold),
+            None => [new.hold.amount.micros().max(0), new.hold.tokens.max(0), 1],
+        };
+        let last = self.key_grants.get(&key).copied().unwrap_or_default();
+        let want: [i64; 3] = std::array::from_fn(|i| min[i].saturating_mul(GROWTH).max(last[i].saturating_mul(2)));
+        let asked_at = self.mono(db);
+        let wall = self.wall(db);
+        let Some(grant) = db.grant_key(self.node, key, min, want, wall)? else {
+            return Err(Grow::Refused("no such key".into()));
+        };
+        if grant.user != new.user_id {
+            return Err(Grow::Refused("no such key".into()));
+        }
+        if !grant.granted {
+            return Err(Grow::Refused(format!("key limit: {:?} free, {min:?} needed", grant.free)));
+        }
+        if grant.got.iter().sum::<i64>() > 0 {
+            self.renewed(asked_at, &[Lease::Key(key)]);
+        }
+        let [quota, tokens, calls] = grant.got;
+        let quota = grant.free[0].map(|_| Money::from_micros(quota));
+        let (tokens, calls) = (grant.free[1].map(|_| tokens), grant.free[2].map(|_| calls));
+        if !self.book.grant_key(key, quota, tokens, calls) {
+            let stored = StoredKey {
+                user_id: grant.user,
+                quota_limit: quota,
+                token_limit: tokens,
+                remaining_calls: calls,
+                tokens_used: 0,
+                quota_used: Money::ZERO,
+            };
+            self.book.store_key(key, stored);
+            self.key_versions.insert(key, grant.version);
+        }
+        self.key_grants.insert(key, grant.got);
+        self.known_keys.insert(key);
         self.hold_now(new)
     }
 
@@ -269,11 +349,11 @@ impl Gateway {
         &mut self.retired.iter_mut().find(|(id, _)| *id == node).expect("a retired book").1
     }
 
-    /// `settle`: the whole charge, even above the hold; the debit is queued.
-    pub fn settle(&mut self, at: usize, charge: i64) -> Debit {
+    /// `settle`: the whole charge and all tokens, even above the hold; the debit is queued.
+    pub fn settle(&mut self, at: usize, charge: i64, tokens: i64, success: bool) -> Debit {
         let request = self.open.swap_remove(at);
-        let settlement =
-            Settlement { charge: Money::from_micros(charge), tokens: 0, success: true, description: "sim".into() };
+        let charge = Money::from_micros(charge);
+        let settlement = Settlement { charge, tokens, success, description: "sim".into() };
         self.book_of(request.node).settle(request.id, &settlement).expect("an open hold settles").1
     }
 
@@ -283,19 +363,40 @@ impl Gateway {
         self.book_of(request.node).release(request.id).expect("an open hold is released");
     }
 
-    /// The lease `(node, user)` was reclaimed: what its requests in flight and unwritten
+    /// The lease `(node, lease)` was reclaimed: what its requests in flight and unwritten
     /// settlements charge is what the README allows beyond a lease.
-    pub fn lease_lapsed(&self, db: &mut Db, node: NodeId, user: UserId) {
+    pub fn lease_lapsed(&self, db: &mut Db, node: NodeId, lease: Lease) {
         let book = if node == self.node {
             Some(&self.book)
         } else {
             self.retired.iter().find(|(id, _)| *id == node).map(|(_, b)| b)
         };
         let Some(book) = book else { return };
-        let open = self.open.iter().filter(|r| r.node == node && r.user == user).map(|r| r.request_id.clone());
-        db.lapsed.extend(open);
-        let queued = book.to_write(usize::MAX).into_iter().filter(|d| d.user_id == user);
-        db.lapsed.extend(queued.map(|d| d.request_id));
+        let covers = |user: UserId, key: KeyId| match lease {
+            Lease::User(id) => id == user,
+            Lease::Key(id) => id == key,
+            Lease::Meter(..) => false,
+        };
+        let open = self.open.iter().filter(|r| r.node == node && covers(r.user, r.key)).map(|r| r.request_id.clone());
+        let queued = book.to_write(usize::MAX).into_iter().filter(|d| covers(d.user_id, d.key_id));
+        let lapsed = open.chain(queued.map(|d| d.request_id));
+        match lease {
+            Lease::User(_) => db.lapsed.extend(lapsed),
+            _ => db.lapsed_keys.extend(lapsed),
+        }
+    }
+
+    /// Model only: the version of `key` when it entered the book (`None`: not in the book).
+    pub fn key_version(&self, key: KeyId) -> Option<u64> {
+        self.key_versions.get(&key).copied()
+    }
+
+    /// The requests of `key` open or unwritten in any book of this gateway.
+    pub fn in_flight(&self, key: KeyId) -> Vec<String> {
+        let open = self.open.iter().filter(|r| r.key == key).map(|r| r.request_id.clone());
+        let books = std::iter::once(&self.book).chain(self.retired.iter().map(|(_, book)| book));
+        let queued = books.flat_map(|book| book.to_write(usize::MAX)).filter(|d| d.key_id == key);
+        open.chain(queued.map(|d| d.request_id)).collect()
     }
 
     /// The node ids of this gateway's books, retired ones included.
@@ -362,16 +463,21 @@ impl Gateway {
         let mut did = Vec::new();
         if self.mono(db) - self.last_renewal >= HEARTBEAT {
             match self.renew(db) {
-                Ok(n) => {
+                Ok(renewed) => {
                     self.last_renewal = self.mono(db);
-                    did.push(format!("renewed {n}"));
+                    did.push(format!("renewed {}", renewed.len()));
+                    match self.return_strays(db, &renewed) {
+                        Ok(strays) if strays.is_empty() => {}
+                        Ok(strays) => did.push(format!("gave back strays {strays:?}")),
+                        Err(Unavailable) => did.push("giving back strays failed".into()),
+                    }
                 }
                 Err(Unavailable) => did.push("renewal failed".into()),
             }
         }
         match self.return_idle(db) {
-            Ok(users) if users.is_empty() => {}
-            Ok(users) => did.push(format!("gave back idle {users:?}")),
+            Ok((users, keys)) if users.is_empty() && keys.is_empty() => {}
+            Ok((users, keys)) => did.push(format!("gave back idle users {users:?} keys {keys:?}")),
             Err(Unavailable) => did.push("give-back failed".into()),
         }
         if self.mono(db) - self.last_reclaim >= RECLAIM_EVERY {
@@ -386,37 +492,97 @@ impl Gateway {
     }
 
     /// `renew`: every lease of this node gets `DB_NOW + TTL`; before fix A, any row touched vouched
-    /// for every lease in the book; with fix A, each touched row for its own user.
-    fn renew(&mut self, db: &mut Db) -> Result<usize, Unavailable> {
+    /// for every lease in the book; with fix A, each touched row for its own lease. Returns them.
+    fn renew(&mut self, db: &mut Db) -> Result<Vec<Lease>, Unavailable> {
         let asked_at = self.mono(db);
         let wall = self.wall(db);
         let renewed = db.renew(self.node, wall)?;
         if !renewed.is_empty() {
             self.renewed(asked_at, &renewed);
         }
-        Ok(renewed.len())
-    }
-
-    /// `return_idle`: the users idle at the last look and still idle (same newest hold) are given
-    /// back. Returns them.
-    fn return_idle(&mut self, db: &mut Db) -> Result<Vec<UserId>, Unavailable> {
-        let idle = self.book.idle_users();
-        let users: Vec<UserId> =
-            idle.iter().filter(|(id, last)| self.idle_users.get(id) == Some(last)).map(|(id, _)| *id).collect();
-        self.idle_users = idle.into_iter().filter(|(id, _)| !users.contains(id)).collect();
-        if !users.is_empty() {
-            self.give_back(db, &users, true)?;
+        // A lease gone from the database that nothing in the book uses bounds validity no more.
+        if self.protocol.validity_per_lease {
+            let book = &self.book;
+            let unused = |lease: &Lease| !book.counts(*lease) && book.taken(*lease) == [0; 3];
+            self.asked.retain(|lease, _| renewed.contains(lease) || !unused(lease));
+            self.renewed(0, &[]);
         }
-        Ok(users)
+        Ok(renewed)
     }
 
-    /// `give_back` (users only): written settlements first; each user shrinks in the book to
-    /// what its open holds and unwritten debits take (`shrink_user`); then one `shrink`
+    /// `return_strays`, after a renewal: written settlements first; each renewed lease whose user
+    /// or key is not in the book (a key forgotten while its holds were open, a give-back the
+    /// database refused) shrinks to what the book's open holds and unwritten debits of it still
+    /// take (`taken`). Returns those that shrank.
+    fn return_strays(&mut self, db: &mut Db, renewed: &[Lease]) -> Result<Vec<Lease>, Unavailable> {
+        self.write_queued(db)?;
+        let strays: Vec<(Lease, [i64; 3])> = renewed
+            .iter()
+            .filter(|lease| !self.book.counts(**lease))
+            .map(|lease| (*lease, self.book.taken(*lease)))
+            .collect();
+        for (lease, keep) in &strays {
+            let keep = if matches!(lease, Lease::User(_)) { [keep[0], 0, 0] } else { *keep };
+            if db.shrink(self.node, *lease, keep)? != Left::Kept {
+                self.forget_asked(*lease);
+            }
+        }
+        Ok(strays.into_iter().map(|(lease, _)| lease).collect())
+    }
+
+    /// With fix A, a lease no longer held (or no longer used) bounds the others' validity no more.
+    fn forget_asked(&mut self, lease: Lease) {
+        if self.protocol.validity_per_lease {
+            self.asked.remove(&lease);
+            self.renewed(0, &[]);
+        }
+    }
+
+    /// `return_idle`: the users and keys idle at the last look and still idle (same newest hold)
+    /// are given back. Returns them.
+    fn return_idle(&mut self, db: &mut Db) -> Result<(Vec<UserId>, Vec<KeyId>), Unavailable> {
+        let idle_users = self.book.idle_users();
+        let idle_keys = self.book.idle_keys();
+        let mut users: Vec<UserId> =
+            idle_users.iter().filter(|(id, last)| self.idle_users.get(id) == Some(last)).map(|(id, _)| *id).collect();
+        let mut keys: Vec<KeyId> =
+            idle_keys.iter().filter(|(id, last)| self.idle_keys.get(id) == Some(last)).map(|(id, _)| *id).collect();
+        // The book's order is a hash map's: sorted, a seed replays in any process.
+        users.sort_unstable();
+        keys.sort_unstable();
+        self.idle_users = idle_users.into_iter().filter(|(id, _)| !users.contains(id)).collect();
+        self.idle_keys = idle_keys.into_iter().filter(|(id, _)| !keys.contains(id)).collect();
+        if !users.is_empty() || !keys.is_empty() {
+            self.give_back(db, &users, &keys, true)?;
+        }
+        Ok((users, keys))
+    }
+
+    /// `give_back`: written settlements first; each user shrinks in the book to what its open
+    /// holds and unwritten debits take (`shrink_user`), and each key leaves the book, keeping
+    /// what its open holds and unwritten debits take (`key_commitments`); then one `shrink`
     /// transaction per user, after which, with `forget`, the user leaves the book. As shipped, a
     /// failed shrink grows the book back for that user and those not tried (fix C); before, the
-    /// book had given up (and with `forget`, forgotten) them anyway.
-    pub fn give_back(&mut self, db: &mut Db, users: &[UserId], forget: bool) -> Result<(), Unavailable> {
-        self.write_queued(db)?;
+    /// book had given up (and with `forget`, forgotten) them anyway. A failure ends the give-back
+    /// before the keys (their leases stay whole: strays, given back at a heartbeat); then one
+    /// `shrink` per key.
+    pub fn give_back(
+        &mut self,
+        db: &mut Db,
+        users: &[UserId],
+        keys: &[KeyId],
+        forget: bool,
+    ) -> Result<(), Unavailable> {
+        if let Err(error) = self.write_queued(db) {
+            // As shipped, the keys stay in the book with the limits they had (bug E).
+            if self.protocol.forget_keys_when_give_back_fails {
+                for id in keys {
+                    self.book.forget_key(*id);
+                    self.key_versions.remove(id);
+                }
+            }
+            return Err(error);
+        }
         // (user, kept, given up in the book)
         let shrink = |book: &mut CreditBook, id: UserId| {
             let before = book.stored_user(id)?;
@@ -424,47 +590,79 @@ impl Gateway {
             Some((id, keep, before - keep))
         };
         let kept: Vec<(UserId, i64, i64)> = users.iter().filter_map(|id| shrink(&mut self.book, *id)).collect();
+        let commitments = |id: &KeyId| match db.faults.key_give_back_keeps_nothing {
+            true => self.book.key_commitments(*id).map(|_| [0; 3]),
+            false => self.book.key_commitments(*id),
+        };
+        let kept_keys: Vec<(KeyId, [i64; 3])> =
+            keys.iter().filter_map(|id| commitments(id).map(|keep| (*id, keep))).collect();
+        for id in keys {
+            self.book.forget_key(*id);
+            self.key_versions.remove(id);
+        }
         for (user, ..) in &kept {
             self.user_grants.remove(user);
         }
+        for (key, _) in &kept_keys {
+            self.key_grants.remove(key);
+        }
         let mut failed = None;
         for (user, keep, given_up) in kept {
-            let existed = db.lease(self.node, user).is_some();
             if failed.is_none() {
-                failed = db.shrink(self.node, user, keep).err();
-            }
-            if failed.is_some() {
-                if self.protocol.restore_failed_give_back {
-                    self.book.grant_user(user, Money::from_micros(given_up));
-                } else if forget {
-                    self.book.forget_user(user);
+                match db.shrink(self.node, Lease::User(user), [keep, 0, 0]) {
+                    Ok(left) => {
+                        if forget {
+                            self.book.forget_user(user);
+                        }
+                        if left == Left::Deleted || (forget && left == Left::Missing) {
+                            self.forget_asked(Lease::User(user));
+                        }
+                        continue;
+                    }
+                    Err(error) => failed = Some(error),
                 }
-                continue;
             }
-            if forget {
+            if self.protocol.restore_failed_give_back {
+                self.book.grant_user(user, Money::from_micros(given_up));
+            } else if forget {
                 self.book.forget_user(user);
             }
-            let deleted = existed && db.lease(self.node, user).is_none();
-            if self.protocol.validity_per_lease && (deleted || (forget && !existed)) {
-                // With fix A, a lease given back whole no longer bounds the others' validity.
-                self.asked.remove(&user);
-                self.renewed(0, &[]);
+        }
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        for (key, keep) in kept_keys {
+            if db.shrink(self.node, Lease::Key(key), keep)? != Left::Kept {
+                // The key left the book: its lease, if any is left, is not used any more.
+                self.forget_asked(Lease::Key(key));
             }
         }
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// `revoke_user`, before an administrator's debit.
     pub fn revoke_user(&mut self, db: &mut Db, user: UserId) -> Result<(), Unavailable> {
-        self.give_back(db, &[user], false)
+        self.give_back(db, &[user], &[], false)
+    }
+
+    /// `revoke_key`, on the invalidation of a key an administrator changed (limits, reset,
+    /// deletion): a key this gateway knows is given back and forgotten, so its next hold reads
+    /// it again. A failure is only logged (the lease is a stray then).
+    pub fn revoke_key(&mut self, db: &mut Db, key: KeyId) -> Result<(), Unavailable> {
+        if !self.known_keys.contains(&key) {
+            return Ok(());
+        }
+        self.give_back(db, &[], &[key], true)
     }
 
     /// `give_back_all`, at shutdown: write everything, give back every lease.
     pub fn give_back_all(&mut self, db: &mut Db) -> Result<(), Unavailable> {
         self.write_retired(db)?;
         self.write_queued(db)?;
-        let users = self.book.entries().0;
-        self.give_back(db, &users, true)
+        let (mut users, mut keys) = self.book.entries();
+        users.sort_unstable();
+        keys.sort_unstable();
+        self.give_back(db, &users, &keys, true)
     }
 }
 
@@ -484,4 +682,21 @@ impl From<Unavailable> for Grow {
 pub fn stored(book: &CreditBook, user: UserId) -> Option<i64> {
     let funds = book.funds(user)?;
     Some(funds.balance.micros() + book.user_commitments(user)? - funds.reserved.micros())
+}
+
+/// What the book counts as its lease of a key, for each limit the key has in the book: what is
+/// left for new holds plus what the entry's open holds and unwritten debits take (holds taken
+/// before the key last left the book are not the entry's: they close against its counters all
+/// the same, see `World::check`).
+pub fn key_stored(book: &CreditBook, key: KeyId) -> Option<[Option<i64>; 3]> {
+    let counters = book.key_counters(key)?;
+    let taken = book.key_commitments(key)?;
+    let quota = counters
+        .quota_limit
+        .map(|limit| limit.micros() - counters.quota_used.micros() - counters.quota_reserved.micros() + taken[0]);
+    let tokens = counters.token_limit.map(|limit| limit - counters.tokens_used - counters.tokens_reserved + taken[1]);
+    // Remaining calls count unwritten successes down to zero, not below: at zero nothing is
+    // left for new holds, whatever the entry's debits took.
+    let calls = counters.remaining_calls.filter(|left| *left > 0).map(|left| left - counters.calls_reserved + taken[2]);
+    Some([quota, tokens, calls])
 }

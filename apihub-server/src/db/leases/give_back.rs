@@ -58,7 +58,15 @@ impl LeaseEngine {
         forget: bool,
     ) -> Result<(), StoreError> {
         let _order = self.order.lock().await;
-        self.write_queued().await?;
+        if let Err(error) = self.write_queued().await {
+            // The keys changed (or are idle): they leave the book anyway, so that their next hold
+            // reads them again instead of holding with their old limits for as long as they stay
+            // busy here. Their leases are strays now, given back after the next renewal
+            // ([`Self::return_strays`]). Found by the simulation (bug E).
+            let mut book = self.book();
+            key_ids.iter().for_each(|id| book.forget_key(*id));
+            return Err(error);
+        }
         // What stays leased: what the open holds may still charge, and what was settled after the
         // write above (the next batch consumes it from the lease).
         // (user, credit kept, credit given up) and (key, [credit, tokens, calls] kept).

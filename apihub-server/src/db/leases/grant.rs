@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use apihub_core::Money;
-use apihub_core::billing::{BillingError, KeyCounters, NewReservation, ReservationId, UserFunds, check_hold};
+use apihub_core::billing::{BillingError, NewReservation, ReservationId, UserFunds, check_hold};
 use apihub_core::credit::{MeterId, StoredKey};
 use apihub_core::store::StoreError;
 use diesel::prelude::*;
@@ -59,18 +59,6 @@ struct KeyGrant {
     tokens: i64,
     #[diesel(sql_type = BigInt)]
     calls: i64,
-}
-
-/// Which of a key's limits a hold lacks, and by how much: credit (micros), tokens, calls.
-fn key_shortfall(counters: &KeyCounters, new: &NewReservation) -> [i64; 3] {
-    let quota = counters.quota_limit.map_or(0, |limit| {
-        counters.quota_used.micros() + counters.quota_reserved.micros() + new.hold.amount.micros() - limit.micros()
-    });
-    let tokens = counters
-        .token_limit
-        .map_or(0, |limit| counters.tokens_used + counters.tokens_reserved + new.hold.tokens - limit);
-    let calls = counters.remaining_calls.map_or(0, |left| 1 - (left - counters.calls_reserved));
-    [quota.max(0), tokens.max(0), calls.max(0)]
 }
 
 impl LeaseEngine {
@@ -174,7 +162,7 @@ impl LeaseEngine {
                 return self.hold_now(new, meters);
             }
             // What the hold lacks now, on each limit.
-            Some(counters) => key_shortfall(&counters, new),
+            Some(counters) => counters.shortfall(&new.hold),
             // On first use, enough for this hold on every limit the key has.
             None => [new.hold.amount.micros().max(0), new.hold.tokens.max(0), 1],
         };

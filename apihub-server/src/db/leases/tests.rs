@@ -377,6 +377,67 @@ async fn a_key_lease_whose_give_back_failed_is_given_back_at_the_next_heartbeat(
     assert_eq!((db.reserved(one).await, db.balance(one).await), (0, 996_000));
 }
 
+/// Bug E (found by the simulation): a key revocation whose first write failed (settlements were
+/// waiting and the database was away) returned before the key left the book, and nothing tried
+/// again: the gateway went on holding with the key's old limits for as long as the key stayed
+/// busy there. Now the key leaves the book anyway, and its lease is a stray.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revocation_that_cannot_write_still_reads_the_key_again() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    db.limit_key(key, 500_000).await;
+    let (a, pool) = db.gateway(1);
+
+    let settled = reserve(&a, &hold(one, key, "r1", 10_000)).await.expect("a leases");
+    {
+        // The pool has no connection to give: the settlement waits, and so does the revocation.
+        let _taken = pool.get().await.expect("the only connection");
+        a.settle(settled, &charge(4_000)).expect("settled");
+        a.revoke_key("pk-one").await;
+        assert!(!a.book().has_key(key), "the key's old limits are used no more");
+    }
+    // An administrator lowered the key's limit: the next hold reads it.
+    db.limit_key(key, 5_000).await;
+    let refused = reserve(&a, &hold(one, key, "r2", 10_000)).await;
+    assert!(matches!(refused, Err(BillingError::KeyLimit { .. })), "{refused:?}");
+    let renewed = a.renew().await.expect("renewed");
+    a.return_strays(&renewed).await.expect("strays given back");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.key_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
+    assert_eq!((db.reserved(one).await, db.balance(one).await), (0, 996_000));
+}
+
+/// A key deleted while this gateway could not give its lease back takes the lease with it: the
+/// renewal does not find it, and as nothing in the book uses it, it does not make the book lapse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_deleted_with_its_key_does_not_make_the_book_lapse() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    db.limit_key(key, 500_000).await;
+    let (a, pool) = db.gateway(1);
+
+    let open = reserve(&a, &hold(one, key, "r1", 10_000)).await.expect("a leases");
+    a.release(open).expect("released");
+    {
+        let _taken = pool.get().await.expect("the only connection");
+        a.revoke_key("pk-one").await;
+    }
+    let mut conn = db.conn().await;
+    diesel::sql_query("DELETE FROM api_keys WHERE id = $1")
+        .bind::<BigInt, _>(key)
+        .execute(&mut conn)
+        .await
+        .expect("deleted");
+    // Both leases were asked for 10 s ago; only the user's is renewed now.
+    let half = Duration::from_secs(10);
+    pretend_elapsed(&a, half);
+    a.renew().await.expect("renewed");
+    pretend_elapsed(&a, half);
+    assert!(!a.lapsed(), "the user's lease was renewed, and the key's is gone");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.reserved(one).await, 0);
+}
+
 /// Fix C for budget windows, as for keys: the windows leave the book before their leases are
 /// given back (an administrator changed a budget).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

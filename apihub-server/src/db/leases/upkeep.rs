@@ -87,6 +87,12 @@ impl LeaseEngine {
         let meters = meters.into_iter().map(|row| Lease::Meter(row.budget_id, row.window_start));
         let renewed: Vec<Lease> = leases.chain(meters).collect();
         self.renewed(asked_at, renewed.iter().copied());
+        // A lease gone from the database (its key deleted while this gateway could not give it
+        // back) that nothing in the book uses any more bounds the others' validity no more: else
+        // the whole book would lapse for it.
+        let book = self.book();
+        let unused = |lease: &Lease| !book.counts(*lease) && book.taken(*lease) == [0; 3];
+        self.asked().retain(|lease, _| renewed.contains(lease) || !unused(lease));
         Ok(renewed)
     }
 
