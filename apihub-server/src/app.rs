@@ -20,6 +20,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::{self, PasswordPool};
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
+use crate::db::leases::Nudge;
 use crate::db::{Db, PoolOptions, SqlStore};
 use crate::metered::{RouteTable, StackParts};
 use crate::metrics::Metrics;
@@ -92,8 +93,12 @@ pub async fn init_state(config: Config) -> anyhow::Result<AppState> {
         leases.nudge_with(nudge);
         let invalidator = invalidator.clone();
         tokio::spawn(async move {
-            while let Some(user_id) = nudged.recv().await {
-                let _ = invalidator.invalidate(crate::scale::Invalidation::Leases(user_id)).await;
+            while let Some(nudge) = nudged.recv().await {
+                let what = match nudge {
+                    Nudge::User(user_id) => crate::scale::Invalidation::Leases(user_id),
+                    Nudge::Key(public_id) => crate::scale::Invalidation::Key(public_id),
+                };
+                let _ = invalidator.invalidate(what).await;
             }
         });
     }

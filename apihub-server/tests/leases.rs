@@ -1,8 +1,10 @@
 //! Credit leases under faults, with two `apihub` processes on one PostgreSQL database: a gateway
-//! killed with credit leased, and a gateway whose clock is hours ahead (libfaketime).
+//! killed with credit leased, a gateway whose clock is hours ahead (libfaketime), and a key's
+//! limits sold exactly across both.
 //!
-//! Needs `APIHUB_TEST_POSTGRES_URL` (`.ci/run` sets it, and installs Debian's faketime); without
-//! it the tests are skipped locally and fail under CI.
+//! Needs `APIHUB_TEST_POSTGRES_URL` (and, for the key's limits, `APIHUB_TEST_REDIS_URL`; `.ci/run`
+//! sets both, and installs Debian's faketime); without them the tests are skipped locally and fail
+//! under CI.
 
 mod common;
 
@@ -300,4 +302,76 @@ async fn a_gateway_whose_clock_is_hours_ahead_counts_budgets_in_the_databases_wi
         assert_eq!(day["window_start"], set["budgets"][0]["window_start"], "{}: {view}", node.url(""));
         assert_eq!(day["calls_used"], 2, "both requests counted in today's window: {view}");
     }
+}
+
+/// Issue #12: 200 simultaneous requests split across two gateways, against a key whose credit
+/// limit, token limit or remaining calls afford exactly 50 (the user's balance affords 10,000):
+/// exactly 50 are served, each gateway selling from its lease of the key's limit (and asking the
+/// other, through Redis, for what is left in its lease), and the key's counters agree with what
+/// was billed. The mock reports as many prompt tokens as the gateway
+/// holds for, so that a hold is exactly its charge in tokens as in credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_admit_exactly_what_a_keys_credit_limit_token_limit_or_remaining_calls_afford() {
+    let Some(cluster) = Cluster::new().await else { return };
+    let Some(redis_url) = service_url("APIHUB_TEST_REDIS_URL") else { return };
+    // With Redis, a gateway refused what the other leases asks it for it (as for a user's credit).
+    let prefix = format!("apihub-leases-{}", uuid::Uuid::new_v4().simple());
+    let redis = [("REDIS_URL", redis_url), ("REDIS_KEY_PREFIX", prefix)];
+    let a = cluster.node("a", &redis).await;
+    let (admin, user_id, _) = cluster.customer(&a, "100").await;
+    let b = cluster.node("b", &redis).await;
+    let client = &cluster.client;
+    let body = json!({"model": MODEL, "max_tokens": TOKENS, "messages": [{"role": "user", "content": "hi"}]});
+    let prompt = apihub_core::usage::estimate_tokens(body.to_string().as_bytes());
+    let per_request = prompt + TOKENS;
+
+    let limits = [
+        ("quota_limit", json!({"name": "credit", "quota_limit": "0.5"})),
+        ("token_limit", json!({"name": "tokens", "token_limit": 50 * per_request})),
+        ("remaining_calls", json!({"name": "calls", "remaining_calls": 50})),
+    ];
+    for (limit, fields) in limits {
+        let path = format!("/api/keys/admin/user/{user_id}");
+        let key = api(client, &a, Method::POST, &path, &admin, Some(fields)).await.expect(StatusCode::CREATED);
+        let (key_id, key) = (key["id"].as_i64().expect("key id"), key["key"].as_str().expect("key").to_owned());
+        let calls = (0..200).map(|i| {
+            let (client, url, body) = (client.clone(), [&a, &b][i % 2].url("/v1/chat/completions"), body.clone());
+            let (bearer, prompt, tokens) = (format!("Bearer {key}"), prompt.to_string(), TOKENS.to_string());
+            tokio::spawn(async move {
+                let headers = [
+                    ("authorization", bearer.as_str()),
+                    ("x-mock-prompt-tokens", prompt.as_str()),
+                    ("x-mock-output-tokens", tokens.as_str()),
+                ];
+                send(&client, Method::POST, &url, &headers, Some(&body)).await.status
+            })
+        });
+        let mut statuses = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            statuses.push(call.await.expect("request task"));
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        let refused = statuses.iter().filter(|s| **s == StatusCode::FORBIDDEN).count();
+        assert_eq!((ok, refused), (50, 150), "{limit}: {statuses:?}");
+
+        // The 50 charges settle as their responses end, a moment after the client read them.
+        let started = Instant::now();
+        loop {
+            let row = api(client, &b, Method::GET, &format!("/api/keys/{key_id}"), &admin, None).await;
+            let row = row.expect(StatusCode::OK);
+            let settled = row["calls_succeeded"].as_i64() == Some(50);
+            if settled {
+                assert_eq!(row["quota_used"].as_f64(), Some(0.5), "{limit}: {row}");
+                assert_eq!(row["tokens_used"].as_u64(), Some(50 * per_request), "{limit}: {row}");
+                if limit == "remaining_calls" {
+                    assert_eq!(row["remaining_calls"].as_i64(), Some(0), "{row}");
+                }
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{limit}: charges not settled: {row}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let balance = cluster.balance(&a, &admin, user_id).await;
+    assert_eq!(balance["total_consumed"].as_f64(), Some(1.5), "{balance}");
 }

@@ -12,7 +12,7 @@ use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::hold::Ordered;
-use super::{DB_NOW, GROWTH, Lease, LeaseEngine, ttl_millis};
+use super::{DB_NOW, GROWTH, Lease, LeaseEngine, Nudge, ttl_millis};
 
 #[derive(QueryableByName)]
 struct UserGrant {
@@ -53,6 +53,13 @@ struct KeyGrant {
     calls_free: Option<i64>,
     #[diesel(sql_type = Bool)]
     granted: bool,
+    /// What other gateways lease of the key's credit, tokens and calls.
+    #[diesel(sql_type = BigInt)]
+    quota_others: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens_others: i64,
+    #[diesel(sql_type = BigInt)]
+    calls_others: i64,
     #[diesel(sql_type = BigInt)]
     quota: i64,
     #[diesel(sql_type = BigInt)]
@@ -133,7 +140,7 @@ impl LeaseEngine {
                     && here.saturating_add(grant.others) >= required.micros()
                     && let Some(nudge) = self.nudge.get()
                 {
-                    let _ = nudge.try_send(user_id);
+                    let _ = nudge.try_send(Nudge::User(user_id));
                     return Err(Refusal::LeasedElsewhere(error));
                 }
                 Err(Refusal::Refused(error))
@@ -148,7 +155,7 @@ impl LeaseEngine {
         &self,
         new: &NewReservation,
         meters: &[MeterId],
-    ) -> Result<Option<ReservationId>, BillingError> {
+    ) -> Result<Option<ReservationId>, Refusal> {
         let key_id = new.key_id;
         let _order = match self.order_to_grow(new, meters).await? {
             Ordered::Grow(order) => order,
@@ -159,7 +166,7 @@ impl LeaseEngine {
         let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
         let min = match loaded {
             Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => {
-                return self.hold_now(new, meters);
+                return Ok(self.hold_now(new, meters)?);
             }
             // What the hold lacks now, on each limit.
             Some(counters) => counters.shortfall(&new.hold),
@@ -195,8 +202,13 @@ impl LeaseEngine {
                            FROM s JOIN g ON g.id = s.id \
                            ON CONFLICT (node_id, key_id) WHERE key_id IS NOT NULL DO UPDATE \
                            SET amount = credit_leases.amount + EXCLUDED.amount, tokens = credit_leases.tokens + EXCLUDED.tokens, \
-                               calls = credit_leases.calls + EXCLUDED.calls, expires_at = EXCLUDED.expires_at) \
-                     SELECT user_id, public_id, quota_free, tokens_free, calls_free, granted, quota, tokens, calls FROM s"
+                               calls = credit_leases.calls + EXCLUDED.calls, expires_at = EXCLUDED.expires_at), \
+                     o AS (SELECT COALESCE(SUM(amount), 0)::BIGINT AS quota_others, \
+                                COALESCE(SUM(tokens), 0)::BIGINT AS tokens_others, \
+                                COALESCE(SUM(calls), 0)::BIGINT AS calls_others \
+                           FROM credit_leases WHERE key_id = $1 AND node_id <> $8) \
+                     SELECT user_id, public_id, quota_free, tokens_free, calls_free, granted, \
+                            quota_others, tokens_others, calls_others, quota, tokens, calls FROM s, o"
                 ))
                 .bind::<BigInt, _>(key_id)
                 .bind::<BigInt, _>(min[0])
@@ -213,20 +225,32 @@ impl LeaseEngine {
             .await
             .map_err(BillingError::Store)?;
         let Some(grant) = grant.into_iter().next() else {
-            return Err(BillingError::Store(StoreError::NotFound));
+            return Err(BillingError::Store(StoreError::NotFound).into());
         };
         if grant.user_id != new.user_id {
-            return Err(BillingError::Store(StoreError::NotFound));
+            return Err(BillingError::Store(StoreError::NotFound).into());
         }
         if !grant.granted {
-            let limit = if grant.calls_free.is_some_and(|free| free < min[2]) {
+            let free = [grant.quota_free, grant.tokens_free, grant.calls_free];
+            let limit = if free[2].is_some_and(|free| free < min[2]) {
                 "remaining_calls"
-            } else if grant.tokens_free.is_some_and(|free| free < min[1]) {
+            } else if free[1].is_some_and(|free| free < min[1]) {
                 "token_limit"
             } else {
                 "quota_limit"
             };
-            return Err(BillingError::KeyLimit { limit });
+            let error = BillingError::KeyLimit { limit };
+            // What this gateway lacks sits in other gateways' leases of the key: ask them for it.
+            let others = [grant.quota_others, grant.tokens_others, grant.calls_others];
+            let elsewhere = (0..3).all(|i| free[i].is_none_or(|free| free.saturating_add(others[i]) >= min[i]));
+            if elsewhere
+                && others.iter().any(|leased| *leased > 0)
+                && let Some(nudge) = self.nudge.get()
+            {
+                let _ = nudge.try_send(Nudge::Key(grant.public_id));
+                return Err(Refusal::LeasedElsewhere(error));
+            }
+            return Err(Refusal::Refused(error));
         }
         if grant.quota + grant.tokens + grant.calls > 0 {
             self.renewed(asked_at, [Lease::Key(key_id)]);
@@ -255,6 +279,6 @@ impl LeaseEngine {
         sizes.key_grants.insert(key_id, [grant.quota, grant.tokens, grant.calls]);
         sizes.public_ids.insert(grant.public_id, key_id);
         drop(sizes);
-        self.hold_now(new, meters)
+        Ok(self.hold_now(new, meters)?)
     }
 }

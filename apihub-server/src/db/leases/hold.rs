@@ -46,7 +46,7 @@ impl LeaseEngine {
                     self.grow_user(new, &ids).await
                 }
                 HoldError::KeyNotLoaded(_) | HoldError::Refused(BillingError::KeyLimit { .. }) => {
-                    self.grow_key(new, &ids).await.map_err(Refusal::Refused)
+                    self.grow_key(new, &ids).await
                 }
                 HoldError::MeterNotLoaded(_) | HoldError::Refused(BillingError::BudgetSpent { .. }) => {
                     self.grow_meter(new, &meters).await.map_err(Refusal::Refused)

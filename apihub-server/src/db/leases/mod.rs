@@ -103,6 +103,16 @@ pub(super) const DB_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 10
 
 type PgPool = Pool<AsyncPgConnection>;
 
+/// What a gateway refused for credit or limits that other gateways lease asks them to give back
+/// (through the invalidation channel): all but what their open holds take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nudge {
+    /// A user's credit.
+    User(UserId),
+    /// A key's limits (its credit limit, token limit, remaining calls), by public id.
+    Key(String),
+}
+
 /// The engine; see the [module docs](self).
 pub struct LeaseEngine {
     /// The node id this gateway's leases carry now (a new one when they lapsed).
@@ -129,7 +139,7 @@ pub struct LeaseEngine {
     /// `VALIDITY_MARGIN`.
     asked: Mutex<HashMap<Lease, Instant>>,
     /// Asks the other gateways to give back a user's unused lease (through Redis).
-    nudge: std::sync::OnceLock<tokio::sync::mpsc::Sender<UserId>>,
+    nudge: std::sync::OnceLock<tokio::sync::mpsc::Sender<Nudge>>,
     /// Test only: the next batch commits, but is reported as failed (a lost acknowledgement).
     #[cfg(test)]
     lose_commit_ack: AtomicBool,
@@ -194,7 +204,7 @@ impl LeaseEngine {
 
     /// Where to ask the other gateways for a user's unused lease, when this one is refused
     /// credit they lease (set once, at start-up, with Redis).
-    pub fn nudge_with(&self, sender: tokio::sync::mpsc::Sender<UserId>) {
+    pub fn nudge_with(&self, sender: tokio::sync::mpsc::Sender<Nudge>) {
         let _ = self.nudge.set(sender);
     }
 
