@@ -1,7 +1,7 @@
 //! Budget windows in the book: what identifies a window, its stored row, and the book's
 //! methods that load, grow, read and forget windows.
 
-use crate::billing::ReservationId;
+use crate::billing::{HoldRequest, ReservationId};
 use crate::budget::{BudgetId, Period};
 
 use super::{CreditBook, MeterEntry, add3};
@@ -88,6 +88,26 @@ impl CreditBook {
             let mut stored = entry.stored;
             add3(&mut stored.used, entry.unwritten);
             (stored, entry.reserved)
+        })
+    }
+
+    /// The first of `meters` (a request's windows, each with the row to store on first use) that
+    /// is short of `hold`, with that row and how much it lacks (credit, tokens, calls); on first
+    /// use, the whole hold. `None` when every window has room.
+    pub fn meter_shortfall(
+        &self,
+        meters: &[(MeterId, StoredMeter)],
+        hold: &HoldRequest,
+    ) -> Option<(MeterId, StoredMeter, [i64; 3])> {
+        let add = [hold.amount.micros().max(0), hold.tokens.max(0), 1];
+        meters.iter().find_map(|(id, template)| match self.meter(*id) {
+            None => Some((*id, *template, add)),
+            Some((stored, held)) => {
+                let lack: [i64; 3] = std::array::from_fn(|i| {
+                    stored.limits[i].map_or(0, |limit| stored.used[i] + held[i] + add[i] - limit).max(0)
+                });
+                (lack != [0; 3]).then_some((*id, *template, lack))
+            }
         })
     }
 

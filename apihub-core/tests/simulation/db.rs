@@ -1,13 +1,17 @@
 //! The simulated PostgreSQL database: users (`token_balance`, `reserved`), keys with their limits
 //! (`api_keys`: `quota_limit`, `token_limit`, `remaining_calls`, what they used and their
 //! `*_reserved` columns), `credit_leases` (of a user's credit, or of a key's limits), the ledger
-//! (`transactions`), the usage log and the virtual clock. Each method models one statement or one
-//! transaction of `apihub-server/src/db/leases/` or `db/lease_writes/` (named in its doc) and
-//! fails, having changed nothing, when the calling gateway cannot reach the database.
+//! (`transactions`), the usage log, periodic budgets (`budgets`), their windows (`budget_windows`:
+//! used counters and `*_reserved` columns) and their leases (`budget_leases`, kept with
+//! `credit_leases` here, told apart by [`LeaseRow::meter`]), and the virtual clock. Each method
+//! models one statement or one transaction of `apihub-server/src/db/leases/` or
+//! `db/lease_writes/` (named in its doc) and fails, having changed nothing, when the calling
+//! gateway cannot reach the database.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use apihub_core::credit::{Debit, Lease};
+use apihub_core::budget::BudgetId;
+use apihub_core::credit::{Debit, Lease, MeterId};
 use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 
@@ -36,6 +40,15 @@ pub struct Faults {
     /// A protocol bug injected: a give-back of a key's lease keeps nothing for the key's open
     /// holds and unwritten debits (`key_commitments` ignored), so they settle beyond any lease.
     pub key_give_back_keeps_nothing: bool,
+    /// `grow_meter`'s statement reads what a budget window has free without its `*_reserved`
+    /// columns (what other gateways lease of it), so two gateways can lease the same budget.
+    pub window_free_ignores_reserved: bool,
+    /// A protocol bug injected: a give-back of a budget window's lease keeps nothing for the
+    /// window's open holds and unwritten debits (`meter_commitments` ignored).
+    pub meter_give_back_keeps_nothing: bool,
+    /// A batch's settlements are counted in the first of their budget windows only (the loop
+    /// over `meter_totals` ends early).
+    pub batch_counts_first_window_only: bool,
 }
 
 impl Faults {
@@ -46,6 +59,9 @@ impl Faults {
         lost_commit_acks: false,
         key_free_ignores_reserved: false,
         key_give_back_keeps_nothing: false,
+        window_free_ignores_reserved: false,
+        meter_give_back_keeps_nothing: false,
+        batch_counts_first_window_only: false,
     };
 }
 
@@ -87,6 +103,53 @@ impl KeyRow {
     }
 }
 
+/// Whose budget (`budgets.user_id` or `budgets.key_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    User(UserId),
+    Key(KeyId),
+}
+
+/// A `budgets` row: whose, how long its windows last (virtual milliseconds: the simulation's
+/// periods are seconds long, so that windows roll over within a run) and its limits
+/// (`credit_limit`, `token_limit`, `call_limit`).
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetRow {
+    pub owner: Owner,
+    pub period: i64,
+    pub limits: [Option<i64>; 3],
+    /// Model only: how many times an administrator changed it.
+    pub version: u64,
+}
+
+/// A `budget_windows` row: what the window used (`credit_used`, `tokens_used`, `calls_used`)
+/// and what leases reserve of it (`*_reserved`), and the model's own bookkeeping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WindowRow {
+    pub used: [i64; 3],
+    pub reserved: [i64; 3],
+    /// Model only: how far used + reserved may exceed each limit (as a key's `slack`).
+    pub slack: [i64; 3],
+}
+
+impl WindowRow {
+    /// How far each limit of `budget` is exceeded (used + reserved - limit).
+    pub fn over(&self, budget: &BudgetRow) -> [Option<i64>; 3] {
+        std::array::from_fn(|i| budget.limits[i].map(|limit| self.used[i] + self.reserved[i] - limit))
+    }
+}
+
+/// What `grow_meter`'s statement answers (`MeterGrant`).
+pub struct WindowGrant {
+    /// What each limit has free (`None`: no such limit).
+    pub free: [Option<i64>; 3],
+    pub granted: bool,
+    /// What was granted of each.
+    pub got: [i64; 3],
+    /// Model only: the budget's version read.
+    pub version: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct LeaseRow {
     pub id: i64,
@@ -94,6 +157,9 @@ pub struct LeaseRow {
     pub user: UserId,
     /// `None`: a lease of the user's credit; else of this key's limits.
     pub key: Option<KeyId>,
+    /// `Some`: a `budget_leases` row, of this budget window (budget, window start); `user` and
+    /// `key` are then unused.
+    pub meter: Option<(BudgetId, i64)>,
     /// `amount` (micros), `tokens`, `calls` (a user's lease has only an amount).
     pub held: [i64; 3],
     /// On the database's clock.
@@ -102,7 +168,10 @@ pub struct LeaseRow {
 
 impl LeaseRow {
     pub fn of(&self) -> Lease {
-        self.key.map_or(Lease::User(self.user), Lease::Key)
+        match self.meter {
+            Some((budget, start)) => Lease::Meter(budget, start),
+            None => self.key.map_or(Lease::User(self.user), Lease::Key),
+        }
     }
 }
 
@@ -169,6 +238,7 @@ pub struct InDoubt {
 pub enum LeaseKey {
     User(UserId),
     Key(KeyId),
+    Meter(BudgetId, i64),
 }
 
 impl From<Lease> for LeaseKey {
@@ -176,7 +246,7 @@ impl From<Lease> for LeaseKey {
         match lease {
             Lease::Key(key) => LeaseKey::Key(key),
             Lease::User(user) => LeaseKey::User(user),
-            Lease::Meter(..) => unreachable!("budget windows are not modelled"),
+            Lease::Meter(budget, start) => LeaseKey::Meter(budget, start),
         }
     }
 }
@@ -194,6 +264,26 @@ pub struct Db {
     next_node: NodeId,
     pub ledger: Vec<LedgerRow>,
     pub usage: Vec<UsageRow>,
+    pub budgets: BTreeMap<BudgetId, BudgetRow>,
+    next_budget: BudgetId,
+    /// By budget and window start.
+    pub windows: BTreeMap<(BudgetId, i64), WindowRow>,
+    /// Model only: how many times budgets, windows or their leases changed (the world checks
+    /// the windows again only then).
+    pub window_writes: u64,
+    /// Model only: the request ids of the settlements applied, in order.
+    pub applied_order: Vec<String>,
+    /// Per window: credit, tokens and successful calls a batch counted beyond the window's lease.
+    pub window_excess: HashMap<(BudgetId, i64), [i64; 3]>,
+    /// Per window: what the README allows of that (as of a key).
+    pub window_allowed: HashMap<(BudgetId, i64), [i64; 3]>,
+    /// Request ids and windows (budget, start) whose gateway's lease of the window lapsed while
+    /// the request was open or unwritten there.
+    pub lapsed_windows: HashSet<(String, BudgetId, i64)>,
+    /// Request ids and budgets, and the limits of the budget that no lease bounds for them
+    /// (added by an administrator while they were in flight, or missing from their gateway's
+    /// book when it took the hold).
+    pub unbounded_windows: HashMap<(String, BudgetId), [bool; 3]>,
     /// Settlements applied by batches, by request id (zero charges write no ledger row, so the
     /// model counts them here).
     pub applied: HashMap<String, u32>,
@@ -248,6 +338,15 @@ impl Db {
             next_node: 0,
             ledger: Vec::new(),
             usage: Vec::new(),
+            budgets: BTreeMap::new(),
+            next_budget: 1,
+            windows: BTreeMap::new(),
+            window_writes: 0,
+            applied_order: Vec::new(),
+            window_excess: HashMap::new(),
+            window_allowed: HashMap::new(),
+            lapsed_windows: HashSet::new(),
+            unbounded_windows: HashMap::new(),
             applied: HashMap::new(),
             outage: false,
             partitioned: HashSet::new(),
@@ -321,9 +420,14 @@ impl Db {
     }
 
     /// Adds `got` to `node`'s lease of `lease` (`ON CONFLICT … DO UPDATE`), stamping its expiry.
-    fn add_to_lease(&mut self, node: NodeId, user: UserId, key: Option<KeyId>, got: [i64; 3], stamp: i64) {
+    fn add_to_lease(&mut self, node: NodeId, of: Lease, got: [i64; 3], stamp: i64) {
         let expires_at = stamp + LEASE_TTL;
-        match self.leases.iter_mut().find(|l| l.node == node && l.user == user && l.key == key) {
+        let (user, key, meter) = match of {
+            Lease::User(user) => (user, None, None),
+            Lease::Key(key) => (self.keys[&key].user, Some(key), None),
+            Lease::Meter(budget, start) => (0, None, Some((budget, start))),
+        };
+        match self.leases.iter_mut().find(|l| l.node == node && l.of() == of) {
             Some(lease) => {
                 lease.held.iter_mut().zip(got).for_each(|(held, got)| *held += got);
                 lease.expires_at = expires_at;
@@ -331,7 +435,7 @@ impl Db {
             None => {
                 let id = self.next_lease;
                 self.next_lease += 1;
-                self.leases.push(LeaseRow { id, node, user, key, held: got, expires_at });
+                self.leases.push(LeaseRow { id, node, user, key, meter, held: got, expires_at });
             }
         }
     }
@@ -356,7 +460,7 @@ impl Db {
         }
         let granted = min.max(want.min(free / 2));
         row.reserved += granted;
-        self.add_to_lease(node, user, None, [granted, 0, 0], stamp);
+        self.add_to_lease(node, Lease::User(user), [granted, 0, 0], stamp);
         Ok(UserGrant { free, granted: Some(granted) })
     }
 
@@ -386,23 +490,80 @@ impl Db {
         let (user, version) = (row.user, row.version);
         if granted && got.iter().sum::<i64>() > 0 {
             row.reserved.iter_mut().zip(got).for_each(|(reserved, got)| *reserved += got);
-            self.add_to_lease(node, user, Some(key), got, stamp);
+            self.add_to_lease(node, Lease::Key(key), got, stamp);
         }
         Ok(Some(KeyGrant { user, free, granted, got, version }))
     }
 
-    /// `renew`: `UPDATE credit_leases SET expires_at = DB_NOW + TTL WHERE node_id = $1`; the
-    /// leases it touched (`RETURNING user_id, key_id`: before fix A only their number was used).
+    /// `renew`: `UPDATE credit_leases SET expires_at = DB_NOW + TTL WHERE node_id = $1`, then
+    /// the same of `budget_leases` (two statements, not one transaction: the second can fail
+    /// after the first); the leases they touched (`RETURNING …`: before fix A only their number
+    /// was used).
     pub fn renew(&mut self, node: NodeId, node_clock: i64) -> Result<Vec<Lease>, Unavailable> {
-        self.round_trip(node)?;
-        let stamp = self.stamp(node_clock);
-        let mine = self.leases.iter_mut().filter(|l| l.node == node);
-        Ok(mine
-            .map(|lease| {
+        let mut renewed = Vec::new();
+        for meters in [false, true] {
+            self.round_trip(node)?;
+            let stamp = self.stamp(node_clock);
+            let mine = self.leases.iter_mut().filter(|l| l.node == node && l.meter.is_some() == meters);
+            renewed.extend(mine.map(|lease| {
                 lease.expires_at = stamp + LEASE_TTL;
                 lease.of()
-            })
-            .collect())
+            }));
+        }
+        Ok(renewed)
+    }
+
+    /// `load_budgets`: the budgets of a user and of a key (`WHERE user_id = $1 OR key_id = $2`).
+    pub fn load_budgets(
+        &mut self,
+        node: NodeId,
+        user: UserId,
+        key: KeyId,
+    ) -> Result<Vec<(BudgetId, BudgetRow)>, Unavailable> {
+        self.round_trip(node)?;
+        let mine = |row: &BudgetRow| row.owner == Owner::User(user) || row.owner == Owner::Key(key);
+        Ok(self.budgets.iter().filter(|(_, row)| mine(row)).map(|(id, row)| (*id, *row)).collect())
+    }
+
+    /// `measure_skew`'s `SELECT DB_NOW`: the database's clock, read half a round trip ago.
+    pub fn read_clock(&mut self, node: NodeId) -> Result<i64, Unavailable> {
+        let before = self.time;
+        self.round_trip(node)?;
+        Ok(self.clock() - (self.time - before) / 2)
+    }
+
+    /// `grow_meter`'s transaction: the window's row is inserted on its first use (`INSERT …
+    /// SELECT … FROM budgets WHERE id = $1 ON CONFLICT DO NOTHING`: not for a budget removed);
+    /// then one statement: `w` locks the window and reads what each limit has free (`limit -
+    /// used - reserved`, NULL without the limit); `s` sizes each grant as `GREATEST(min,
+    /// LEAST(want, free / 2))` (0 without the limit), granted when every limit has at least
+    /// `min`; `g` adds the grants to `budget_windows.*_reserved` and `l` to this node's lease
+    /// (`ON CONFLICT (node_id, budget_id, window_start) … DO UPDATE`) when anything is granted.
+    /// `None`: no such budget (no row from `s`).
+    pub fn grant_meter(
+        &mut self,
+        node: NodeId,
+        id: MeterId,
+        min: [i64; 3],
+        want: [i64; 3],
+        node_clock: i64,
+    ) -> Result<Option<WindowGrant>, Unavailable> {
+        self.round_trip(node)?;
+        let stamp = self.stamp(node_clock);
+        let Some(budget) = self.budgets.get(&id.budget).copied() else { return Ok(None) };
+        self.window_writes += 1;
+        let ignore_reserved = self.faults.window_free_ignores_reserved;
+        let window = self.windows.entry((id.budget, id.start)).or_default();
+        let reserved = if ignore_reserved { [0; 3] } else { window.reserved };
+        let free: [Option<i64>; 3] =
+            std::array::from_fn(|i| budget.limits[i].map(|limit| limit - window.used[i] - reserved[i]));
+        let got: [i64; 3] = std::array::from_fn(|i| free[i].map_or(0, |free| min[i].max(want[i].min(free / 2))));
+        let granted = (0..3).all(|i| free[i].is_none_or(|free| free >= min[i]));
+        if granted && got.iter().sum::<i64>() > 0 {
+            window.reserved.iter_mut().zip(got).for_each(|(reserved, got)| *reserved += got);
+            self.add_to_lease(node, Lease::Meter(id.budget, id.start), got, stamp);
+        }
+        Ok(Some(WindowGrant { free, granted, got, version: budget.version }))
     }
 
     /// `shrink` with `free_lease`, one transaction: the user or key is locked, then this node's
@@ -415,6 +576,7 @@ impl Db {
         let Some(at) = self.leases.iter().position(|l| l.node == node && l.of() == lease) else {
             return Ok(Left::Missing);
         };
+        self.window_writes += u64::from(self.leases[at].meter.is_some());
         let held = self.leases[at].held;
         let back: [i64; 3] = std::array::from_fn(|i| (held[i] - keep[i]).max(0));
         if (0..3).any(|i| held[i] - back[i] < 0) {
@@ -443,23 +605,39 @@ impl Db {
                     row.reserved.iter_mut().zip(back).for_each(|(reserved, back)| *reserved -= back);
                 }
             }
-            Lease::Meter(..) => unreachable!("budget windows are not modelled"),
+            // `unreserve_window` (a removed budget's windows went with it).
+            Lease::Meter(budget, start) => {
+                if let Some(row) = self.windows.get_mut(&(budget, start)) {
+                    row.reserved.iter_mut().zip(back).for_each(|(reserved, back)| *reserved -= back);
+                }
+            }
         }
     }
 
     /// `reclaim_expired`: one `SELECT … WHERE expires_at < DB_NOW`, then per lease one
     /// transaction that locks its owner (`lock_owner`), deletes it if it is still expired and
-    /// gives it back (`unreserve`). Returns how many were freed.
+    /// gives it back (`unreserve`); then the same of `budget_leases` (`reclaim_expired_meters`,
+    /// `lock_window`, `unreserve_window`). Returns how many were freed.
     pub fn reclaim_expired(&mut self, node: NodeId) -> Result<usize, Unavailable> {
+        let mut freed = 0;
+        for meters in [false, true] {
+            freed += self.reclaim_expired_of(node, meters)?;
+        }
+        Ok(freed)
+    }
+
+    fn reclaim_expired_of(&mut self, node: NodeId, meters: bool) -> Result<usize, Unavailable> {
         self.round_trip(node)?;
         let now = self.clock();
-        let expired: Vec<i64> = self.leases.iter().filter(|l| l.expires_at < now).map(|l| l.id).collect();
+        let expired = self.leases.iter().filter(|l| l.expires_at < now && l.meter.is_some() == meters);
+        let expired: Vec<i64> = expired.map(|l| l.id).collect();
         let mut freed = 0;
         for id in expired {
             self.round_trip(node)?;
             let now = self.clock();
             let Some(at) = self.leases.iter().position(|l| l.id == id && l.expires_at < now) else { continue };
             let lease = self.leases.remove(at);
+            self.window_writes += u64::from(lease.meter.is_some());
             self.unreserve(lease.of(), lease.held);
             self.reclaimed.push((lease.node, lease.of()));
             freed += 1;
@@ -569,8 +747,10 @@ impl Db {
             let sum = self.key_excess.entry(key).or_default();
             sum.iter_mut().zip(excess).for_each(|(sum, excess)| *sum += excess);
         }
+        self.write_meters(node, batch, consumed_by);
         for debit in batch {
             let id = &debit.request_id;
+            self.applied_order.push(id.clone());
             let count = self.applied.entry(id.clone()).or_default();
             *count += 1;
             if *count > 1 {
@@ -603,12 +783,102 @@ impl Db {
                     success: debit.success,
                 });
             }
+            // Of a window, the same, with its own lapses and limits newer than the hold.
+            for meter in &debit.meters {
+                let Some(budget) = self.budgets.get(&meter.budget) else { continue };
+                let lapsed = self.lapsed_windows.contains(&(id.clone(), meter.budget, meter.start));
+                let unbounded = self.unbounded_windows.get(&(id.clone(), meter.budget)).copied().unwrap_or_default();
+                let sum = self.window_allowed.entry((meter.budget, meter.start)).or_default();
+                for i in (0..3).filter(|i| budget.limits[*i].is_some()) {
+                    sum[i] += if lapsed || unbounded[i] { all[i] } else { beyond[i] };
+                }
+            }
             if debit.charge.is_positive() {
                 let taken = self.ledger.iter().any(|row| row.order_no == *id);
                 let order_no = if taken { format!("{id}#{}", debit.seq) } else { id.clone() };
                 self.ledger.push(LedgerRow { user: debit.user_id, amount: -debit.charge.micros(), order_no });
             }
         }
+    }
+
+    /// `write_meters`, within the batch's transaction: per window the batch counts in (`meter_totals`:
+    /// each debit's credit, tokens and success, in each of its windows), this node's lease pays
+    /// first (`LEAST(held, total)`, `consume_lease`), the window's usage grows by all of it and its
+    /// `*_reserved` columns shrink by what the lease paid. A removed budget's window is gone (and
+    /// its leases with it): nothing to update.
+    fn write_meters(&mut self, node: NodeId, batch: &[Debit], consumed_by: &mut BTreeMap<LeaseKey, [i64; 3]>) {
+        let mut totals: BTreeMap<(BudgetId, i64), [i64; 3]> = BTreeMap::new();
+        let first_only = self.faults.batch_counts_first_window_only;
+        for debit in batch {
+            let add = [debit.charge.micros(), debit.tokens, i64::from(debit.success)];
+            for meter in debit.meters.iter().take(if first_only { 1 } else { usize::MAX }) {
+                let total = totals.entry((meter.budget, meter.start)).or_default();
+                total.iter_mut().zip(add).for_each(|(total, add)| *total += add);
+            }
+        }
+        self.window_writes += u64::from(!totals.is_empty());
+        for ((budget, start), total) in totals {
+            let consumed = self.consume(node, Lease::Meter(budget, start), total);
+            let sum = consumed_by.entry(LeaseKey::Meter(budget, start)).or_default();
+            sum.iter_mut().zip(consumed).for_each(|(sum, consumed)| *sum += consumed);
+            let Some(limits) = self.budgets.get(&budget).map(|b| b.limits) else { continue };
+            let Some(row) = self.windows.get_mut(&(budget, start)) else { continue };
+            let excess: [i64; 3] =
+                std::array::from_fn(|i| if limits[i].is_some() { total[i] - consumed[i] } else { 0 });
+            for i in 0..3 {
+                row.used[i] += total[i].max(0);
+                row.reserved[i] -= consumed[i];
+                row.slack[i] += excess[i];
+            }
+            let sum = self.window_excess.entry((budget, start)).or_default();
+            sum.iter_mut().zip(excess).for_each(|(sum, excess)| *sum += excess);
+        }
+    }
+
+    /// A new budget (`set_budgets`' insert). Returns its id.
+    pub fn add_budget(&mut self, owner: Owner, period: i64, limits: [Option<i64>; 3]) -> BudgetId {
+        let id = self.next_budget;
+        self.next_budget += 1;
+        self.budgets.insert(id, BudgetRow { owner, period, limits, version: 0 });
+        id
+    }
+
+    /// An administrator's change to an owner's budgets (`set_budgets` of db/budgets.rs), one
+    /// transaction that leaves the windows' `*_reserved` and the leases alone: new limits for a
+    /// budget, or the budget removed (its windows and their leases with it: `ON DELETE
+    /// CASCADE`), or a new budget. Whether it was applied (a changed or removed budget was there).
+    pub fn change_budget(&mut self, node: NodeId, change: BudgetChange) -> Result<bool, Unavailable> {
+        self.round_trip(node)?;
+        self.window_writes += 1;
+        match change {
+            BudgetChange::Limits(id, limits) => {
+                let Some(budget) = self.budgets.get_mut(&id) else { return Ok(false) };
+                budget.limits = limits;
+                budget.version += 1;
+                let budget = *budget;
+                // What the change leaves above a limit is the administrator's doing, not a lease's.
+                for ((_, _), row) in self.windows.range_mut((id, i64::MIN)..=(id, i64::MAX)) {
+                    row.slack = row.over(&budget).map(|over| over.unwrap_or(0).max(0));
+                }
+            }
+            BudgetChange::Remove(id) => {
+                if self.budgets.remove(&id).is_none() {
+                    return Ok(false);
+                }
+                self.remove_windows(|budget| budget == id);
+            }
+            BudgetChange::Add(owner, period, limits) => {
+                self.add_budget(owner, period, limits);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The windows of the budgets `gone` and their leases go (`ON DELETE CASCADE`).
+    fn remove_windows(&mut self, gone: impl Fn(BudgetId) -> bool) {
+        self.window_writes += 1;
+        self.windows.retain(|(budget, _), _| !gone(*budget));
+        self.leases.retain(|l| l.meter.is_none_or(|(budget, _)| !gone(budget)));
     }
 
     /// `apply_once` (db/ledger.rs) for an administrator's credit (`amount > 0`) or debit: a debit
@@ -648,6 +918,11 @@ impl Db {
             KeyChange::Delete => {
                 self.keys.remove(&key);
                 self.leases.retain(|l| l.key != Some(key));
+                // The key's budgets go with it, and their windows and leases.
+                let gone: Vec<BudgetId> =
+                    self.budgets.iter().filter(|(_, b)| b.owner == Owner::Key(key)).map(|(id, _)| *id).collect();
+                self.budgets.retain(|id, _| !gone.contains(id));
+                self.remove_windows(|budget| gone.contains(&budget));
                 return Ok(true);
             }
         }
@@ -665,4 +940,15 @@ pub enum KeyChange {
     /// Its usage counters back to zero.
     Reset,
     Delete,
+}
+
+/// An administrator's change to budgets (`set_budgets`).
+#[derive(Debug, Clone, Copy)]
+pub enum BudgetChange {
+    /// New limits for a budget (at least one).
+    Limits(BudgetId, [Option<i64>; 3]),
+    /// The budget removed.
+    Remove(BudgetId),
+    /// A new budget: whose, its period (ms), its limits.
+    Add(Owner, i64, [Option<i64>; 3]),
 }

@@ -1,6 +1,7 @@
 //! A simulated gateway: the real [`CreditBook`] driven as `LeaseEngine` (`db/leases/`) drives
-//! it, against the simulated database. Each method names the function it models; the order lock
-//! is implicit (a step runs to its end before the next begins).
+//! it, against the simulated database, with the budgets it knows (`BudgetDefs`). Each method
+//! names the function it models; the order lock is implicit (a step runs to its end before the
+//! next begins).
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,17 +9,20 @@ use apihub_core::Money;
 use apihub_core::billing::{
     BillingError, HoldRequest, NewReservation, ReservationId, Settlement, UserFunds, check_hold,
 };
-use apihub_core::credit::{CreditBook, Debit, HoldError, Lease, StoredKey};
+use apihub_core::budget::{BudgetId, Period};
+use apihub_core::credit::{CreditBook, Debit, HoldError, Lease, MeterId, StoredKey, StoredMeter};
 use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 
-use crate::db::{Db, LEASE_TTL, Left, NodeId, Unavailable};
+use crate::db::{BudgetRow, Db, LEASE_TTL, Left, NodeId, Owner, Unavailable};
 
 pub const HEARTBEAT: i64 = 5_000;
 pub const VALIDITY_MARGIN: i64 = 3_000;
 pub const RECLAIM_EVERY: i64 = 5_000;
 pub const IDLE_SWEEP: i64 = 1_000;
 pub const WINDOW: i64 = 50;
+/// How often the budgets known are read again, and the database's clock measured.
+pub const BUDGETS_RELOAD: i64 = 10_000;
 const MAX_PAUSE: i64 = 5_000;
 const MAX_BATCH: usize = 4_096;
 const MAX_ROUNDS: usize = 64;
@@ -45,10 +49,10 @@ pub struct Protocol {
     /// transaction (`credit_batches`); written again after its acknowledgement was lost, it
     /// counts as written instead of being applied twice.
     pub record_batches: bool,
-    /// Fix E: a give-back whose first write fails still forgets the keys it was asked to give
-    /// back (their leases are strays then, given back after the next renewal), so that a key an
-    /// administrator changed is read again.
-    pub forget_keys_when_give_back_fails: bool,
+    /// Fix E: a give-back whose first write fails still forgets the keys (or budget windows) it
+    /// was asked to give back (their leases are strays then, given back after the next renewal),
+    /// so that a key or budget an administrator changed is read again.
+    pub forget_when_give_back_fails: bool,
 }
 
 impl Protocol {
@@ -58,7 +62,7 @@ impl Protocol {
         retire_lapsed_book: true,
         restore_failed_give_back: true,
         record_batches: true,
-        forget_keys_when_give_back_fails: true,
+        forget_when_give_back_fails: true,
     };
     /// leases.rs before issue #12's fixes, which the simulation found needed.
     pub const BEFORE_FIXES: Protocol = Protocol {
@@ -66,7 +70,7 @@ impl Protocol {
         retire_lapsed_book: false,
         restore_failed_give_back: false,
         record_batches: false,
-        forget_keys_when_give_back_fails: false,
+        forget_when_give_back_fails: false,
     };
 }
 
@@ -81,6 +85,8 @@ pub struct Request {
     pub request_id: String,
     pub amount: i64,
     pub tokens: i64,
+    /// The budget windows it counts in.
+    pub meters: Vec<MeterId>,
 }
 
 pub struct Gateway {
@@ -109,6 +115,17 @@ pub struct Gateway {
     key_versions: HashMap<KeyId, u64>,
     idle_users: HashMap<UserId, ReservationId>,
     idle_keys: HashMap<KeyId, ReservationId>,
+    idle_meters: HashMap<MeterId, ReservationId>,
+    /// `meter_grants`: the last growth of each window's lease.
+    meter_grants: HashMap<MeterId, [i64; 3]>,
+    /// Model only: the version of each window's budget when the window entered the book.
+    meter_versions: HashMap<MeterId, u64>,
+    /// `BudgetDefs`: the budgets known, by owner (an owner read with none has none).
+    budget_defs: HashMap<Owner, Vec<(BudgetId, BudgetRow)>>,
+    /// `BudgetDefs::skew`: the database's clock less this process's wall clock, as last measured
+    /// (zero before the first measurement).
+    budget_skew: i64,
+    last_budgets: i64,
     last_renewal: i64,
     last_reclaim: i64,
     next_tick: i64,
@@ -139,6 +156,12 @@ impl Gateway {
             key_versions: HashMap::new(),
             idle_users: HashMap::new(),
             idle_keys: HashMap::new(),
+            idle_meters: HashMap::new(),
+            meter_grants: HashMap::new(),
+            meter_versions: HashMap::new(),
+            budget_defs: HashMap::new(),
+            budget_skew: 0,
+            last_budgets: mono - BUDGETS_RELOAD,
             last_renewal: mono,
             last_reclaim: mono - RECLAIM_EVERY,
             next_tick: mono + IDLE_SWEEP,
@@ -168,10 +191,14 @@ impl Gateway {
         }
         self.valid_until = None;
         let open = self.open.iter().map(|r| r.request_id.clone());
-        let lapsed: Vec<String> =
-            open.chain(self.book.to_write(usize::MAX).into_iter().map(|d| d.request_id)).collect();
-        db.lapsed.extend(lapsed.iter().cloned());
-        db.lapsed_keys.extend(lapsed);
+        let open = open.zip(self.open.iter().map(|r| r.meters.clone()));
+        let queued = self.book.to_write(usize::MAX).into_iter().map(|d| (d.request_id, d.meters));
+        let lapsed: Vec<(String, Vec<MeterId>)> = open.chain(queued).collect();
+        for (id, meters) in &lapsed {
+            db.lapsed_windows.extend(meters.iter().map(|m| (id.clone(), m.budget, m.start)));
+        }
+        db.lapsed.extend(lapsed.iter().map(|(id, _)| id.clone()));
+        db.lapsed_keys.extend(lapsed.into_iter().map(|(id, _)| id));
         if self.protocol.retire_lapsed_book {
             let successor = self.book.successor();
             let old = std::mem::replace(&mut self.book, successor);
@@ -186,6 +213,9 @@ impl Gateway {
         self.key_versions.clear();
         self.idle_users.clear();
         self.idle_keys.clear();
+        self.idle_meters.clear();
+        self.meter_grants.clear();
+        self.meter_versions.clear();
         self.asked.clear();
     }
 
@@ -220,14 +250,28 @@ impl Gateway {
         let hold = HoldRequest { amount: Money::from_micros(amount), tokens };
         let new = NewReservation { user_id: user, key_id: key, request_id: request_id.clone(), hold };
         let mut transient = TRANSIENT_RETRIES;
+        let now = self.budget_now(db);
         for _ in 0..MAX_ROUNDS {
-            let grown = match self.book.hold(&new) {
+            let Some(meters) = self.windows(user, key, now) else {
+                // `load_budgets`: a failure ends the request (no retry).
+                let loaded = db.load_budgets(self.node, user, key).map_err(|_| "database unavailable")?;
+                for owner in [Owner::User(user), Owner::Key(key)] {
+                    let mine = loaded.iter().filter(|(_, budget)| budget.owner == owner);
+                    self.budget_defs.insert(owner, mine.copied().collect());
+                }
+                continue;
+            };
+            let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
+            let grown = match self.book.hold_metered(&new, &ids) {
                 Ok(id) => Some(Ok(Some(id))),
                 Err(HoldError::UserNotLoaded(_) | HoldError::Refused(BillingError::InsufficientBalance { .. })) => {
-                    Some(self.grow_user(db, &new))
+                    Some(self.grow_user(db, &new, &ids))
                 }
                 Err(HoldError::KeyNotLoaded(_) | HoldError::Refused(BillingError::KeyLimit { .. })) => {
-                    Some(self.grow_key(db, &new))
+                    Some(self.grow_key(db, &new, &ids))
+                }
+                Err(HoldError::MeterNotLoaded(_) | HoldError::Refused(BillingError::BudgetSpent { .. })) => {
+                    Some(self.grow_meter(db, &new, &meters))
                 }
                 Err(other) => return Err(format!("{other:?}")),
             };
@@ -235,7 +279,8 @@ impl Gateway {
                 Some(Ok(Some(id))) => {
                     // Model only: its token overage is what it bills beyond these.
                     db.held_tokens.insert(request_id.clone(), tokens);
-                    self.open.push(Request { id, node: self.node, user, key, request_id, amount, tokens });
+                    let (node, meters) = (self.node, ids);
+                    self.open.push(Request { id, node, user, key, request_id, amount, tokens, meters });
                     return Ok(());
                 }
                 Some(Ok(None)) | None => {}
@@ -251,8 +296,8 @@ impl Gateway {
     }
 
     /// `hold_now`.
-    fn hold_now(&mut self, new: &NewReservation) -> Result<Option<ReservationId>, Grow> {
-        match self.book.hold(new) {
+    fn hold_now(&mut self, new: &NewReservation, meters: &[MeterId]) -> Result<Option<ReservationId>, Grow> {
+        match self.book.hold_metered(new, meters) {
             Ok(id) => Ok(Some(id)),
             Err(HoldError::Refused(error @ BillingError::Store(_))) => Err(Grow::Refused(error.to_string())),
             Err(_) => Ok(None),
@@ -261,18 +306,23 @@ impl Gateway {
 
     /// `grow_user`: written settlements first, then one conditional grant of at least what the
     /// hold lacks, at most half of what is free, aiming at twice the last growth.
-    fn grow_user(&mut self, db: &mut Db, new: &NewReservation) -> Result<Option<ReservationId>, Grow> {
+    fn grow_user(
+        &mut self,
+        db: &mut Db,
+        new: &NewReservation,
+        meters: &[MeterId],
+    ) -> Result<Option<ReservationId>, Grow> {
         let (user, required) = (new.user_id, new.hold.amount);
         self.write_queued(db)?;
         let leased = self.book.funds(user);
         let available = leased.map_or(Money::ZERO, |funds| funds.available());
         if leased.is_some() && available >= required {
-            return self.hold_now(new);
+            return self.hold_now(new, meters);
         }
         let min = required.micros().saturating_sub(available.micros()).max(0);
         if min == 0 {
             self.book.grant_user(user, Money::ZERO);
-            return self.hold_now(new);
+            return self.hold_now(new, meters);
         }
         let last = self.user_grants.get(&user).copied().unwrap_or(0);
         let want = min.saturating_mul(GROWTH).max(last.saturating_mul(2));
@@ -284,7 +334,7 @@ impl Gateway {
                 self.renewed(asked_at, &[Lease::User(user)]);
                 self.book.grant_user(user, Money::from_micros(granted));
                 self.user_grants.insert(user, granted);
-                self.hold_now(new)
+                self.hold_now(new, meters)
             }
             // No Redis in the simulation: credit other gateways lease is not asked for.
             None => Err(Grow::Refused(format!("insufficient: {} free here", available.micros() + grant.free.max(0)))),
@@ -296,12 +346,19 @@ impl Gateway {
     /// (on first use: the whole hold and one call), at most half of what each has free, aiming at
     /// twice the last growth. The grant enters the book (`grant_key`), or the key does with the
     /// grant as its limits (`store_key`); a limit the database no longer has leaves the book.
-    fn grow_key(&mut self, db: &mut Db, new: &NewReservation) -> Result<Option<ReservationId>, Grow> {
+    fn grow_key(
+        &mut self,
+        db: &mut Db,
+        new: &NewReservation,
+        meters: &[MeterId],
+    ) -> Result<Option<ReservationId>, Grow> {
         let key = new.key_id;
         self.write_queued(db)?;
         let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
         let min = match self.book.key_counters(key) {
-            Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => return self.hold_now(new),
+            Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => {
+                return self.hold_now(new, meters);
+            }
             Some(counters) => counters.shortfall(&new.hold),
             None => [new.hold.amount.micros().max(0), new.hold.tokens.max(0), 1],
         };
@@ -338,7 +395,68 @@ impl Gateway {
         }
         self.key_grants.insert(key, grant.got);
         self.known_keys.insert(key);
-        self.hold_now(new)
+        self.hold_now(new, meters)
+    }
+
+    /// `BudgetDefs::now`: this process's wall clock plus the skew last measured (the database's
+    /// clock, once measured).
+    fn budget_now(&self, db: &Db) -> i64 {
+        self.wall(db) + self.budget_skew
+    }
+
+    /// `BudgetDefs::windows`: the windows a request of `key` of `user` counts in at `now`, each
+    /// with its stored form before any usage; `None` when the key's or the user's budgets are
+    /// not known. A window is named by its start, a multiple of the budget's period.
+    pub fn windows(&self, user: UserId, key: KeyId, now: i64) -> Option<Vec<(MeterId, StoredMeter)>> {
+        let of_key = self.budget_defs.get(&Owner::Key(key))?;
+        let of_user = self.budget_defs.get(&Owner::User(user))?;
+        let meters = of_key.iter().chain(of_user).map(|(id, budget)| {
+            let start = now.div_euclid(budget.period) * budget.period;
+            let scope = if matches!(budget.owner, Owner::Key(_)) { "key" } else { "user" };
+            let stored = StoredMeter { scope, period: Period::Day, limits: budget.limits, used: [0; 3] };
+            (MeterId { budget: *id, start, end: start + budget.period }, stored)
+        });
+        Some(meters.collect())
+    }
+
+    /// `grow_meter`: written settlements first; the first of the request's windows that cannot
+    /// take the hold (not in the book, or short by what the hold lacks on some limit; on first
+    /// use the whole hold and one call) grows by one conditional grant of at least that, at most
+    /// half of what each limit has free, aiming at twice the last growth. The grant enters the
+    /// book (`grant_meter`), or the window does with the grant as its limits (`store_meter`). A
+    /// budget removed meanwhile: the budgets are read again. Refused: a budget is spent.
+    fn grow_meter(
+        &mut self,
+        db: &mut Db,
+        new: &NewReservation,
+        meters: &[(MeterId, StoredMeter)],
+    ) -> Result<Option<ReservationId>, Grow> {
+        let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
+        self.write_queued(db)?;
+        let short = self.book.meter_shortfall(meters, &new.hold);
+        let Some((id, template, min)) = short else { return self.hold_now(new, &ids) };
+        let last = self.meter_grants.get(&id).copied().unwrap_or_default();
+        let want: [i64; 3] = std::array::from_fn(|i| min[i].saturating_mul(GROWTH).max(last[i].saturating_mul(2)));
+        let asked_at = self.mono(db);
+        let wall = self.wall(db);
+        let Some(grant) = db.grant_meter(self.node, id, min, want, wall)? else {
+            // The budget was removed meanwhile: read the budgets again.
+            self.budget_defs.clear();
+            return Ok(None);
+        };
+        if !grant.granted {
+            return Err(Grow::Refused(format!("budget {} spent: {:?} free, {min:?} needed", id.budget, grant.free)));
+        }
+        if grant.got != [0; 3] {
+            self.renewed(asked_at, &[Lease::Meter(id.budget, id.start)]);
+        }
+        if !self.book.grant_meter(id, grant.got) {
+            let limits = std::array::from_fn(|i| grant.free[i].map(|_| grant.got[i]));
+            self.book.store_meter(id, StoredMeter { limits, used: [0; 3], ..template });
+            self.meter_versions.insert(id, grant.version);
+        }
+        self.meter_grants.insert(id, grant.got);
+        self.hold_now(new, &ids)
     }
 
     /// The book that holds a request: the current one, or a retired one (fix B).
@@ -372,17 +490,18 @@ impl Gateway {
             self.retired.iter().find(|(id, _)| *id == node).map(|(_, b)| b)
         };
         let Some(book) = book else { return };
-        let covers = |user: UserId, key: KeyId| match lease {
+        let covers = |user: UserId, key: KeyId, meters: &[MeterId]| match lease {
             Lease::User(id) => id == user,
             Lease::Key(id) => id == key,
-            Lease::Meter(..) => false,
+            Lease::Meter(budget, start) => meters.iter().any(|m| m.budget == budget && m.start == start),
         };
-        let open = self.open.iter().filter(|r| r.node == node && covers(r.user, r.key)).map(|r| r.request_id.clone());
-        let queued = book.to_write(usize::MAX).into_iter().filter(|d| covers(d.user_id, d.key_id));
-        let lapsed = open.chain(queued.map(|d| d.request_id));
+        let open = self.open.iter().filter(|r| r.node == node && covers(r.user, r.key, &r.meters));
+        let queued = book.to_write(usize::MAX).into_iter().filter(|d| covers(d.user_id, d.key_id, &d.meters));
+        let lapsed = open.map(|r| r.request_id.clone()).chain(queued.map(|d| d.request_id));
         match lease {
             Lease::User(_) => db.lapsed.extend(lapsed),
-            _ => db.lapsed_keys.extend(lapsed),
+            Lease::Key(_) => db.lapsed_keys.extend(lapsed),
+            Lease::Meter(budget, start) => db.lapsed_windows.extend(lapsed.map(|id| (id, budget, start))),
         }
     }
 
@@ -396,6 +515,15 @@ impl Gateway {
         let open = self.open.iter().filter(|r| r.key == key).map(|r| r.request_id.clone());
         let books = std::iter::once(&self.book).chain(self.retired.iter().map(|(_, book)| book));
         let queued = books.flat_map(|book| book.to_write(usize::MAX)).filter(|d| d.key_id == key);
+        open.chain(queued.map(|d| d.request_id)).collect()
+    }
+
+    /// The requests counted in a window of `budget`, open or unwritten in any book here.
+    pub fn in_flight_in(&self, budget: BudgetId) -> Vec<String> {
+        let counts = |meters: &[MeterId]| meters.iter().any(|m| m.budget == budget);
+        let open = self.open.iter().filter(|r| counts(&r.meters)).map(|r| r.request_id.clone());
+        let books = std::iter::once(&self.book).chain(self.retired.iter().map(|(_, book)| book));
+        let queued = books.flat_map(|book| book.to_write(usize::MAX)).filter(|d| counts(&d.meters));
         open.chain(queued.map(|d| d.request_id)).collect()
     }
 
@@ -461,6 +589,16 @@ impl Gateway {
     pub fn tick(&mut self, db: &mut Db) -> String {
         self.next_tick = self.mono(db) + IDLE_SWEEP;
         let mut did = Vec::new();
+        if self.mono(db) - self.last_budgets >= BUDGETS_RELOAD {
+            // The budgets are read again; the database's clock is measured (`measure_skew`).
+            self.last_budgets = self.mono(db);
+            self.budget_defs.clear();
+            let wall = self.wall(db);
+            match db.read_clock(self.node) {
+                Ok(clock) => self.budget_skew = clock - wall,
+                Err(Unavailable) => did.push("reading the database's clock failed".into()),
+            }
+        }
         if self.mono(db) - self.last_renewal >= HEARTBEAT {
             match self.renew(db) {
                 Ok(renewed) => {
@@ -476,8 +614,11 @@ impl Gateway {
             }
         }
         match self.return_idle(db) {
-            Ok((users, keys)) if users.is_empty() && keys.is_empty() => {}
-            Ok((users, keys)) => did.push(format!("gave back idle users {users:?} keys {keys:?}")),
+            Ok((users, keys, meters)) if users.is_empty() && keys.is_empty() && meters.is_empty() => {}
+            Ok((users, keys, meters)) => {
+                let meters: Vec<(BudgetId, i64)> = meters.iter().map(|m| (m.budget, m.start)).collect();
+                did.push(format!("gave back idle users {users:?} keys {keys:?} windows {meters:?}"))
+            }
             Err(Unavailable) => did.push("give-back failed".into()),
         }
         if self.mono(db) - self.last_reclaim >= RECLAIM_EVERY {
@@ -538,11 +679,17 @@ impl Gateway {
         }
     }
 
-    /// `return_idle`: the users and keys idle at the last look and still idle (same newest hold)
-    /// are given back. Returns them.
-    fn return_idle(&mut self, db: &mut Db) -> Result<(Vec<UserId>, Vec<KeyId>), Unavailable> {
+    /// `return_idle`: the users, keys and budget windows idle at the last look and still idle
+    /// (same newest hold) are given back, the windows first. Returns them.
+    #[allow(clippy::type_complexity)]
+    fn return_idle(&mut self, db: &mut Db) -> Result<(Vec<UserId>, Vec<KeyId>, Vec<MeterId>), Unavailable> {
         let idle_users = self.book.idle_users();
         let idle_keys = self.book.idle_keys();
+        let idle_meters = self.book.idle_meters();
+        let mut meters: Vec<MeterId> =
+            idle_meters.iter().filter(|(id, last)| self.idle_meters.get(id) == Some(last)).map(|(id, _)| *id).collect();
+        meters.sort_unstable();
+        self.idle_meters = idle_meters.into_iter().filter(|(id, _)| !meters.contains(id)).collect();
         let mut users: Vec<UserId> =
             idle_users.iter().filter(|(id, last)| self.idle_users.get(id) == Some(last)).map(|(id, _)| *id).collect();
         let mut keys: Vec<KeyId> =
@@ -552,10 +699,65 @@ impl Gateway {
         keys.sort_unstable();
         self.idle_users = idle_users.into_iter().filter(|(id, _)| !users.contains(id)).collect();
         self.idle_keys = idle_keys.into_iter().filter(|(id, _)| !keys.contains(id)).collect();
+        self.give_back_meters(db, &meters)?;
         if !users.is_empty() || !keys.is_empty() {
             self.give_back(db, &users, &keys, true)?;
         }
-        Ok((users, keys))
+        Ok((users, keys, meters))
+    }
+
+    /// `give_back_meters`: written settlements first (a failure ends it, the windows still in
+    /// the book); each window leaves the book, its lease keeping what its open holds and
+    /// unwritten debits take (`meter_commitments`); then one `shrink_meter` transaction per
+    /// window (a failure ends it: the leases not shrunk are strays, given back at a heartbeat).
+    pub fn give_back_meters(&mut self, db: &mut Db, ids: &[MeterId]) -> Result<(), Unavailable> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.write_queued(db) {
+            // As for keys (fix E): the windows leave the book anyway, their leases strays.
+            if self.protocol.forget_when_give_back_fails {
+                for id in ids {
+                    self.book.forget_meter(*id);
+                    self.meter_versions.remove(id);
+                }
+            }
+            return Err(error);
+        }
+        let keeps_nothing = db.faults.meter_give_back_keeps_nothing;
+        let commitments =
+            |id: &MeterId| self.book.meter_commitments(*id).map(|keep| if keeps_nothing { [0; 3] } else { keep });
+        let kept: Vec<(MeterId, [i64; 3])> =
+            ids.iter().filter_map(|id| commitments(id).map(|keep| (*id, keep))).collect();
+        for id in ids {
+            self.book.forget_meter(*id);
+            self.meter_grants.remove(id);
+            self.meter_versions.remove(id);
+        }
+        for (id, keep) in kept {
+            let lease = Lease::Meter(id.budget, id.start);
+            // The window left the book: a lease of it nobody renews no longer bounds the others.
+            if db.shrink(self.node, lease, keep)? != Left::Kept {
+                self.forget_asked(lease);
+            }
+        }
+        Ok(())
+    }
+
+    /// `revoke_budgets`, on the invalidation of a changed budget: the budgets are forgotten (read
+    /// again on the next request) and every window's lease is given back. A failure is only
+    /// logged (the leases are strays, or the windows stay in the book until they idle).
+    pub fn revoke_budgets(&mut self, db: &mut Db) -> Result<(), Unavailable> {
+        self.budget_defs.clear();
+        let mut meters = self.book.meter_ids();
+        meters.sort_unstable();
+        self.give_back_meters(db, &meters)
+    }
+
+    /// Model only: the version of the budget of window `id` when it entered the book (`None`:
+    /// not in the book).
+    pub fn meter_version(&self, id: MeterId) -> Option<u64> {
+        self.meter_versions.get(&id).copied()
     }
 
     /// `give_back`: written settlements first; each user shrinks in the book to what its open
@@ -575,7 +777,7 @@ impl Gateway {
     ) -> Result<(), Unavailable> {
         if let Err(error) = self.write_queued(db) {
             // As shipped, the keys stay in the book with the limits they had (bug E).
-            if self.protocol.forget_keys_when_give_back_fails {
+            if self.protocol.forget_when_give_back_fails {
                 for id in keys {
                     self.book.forget_key(*id);
                     self.key_versions.remove(id);
@@ -655,14 +857,18 @@ impl Gateway {
         self.give_back(db, &[], &[key], true)
     }
 
-    /// `give_back_all`, at shutdown: write everything, give back every lease.
+    /// `give_back_all`, at shutdown: write everything, give back every lease (users' and keys',
+    /// then budget windows').
     pub fn give_back_all(&mut self, db: &mut Db) -> Result<(), Unavailable> {
         self.write_retired(db)?;
         self.write_queued(db)?;
         let (mut users, mut keys) = self.book.entries();
         users.sort_unstable();
         keys.sort_unstable();
-        self.give_back(db, &users, &keys, true)
+        self.give_back(db, &users, &keys, true)?;
+        let mut meters = self.book.meter_ids();
+        meters.sort_unstable();
+        self.give_back_meters(db, &meters)
     }
 }
 

@@ -3,25 +3,35 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use apihub_core::credit::Lease;
+use apihub_core::budget::BudgetId;
+use apihub_core::credit::{Lease, MeterId};
 use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
 
-use crate::db::{Db, Faults, KeyChange, LEASE_TTL, LeaseKey, NodeId};
+use crate::db::{BudgetChange, Db, Faults, KeyChange, LEASE_TTL, LeaseKey, NodeId, Owner};
 use crate::gateway::{Gateway, HEARTBEAT, IDLE_SWEEP, Protocol, RECLAIM_EVERY, key_stored, stored};
 use crate::rng::Rng;
 
 /// A lease not backed by its gateway's book, for longer than this while the database is up,
-/// is stranded credit: a dead gateway's lease expires and is reclaimed well within it.
-const STRAND_LIMIT: i64 = LEASE_TTL + 2 * RECLAIM_EVERY + 5 * IDLE_SWEEP;
+/// is stranded credit: a dead gateway's lease expires and is reclaimed well within it. (The
+/// reclaim after expiry, or a stray's renewal before its give-back failed, may come a step's
+/// jump of the clock late: 12 s. With budget windows a tick makes more round trips, so a flaky
+/// one that pushes a reclaim to the next period is likelier: seeds 319 and 805 of the sweep.)
+const STRAND_LIMIT: i64 = CHANGE_LIMIT + 12_000;
+/// A gateway that heard of an administrator's change to a key or a budget holds with the old
+/// limits no longer than this after the change (its revocation, or failing that its lease's
+/// expiry, a renewal's give-back of the stray or an idle give-back, ends them).
+const CHANGE_LIMIT: i64 = LEASE_TTL + 2 * RECLAIM_EVERY + 5 * IDLE_SWEEP;
 /// An idle lease (nothing open or unwritten on it) is given back at the second idle sweep after
-/// it idles (a step may jump 12 s at once), or when that fails, expires within `STRAND_LIMIT` of
+/// it idles (a step may jump 12 s at once), or when that fails, expires within `CHANGE_LIMIT` of
 /// its last renewal, a heartbeat later at most.
-const IDLE_LIMIT: i64 = STRAND_LIMIT + 2 * 12_000 + HEARTBEAT;
+const IDLE_LIMIT: i64 = CHANGE_LIMIT + 2 * 12_000 + HEARTBEAT;
 /// Steps kept for a failure's trace.
 const TRACE: usize = 60;
 /// A key's limits, in the order of its leases and `*_reserved` columns.
 const LIMITS: [&str; 3] = ["credit", "tokens", "calls"];
+/// The periods of budgets' windows (virtual ms: a run lasts minutes, so windows roll over).
+const PERIODS: [i64; 3] = [15_000, 40_000, 90_000];
 
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
@@ -70,6 +80,23 @@ pub struct World {
     /// Key invalidations published and not yet heard by a gateway: `(slot, the node id its
     /// process started as, key)`.
     invalidations: Vec<(usize, NodeId, KeyId)>,
+    /// Budget invalidations published and not yet heard: `(slot, the node id its process
+    /// started as)`.
+    budget_invalidations: Vec<(usize, NodeId)>,
+    /// When (`up_time`) an administrator last changed each budget.
+    budget_changed_at: HashMap<BudgetId, i64>,
+    /// Whether this seed's users and keys get budgets.
+    budgeted: bool,
+    /// The windows each request's hold counted in (as the gateway passed them to the book).
+    request_meters: HashMap<String, Vec<MeterId>>,
+    /// Settlements applied that the world looked at, and what they counted in each window.
+    applied_seen: usize,
+    window_counted: BTreeMap<(BudgetId, i64), [i64; 3]>,
+    /// Ledger rows summed, and their sum per user (the ledger only grows).
+    ledger_seen: usize,
+    ledger_sums: BTreeMap<UserId, i64>,
+    /// `Db::window_writes` at the last check of the windows (unchanged since: not checked again).
+    windows_checked: u64,
     /// When (`up_time`) an administrator last changed each key.
     changed_at: HashMap<KeyId, i64>,
     /// What each settlement billed its key: key, credit, tokens, success.
@@ -135,6 +162,15 @@ impl World {
             keys: BTreeMap::new(),
             next_key: 1_001,
             invalidations: Vec::new(),
+            budget_invalidations: Vec::new(),
+            budget_changed_at: HashMap::new(),
+            budgeted: false,
+            request_meters: HashMap::new(),
+            applied_seen: 0,
+            window_counted: BTreeMap::new(),
+            windows_checked: u64::MAX,
+            ledger_seen: 0,
+            ledger_sums: BTreeMap::new(),
             changed_at: HashMap::new(),
             settlements: HashMap::new(),
             usage_seen: 0,
@@ -147,7 +183,13 @@ impl World {
             trace: VecDeque::new(),
             step: 0,
         };
+        // Budgets in half of the seeds (the sweep's time): of some users, and (`new_key`) of some
+        // keys.
+        world.budgeted = world.db.rng.chance(50);
         for user in users {
+            if world.budgeted && world.db.rng.chance(50) {
+                world.new_budget(Owner::User(user));
+            }
             world.new_key(user);
         }
         for slot in 0..slots {
@@ -173,6 +215,27 @@ impl World {
         self.db.add_key(key, user, limits);
         self.keys.insert(user, key);
         self.log(format!("user {user} gets key {key} with limits {limits:?}"));
+        if self.budgeted && self.db.rng.chance(40) {
+            self.new_budget(Owner::Key(key));
+        }
+    }
+
+    /// Random limits for a budget: as a key's, but at least one (`budget::validate`).
+    fn budget_limits(rng: &mut Rng) -> [Option<i64>; 3] {
+        loop {
+            let limits = Self::limits(rng);
+            if limits.iter().any(Option::is_some) {
+                return limits;
+            }
+        }
+    }
+
+    /// A budget for `owner`, with a random period and limits.
+    fn new_budget(&mut self, owner: Owner) {
+        let period = PERIODS[self.db.rng.pick(PERIODS.len())];
+        let limits = Self::budget_limits(&mut self.db.rng);
+        let id = self.db.add_budget(owner, period, limits);
+        self.log(format!("{owner:?} gets budget {id}: every {period} ms {limits:?}"));
     }
 
     fn log(&mut self, line: String) {
@@ -226,6 +289,7 @@ impl World {
             }
             71..73 => self.partition(),
             73..76 => self.change_key(),
+            76..78 if self.budgeted => self.change_budget(),
             _ => {}
         }
     }
@@ -282,6 +346,21 @@ impl World {
             false
         });
         self.invalidations.extend(pending);
+        let mut pending = std::mem::take(&mut self.budget_invalidations);
+        pending.retain(|&(slot, node)| {
+            if !all && self.db.rng.chance(50) {
+                return true;
+            }
+            let Some(gate) = self.gates[slot].as_mut().filter(|g| g.started_as == node) else { return false };
+            let outcome = gate.revoke_budgets(&mut self.db);
+            let node = gate.node;
+            self.log(format!("node {node}: revoke budgets: {outcome:?}"));
+            for (node, lease) in std::mem::take(&mut self.db.reclaimed) {
+                self.gates.iter().flatten().for_each(|g| g.lease_lapsed(&mut self.db, node, lease));
+            }
+            false
+        });
+        self.budget_invalidations.extend(pending);
     }
 
     fn hold(&mut self) {
@@ -312,12 +391,44 @@ impl World {
             let process = gate.started_as;
             let heard = !self.invalidations.iter().any(|&(s, p, k)| (s, p, k) == (slot, process, key));
             let since = self.up_time - self.changed_at.get(&key).copied().unwrap_or(0);
-            if heard && since > STRAND_LIMIT {
+            if heard && since > CHANGE_LIMIT {
                 let what = format!("hold {request_id} with key {key}'s limits");
                 self.db
                     .violations
                     .push(format!("node {node}: {what} from before an administrator's change {since} ms ago"));
             }
+        }
+        if outcome.is_ok() {
+            let meters = gate.open.last().expect("just held").meters.clone();
+            let process = gate.started_as;
+            let heard = !self.budget_invalidations.iter().any(|&(s, p)| (s, p) == (slot, process));
+            for meter in &meters {
+                let Some(budget) = self.db.budgets.get(&meter.budget) else { continue };
+                // A window of another user's or key's budget: the book counted the hold wrongly.
+                if budget.owner != Owner::User(user) && budget.owner != Owner::Key(key) {
+                    let owner = budget.owner;
+                    self.db
+                        .violations
+                        .push(format!("hold {request_id} counted in budget {} of {owner:?}", meter.budget));
+                }
+                if gate.meter_version(*meter) == Some(budget.version) {
+                    continue;
+                }
+                // Held with the window's limits from before an administrator changed the budget:
+                // no lease bounds it by a limit the budget has and the book not.
+                let book = gate.book.meter(*meter).map_or([None; 3], |(stored, _)| stored.limits);
+                let unbounded: [bool; 3] = std::array::from_fn(|i| budget.limits[i].is_some() && book[i].is_none());
+                let entry = self.db.unbounded_windows.entry((request_id.clone(), meter.budget)).or_default();
+                (0..3).for_each(|i| entry[i] |= unbounded[i]);
+                // Once the gateway heard of the change, it forgets the windows (`revoke_budgets`).
+                let since = self.up_time - self.budget_changed_at.get(&meter.budget).copied().unwrap_or(0);
+                if heard && since > CHANGE_LIMIT {
+                    let what = format!("hold {request_id} in budget {}'s window {}", meter.budget, meter.start);
+                    let when = format!("from before an administrator's change {since} ms ago");
+                    self.db.violations.push(format!("node {node}: {what} with its limits {when}"));
+                }
+            }
+            self.request_meters.insert(request_id.clone(), meters);
         }
         self.log(format!("node {node}: hold {request_id} user {user} key {key} {amount} {tokens} tokens: {outcome:?}"));
     }
@@ -372,6 +483,11 @@ impl World {
         let debit = gate.settle(at, charge, tokens, success);
         self.settled += 1;
         let billed = (request.key, debit.charge.micros(), debit.tokens, debit.success);
+        if debit.meters != request.meters {
+            let id = &request.request_id;
+            let held = &request.meters;
+            self.db.violations.push(format!("{id} held in windows {held:?} but settles in {:?}", debit.meters));
+        }
         self.settlements.insert(request.request_id, billed);
         debit
     }
@@ -476,6 +592,45 @@ impl World {
         }
     }
 
+    /// An administrator changes a budget through a gateway (`set_budgets`: new limits, the budget
+    /// removed, or one added to a user or key without one); every live gateway hears of it
+    /// (`Invalidation::Budgets`) and revokes its budgets, each at this step or a later one.
+    fn change_budget(&mut self) {
+        let Some(slot) = self.pick_live() else { return };
+        let user = self.users[self.db.rng.pick(self.users.len())];
+        let owner = if self.db.rng.chance(50) { Owner::User(user) } else { Owner::Key(self.keys[&user]) };
+        let budget = self.db.budgets.iter().find(|(_, b)| b.owner == owner).map(|(id, b)| (*id, *b));
+        let change = match budget {
+            None => {
+                let period = PERIODS[self.db.rng.pick(PERIODS.len())];
+                BudgetChange::Add(owner, period, Self::budget_limits(&mut self.db.rng))
+            }
+            Some((id, _)) if self.db.rng.chance(15) => BudgetChange::Remove(id),
+            Some((id, _)) => BudgetChange::Limits(id, Self::budget_limits(&mut self.db.rng)),
+        };
+        let node = self.gates[slot].as_ref().expect("live").node;
+        let outcome = self.db.change_budget(node, change);
+        self.log(format!("node {node}: admin changes budgets of {owner:?}: {change:?}: {outcome:?}"));
+        if outcome.is_err() {
+            return;
+        }
+        if let (BudgetChange::Limits(id, limits), Some((_, before))) = (change, budget) {
+            self.budget_changed_at.insert(id, self.up_time);
+            // What is in flight was held under the old limits: no lease bounds it by a new one.
+            let added: [bool; 3] = std::array::from_fn(|i| before.limits[i].is_none() && limits[i].is_some());
+            for gate in self.gates.iter().flatten() {
+                for request_id in gate.in_flight_in(id) {
+                    let unbounded = self.db.unbounded_windows.entry((request_id, id)).or_default();
+                    (0..3).for_each(|i| unbounded[i] |= added[i]);
+                }
+            }
+        }
+        for slot in self.live() {
+            let process = self.gates[slot].as_ref().expect("live").started_as;
+            self.budget_invalidations.push((slot, process));
+        }
+    }
+
     fn restart(&mut self) {
         if let Some(slot) = (0..self.gates.len()).find(|s| self.gates[*s].is_none()) {
             self.start(slot);
@@ -526,15 +681,20 @@ impl World {
         if let Some(violation) = self.db.violations.first() {
             return Err(violation.clone());
         }
+        for row in &self.db.ledger[self.ledger_seen..] {
+            *self.ledger_sums.entry(row.user).or_default() += row.amount;
+        }
+        self.ledger_seen = self.db.ledger.len();
+        let negative = self.db.leases.iter().find(|l| l.held.iter().any(|held| *held < 0));
         for (user, row) in &self.db.users {
             let leased: i64 = self.db.leases.iter().filter(|l| l.of() == Lease::User(*user)).map(|l| l.held[0]).sum();
             if row.reserved != leased {
                 return Err(format!("user {user}: reserved {} but leases sum to {leased}", row.reserved));
             }
-            if let Some(lease) = self.db.leases.iter().find(|l| l.held.iter().any(|held| *held < 0)) {
+            if let Some(lease) = negative {
                 return Err(format!("lease {lease:?} is negative"));
             }
-            let ledger: i64 = self.db.ledger.iter().filter(|r| r.user == *user).map(|r| r.amount).sum();
+            let ledger = self.ledger_sums.get(user).copied().unwrap_or(0);
             if ledger != row.token_balance {
                 return Err(format!("user {user}: balance {} but the ledger sums to {ledger}", row.token_balance));
             }
@@ -587,8 +747,32 @@ impl World {
                     }
                 }
             }
+            // Of a budget window the same: never more than the lease (what is left for new holds
+            // plus what the window's open holds and unwritten debits take).
+            for id in gate.book.meter_ids() {
+                if !self.db.windows.contains_key(&(id.budget, id.start)) {
+                    continue;
+                }
+                let (stored, held) = gate.book.meter(id).expect("in the book");
+                let taken = gate.book.meter_commitments(id).expect("in the book");
+                let lease = self.db.held(gate.node, Lease::Meter(id.budget, id.start));
+                let in_doubt = self.db.in_doubt_consumed(gate.node, Lease::Meter(id.budget, id.start));
+                for i in 0..3 {
+                    let Some(limit) = stored.limits[i] else { continue };
+                    let stored = limit - stored.used[i] - held[i] + taken[i] - in_doubt[i];
+                    if stored > lease[i] {
+                        let (what, lease) = (LIMITS[i], lease[i]);
+                        let window = format!("budget {}'s window {}", id.budget, id.start);
+                        return Err(format!(
+                            "node {}: book leases {stored} {what} of {window}, database {lease}",
+                            gate.node
+                        ));
+                    }
+                }
+            }
         }
         self.check_keys()?;
+        self.check_windows()?;
         // Every settlement is applied once, or waits in a live gateway's queue (but for batches
         // in doubt, applied and queued), or was lost in a crash: none lost otherwise, none
         // applied twice.
@@ -667,6 +851,69 @@ impl World {
         Ok(())
     }
 
+    /// The budget windows: `*_reserved` is the sum of the window's leases; used + reserved never
+    /// exceeds a limit but by what an administrator's change left above it and what batches
+    /// counted beyond leases, which is only what the README allows (as of a key: credit and
+    /// tokens billed beyond a hold; all of a request open or unwritten when its gateway's lease
+    /// of the window lapsed, or whose limit is newer than its hold); the usage is what the
+    /// settlements applied counted in the window, each once, in the windows its hold took.
+    fn check_windows(&mut self) -> Result<(), String> {
+        for id in &self.db.applied_order[self.applied_seen..] {
+            let (_, charge, tokens, success) = self.settlements[id];
+            for meter in self.request_meters.get(id).into_iter().flatten() {
+                let counted = self.window_counted.entry((meter.budget, meter.start)).or_default();
+                let add = [charge, tokens, i64::from(success)];
+                counted.iter_mut().zip(add).for_each(|(sum, add)| *sum += add);
+            }
+        }
+        self.applied_seen = self.db.applied_order.len();
+        if self.db.window_writes == self.windows_checked && self.db.violations.is_empty() {
+            return Ok(());
+        }
+        self.windows_checked = self.db.window_writes;
+        let mut leases: BTreeMap<(BudgetId, i64), [i64; 3]> = BTreeMap::new();
+        for lease in &self.db.leases {
+            if let Some(window) = lease.meter {
+                let sum = leases.entry(window).or_default();
+                sum.iter_mut().zip(lease.held).for_each(|(sum, held)| *sum += held);
+            }
+        }
+        for (&(budget_id, start), row) in &self.db.windows {
+            let window = || format!("budget {budget_id}'s window {start}");
+            let leased = leases.get(&(budget_id, start)).copied().unwrap_or_default();
+            if row.reserved != leased {
+                return Err(format!("{}: reserved {:?} but leases sum to {leased:?}", window(), row.reserved));
+            }
+            let budget = &self.db.budgets[&budget_id];
+            for (i, over) in row.over(budget).into_iter().enumerate() {
+                if let Some(over) = over
+                    && over > row.slack[i]
+                {
+                    let (what, slack) = (LIMITS[i], row.slack[i]);
+                    let window = window();
+                    return Err(format!(
+                        "{window}: {what} used and leased exceed its limit by {over}, only {slack} allowed"
+                    ));
+                }
+            }
+            let counted = self.window_counted.get(&(budget_id, start)).copied().unwrap_or_default();
+            if row.used != counted {
+                return Err(format!("{}: used {:?} but its settlements count {counted:?}", window(), row.used));
+            }
+        }
+        for (&(budget_id, start), excess) in &self.db.window_excess {
+            let allowed = self.db.window_allowed.get(&(budget_id, start)).copied().unwrap_or_default();
+            if let Some(i) = (0..3).find(|i| excess[*i] > allowed[*i]) {
+                let what = LIMITS[i];
+                return Err(format!(
+                    "budget {budget_id}'s window {start}: {} {what} counted beyond leases, only {} allowed",
+                    excess[i], allowed[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// No credit stranded: a lease that its gateway's book does not use (a dead gateway's, one
     /// the book forgot, or one whose user or key has nothing open or unwritten on its gateway:
     /// idle) is gone within `STRAND_LIMIT` of database time.
@@ -692,7 +939,19 @@ impl World {
                     // Left the book: what its holds and debits still take (`return_strays`).
                     None => (g.book.taken(lease.of()), false),
                 },
-                Lease::Meter(..) => ([0; 3], false),
+                Lease::Meter(budget, start) => {
+                    // The window's id (its end follows from the budget's period; a removed budget's
+                    // windows have no leases).
+                    let period = self.db.budgets.get(&budget).map_or(0, |b| b.period);
+                    let id = MeterId { budget, start, end: start + period };
+                    match g.book.meter_commitments(id) {
+                        Some([0, 0, 0]) => ([0; 3], true),
+                        // As a key's: what the lease kept for holds open when the window last left
+                        // the book is counted as taken again when it comes back.
+                        Some(_) => (lease.held, false),
+                        None => (g.book.taken(lease.of()), false),
+                    }
+                }
             });
             if (0..3).any(|i| lease.held[i] > backed[i]) {
                 // Becoming idle, or its gateway dying, starts a new count.
@@ -713,7 +972,8 @@ impl World {
         Ok(())
     }
 
-    /// After the drain: nothing leased, every settlement applied or lost in a crash.
+    /// After the drain: nothing leased (of a user, a key or a budget window), every settlement
+    /// applied or lost in a crash.
     fn check_drained(&self) -> Result<(), String> {
         if let Some(lease) = self.db.leases.first() {
             return Err(format!("after the drain, lease {lease:?} is left"));
@@ -723,6 +983,9 @@ impl World {
         }
         if let Some((key, row)) = self.db.keys.iter().find(|(_, row)| row.reserved != [0; 3]) {
             return Err(format!("after the drain, key {key} has {:?} reserved", row.reserved));
+        }
+        if let Some(((budget, start), row)) = self.db.windows.iter().find(|(_, row)| row.reserved != [0; 3]) {
+            return Err(format!("after the drain, budget {budget}'s window {start} has {:?} reserved", row.reserved));
         }
         Ok(())
     }

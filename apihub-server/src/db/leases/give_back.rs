@@ -27,7 +27,7 @@ impl LeaseEngine {
         if let Some(key_id) = key_id
             && let Err(error) = self.give_back(&[], &[key_id], true).await
         {
-            tracing::warn!(%error, key_id, "giving back a key's lease failed; it expires on its own");
+            tracing::warn!(%error, key_id, "giving back a key's lease failed; it is given back after the next renewal");
         }
     }
 
@@ -35,7 +35,7 @@ impl LeaseEngine {
     pub(crate) async fn revoke_all_keys(&self) {
         let (_, keys) = self.book().entries();
         if let Err(error) = self.give_back(&[], &keys, true).await {
-            tracing::warn!(%error, "giving back the keys' leases failed; they expire on their own");
+            tracing::warn!(%error, "giving back the keys' leases failed; they are given back after the next renewal");
         }
     }
 

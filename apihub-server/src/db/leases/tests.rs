@@ -407,6 +407,29 @@ async fn a_key_revocation_that_cannot_write_still_reads_the_key_again() {
     assert_eq!((db.reserved(one).await, db.balance(one).await), (0, 996_000));
 }
 
+/// Bug E for budget windows: a budget change heard while settlements could not be written left
+/// the windows in the book with the old limits. Now they leave it anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_revocation_that_cannot_write_still_reads_the_budget_again() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    db.key_budget(key, 500_000).await;
+    let (a, pool) = db.gateway(1);
+
+    let settled = reserve(&a, &hold(one, key, "r1", 10_000)).await.expect("a leases");
+    assert_eq!(a.book().meter_ids().len(), 1, "the day's window is leased");
+    {
+        let _taken = pool.get().await.expect("the only connection");
+        a.settle(settled, &charge(4_000)).expect("settled");
+        a.revoke_budgets().await;
+        assert!(a.book().meter_ids().is_empty(), "the window's old limits are used no more");
+    }
+    let renewed = a.renew().await.expect("renewed");
+    a.return_strays(&renewed).await.expect("strays given back");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.window_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
+}
+
 /// A key deleted while this gateway could not give its lease back takes the lease with it: the
 /// renewal does not find it, and as nothing in the book uses it, it does not make the book lapse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
