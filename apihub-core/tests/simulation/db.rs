@@ -485,8 +485,7 @@ impl Db {
         let used = [row.quota_used, row.tokens_used, 0];
         let reserved = if ignore_reserved { [0; 3] } else { row.reserved };
         let free: [Option<i64>; 3] = std::array::from_fn(|i| row.limits[i].map(|limit| limit - used[i] - reserved[i]));
-        let got: [i64; 3] = std::array::from_fn(|i| free[i].map_or(0, |free| min[i].max(want[i].min(free / 2))));
-        let granted = (0..3).all(|i| free[i].is_none_or(|free| free >= min[i]));
+        let (got, granted) = size_grant(free, min, want);
         let (user, version) = (row.user, row.version);
         if granted && got.iter().sum::<i64>() > 0 {
             row.reserved.iter_mut().zip(got).for_each(|(reserved, got)| *reserved += got);
@@ -557,8 +556,7 @@ impl Db {
         let reserved = if ignore_reserved { [0; 3] } else { window.reserved };
         let free: [Option<i64>; 3] =
             std::array::from_fn(|i| budget.limits[i].map(|limit| limit - window.used[i] - reserved[i]));
-        let got: [i64; 3] = std::array::from_fn(|i| free[i].map_or(0, |free| min[i].max(want[i].min(free / 2))));
-        let granted = (0..3).all(|i| free[i].is_none_or(|free| free >= min[i]));
+        let (got, granted) = size_grant(free, min, want);
         if granted && got.iter().sum::<i64>() > 0 {
             window.reserved.iter_mut().zip(got).for_each(|(reserved, got)| *reserved += got);
             self.add_to_lease(node, Lease::Meter(id.budget, id.start), got, stamp);
@@ -951,4 +949,12 @@ pub enum BudgetChange {
     Remove(BudgetId),
     /// A new budget: whose, its period (ms), its limits.
     Add(Owner, i64, [Option<i64>; 3]),
+}
+
+/// The `s` part of `grow_key`'s and `grow_meter`'s statements: each limit's grant is
+/// `GREATEST(min, LEAST(want, free / 2))` (0 without the limit, `free` NULL), granted when every
+/// limit has at least `min` free.
+fn size_grant(free: [Option<i64>; 3], min: [i64; 3], want: [i64; 3]) -> ([i64; 3], bool) {
+    let got = std::array::from_fn(|i| free[i].map_or(0, |free| min[i].max(want[i].min(free / 2))));
+    (got, (0..3).all(|i| free[i].is_none_or(|free| free >= min[i])))
 }

@@ -746,7 +746,7 @@ impl Gateway {
 
     /// `revoke_budgets`, on the invalidation of a changed budget: the budgets are forgotten (read
     /// again on the next request) and every window's lease is given back. A failure is only
-    /// logged (the leases are strays, or the windows stay in the book until they idle).
+    /// logged (the windows leave the book anyway with fix E; their leases are strays).
     pub fn revoke_budgets(&mut self, db: &mut Db) -> Result<(), Unavailable> {
         self.budget_defs.clear();
         let mut meters = self.book.meter_ids();
@@ -776,7 +776,8 @@ impl Gateway {
         forget: bool,
     ) -> Result<(), Unavailable> {
         if let Err(error) = self.write_queued(db) {
-            // As shipped, the keys stay in the book with the limits they had (bug E).
+            // With fix E the keys leave the book anyway (their leases strays); without it they
+            // stayed with the limits they had (bug E).
             if self.protocol.forget_when_give_back_fails {
                 for id in keys {
                     self.book.forget_key(*id);

@@ -320,11 +320,16 @@ impl World {
                 let node = gate.node;
                 self.log(format!("node {node}: {}", did.join("; ")));
             }
-            for (node, lease) in std::mem::take(&mut self.db.reclaimed) {
-                self.gates.iter().flatten().for_each(|g| g.lease_lapsed(&mut self.db, node, lease));
-            }
+            self.tell_reclaimed();
         }
         self.hear_invalidations(false);
+    }
+
+    /// Every gateway learns of the leases the last statements reclaimed (`lease_lapsed`).
+    fn tell_reclaimed(&mut self) {
+        for (node, lease) in std::mem::take(&mut self.db.reclaimed) {
+            self.gates.iter().flatten().for_each(|g| g.lease_lapsed(&mut self.db, node, lease));
+        }
     }
 
     /// Gateways hear the key invalidations published (through Redis, within milliseconds: here
@@ -340,9 +345,7 @@ impl World {
             let outcome = gate.revoke_key(&mut self.db, key);
             let node = gate.node;
             self.log(format!("node {node}: revoke key {key}: {outcome:?}"));
-            for (node, lease) in std::mem::take(&mut self.db.reclaimed) {
-                self.gates.iter().flatten().for_each(|g| g.lease_lapsed(&mut self.db, node, lease));
-            }
+            self.tell_reclaimed();
             false
         });
         self.invalidations.extend(pending);
@@ -355,9 +358,7 @@ impl World {
             let outcome = gate.revoke_budgets(&mut self.db);
             let node = gate.node;
             self.log(format!("node {node}: revoke budgets: {outcome:?}"));
-            for (node, lease) in std::mem::take(&mut self.db.reclaimed) {
-                self.gates.iter().flatten().for_each(|g| g.lease_lapsed(&mut self.db, node, lease));
-            }
+            self.tell_reclaimed();
             false
         });
         self.budget_invalidations.extend(pending);
