@@ -1,14 +1,17 @@
-//! One batch of debits in the database: SQLite's statements, and the totals and ledger consume
-//! rows that both backends build from a batch (PostgreSQL's in `lease_writes`).
+//! One batch of debits in the database: SQLite's statements, and what both backends build from a
+//! batch (PostgreSQL's statements are in `lease_writes`): the totals, the ledger's consume rows and
+//! their multi-row insert.
 
 use apihub_core::credit::{Debit, MeterId};
 use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
 use apihub_core::policy::KeyId;
 use apihub_core::user::UserId;
+use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::HasSqlType;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
 use crate::db::cached::{Cached, Prepared};
@@ -16,13 +19,13 @@ use crate::db::multi_row::{push_insert, slices, with_slice_marker};
 use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
 use crate::db::{TxError, now_millis, saturating_add};
 
-/// SQLite's consume-row insert of `N` rows (one text: see [`Prepared`]).
-struct ConsumeChunkInsert<const N: usize>;
+/// The consume-row insert of `N` rows (one text: see [`Prepared`]); both backends use it.
+pub(in crate::db) struct ConsumeChunkInsert<const N: usize>;
 
 /// Consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING` (see
 /// [`multi_row`](crate::db::multi_row)), bound as the derived `Insertable` binds them, returning
 /// the order numbers of the rows it inserted (those it skipped already had theirs in the ledger).
-struct ConsumeRows<'a>(&'a [ConsumeRow<'static>]);
+pub(in crate::db) struct ConsumeRows<'a>(pub(in crate::db) &'a [ConsumeRow<'static>]);
 
 impl QueryId for ConsumeRows<'_> {
     type QueryId = ();
@@ -33,8 +36,14 @@ impl Query for ConsumeRows<'_> {
     type SqlType = Text;
 }
 
-impl QueryFragment<Sqlite> for ConsumeRows<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+impl<DB> QueryFragment<DB> for ConsumeRows<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
+    i64: ToSql<BigInt, DB>,
+    str: ToSql<Text, DB>,
+    String: ToSql<Nullable<Text>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         use transactions::*;
         let names = [
             user_id::NAME,
@@ -278,6 +287,7 @@ pub(in crate::db) fn meter_totals(batch: &[Debit]) -> Vec<(MeterId, [i64; 3])> {
 #[cfg(test)]
 mod tests {
     use diesel::debug_query;
+    use diesel::sqlite::Sqlite;
 
     use super::*;
     use crate::db::multi_row::ROWS_PER_INSERT;
@@ -301,6 +311,12 @@ mod tests {
         text.split(" -- binds").next().unwrap_or_default().to_owned()
     }
 
+    /// The same on PostgreSQL, which numbers its binds.
+    fn pg_text(query: &impl QueryFragment<diesel::pg::Pg>) -> String {
+        let text = debug_query::<diesel::pg::Pg, _>(query).to_string();
+        text.split(" -- binds").next().unwrap_or_default().to_owned()
+    }
+
     #[test]
     fn the_chunk_insert_has_one_text_whichever_values() {
         let rows = |from: i64| (from..).take(ROWS_PER_INSERT).map(row).collect::<Vec<_>>();
@@ -316,5 +332,11 @@ mod tests {
             .do_nothing()
             .returning(transactions::order_no);
         assert_eq!(text(&ConsumeRows(std::slice::from_ref(&one))), text(&insert));
+        // diesel qualifies a returned column on PostgreSQL: the same column.
+        let ours = pg_text(&ConsumeRows(std::slice::from_ref(&one)));
+        let qualified = ours.replace(r#"RETURNING "order_no""#, r#"RETURNING "transactions"."order_no""#);
+        assert_eq!(qualified, pg_text(&insert), "the same on PostgreSQL");
+        let rows = |from: i64| (from..).take(ROWS_PER_INSERT).map(row).collect::<Vec<_>>();
+        assert_eq!(pg_text(&ConsumeRows(&rows(0))), pg_text(&ConsumeRows(&rows(1_000))));
     }
 }

@@ -17,8 +17,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::engine::{ConsumeRow, batch_totals, consume_rows, meter_totals};
+use super::cached::Prepared;
+use super::engine::{ConsumeChunkInsert, ConsumeRow, ConsumeRows, batch_totals, consume_rows, meter_totals};
 use super::leases::DB_NOW;
+use super::multi_row::{slices, with_slice_marker};
 use super::schema::transactions;
 use super::{TxError, now_millis};
 use free::consume_lease;
@@ -227,33 +229,30 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
     Ok(batch.last().map_or(0, |debit| debit.seq))
 }
 
-/// Inserts a batch's consume rows; a row whose order number the ledger already has (its request
-/// id was used before) is inserted again renumbered ([`ConsumeRow::renumber`]).
+/// Inserts a batch's consume rows, up to 64 to a statement kept prepared (see
+/// [`multi_row`](crate::db::multi_row)); a row whose order number the ledger already has (its
+/// request id was used before) is inserted again renumbered ([`ConsumeRow::renumber`]).
 async fn insert_consume_rows(
     conn: &mut AsyncPgConnection,
     batch: &[Debit],
     rows: &[ConsumeRow<'static>],
 ) -> Result<(), diesel::result::Error> {
+    let mut again: Vec<ConsumeRow<'static>> = Vec::new();
+    for slice in slices(rows) {
+        let inserted: Vec<String> = with_slice_marker!(ConsumeChunkInsert, slice.len(), |Marker| {
+            Prepared::<Marker, _>::new(ConsumeRows(slice)).load(conn).await
+        })?;
+        if inserted.len() < slice.len() {
+            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+            again.extend(slice.iter().filter(|row| !inserted.contains(row.order_no())).cloned());
+        }
+    }
+    for row in &mut again {
+        row.renumber(batch);
+    }
     // Eight binds a row, within PostgreSQL's 65,535 a statement.
-    for chunk in rows.chunks(4_096) {
-        let inserted: std::collections::HashSet<String> = diesel::insert_into(transactions::table)
-            .values(chunk)
-            .on_conflict((transactions::tx_type, transactions::order_no))
-            .do_nothing()
-            .returning(transactions::order_no.assume_not_null())
-            .get_results::<String>(conn)
-            .await?
-            .into_iter()
-            .collect();
-        if inserted.len() == chunk.len() {
-            continue;
-        }
-        let mut again: Vec<ConsumeRow<'static>> =
-            chunk.iter().filter(|row| !inserted.contains(row.order_no())).cloned().collect();
-        for row in &mut again {
-            row.renumber(batch);
-        }
-        diesel::insert_into(transactions::table).values(&again).execute(conn).await?;
+    for chunk in again.chunks(4_096) {
+        diesel::insert_into(transactions::table).values(chunk).execute(conn).await?;
     }
     Ok(())
 }
