@@ -10,8 +10,7 @@ use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::HasSqlType;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, HasSqlType, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use crate::db::cached::{Cached, Prepared};
