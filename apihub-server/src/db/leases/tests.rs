@@ -242,6 +242,13 @@ fn held(engine: &LeaseEngine, user: UserId) -> i64 {
     engine.user_holds(user).map_or(0, |funds| funds.reserved.micros())
 }
 
+/// One heartbeat, as `upkeep` runs it: the leases renewed, then those the book no longer uses
+/// given back.
+async fn heartbeat(engine: &LeaseEngine) {
+    let renewed = engine.renew().await.expect("renewed");
+    engine.return_strays(&renewed).await.expect("strays given back");
+}
+
 async fn reserve(engine: &LeaseEngine, new: &NewReservation) -> Result<ReservationId, BillingError> {
     engine.reserve(new).await
 }
@@ -365,12 +372,10 @@ async fn a_key_lease_whose_give_back_failed_is_given_back_at_the_next_heartbeat(
     assert_eq!(db.key_credit(key).await, (leased, 0), "the lease is whole in the database");
     assert!(!a.book().has_key(key), "and no book uses it");
 
-    let renewed = a.renew().await.expect("renewed");
-    a.return_strays(&renewed).await.expect("strays given back");
+    heartbeat(&a).await;
     assert_eq!(db.key_credit(key).await, (10_000, 0), "all but what the open hold takes");
     a.settle(open, &charge(4_000)).expect("settled");
-    let renewed = a.renew().await.expect("renewed");
-    a.return_strays(&renewed).await.expect("strays given back");
+    heartbeat(&a).await;
     assert_eq!(db.key_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
     a.give_back_all().await.expect("given back");
     assert_eq!(db.lease_rows(&a.node_id()).await, 0);
@@ -400,8 +405,7 @@ async fn a_key_revocation_that_cannot_write_still_reads_the_key_again() {
     db.limit_key(key, 5_000).await;
     let refused = reserve(&a, &hold(one, key, "r2", 10_000)).await;
     assert!(matches!(refused, Err(BillingError::KeyLimit { .. })), "{refused:?}");
-    let renewed = a.renew().await.expect("renewed");
-    a.return_strays(&renewed).await.expect("strays given back");
+    heartbeat(&a).await;
     a.give_back_all().await.expect("given back");
     assert_eq!(db.key_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
     assert_eq!((db.reserved(one).await, db.balance(one).await), (0, 996_000));
@@ -424,8 +428,7 @@ async fn a_budget_revocation_that_cannot_write_still_reads_the_budget_again() {
         a.revoke_budgets().await;
         assert!(a.book().meter_ids().is_empty(), "the window's old limits are used no more");
     }
-    let renewed = a.renew().await.expect("renewed");
-    a.return_strays(&renewed).await.expect("strays given back");
+    heartbeat(&a).await;
     a.give_back_all().await.expect("given back");
     assert_eq!(db.window_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
 }
@@ -479,12 +482,10 @@ async fn a_budget_window_lease_whose_give_back_failed_is_given_back_at_the_next_
     }
     assert_eq!(db.window_credit(key).await, (leased, 0), "the lease is whole in the database");
 
-    let renewed = a.renew().await.expect("renewed");
-    a.return_strays(&renewed).await.expect("strays given back");
+    heartbeat(&a).await;
     assert_eq!(db.window_credit(key).await, (10_000, 0), "all but what the open hold takes");
     a.settle(open, &charge(4_000)).expect("settled");
-    let renewed = a.renew().await.expect("renewed");
-    a.return_strays(&renewed).await.expect("strays given back");
+    heartbeat(&a).await;
     assert_eq!(db.window_credit(key).await, (0, 4_000), "the settlement written, nothing left leased");
     a.give_back_all().await.expect("given back");
     assert_eq!(db.lease_rows(&a.node_id()).await, 0);
