@@ -1,6 +1,8 @@
 //! Debits: a settled request's durable effect, queued in the book until the writer persists it
 //! and tells the book.
 
+use std::sync::Arc;
+
 use crate::money::Money;
 use crate::policy::KeyId;
 use crate::user::UserId;
@@ -16,8 +18,9 @@ pub struct Debit {
     pub user_id: UserId,
     /// Which key's counters.
     pub key_id: KeyId,
-    /// The request id: the ledger row's order number.
-    pub request_id: String,
+    /// The request id: the ledger row's order number. Shared, as the whole debit is: the queue,
+    /// the writer's copy of a batch and the ledger row hold it without copying it.
+    pub request_id: Arc<str>,
     /// The charge (never negative); a ledger row is written when it is above zero.
     pub charge: Money,
     /// Tokens used.
@@ -25,7 +28,7 @@ pub struct Debit {
     /// Whether the call succeeded (counts down `remaining_calls`).
     pub success: bool,
     /// The ledger row's text.
-    pub description: String,
+    pub description: Arc<str>,
     /// How much of the charge exceeded the hold.
     pub overage: Money,
     /// The budget windows the request counts in (credit, tokens and, when it succeeded, a call).

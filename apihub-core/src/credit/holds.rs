@@ -1,6 +1,8 @@
 //! Holds: taking one (checked against the user's funds, the key's counters and the budget
 //! windows), holding funds with no key, settling a hold into a queued debit, and releasing it.
 
+use std::sync::Arc;
+
 use crate::billing::{BillingError, NewReservation, ReservationId, Settled, Settlement, check_hold, settle_amounts};
 use crate::money::Money;
 use crate::policy::KeyId;
@@ -48,10 +50,12 @@ impl CreditBook {
                 return Err(HoldError::Refused(refusal));
             }
         }
-        if !self.open_requests.insert(new.request_id.clone()) {
+        if self.open_requests.contains(new.request_id.as_str()) {
             let conflict = format!("request id `{}` already holds credit", new.request_id);
             return Err(HoldError::Refused(BillingError::Store(crate::store::StoreError::Conflict(conflict))));
         }
+        let request_id: Arc<str> = Arc::from(new.request_id.as_str());
+        self.open_requests.insert(request_id.clone());
         self.last_id += 1;
         if let Some(user) = self.users.get_mut(&new.user_id) {
             user.reserved += amount;
@@ -69,14 +73,8 @@ impl CreditBook {
                 meter.last_hold = self.last_id;
             }
         }
-        let hold = OpenHold {
-            user_id: new.user_id,
-            key_id: new.key_id,
-            request_id: new.request_id.clone(),
-            amount,
-            tokens,
-            meters: meters.to_vec(),
-        };
+        let hold =
+            OpenHold { user_id: new.user_id, key_id: new.key_id, request_id, amount, tokens, meters: meters.to_vec() };
         self.holds.insert(self.last_id, hold);
         Ok(self.last_id)
     }
@@ -128,7 +126,7 @@ impl CreditBook {
             charge: Money::from_micros(charge),
             tokens,
             success: settlement.success,
-            description: settlement.description.clone(),
+            description: Arc::from(settlement.description.as_str()),
             overage,
             meters: hold.meters,
         };

@@ -47,6 +47,7 @@ mod leases;
 mod meters;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use crate::billing::{BillingError, KeyCounters, ReservationId, UserFunds};
 use crate::money::Money;
@@ -139,7 +140,7 @@ impl KeyEntry {
 struct OpenHold {
     user_id: UserId,
     key_id: KeyId,
-    request_id: String,
+    request_id: Arc<str>,
     amount: i64,
     tokens: i64,
     meters: Vec<MeterId>,
@@ -193,7 +194,7 @@ pub struct CreditBook {
     meters: HashMap<MeterId, MeterEntry>,
     holds: HashMap<ReservationId, OpenHold>,
     /// The request ids of open holds: one hold per request.
-    open_requests: HashSet<String>,
+    open_requests: HashSet<Arc<str>>,
     last_id: ReservationId,
     queue: VecDeque<Debit>,
     last_seq: u64,

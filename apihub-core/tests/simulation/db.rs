@@ -747,7 +747,7 @@ impl Db {
         }
         self.write_meters(node, batch, consumed_by);
         for debit in batch {
-            let id = &debit.request_id;
+            let id = &debit.request_id.to_string();
             self.applied_order.push(id.clone());
             let count = self.applied.entry(id.clone()).or_default();
             *count += 1;

@@ -192,7 +192,7 @@ impl Gateway {
         self.valid_until = None;
         let open = self.open.iter().map(|r| r.request_id.clone());
         let open = open.zip(self.open.iter().map(|r| r.meters.clone()));
-        let queued = self.book.to_write(usize::MAX).into_iter().map(|d| (d.request_id, d.meters));
+        let queued = self.book.to_write(usize::MAX).into_iter().map(|d| (d.request_id.to_string(), d.meters));
         let lapsed: Vec<(String, Vec<MeterId>)> = open.chain(queued).collect();
         for (id, meters) in &lapsed {
             db.lapsed_windows.extend(meters.iter().map(|m| (id.clone(), m.budget, m.start)));
@@ -497,7 +497,7 @@ impl Gateway {
         };
         let open = self.open.iter().filter(|r| r.node == node && covers(r.user, r.key, &r.meters));
         let queued = book.to_write(usize::MAX).into_iter().filter(|d| covers(d.user_id, d.key_id, &d.meters));
-        let lapsed = open.map(|r| r.request_id.clone()).chain(queued.map(|d| d.request_id));
+        let lapsed = open.map(|r| r.request_id.clone()).chain(queued.map(|d| d.request_id.to_string()));
         match lease {
             Lease::User(_) => db.lapsed.extend(lapsed),
             Lease::Key(_) => db.lapsed_keys.extend(lapsed),
@@ -515,7 +515,7 @@ impl Gateway {
         let open = self.open.iter().filter(|r| r.key == key).map(|r| r.request_id.clone());
         let books = std::iter::once(&self.book).chain(self.retired.iter().map(|(_, book)| book));
         let queued = books.flat_map(|book| book.to_write(usize::MAX)).filter(|d| d.key_id == key);
-        open.chain(queued.map(|d| d.request_id)).collect()
+        open.chain(queued.map(|d| d.request_id.to_string())).collect()
     }
 
     /// The requests counted in a window of `budget`, open or unwritten in any book here.
@@ -524,7 +524,7 @@ impl Gateway {
         let open = self.open.iter().filter(|r| counts(&r.meters)).map(|r| r.request_id.clone());
         let books = std::iter::once(&self.book).chain(self.retired.iter().map(|(_, book)| book));
         let queued = books.flat_map(|book| book.to_write(usize::MAX)).filter(|d| counts(&d.meters));
-        open.chain(queued.map(|d| d.request_id)).collect()
+        open.chain(queued.map(|d| d.request_id.to_string())).collect()
     }
 
     /// The node ids of this gateway's books, retired ones included.

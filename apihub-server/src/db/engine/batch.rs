@@ -2,6 +2,8 @@
 //! batch (PostgreSQL's statements are in `lease_writes`): the totals, the ledger's consume rows and
 //! their multi-row insert.
 
+use std::sync::Arc;
+
 use apihub_core::credit::{Debit, MeterId};
 use apihub_core::ledger::{MAX_DESCRIPTION_LEN, TxType};
 use apihub_core::policy::KeyId;
@@ -10,7 +12,7 @@ use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Nullable, Text};
+use diesel::sql_types::{BigInt, HasSqlType, Text};
 use diesel_async::RunQueryDsl;
 
 use crate::db::cached::{Cached, Prepared};
@@ -18,13 +20,33 @@ use crate::db::multi_row::{push_insert, slices, with_slice_marker};
 use crate::db::schema::{api_keys, budget_windows, budgets, transactions, users};
 use crate::db::{TxError, now_millis, saturating_add};
 
-/// The consume-row insert of `N` rows (one text: see [`Prepared`]); both backends use it.
+/// The consume-row insert of `N` rows returning the order numbers it inserted (one text: see
+/// [`Prepared`]): PostgreSQL's.
 pub(in crate::db) struct ConsumeChunkInsert<const N: usize>;
 
+/// The consume-row insert of `N` rows returning nothing (SQLite's: see [`ConsumeRows::counted`]).
+pub(in crate::db) struct ConsumeChunkAppend<const N: usize>;
+
 /// Consume rows as one `INSERT … ON CONFLICT (tx_type, order_no) DO NOTHING` (see
-/// [`multi_row`](crate::db::multi_row)), bound as the derived `Insertable` binds them, returning
-/// the order numbers of the rows it inserted (those it skipped already had theirs in the ledger).
-pub(in crate::db) struct ConsumeRows<'a>(pub(in crate::db) &'a [ConsumeRow<'static>]);
+/// [`multi_row`](crate::db::multi_row)), bound as diesel's one-row insert binds them.
+pub(in crate::db) struct ConsumeRows<'a> {
+    rows: &'a [ConsumeRow],
+    returning: bool,
+}
+
+impl<'a> ConsumeRows<'a> {
+    /// Returning the order numbers of the rows it inserted: those it skipped already had theirs
+    /// in the ledger.
+    pub(in crate::db) fn returning(rows: &'a [ConsumeRow]) -> Self {
+        ConsumeRows { rows, returning: true }
+    }
+
+    /// Returning nothing: the count of rows inserted tells whether one was skipped. On SQLite a
+    /// `RETURNING` clause costs an ephemeral table and, in diesel, three allocations a row.
+    pub(in crate::db) fn counted(rows: &'a [ConsumeRow]) -> Self {
+        ConsumeRows { rows, returning: false }
+    }
+}
 
 impl QueryId for ConsumeRows<'_> {
     type QueryId = ();
@@ -40,7 +62,6 @@ where
     DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
     i64: ToSql<BigInt, DB>,
     str: ToSql<Text, DB>,
-    String: ToSql<Nullable<Text>, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         use transactions::*;
@@ -54,18 +75,18 @@ where
             description::NAME,
             created_at::NAME,
         ];
-        push_insert(&mut out, "transactions", &names, self.0, |out, row| {
+        push_insert(&mut out, "transactions", &names, self.rows, |out, row| {
             out.push_bind_param::<BigInt, _>(&row.user_id)?;
             out.push_sql(", ");
-            out.push_bind_param::<Text, _>(&row.tx_type)?;
+            out.push_bind_param::<Text, _>(row.tx_type)?;
             for value in [&row.amount, &row.balance_before, &row.balance_after] {
                 out.push_sql(", ");
                 out.push_bind_param::<BigInt, _>(value)?;
             }
             out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.order_no)?;
+            out.push_bind_param::<Text, _>(&*row.order_no)?;
             out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.description)?;
+            out.push_bind_param::<Text, _>(&*row.description)?;
             out.push_sql(", ");
             out.push_bind_param::<BigInt, _>(&row.created_at)
         })?;
@@ -73,29 +94,60 @@ where
         out.push_identifier(tx_type::NAME)?;
         out.push_sql(", ");
         out.push_identifier(order_no::NAME)?;
-        out.push_sql(") DO NOTHING RETURNING ");
-        out.push_identifier(order_no::NAME)?;
+        out.push_sql(") DO NOTHING");
+        if self.returning {
+            out.push_sql(" RETURNING ");
+            out.push_identifier(order_no::NAME)?;
+        }
         Ok(())
     }
 }
 
-/// A consume row of the ledger, as a batch of settlements writes it.
-#[derive(Insertable, Clone)]
-#[diesel(table_name = transactions)]
-pub(in crate::db) struct ConsumeRow<'a> {
+/// A consume row of the ledger, as a batch of settlements writes it. Its texts are the debit's
+/// own (shared, not copied) unless renumbered or cut to the longest description.
+#[derive(Clone)]
+pub(in crate::db) struct ConsumeRow {
     user_id: i64,
-    tx_type: &'a str,
+    tx_type: &'static str,
     amount: i64,
     balance_before: i64,
     balance_after: i64,
-    order_no: String,
-    description: String,
+    order_no: Arc<str>,
+    description: Arc<str>,
     created_at: i64,
 }
 
-impl ConsumeRow<'_> {
+/// [`ConsumeRow::values`]: the row as diesel inserts it.
+type ConsumeValues<'a> = (
+    diesel::dsl::Eq<transactions::user_id, i64>,
+    diesel::dsl::Eq<transactions::tx_type, &'a str>,
+    diesel::dsl::Eq<transactions::amount, i64>,
+    diesel::dsl::Eq<transactions::balance_before, i64>,
+    diesel::dsl::Eq<transactions::balance_after, i64>,
+    diesel::dsl::Eq<transactions::order_no, &'a str>,
+    diesel::dsl::Eq<transactions::description, &'a str>,
+    diesel::dsl::Eq<transactions::created_at, i64>,
+);
+
+impl ConsumeRow {
     pub(in crate::db) fn order_no(&self) -> &str {
         &self.order_no
+    }
+
+    /// The row as an insert's values (a row inserted again renumbered), in the chunk insert's
+    /// column order.
+    pub(in crate::db) fn values(&self) -> ConsumeValues<'_> {
+        use transactions::*;
+        (
+            user_id.eq(self.user_id),
+            tx_type.eq(self.tx_type),
+            amount.eq(self.amount),
+            balance_before.eq(self.balance_before),
+            balance_after.eq(self.balance_after),
+            order_no.eq(&*self.order_no),
+            description.eq(&*self.description),
+            created_at.eq(self.created_at),
+        )
     }
 
     /// Numbers the row as its debit's request id with the debit's sequence number appended (as
@@ -103,7 +155,7 @@ impl ConsumeRow<'_> {
     /// ledger already.
     pub(in crate::db) fn renumber(&mut self, batch: &[Debit]) {
         let seq = batch.iter().find(|d| d.request_id == self.order_no).map_or(0, |d| d.seq);
-        self.order_no = format!("{}#{seq}", self.order_no);
+        self.order_no = Arc::from(format!("{}#{seq}", self.order_no));
     }
 }
 
@@ -130,24 +182,24 @@ pub(in crate::db) fn batch_totals(batch: &[Debit]) -> (Vec<(UserId, i64)>, Vec<K
 }
 
 /// A user's consume rows for a batch, with running balances ending at `balance` (the balance
-/// after the batch's `total`). A request id already in the ledger (`taken`; a library caller
-/// reusing ids) gets the debit's sequence number appended.
-pub(in crate::db) fn consume_rows(
-    batch: &[Debit],
+/// after the batch's `total`). A request id repeated within the batch (`taken`: those seen so far;
+/// a library caller reusing ids) gets the debit's sequence number appended.
+pub(in crate::db) fn consume_rows<'a>(
+    batch: &'a [Debit],
     user_id: UserId,
     balance: i64,
     total: i64,
-    taken: &mut std::collections::HashSet<String>,
+    taken: &mut std::collections::HashSet<&'a str>,
     now: i64,
-) -> Vec<ConsumeRow<'static>> {
+) -> Vec<ConsumeRow> {
     let mut running = balance.saturating_add(total);
     let mut rows = Vec::new();
     for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
         let charge = debit.charge.micros();
-        let order_no = if taken.insert(debit.request_id.clone()) {
+        let order_no = if taken.insert(&debit.request_id) {
             debit.request_id.clone()
         } else {
-            format!("{}#{}", debit.request_id, debit.seq)
+            Arc::from(format!("{}#{}", debit.request_id, debit.seq))
         };
         rows.push(ConsumeRow {
             user_id,
@@ -156,12 +208,24 @@ pub(in crate::db) fn consume_rows(
             balance_before: running,
             balance_after: running.saturating_sub(charge),
             order_no,
-            description: debit.description.chars().take(MAX_DESCRIPTION_LEN).collect(),
+            description: truncated(&debit.description),
             created_at: now,
         });
         running = running.saturating_sub(charge);
     }
     rows
+}
+
+/// `description` cut to the longest a ledger row keeps ([`MAX_DESCRIPTION_LEN`] characters); the
+/// same text, shared, when it is not longer (as ever: no more bytes than that).
+fn truncated(description: &Arc<str>) -> Arc<str> {
+    if description.len() <= MAX_DESCRIPTION_LEN {
+        return description.clone();
+    }
+    match description.char_indices().nth(MAX_DESCRIPTION_LEN) {
+        Some((end, _)) => Arc::from(&description[..end]),
+        None => description.clone(),
+    }
 }
 
 /// One batch's statements: per user one `UPDATE` (its consume rows' running balances follow from
@@ -215,20 +279,30 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
     // (`multi_row::slices`), through diesel's synchronous API on the write connection: found
     // under their marker types, their texts are never built (see `Prepared`; a `ConsumeRow` has
     // no optional column, so each size has one text). A row whose request id is in the ledger
-    // already is skipped there (its order number is missing from what the insert returns), then
-    // inserted again renumbered.
+    // already is skipped there (the insert counts fewer rows than it was given), then inserted
+    // again renumbered.
     let (mut rows, skipped) = crate::db::writer::direct(conn, move |conn| {
         let mut skipped = Vec::new();
         let mut first = 0;
         for slice in slices(&rows) {
-            let inserted: Vec<String> = with_slice_marker!(ConsumeChunkInsert, slice.len(), |Marker| {
-                diesel::RunQueryDsl::load(Prepared::<Marker, _>::new(ConsumeRows(slice)), conn)
+            let inserted = with_slice_marker!(ConsumeChunkAppend, slice.len(), |Marker| {
+                diesel::RunQueryDsl::execute(Prepared::<Marker, _>::new(ConsumeRows::counted(slice)), conn)
             })?;
-            if inserted.len() < slice.len() {
-                let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-                skipped.extend(
-                    (first..).zip(slice).filter(|(_, row)| !inserted.contains(row.order_no())).map(|(at, _)| at),
-                );
+            if inserted < slice.len() {
+                // Which ones it skipped: the rows it inserted are the ledger's newest (its ids only
+                // grow, AUTOINCREMENT, and this connection is its one writer).
+                let newest: std::collections::HashSet<String> = diesel::RunQueryDsl::load::<Option<String>>(
+                    transactions::table
+                        .select(transactions::order_no)
+                        .order(transactions::id.desc())
+                        .limit(i64::try_from(inserted).unwrap_or(i64::MAX)),
+                    conn,
+                )?
+                .into_iter()
+                .flatten()
+                .collect();
+                skipped
+                    .extend((first..).zip(slice).filter(|(_, row)| !newest.contains(row.order_no())).map(|(at, _)| at));
             }
             first += slice.len();
         }
@@ -237,7 +311,7 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
     for at in skipped {
         let Some(row) = rows.get_mut(at) else { continue };
         row.renumber(batch);
-        Cached(diesel::insert_into(transactions::table).values(&*row)).execute(conn).await?;
+        Cached(diesel::insert_into(transactions::table).values(row.values())).execute(conn).await?;
     }
     let meters = meter_totals(batch);
     if !meters.is_empty() {
@@ -291,15 +365,15 @@ mod tests {
     use super::*;
     use crate::db::multi_row::ROWS_PER_INSERT;
 
-    fn row(n: i64) -> ConsumeRow<'static> {
+    fn row(n: i64) -> ConsumeRow {
         ConsumeRow {
             user_id: n,
             tx_type: TxType::Consume.as_str(),
             amount: -n,
             balance_before: n,
             balance_after: 0,
-            order_no: format!("req-{n}"),
-            description: "x".repeat(usize::try_from(n).unwrap_or(0)),
+            order_no: Arc::from(format!("req-{n}")),
+            description: Arc::from("x".repeat(usize::try_from(n).unwrap_or(0))),
             created_at: n,
         }
     }
@@ -319,23 +393,25 @@ mod tests {
     #[test]
     fn the_chunk_insert_has_one_text_whichever_values() {
         let rows = |from: i64| (from..).take(ROWS_PER_INSERT).map(row).collect::<Vec<_>>();
-        assert_eq!(text(&ConsumeRows(&rows(0))), text(&ConsumeRows(&rows(1_000))));
+        assert_eq!(text(&ConsumeRows::counted(&rows(0))), text(&ConsumeRows::counted(&rows(1_000))));
+        assert_eq!(text(&ConsumeRows::returning(&rows(0))), text(&ConsumeRows::returning(&rows(1_000))));
     }
 
     #[test]
-    fn one_row_of_the_chunk_insert_is_the_one_row_insert_returning_its_order_number() {
+    fn one_row_of_the_chunk_insert_is_the_one_row_insert_with_or_without_its_order_number() {
         let one = row(7);
         let insert = diesel::insert_into(transactions::table)
-            .values(&one)
+            .values(one.values())
             .on_conflict((transactions::tx_type, transactions::order_no))
-            .do_nothing()
-            .returning(transactions::order_no);
-        assert_eq!(text(&ConsumeRows(std::slice::from_ref(&one))), text(&insert));
+            .do_nothing();
+        assert_eq!(text(&ConsumeRows::counted(std::slice::from_ref(&one))), text(&insert));
+        let insert = insert.returning(transactions::order_no);
+        assert_eq!(text(&ConsumeRows::returning(std::slice::from_ref(&one))), text(&insert));
         // diesel qualifies a returned column on PostgreSQL: the same column.
-        let ours = pg_text(&ConsumeRows(std::slice::from_ref(&one)));
+        let ours = pg_text(&ConsumeRows::returning(std::slice::from_ref(&one)));
         let qualified = ours.replace(r#"RETURNING "order_no""#, r#"RETURNING "transactions"."order_no""#);
         assert_eq!(qualified, pg_text(&insert), "the same on PostgreSQL");
         let rows = |from: i64| (from..).take(ROWS_PER_INSERT).map(row).collect::<Vec<_>>();
-        assert_eq!(pg_text(&ConsumeRows(&rows(0))), pg_text(&ConsumeRows(&rows(1_000))));
+        assert_eq!(pg_text(&ConsumeRows::returning(&rows(0))), pg_text(&ConsumeRows::returning(&rows(1_000))));
     }
 }

@@ -235,12 +235,12 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
 async fn insert_consume_rows(
     conn: &mut AsyncPgConnection,
     batch: &[Debit],
-    rows: &[ConsumeRow<'static>],
+    rows: &[ConsumeRow],
 ) -> Result<(), diesel::result::Error> {
-    let mut again: Vec<ConsumeRow<'static>> = Vec::new();
+    let mut again: Vec<ConsumeRow> = Vec::new();
     for slice in slices(rows) {
         let inserted: Vec<String> = with_slice_marker!(ConsumeChunkInsert, slice.len(), |Marker| {
-            Prepared::<Marker, _>::new(ConsumeRows(slice)).load(conn).await
+            Prepared::<Marker, _>::new(ConsumeRows::returning(slice)).load(conn).await
         })?;
         if inserted.len() < slice.len() {
             let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -252,7 +252,8 @@ async fn insert_consume_rows(
     }
     // Eight binds a row, within PostgreSQL's 65,535 a statement.
     for chunk in again.chunks(4_096) {
-        diesel::insert_into(transactions::table).values(chunk).execute(conn).await?;
+        let values: Vec<_> = chunk.iter().map(ConsumeRow::values).collect();
+        diesel::insert_into(transactions::table).values(values).execute(conn).await?;
     }
     Ok(())
 }
