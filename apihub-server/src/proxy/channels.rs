@@ -265,7 +265,9 @@ fn failed(status: StatusCode) -> bool {
 }
 
 async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Result<Response<UpstreamBody>, BoxError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // Copied for each attempt but the last, which takes them.
+    let mut headers = std::mem::take(&mut parts.headers);
     // What the request is, borrowed from it: each attempt is built from the same parts.
     let path = parts.uri.path();
     let info = parts.extensions.get::<RequestInfo>();
@@ -286,11 +288,12 @@ async fn forward(table: &ChannelTable, request: Request<ForwardedBody>) -> Resul
             (Some(public), Some(upstream)) => Rename::model(upstream, public),
             _ => None,
         };
-        let attempt = build_request(&parts, &body, rename.as_ref().and(model), upstream_model)?;
+        let headers = if last { std::mem::take(&mut headers) } else { headers.clone() };
+        let attempt = build_request(&parts, headers, &body, rename.as_ref().and(model), upstream_model)?;
         if let Ok(mut breaker) = live.health.breaker.lock() {
             breaker.attempt(table.now_ms());
         }
-        let sent = tokio::time::timeout(live.timeout, live.upstream.clone().oneshot(attempt)).await;
+        let sent = tokio::time::timeout(live.timeout, live.upstream.send(attempt)).await;
         let outcome = match sent {
             Ok(Ok(response)) if !failed(response.status()) || last => Ok(response),
             Ok(Ok(response)) => Err(format!("answered {}", response.status()).into()),
@@ -336,17 +339,19 @@ fn record(table: &ChannelTable, live: &Live, ok: bool) {
     }
 }
 
-/// One attempt's request: the client's, with the model renamed for the channel when it has an
-/// alias for it (`public` is then the client's name, `upstream` the channel's).
+/// One attempt's request: the client's (its `parts` with `headers`), with the model renamed for
+/// the channel when it has an alias for it (`public` is then the client's name, `upstream` the
+/// channel's).
 fn build_request(
     parts: &http::request::Parts,
+    headers: http::HeaderMap,
     body: &Bytes,
     public: Option<&str>,
     upstream: Option<&str>,
 ) -> Result<Request<Body>, BoxError> {
     let mut request = Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).version(parts.version);
-    if let Some(headers) = request.headers_mut() {
-        *headers = parts.headers.clone();
+    if let Some(into) = request.headers_mut() {
+        *into = headers;
     }
     let (Some(public), Some(upstream)) = (public, upstream) else {
         return Ok(request.body(Body::from(body.clone()))?);

@@ -61,6 +61,8 @@ pub(crate) struct Target {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
+    /// The `Host` header for the authority, made once (the client would format it per request).
+    host: HeaderValue,
 }
 
 impl Target {
@@ -72,7 +74,19 @@ impl Target {
             return Err("must be http:// (terminate TLS in front of a remote upstream)".into());
         }
         let authority = uri.authority().cloned().ok_or("needs a host")?;
-        Ok(Target { scheme, authority, base_path: uri.path().to_owned() })
+        // As the client would write it: the host, and the port unless it is HTTP's own.
+        let host = match authority.port_u16() {
+            Some(port) if port != 80 => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = HeaderValue::from_str(&host).map_err(|e| format!("`{url}`: {e}"))?;
+        Ok(Target { scheme, authority, base_path: uri.path().to_owned(), host })
+    }
+
+    /// Whether the URL has no path of its own: a request's path and query then go upstream as
+    /// they came.
+    fn at_root(&self) -> bool {
+        self.base_path.trim_end_matches('/').is_empty()
     }
 
     /// Points `request` at the URL's path followed by `path` (the URL as it is when `path` is
@@ -83,12 +97,20 @@ impl Target {
             Some(query) => format!("{base}{path}?{query}"),
             None => format!("{base}{path}"),
         };
+        self.point_at(request, PathAndQuery::try_from(path_and_query)?)
+    }
+
+    /// Points `request` at `path_and_query` on the upstream, with its `Host`, and drops
+    /// hop-by-hop headers and the client's credentials.
+    fn point_at(&self, request: &mut Request<Body>, path_and_query: PathAndQuery) -> Result<(), BoxError> {
         *request.uri_mut() = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(path_and_query)?)
+            .path_and_query(path_and_query)
             .build()?;
-        scrub(request.headers_mut());
+        let headers = request.headers_mut();
+        scrub(headers);
+        headers.insert(header::HOST, self.host.clone());
         Ok(())
     }
 }
@@ -141,9 +163,21 @@ impl Upstream {
     }
 
     fn rewrite(&self, request: &mut Request<Body>) -> Result<(), BoxError> {
-        let path = request.uri().path().to_owned();
-        let query = request.uri().query().map(strip_key_param).filter(|q| !q.is_empty());
-        self.target.point(request, &path, query.as_deref())?;
+        let uri = request.uri();
+        let has_key_param = uri.query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key=")));
+        match uri.path_and_query() {
+            // The usual set-up: the path and query as they came (shared with the request, not
+            // copied).
+            Some(as_sent) if self.target.at_root() && !has_key_param => {
+                let as_sent = as_sent.clone();
+                self.target.point_at(request, as_sent)?;
+            }
+            _ => {
+                let path = uri.path().to_owned();
+                let query = uri.query().map(strip_key_param).filter(|q| !q.is_empty());
+                self.target.point(request, &path, query.as_deref())?;
+            }
+        }
         if let (Some(key), Some(bearer)) = (&self.api_key, &self.bearer) {
             // Each dialect's own header, and a bearer token, which CLIProxyAPI accepts for all.
             let dialect_header = match request.uri().path() {
@@ -189,6 +223,16 @@ fn strip_key_param(query: &str) -> String {
     query.split('&').filter(|pair| !pair.starts_with("key=") && !pair.is_empty()).collect::<Vec<_>>().join("&")
 }
 
+impl Upstream {
+    /// Sends `request` upstream, without cloning the client (as [`Service::call`] must).
+    pub(crate) async fn send(&self, mut request: Request<Body>) -> Result<Response<IdleTimeout<Incoming>>, BoxError> {
+        self.rewrite(&mut request)?;
+        let mut response = self.client.request(request).await?;
+        scrub(response.headers_mut());
+        Ok(response.map(|body| IdleTimeout::new(body, self.idle_timeout)))
+    }
+}
+
 impl Service<Request<Body>> for Upstream {
     type Response = Response<IdleTimeout<Incoming>>;
     type Error = BoxError;
@@ -198,13 +242,9 @@ impl Service<Request<Body>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let rewritten = self.rewrite(&mut request);
-        let (client, idle_timeout) = (self.client.clone(), self.idle_timeout);
-        Box::pin(async move {
-            rewritten?;
-            forward(client, request, idle_timeout).await
-        })
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let upstream = self.clone();
+        Box::pin(async move { upstream.send(request).await })
     }
 }
 
@@ -251,6 +291,37 @@ mod tests {
             assert!(headers.get(hop).is_none(), "{hop} is dropped, every value of it");
         }
         assert_eq!(headers["x-kept"], "1");
+    }
+
+    #[test]
+    fn at_the_root_the_path_and_query_go_as_sent_less_the_clients_key() {
+        let upstream = Upstream::new(&UpstreamConfig {
+            url: "http://127.0.0.1:8317/".into(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let rewritten = |uri: &str| {
+            let mut request =
+                Request::builder().uri(uri).header("host", "gateway.example").body(Body::empty()).unwrap();
+            upstream.rewrite(&mut request).unwrap();
+            (request.uri().to_string(), request.headers()["host"].clone())
+        };
+        let (uri, host) = rewritten("/v1/chat/completions?x=1&y=2");
+        assert_eq!(uri, "http://127.0.0.1:8317/v1/chat/completions?x=1&y=2");
+        assert_eq!(host, "127.0.0.1:8317", "the upstream's host and port");
+        let host = |url: &str| Target::parse(url).unwrap().host;
+        assert_eq!(
+            host("http://user:secret@upstream.internal:80/base"),
+            "upstream.internal",
+            "no credentials, no port 80"
+        );
+        assert_eq!(host("http://[::1]:8080"), "[::1]:8080");
+        let (uri, _) = rewritten("/v1beta/models/m:generateContent?key=ahg_client&alt=sse");
+        assert_eq!(uri, "http://127.0.0.1:8317/v1beta/models/m:generateContent?alt=sse");
+        let (uri, _) = rewritten("/v1beta/models/m:generateContent?key=ahg_client");
+        assert_eq!(uri, "http://127.0.0.1:8317/v1beta/models/m:generateContent");
     }
 
     #[test]
