@@ -18,16 +18,25 @@ use tokio::time::{Instant, Sleep};
 pub struct Idle(pub Duration);
 
 /// `inner`, ending with [`Idle`] when no frame arrives for `timeout`.
+///
+/// One timer, re-armed only when it fires: a frame notes when it came, and a timer that fires
+/// before `timeout` has passed since the last frame is set again for then. (Resetting it on every
+/// frame moved it in the runtime's timer wheel, under the wheel's lock, each time; a body whose
+/// frames are ready when polled never enters the wheel at all.)
 #[derive(Debug)]
 pub struct IdleTimeout<B> {
     inner: B,
     timeout: Duration,
+    /// When the last frame came (at first: when the body began).
+    last: Instant,
+    /// Due no later than `last + timeout`.
     timer: Pin<Box<Sleep>>,
 }
 
 impl<B> IdleTimeout<B> {
     pub fn new(inner: B, timeout: Duration) -> Self {
-        IdleTimeout { inner, timeout, timer: Box::pin(tokio::time::sleep(timeout)) }
+        let last = Instant::now();
+        IdleTimeout { inner, timeout, last, timer: Box::pin(tokio::time::sleep_until(last + timeout)) }
     }
 }
 
@@ -43,12 +52,19 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = Instant::now() + this.timeout;
-                this.timer.as_mut().reset(deadline);
+                this.last = Instant::now();
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
             Poll::Pending => {
-                ready!(this.timer.as_mut().poll(cx));
+                loop {
+                    ready!(this.timer.as_mut().poll(cx));
+                    let deadline = this.last + this.timeout;
+                    if deadline <= Instant::now() {
+                        break;
+                    }
+                    // A frame came since it was set: due again `timeout` after that frame.
+                    this.timer.as_mut().reset(deadline);
+                }
                 static LOG: LogSample = LogSample::new();
                 if let Some(skipped) = LOG.sample() {
                     tracing::warn!(
@@ -88,6 +104,33 @@ mod tests {
         let error = body.frame().await.unwrap().unwrap_err();
         assert!(error.is::<Idle>(), "{error}");
         drop(sender);
+    }
+
+    #[tokio::test]
+    async fn frames_within_the_timeout_keep_a_body_alive_however_long_it_runs() {
+        let timeout = Duration::from_millis(400);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        let mut body = IdleTimeout::new(StreamBody::new(tokio_stream_from(receiver)), timeout);
+        let started = Instant::now();
+        let upstream = tokio::spawn(async move {
+            // Four frames 150 ms apart: 600 ms in all, longer than the timeout.
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let _ = sender.send(Ok(Frame::data(Bytes::from_static(b"data: 1\n\n")))).await;
+            }
+            // Then it stalls with the stream open.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(sender);
+        });
+        for _ in 0..4 {
+            assert!(body.frame().await.unwrap().is_ok(), "each frame came within the timeout of the last");
+        }
+        let last = Instant::now();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert!(error.is::<Idle>(), "{error}");
+        assert!(last.elapsed() >= timeout, "not before the timeout after the last frame");
+        assert!(started.elapsed() < Duration::from_secs(10), "ended once stalled, not when the upstream gave up");
+        upstream.abort();
     }
 
     fn tokio_stream_from<T>(

@@ -108,6 +108,9 @@ impl Ticket {
             receipt: receipt.clone(),
         };
         let (mut parts, body) = response.into_parts();
+        // Room for the headers the gateway adds (request id, cost, balance, rate limits) at once,
+        // rather than growing the map as they come.
+        parts.headers.reserve(6);
         if !meter.passes_through_unchanged() {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
