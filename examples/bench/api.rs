@@ -144,6 +144,31 @@ pub async fn provision(api: &Api, filler_keys: u32) -> anyhow::Result<Tenant> {
     Ok(Tenant { admin, user_id, user_token, key_id, key })
 }
 
+impl Tenant {
+    /// Registers `count` more users (`bench-1`, `bench-2`, …), each funded and given a key like
+    /// the tenant's; returns their keys.
+    pub async fn more_users(&self, api: &Api, count: usize) -> anyhow::Result<Vec<String>> {
+        let password = "bench-user-password";
+        let mut keys = Vec::with_capacity(count);
+        for n in 1..=count {
+            let user_id = api.register(&format!("bench-{n}"), password).await?;
+            let funding = json!({ "amount": FUNDING, "order_no": format!("bench-funding-{n}") });
+            let path = format!("/api/tokens/admin/user/{user_id}/recharge");
+            api.call(Method::POST, &path, Some(&self.admin), Some(funding)).await?;
+            let limits = json!({
+                "name": "bench",
+                "rate_limit": 1_000_000_000,
+                "rate_limit_day": 1_000_000_000,
+                "allowed_models": [MODEL],
+            });
+            let path = format!("/api/keys/admin/user/{user_id}");
+            let key = api.call(Method::POST, &path, Some(&self.admin), Some(limits)).await?;
+            keys.push(key["key"].as_str().context("the new key is not shown")?.to_owned());
+        }
+        Ok(keys)
+    }
+}
+
 #[derive(Deserialize)]
 struct Summary {
     requests: u64,

@@ -1,5 +1,5 @@
 //! cargo run --release -p apihub-examples --example bench -- [--quick] [--json out.json]
-//!     [--only direct,nginx,apihub-sqlite,apihub-postgres] [--gateway-env NAME=VALUE]... [--binary PATH]
+//!     [--only direct,nginx,apihub-sqlite,apihub-postgres,scale-out] [--gateway-env NAME=VALUE]... [--binary PATH]
 //!
 //! The benchmark harness: how much APIHub adds to every request, next to a bare reverse proxy.
 //!
@@ -26,6 +26,11 @@
 //! byte, and whether the events still arrive spaced). For a gateway it records the peak RSS
 //! (`VmHWM`) and then checks through the admin and stats APIs that the ledger's consume rows add
 //! up to exactly what the usage log charged, and the ledger to the balance.
+//!
+//! With PostgreSQL it also runs several gateways on one database (`scale-out`, #12): 50 users,
+//! each with a key and one keep-alive connection, through one gateway, then alternately through it
+//! and a second gateway started on the same database; it reports what all users achieved together
+//! (on one machine the two gateways share its cores: no target).
 //!
 //! `--only` measures the named targets alone (to try a change quickly: nginx and one gateway side
 //! by side); `--gateway-env` sets a variable in the gateways' environment (to compare settings);
@@ -69,6 +74,8 @@ struct Plan {
     stream_tokens: u64,
     chunk_delay_ms: u64,
     filler_keys: u32,
+    /// Users of the scale-out phase (one connection each).
+    scale_out_users: usize,
 }
 
 impl Plan {
@@ -87,6 +94,7 @@ impl Plan {
             stream_tokens: 6,
             chunk_delay_ms: 20,
             filler_keys: 100_000,
+            scale_out_users: 50,
         }
     }
 
@@ -104,6 +112,7 @@ impl Plan {
             stream_tokens: 4,
             chunk_delay_ms: 10,
             filler_keys: 1000,
+            scale_out_users: 4,
             ..Plan::full()
         }
     }
@@ -111,9 +120,10 @@ impl Plan {
 
 const USAGE: &str =
     "usage: bench [--quick] [--json PATH] [--only TARGET,...] [--gateway-env NAME=VALUE]... [--binary PATH]
-  (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL; targets: direct, nginx, hyper, apihub-sqlite, apihub-postgres)";
+  (APIHUB_BENCH_POSTGRES_URL adds PostgreSQL; targets: direct, nginx, hyper, apihub-sqlite, apihub-postgres,
+   scale-out)";
 
-const TARGETS: [&str; 5] = ["direct", "nginx", "hyper", "apihub-sqlite", "apihub-postgres"];
+const TARGETS: [&str; 6] = ["direct", "nginx", "hyper", "apihub-sqlite", "apihub-postgres", "scale-out"];
 
 struct Args {
     quick: bool,
@@ -215,6 +225,7 @@ async fn run() -> anyhow::Result<bool> {
         concurrency: plan.concurrency,
         rate_per_second: plan.rate,
         targets: Vec::new(),
+        scale_out: None,
         skipped: Vec::new(),
         goals: Vec::new(),
         failures: Vec::new(),
@@ -274,6 +285,22 @@ async fn run() -> anyhow::Result<bool> {
         }
     }
 
+    match std::env::var("APIHUB_BENCH_POSTGRES_URL").ok().filter(|url| !url.is_empty()) {
+        _ if !args.wants("scale-out") => {}
+        None => run.skipped.push("scale-out: APIHUB_BENCH_POSTGRES_URL is not set".into()),
+        Some(base) => {
+            let database = procs::PgDatabase::create(&base).await?;
+            let outcome = scale_out(&gateway, &work.path().join("scale-out"), &database.url, &plan).await;
+            if let Err(error) = database.drop_database().await {
+                eprintln!("bench: could not drop the scale-out database: {error:#}");
+            }
+            match outcome {
+                Ok(result) => run.scale_out = Some(result),
+                Err(error) => run.failures.push(format!("scale-out: {error:#}")),
+            }
+        }
+    }
+
     run.finish();
     run.print();
     let seconds = started.elapsed().as_secs_f64();
@@ -323,6 +350,56 @@ async fn bench_gateway(
     Ok(result)
 }
 
+/// Several gateways on one PostgreSQL database: `plan.scale_out_users` users, each with a key and
+/// one keep-alive connection, through one gateway, then alternately through it and a second one.
+async fn scale_out(
+    gateway: &Gateway<'_>,
+    dir: &Path,
+    database_url: &str,
+    plan: &Plan,
+) -> anyhow::Result<report::ScaleOut> {
+    let start = |name: &str| {
+        procs::start_gateway(gateway.apihub, name, &dir.join(name), database_url, gateway.upstream, gateway.env)
+    };
+    let (mut first, first_addr) = start("scale-out-1")?;
+    let api = Api::new(first_addr);
+    eprintln!("bench: scale-out: provisioning {} users", plan.scale_out_users);
+    let tenant = api::provision(&api, 0).await.context("scale-out: provisioning")?;
+    let keys = tenant.more_users(&api, plan.scale_out_users).await.context("scale-out: provisioning users")?;
+    eprintln!("bench: scale-out: {} users through one gateway", keys.len());
+    let one_gateway = users_load(&[first_addr], &keys, plan).await;
+    let (mut second, second_addr) = start("scale-out-2")?;
+    eprintln!("bench: scale-out: {} users through two gateways", keys.len());
+    let two_gateways = users_load(&[first_addr, second_addr], &keys, plan).await;
+    second.stop(Duration::from_secs(10));
+    first.stop(Duration::from_secs(10));
+    Ok(report::ScaleOut { users: keys.len(), one_gateway, two_gateways })
+}
+
+/// Each key's user in a closed loop of one connection, all at once, user `n` through
+/// `addrs[n % addrs.len()]`.
+async fn users_load(addrs: &[SocketAddr], keys: &[String], plan: &Plan) -> report::UsersLoad {
+    let loads = keys.iter().enumerate().map(|(n, key)| {
+        let spec = RequestSpec::new(addrs[n % addrs.len()], "/v1/chat/completions", key, chat_body(), &[]);
+        let (warmup, window) = (plan.many_warmup, plan.many_window);
+        tokio::spawn(async move { load::closed_loop(&spec, 1, warmup, window).await })
+    });
+    let mut results = Vec::with_capacity(keys.len());
+    for load in loads.collect::<Vec<_>>() {
+        if let Ok(result) = load.await {
+            results.push(result);
+        }
+    }
+    report::UsersLoad::of(&results)
+}
+
+/// The chat completion every closed loop sends.
+fn chat_body() -> String {
+    format!(
+        r#"{{"model":"{MODEL}","max_tokens":16,"messages":[{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
+    )
+}
+
 /// Sets `phase`'s CPU time per request from the proxy's CPU time `before` it; returns the CPU
 /// time now, for the next phase.
 fn cpu_per_request(proc: Option<&Proc>, before: Option<f64>, phase: &mut load::LoadResult) -> Option<f64> {
@@ -344,10 +421,7 @@ async fn measure(
     proc: Option<&Proc>,
     db: Option<&api::DbTransactions>,
 ) -> TargetResult {
-    let chat = format!(
-        r#"{{"model":"{MODEL}","max_tokens":16,"messages":[{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
-    );
-    let spec = RequestSpec::new(addr, "/v1/chat/completions", key, chat, &[]);
+    let spec = RequestSpec::new(addr, "/v1/chat/completions", key, chat_body(), &[]);
     eprintln!("bench: {name}: concurrency 1");
     let cpu = proc.and_then(Proc::cpu_seconds);
     let switches = proc.and_then(Proc::context_switches);

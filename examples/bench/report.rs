@@ -78,11 +78,51 @@ pub struct Run {
     pub concurrency: usize,
     pub rate_per_second: u64,
     pub targets: Vec<TargetResult>,
+    /// Several gateways on one PostgreSQL database, when it is measured.
+    pub scale_out: Option<ScaleOut>,
     /// Targets that could not be measured, and why.
     pub skipped: Vec<String>,
     pub goals: Vec<Goal>,
     /// Failed requests and ledger mismatches: anything here makes the run exit non-zero.
     pub failures: Vec<String>,
+}
+
+/// Many users' traffic through one gateway, then split across two on the same PostgreSQL
+/// database (on one machine they share its cores: reported, no target).
+#[derive(Debug, Serialize)]
+pub struct ScaleOut {
+    /// Users, each with a key of its own and one keep-alive connection.
+    pub users: usize,
+    /// Through the first gateway alone.
+    pub one_gateway: UsersLoad,
+    /// Users alternately through the first and a second gateway.
+    pub two_gateways: UsersLoad,
+}
+
+/// Every user's closed loop at once: what they achieved together.
+#[derive(Debug, Serialize)]
+pub struct UsersLoad {
+    /// Completed requests per second, all users together.
+    pub throughput: f64,
+    /// The slowest user's p99.
+    pub worst_p99_us: f64,
+    pub sent: u64,
+    pub errors: u64,
+    /// The first failure, when one failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+impl UsersLoad {
+    pub fn of(results: &[LoadResult]) -> Self {
+        UsersLoad {
+            throughput: results.iter().map(|r| r.throughput).sum(),
+            worst_p99_us: results.iter().map(|r| r.latency.p99_us).fold(0.0, f64::max),
+            sent: results.iter().map(|r| r.sent).sum(),
+            errors: results.iter().map(|r| r.errors).sum(),
+            first_error: results.iter().find_map(|r| r.first_error.clone()),
+        }
+    }
 }
 
 /// One of the performance targets (reported, never a failure).
@@ -113,6 +153,17 @@ impl Run {
             target.throughput_vs_nginx = nginx.filter(|n| *n > 0.0).map(|n| target.c64.throughput / n);
         }
         self.goals = self.goals_of("apihub-sqlite");
+        self.goals.extend(self.postgres_goals());
+        if let Some(scale_out) = &self.scale_out {
+            for (gateways, load) in [("one gateway", &scale_out.one_gateway), ("two gateways", &scale_out.two_gateways)]
+            {
+                if load.errors > 0 {
+                    let first = load.first_error.clone().unwrap_or_default();
+                    self.failures
+                        .push(format!("scale-out, {gateways}: {} request(s) failed, first: {first}", load.errors));
+                }
+            }
+        }
         for target in &self.targets {
             let errors = target.errors();
             if errors > 0 {
@@ -129,6 +180,30 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// #12's targets for one PostgreSQL gateway with one busy user.
+    fn postgres_goals(&self) -> Vec<Goal> {
+        let Some(t) = self.targets.iter().find(|t| t.name == "apihub-postgres") else { return Vec::new() };
+        let mut goals = Vec::new();
+        if let Some(ratio) = t.throughput_vs_nginx {
+            goals.push(Goal {
+                goal: format!("apihub-postgres: throughput at {} connections ≥ 0.5 × nginx", self.concurrency),
+                measured: format!("{ratio:.2} ×"),
+                met: ratio >= 0.5,
+            });
+        }
+        if let Some(tx) = t.db_transactions_per_request {
+            goals.push(Goal {
+                goal: format!(
+                    "apihub-postgres: ≤ 0.05 database transactions per request at {} connections",
+                    self.concurrency
+                ),
+                measured: format!("{tx:.3}"),
+                met: tx <= 0.05,
+            });
+        }
+        goals
     }
 
     fn goals_of(&self, name: &str) -> Vec<Goal> {
@@ -273,12 +348,35 @@ impl Run {
         );
         if !self.goals.is_empty() {
             let quick = if self.mode == "quick" { "; a quick run proves nothing about them" } else { "" };
-            println!("\n### The issue's targets (APIHub on SQLite; reported, never a failure{quick})\n");
+            println!(
+                "\n### The issues' targets (APIHub on SQLite, then on PostgreSQL; reported, never a failure{quick})\n"
+            );
             table(
                 &["target", "measured", "met"],
                 self.goals
                     .iter()
                     .map(|g| vec![g.goal.clone(), g.measured.clone(), if g.met { "yes" } else { "no" }.into()])
+                    .collect(),
+            );
+        }
+        if let Some(scale_out) = &self.scale_out {
+            println!(
+                "\n### Several gateways on one PostgreSQL database ({} users, one connection each; they share this machine's cores)\n",
+                scale_out.users
+            );
+            table(
+                &["gateways", "req/s (all users)", "slowest user's p99", "requests", "errors"],
+                [("1", &scale_out.one_gateway), ("2", &scale_out.two_gateways)]
+                    .into_iter()
+                    .map(|(gateways, load)| {
+                        vec![
+                            gateways.to_owned(),
+                            rps(load.throughput),
+                            us(load.worst_p99_us),
+                            load.sent.to_string(),
+                            load.errors.to_string(),
+                        ]
+                    })
                     .collect(),
             );
         }
