@@ -217,7 +217,7 @@ pub(in crate::db) fn consume_rows<'a>(
 }
 
 /// `description` cut to the longest a ledger row keeps ([`MAX_DESCRIPTION_LEN`] characters); the
-/// same text, shared, when it is not longer (as ever: no more bytes than that).
+/// same text, shared, when it has no more bytes than that (so no more characters either).
 fn truncated(description: &Arc<str>) -> Arc<str> {
     if description.len() <= MAX_DESCRIPTION_LEN {
         return description.clone();
