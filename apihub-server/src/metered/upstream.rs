@@ -84,7 +84,7 @@ impl RouteUpstream {
             let (client, timeout, idle_timeout) = (self.client.clone(), self.timeout, self.idle_timeout);
             async move {
                 rewritten?;
-                match tokio::time::timeout(timeout, forward(client, request, idle_timeout)).await {
+                match tokio::time::timeout(timeout, forward(&client, request, idle_timeout)).await {
                     Ok(response) => response.map(|r| r.map(Renamed::plain)),
                     // The billing layer answers an `Elapsed` with a 504.
                     Err(_) => Err(Box::new(tower::timeout::error::Elapsed::new()) as BoxError),

@@ -130,7 +130,7 @@ pub(crate) fn pooled_client(connect_timeout: Duration) -> Client<HttpConnector, 
 /// Sends `request` and returns the response with hop-by-hop headers dropped and a body that ends
 /// when the upstream stalls for `idle_timeout`.
 pub(crate) async fn forward(
-    client: Client<HttpConnector, Body>,
+    client: &Client<HttpConnector, Body>,
     request: Request<Body>,
     idle_timeout: Duration,
 ) -> Result<Response<IdleTimeout<Incoming>>, BoxError> {
@@ -164,7 +164,7 @@ impl Upstream {
 
     fn rewrite(&self, request: &mut Request<Body>) -> Result<(), BoxError> {
         let uri = request.uri();
-        let has_key_param = uri.query().is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key=")));
+        let has_key_param = uri.query().is_some_and(|q| q.split('&').any(is_key_param));
         match uri.path_and_query() {
             // The usual set-up: the path and query as they came (shared with the request, not
             // copied).
@@ -220,16 +220,19 @@ fn scrub(headers: &mut HeaderMap) {
 
 /// Removes a Gemini-style `key=` parameter (the client's key) from a query string.
 fn strip_key_param(query: &str) -> String {
-    query.split('&').filter(|pair| !pair.starts_with("key=") && !pair.is_empty()).collect::<Vec<_>>().join("&")
+    query.split('&').filter(|pair| !is_key_param(pair) && !pair.is_empty()).collect::<Vec<_>>().join("&")
+}
+
+/// Whether a query's `pair` is a Gemini-style `key=` parameter.
+fn is_key_param(pair: &str) -> bool {
+    pair.starts_with("key=")
 }
 
 impl Upstream {
     /// Sends `request` upstream, without cloning the client (as [`Service::call`] must).
     pub(crate) async fn send(&self, mut request: Request<Body>) -> Result<Response<IdleTimeout<Incoming>>, BoxError> {
         self.rewrite(&mut request)?;
-        let mut response = self.client.request(request).await?;
-        scrub(response.headers_mut());
-        Ok(response.map(|body| IdleTimeout::new(body, self.idle_timeout)))
+        forward(&self.client, request, self.idle_timeout).await
     }
 }
 
