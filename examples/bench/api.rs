@@ -114,10 +114,6 @@ pub async fn provision(api: &Api, filler_keys: u32) -> anyhow::Result<Tenant> {
     let admin = api.login("admin", ADMIN_PASSWORD).await?;
     let price = json!({ "input_price": "0.15", "output_price": "0.6" });
     api.call(Method::PUT, &format!("/api/admin/prices/{MODEL}"), Some(&admin), Some(price)).await?;
-    let password = "bench-user-password";
-    let user_id = api.register("bench", password).await?;
-    let funding = json!({ "amount": FUNDING, "order_no": "bench-funding" });
-    api.call(Method::POST, &format!("/api/tokens/admin/user/{user_id}/recharge"), Some(&admin), Some(funding)).await?;
     let limits = json!({
         "name": "bench",
         "rate_limit": 1_000_000_000,
@@ -126,11 +122,11 @@ pub async fn provision(api: &Api, filler_keys: u32) -> anyhow::Result<Tenant> {
         "quota_limit": FUNDING,
         "allowed_models": [MODEL],
     });
-    let key = api.call(Method::POST, &format!("/api/keys/admin/user/{user_id}"), Some(&admin), Some(limits)).await?;
+    let (user_id, key) = funded_user_with_key(api, &admin, "bench", limits).await?;
     let key_id = key["id"].as_i64().context("the new key has no id")?;
     let key = key["key"].as_str().context("the new key is not shown")?.to_owned();
     if filler_keys > 0 {
-        let filler = api.register("filler", password).await?;
+        let filler = api.register("filler", PASSWORD).await?;
         let mut left = filler_keys;
         while left > 0 {
             let count = left.min(BATCH);
@@ -140,29 +136,36 @@ pub async fn provision(api: &Api, filler_keys: u32) -> anyhow::Result<Tenant> {
             left -= count;
         }
     }
-    let user_token = api.login("bench", password).await?;
+    let user_token = api.login("bench", PASSWORD).await?;
     Ok(Tenant { admin, user_id, user_token, key_id, key })
+}
+
+/// Every benchmark user's password.
+const PASSWORD: &str = "bench-user-password";
+
+/// Registers `username`, funds them with [`FUNDING`] and gives them a key with `limits`; returns
+/// their user id and the new key as the API shows it (once).
+async fn funded_user_with_key(api: &Api, admin: &str, username: &str, limits: Value) -> anyhow::Result<(i64, Value)> {
+    let user_id = api.register(username, PASSWORD).await?;
+    let funding = json!({ "amount": FUNDING, "order_no": format!("{username}-funding") });
+    api.call(Method::POST, &format!("/api/tokens/admin/user/{user_id}/recharge"), Some(admin), Some(funding)).await?;
+    let key = api.call(Method::POST, &format!("/api/keys/admin/user/{user_id}"), Some(admin), Some(limits)).await?;
+    Ok((user_id, key))
 }
 
 impl Tenant {
     /// Registers `count` more users (`bench-1`, `bench-2`, …), each funded and given a key like
     /// the tenant's; returns their keys.
     pub async fn more_users(&self, api: &Api, count: usize) -> anyhow::Result<Vec<String>> {
-        let password = "bench-user-password";
         let mut keys = Vec::with_capacity(count);
         for n in 1..=count {
-            let user_id = api.register(&format!("bench-{n}"), password).await?;
-            let funding = json!({ "amount": FUNDING, "order_no": format!("bench-funding-{n}") });
-            let path = format!("/api/tokens/admin/user/{user_id}/recharge");
-            api.call(Method::POST, &path, Some(&self.admin), Some(funding)).await?;
             let limits = json!({
                 "name": "bench",
                 "rate_limit": 1_000_000_000,
                 "rate_limit_day": 1_000_000_000,
                 "allowed_models": [MODEL],
             });
-            let path = format!("/api/keys/admin/user/{user_id}");
-            let key = api.call(Method::POST, &path, Some(&self.admin), Some(limits)).await?;
+            let (_, key) = funded_user_with_key(api, &self.admin, &format!("bench-{n}"), limits).await?;
             keys.push(key["key"].as_str().context("the new key is not shown")?.to_owned());
         }
         Ok(keys)

@@ -367,10 +367,10 @@ async fn scale_out(
     let tenant = api::provision(&api, 0).await.context("scale-out: provisioning")?;
     let keys = tenant.more_users(&api, plan.scale_out_users).await.context("scale-out: provisioning users")?;
     eprintln!("bench: scale-out: {} users through one gateway", keys.len());
-    let one_gateway = users_load(&[first_addr], &keys, plan).await;
+    let one_gateway = users_load(&[first_addr], &keys, plan).await?;
     let (mut second, second_addr) = start("scale-out-2")?;
     eprintln!("bench: scale-out: {} users through two gateways", keys.len());
-    let two_gateways = users_load(&[first_addr, second_addr], &keys, plan).await;
+    let two_gateways = users_load(&[first_addr, second_addr], &keys, plan).await?;
     second.stop(Duration::from_secs(10));
     first.stop(Duration::from_secs(10));
     Ok(report::ScaleOut { users: keys.len(), one_gateway, two_gateways })
@@ -378,7 +378,7 @@ async fn scale_out(
 
 /// Each key's user in a closed loop of one connection, all at once, user `n` through
 /// `addrs[n % addrs.len()]`.
-async fn users_load(addrs: &[SocketAddr], keys: &[String], plan: &Plan) -> report::UsersLoad {
+async fn users_load(addrs: &[SocketAddr], keys: &[String], plan: &Plan) -> anyhow::Result<report::UsersLoad> {
     let loads = keys.iter().enumerate().map(|(n, key)| {
         let spec = RequestSpec::new(addrs[n % addrs.len()], "/v1/chat/completions", key, chat_body(), &[]);
         let (warmup, window) = (plan.many_warmup, plan.many_window);
@@ -386,11 +386,10 @@ async fn users_load(addrs: &[SocketAddr], keys: &[String], plan: &Plan) -> repor
     });
     let mut results = Vec::with_capacity(keys.len());
     for load in loads.collect::<Vec<_>>() {
-        if let Ok(result) = load.await {
-            results.push(result);
-        }
+        // A user's loop that died would otherwise vanish from the least and the sum.
+        results.push(load.await.context("a user's load loop failed")?);
     }
-    report::UsersLoad::of(&results)
+    Ok(report::UsersLoad::of(&results))
 }
 
 /// The chat completion every closed loop sends.
