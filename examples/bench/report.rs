@@ -106,6 +106,8 @@ pub struct UsersLoad {
     pub throughput: f64,
     /// The slowest user's p99.
     pub worst_p99_us: f64,
+    /// The slowest single request of any user (a stall every user waits out shows here).
+    pub slowest_us: f64,
     /// The least any one user achieved, in requests per second.
     pub least_throughput: f64,
     pub sent: u64,
@@ -120,6 +122,7 @@ impl UsersLoad {
         UsersLoad {
             throughput: results.iter().map(|r| r.throughput).sum(),
             worst_p99_us: results.iter().map(|r| r.latency.p99_us).fold(0.0, f64::max),
+            slowest_us: results.iter().map(|r| r.latency.max_us).fold(0.0, f64::max),
             least_throughput: results.iter().map(|r| r.throughput).reduce(f64::min).unwrap_or(0.0),
             sent: results.iter().map(|r| r.sent).sum(),
             errors: results.iter().map(|r| r.errors).sum(),
@@ -368,7 +371,15 @@ impl Run {
                 scale_out.users
             );
             table(
-                &["gateways", "req/s (all users)", "least of one user", "slowest user's p99", "requests", "errors"],
+                &[
+                    "gateways",
+                    "req/s (all users)",
+                    "least of one user",
+                    "slowest user's p99",
+                    "slowest request",
+                    "requests",
+                    "errors",
+                ],
                 [("1", &scale_out.one_gateway), ("2", &scale_out.two_gateways)]
                     .into_iter()
                     .map(|(gateways, load)| {
@@ -377,6 +388,7 @@ impl Run {
                             rps(load.throughput),
                             rps(load.least_throughput),
                             us(load.worst_p99_us),
+                            us(load.slowest_us),
                             load.sent.to_string(),
                             load.errors.to_string(),
                         ]
