@@ -130,6 +130,8 @@ pub struct Gateway {
     last_reclaim: i64,
     next_tick: i64,
     pub next_write: i64,
+    /// `unsure`: the last write of a batch failed (it may have committed).
+    pub unsure: bool,
     pause: i64,
 }
 
@@ -166,6 +168,7 @@ impl Gateway {
             last_reclaim: mono - RECLAIM_EVERY,
             next_tick: mono + IDLE_SWEEP,
             next_write: mono,
+            unsure: false,
             pause: WINDOW,
         }
     }
@@ -304,7 +307,8 @@ impl Gateway {
         }
     }
 
-    /// `grow_user`: written settlements first, then one conditional grant of at least what the
+    /// `grow_user`: one conditional grant (queued settlements are not written first: what they
+    /// charged beyond the lease is lacking too) of at least what the
     /// hold lacks, at most half of what is free, aiming at twice the last growth.
     fn grow_user(
         &mut self,
@@ -313,13 +317,13 @@ impl Gateway {
         meters: &[MeterId],
     ) -> Result<Option<ReservationId>, Grow> {
         let (user, required) = (new.user_id, new.hold.amount);
-        self.write_queued(db)?;
+        self.settle_doubt(db)?;
         let leased = self.book.funds(user);
-        let available = leased.map_or(Money::ZERO, |funds| funds.available());
-        if leased.is_some() && available >= required {
+        let available = leased.map_or(0, |funds| funds.balance.micros().saturating_sub(funds.reserved.micros()));
+        if leased.is_some() && available >= required.micros() {
             return self.hold_now(new, meters);
         }
-        let min = required.micros().saturating_sub(available.micros()).max(0);
+        let min = required.micros().saturating_sub(available).max(0);
         if min == 0 {
             self.book.grant_user(user, Money::ZERO);
             return self.hold_now(new, meters);
@@ -337,11 +341,11 @@ impl Gateway {
                 self.hold_now(new, meters)
             }
             // No Redis in the simulation: credit other gateways lease is not asked for.
-            None => Err(Grow::Refused(format!("insufficient: {} free here", available.micros() + grant.free.max(0)))),
+            None => Err(Grow::Refused(format!("insufficient: {} free here", available.max(0) + grant.free.max(0)))),
         }
     }
 
-    /// `grow_key`: written settlements first; a key in the book whose limits fit the hold takes
+    /// `grow_key`: a key in the book whose limits fit the hold takes
     /// it; else one conditional grant of at least what the hold lacks on each limit the key has
     /// (on first use: the whole hold and one call), at most half of what each has free, aiming at
     /// twice the last growth. The grant enters the book (`grant_key`), or the key does with the
@@ -353,7 +357,7 @@ impl Gateway {
         meters: &[MeterId],
     ) -> Result<Option<ReservationId>, Grow> {
         let key = new.key_id;
-        self.write_queued(db)?;
+        self.settle_doubt(db)?;
         let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
         let min = match self.book.key_counters(key) {
             Some(counters) if check_hold(&unlimited, &counters, &new.hold).is_ok() => {
@@ -419,7 +423,7 @@ impl Gateway {
         Some(meters.collect())
     }
 
-    /// `grow_meter`: written settlements first; the first of the request's windows that cannot
+    /// `grow_meter`: the first of the request's windows that cannot
     /// take the hold (not in the book, or short by what the hold lacks on some limit; on first
     /// use the whole hold and one call) grows by one conditional grant of at least that, at most
     /// half of what each limit has free, aiming at twice the last growth. The grant enters the
@@ -432,7 +436,7 @@ impl Gateway {
         meters: &[(MeterId, StoredMeter)],
     ) -> Result<Option<ReservationId>, Grow> {
         let ids: Vec<MeterId> = meters.iter().map(|(id, _)| *id).collect();
-        self.write_queued(db)?;
+        self.settle_doubt(db)?;
         let short = self.book.meter_shortfall(meters, &new.hold);
         let Some((id, template, min)) = short else { return self.hold_now(new, &ids) };
         let last = self.meter_grants.get(&id).copied().unwrap_or_default();
@@ -548,11 +552,20 @@ impl Gateway {
             if batch.is_empty() {
                 return Ok(());
             }
-            let done = db.write_debits(self.node, &batch, self.protocol.record_batches)?;
+            let written = db.write_debits(self.node, &batch, self.protocol.record_batches);
+            self.unsure = written.is_err();
+            let done = written?;
             batch.retain(|debit| debit.seq <= done);
             self.book.written(&batch);
             self.book.clamp_leases(&batch);
         }
+    }
+
+    /// `settle_doubt`: after a batch's write failed (it may have committed, its acknowledgement
+    /// lost), a growth writes the queue first, so that the book learns what the batch consumed
+    /// before the grant enters it, in the database's order.
+    fn settle_doubt(&mut self, db: &mut Db) -> Result<(), Unavailable> {
+        if self.unsure { self.write_queued(db) } else { Ok(()) }
     }
 
     /// `write_behind`'s turn: write the queue (with fix B, the retired books' first, and a

@@ -17,7 +17,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::cached::Prepared;
+use super::cached::{Cached, Prepared};
 use super::engine::{ConsumeChunkInsert, ConsumeRow, ConsumeRows, batch_totals, consume_rows, meter_totals};
 use super::leases::DB_NOW;
 use super::multi_row::{slices, with_slice_marker};
@@ -34,7 +34,130 @@ pub(super) const BATCH_IDS_KEPT: i64 = 86_400_000;
 #[derive(QueryableByName)]
 struct Balance {
     #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
     token_balance: i64,
+}
+
+/// What a batch takes out of leases (user and key leases alike): one `UPDATE` for them all.
+#[derive(Default)]
+struct LeaseTakes {
+    ids: Vec<i64>,
+    taken: [Vec<i64>; 3],
+}
+
+impl LeaseTakes {
+    fn push(&mut self, id: i64, taken: [i64; 3]) {
+        self.ids.push(id);
+        self.taken.iter_mut().zip(taken).for_each(|(column, value)| column.push(value));
+    }
+
+    /// An emptied lease stays (its entry is still in the book) until it is given back or expires.
+    async fn write(&self, conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        Cached(
+            diesel::sql_query(
+                "UPDATE credit_leases SET amount = credit_leases.amount - v.amount, \
+             tokens = credit_leases.tokens - v.tokens, calls = credit_leases.calls - v.calls \
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS v(id, amount, tokens, calls) \
+             WHERE credit_leases.id = v.id",
+            )
+            .bind::<Array<BigInt>, _>(&self.ids)
+            .bind::<Array<BigInt>, _>(&self.taken[0])
+            .bind::<Array<BigInt>, _>(&self.taken[1])
+            .bind::<Array<BigInt>, _>(&self.taken[2]),
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A batch's users: what each is charged, and how much of it its lease paid.
+#[derive(Default)]
+struct UserTakes {
+    ids: Vec<i64>,
+    totals: Vec<i64>,
+    consumed: Vec<i64>,
+}
+
+impl UserTakes {
+    fn push(&mut self, id: i64, total: i64, consumed: i64) {
+        self.ids.push(id);
+        self.totals.push(total);
+        self.consumed.push(consumed);
+    }
+
+    /// One `UPDATE` for every user of the batch; the balances after it, by user.
+    async fn write(&self, conn: &mut AsyncPgConnection, now: i64) -> Result<Vec<Balance>, diesel::result::Error> {
+        let statement = diesel::sql_query(
+            "UPDATE users SET token_balance = users.token_balance - v.total, reserved = users.reserved - v.consumed, \
+             total_consumed = CASE WHEN users.total_consumed <= 9223372036854775807 - v.total \
+             THEN users.total_consumed + v.total ELSE 9223372036854775807 END, updated_at = $4 \
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS v(id, total, consumed) \
+             WHERE users.id = v.id RETURNING users.id, users.token_balance",
+        )
+        .bind::<Array<BigInt>, _>(&self.ids)
+        .bind::<Array<BigInt>, _>(&self.totals)
+        .bind::<Array<BigInt>, _>(&self.consumed)
+        .bind::<BigInt, _>(now);
+        Cached(statement).load(conn).await
+    }
+}
+
+/// A batch's keys: what each used (credit, tokens, calls, successful calls), and how much of
+/// it its lease paid (credit, tokens, calls).
+#[derive(Default)]
+struct KeyTakes {
+    ids: Vec<i64>,
+    used: [Vec<i64>; 4],
+    consumed: [Vec<i64>; 3],
+}
+
+impl KeyTakes {
+    fn push(&mut self, id: i64, [quota, tokens, calls, successes]: [i64; 4], consumed: [i64; 3]) {
+        self.ids.push(id);
+        let used = [quota.max(0), tokens.max(0), calls, successes];
+        self.used.iter_mut().zip(used).for_each(|(column, value)| column.push(value));
+        self.consumed.iter_mut().zip(consumed).for_each(|(column, value)| column.push(value));
+    }
+
+    /// One `UPDATE` for every key of the batch. Successes use up remaining calls, stopping at
+    /// zero; NULL, no limit, stays NULL.
+    async fn write(&self, conn: &mut AsyncPgConnection, now: i64) -> Result<(), diesel::result::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let statement = diesel::sql_query(
+            "UPDATE api_keys SET \
+             quota_used = CASE WHEN api_keys.quota_used <= 9223372036854775807 - v.quota \
+                 THEN api_keys.quota_used + v.quota ELSE 9223372036854775807 END, \
+             tokens_used = CASE WHEN api_keys.tokens_used <= 9223372036854775807 - v.tokens \
+                 THEN api_keys.tokens_used + v.tokens ELSE 9223372036854775807 END, \
+             calls_total = api_keys.calls_total + v.calls, calls_succeeded = api_keys.calls_succeeded + v.successes, \
+             remaining_calls = CASE WHEN api_keys.remaining_calls IS NULL THEN NULL \
+                 ELSE GREATEST(api_keys.remaining_calls - v.successes, 0) END, \
+             quota_reserved = api_keys.quota_reserved - v.quota_taken, \
+             tokens_reserved = api_keys.tokens_reserved - v.tokens_taken, \
+             calls_reserved = api_keys.calls_reserved - v.calls_taken, updated_at = $9 \
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
+                 $7::BIGINT[], $8::BIGINT[]) AS v(id, quota, tokens, calls, successes, quota_taken, tokens_taken, calls_taken) \
+             WHERE api_keys.id = v.id",
+        )
+        .bind::<Array<BigInt>, _>(&self.ids)
+        .bind::<Array<BigInt>, _>(&self.used[0])
+        .bind::<Array<BigInt>, _>(&self.used[1])
+        .bind::<Array<BigInt>, _>(&self.used[2])
+        .bind::<Array<BigInt>, _>(&self.used[3])
+        .bind::<Array<BigInt>, _>(&self.consumed[0])
+        .bind::<Array<BigInt>, _>(&self.consumed[1])
+        .bind::<Array<BigInt>, _>(&self.consumed[2])
+        .bind::<BigInt, _>(now);
+        Cached(statement).execute(conn).await?;
+        Ok(())
+    }
 }
 
 #[derive(QueryableByName)]
@@ -48,13 +171,15 @@ struct LastSeq {
 async fn record_batch(conn: &mut AsyncPgConnection, node_id: &str, batch: &[Debit]) -> Result<Option<u64>, TxError> {
     let seq = |debit: Option<&Debit>| debit.map_or(0, |debit| i64::try_from(debit.seq).unwrap_or(i64::MAX));
     let (first, last) = (seq(batch.first()), seq(batch.last()));
-    let recorded: Vec<LastSeq> = diesel::sql_query(format!(
-        "INSERT INTO credit_batches (node_id, first_seq, last_seq, created_at) VALUES ($1, $2, $3, {DB_NOW}) \
+    let recorded: Vec<LastSeq> = Cached(
+        diesel::sql_query(format!(
+            "INSERT INTO credit_batches (node_id, first_seq, last_seq, created_at) VALUES ($1, $2, $3, {DB_NOW}) \
          ON CONFLICT (node_id, first_seq) DO NOTHING RETURNING last_seq"
-    ))
-    .bind::<Text, _>(node_id)
-    .bind::<BigInt, _>(first)
-    .bind::<BigInt, _>(last)
+        ))
+        .bind::<Text, _>(node_id)
+        .bind::<BigInt, _>(first)
+        .bind::<BigInt, _>(last),
+    )
     .load(conn)
     .await?;
     if !recorded.is_empty() {
@@ -148,23 +273,52 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
     key_totals.sort_unstable_by_key(|(id, _)| *id);
     let user_ids: Vec<i64> = user_totals.iter().map(|(id, _)| *id).collect();
     let key_ids: Vec<i64> = key_totals.iter().map(|(id, _)| *id).collect();
-    diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(&user_ids)
-        .execute(conn)
-        .await?;
-    diesel::sql_query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(&key_ids)
-        .execute(conn)
-        .await?;
-    let leases: Vec<LeaseRow> = diesel::sql_query(
-        "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases WHERE node_id = $1 \
-         AND ((key_id IS NULL AND user_id = ANY($2)) OR key_id = ANY($3)) ORDER BY id FOR UPDATE",
+    Cached(
+        diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind::<Array<BigInt>, _>(&user_ids),
     )
-    .bind::<Text, _>(node_id)
-    .bind::<Array<BigInt>, _>(&user_ids)
-    .bind::<Array<BigInt>, _>(&key_ids)
+    .execute(conn)
+    .await?;
+    Cached(
+        diesel::sql_query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind::<Array<BigInt>, _>(&key_ids),
+    )
+    .execute(conn)
+    .await?;
+    let leases: Vec<LeaseRow> = Cached(
+        diesel::sql_query(
+            "SELECT id, user_id, key_id, amount, tokens, calls FROM credit_leases WHERE node_id = $1 \
+         AND ((key_id IS NULL AND user_id = ANY($2)) OR key_id = ANY($3)) ORDER BY id FOR UPDATE",
+        )
+        .bind::<Text, _>(node_id)
+        .bind::<Array<BigInt>, _>(&user_ids)
+        .bind::<Array<BigInt>, _>(&key_ids),
+    )
     .load(conn)
     .await?;
+    // What each lease still holds pays first; the rest (overage) comes from the balance alone.
+    let mut takes = LeaseTakes::default();
+    let mut users = UserTakes::default();
+    for (user_id, total) in &user_totals {
+        let lease = leases.iter().find(|l| l.key_id.is_none() && l.user_id == *user_id);
+        let consumed = lease.map_or(0, |l| l.amount.min(*total));
+        if let Some(lease) = lease {
+            takes.push(lease.id, [consumed, 0, 0]);
+        }
+        users.push(*user_id, *total, consumed);
+    }
+    let mut keys = KeyTakes::default();
+    for (key_id, [quota, tokens, calls, successes]) in &key_totals {
+        let lease = leases.iter().find(|l| l.key_id == Some(*key_id));
+        let consumed = lease.map_or([0; 3], |l| [l.amount.min(*quota), l.tokens.min(*tokens), l.calls.min(*successes)]);
+        if let Some(lease) = lease {
+            takes.push(lease.id, consumed);
+        }
+        keys.push(*key_id, [*quota, *tokens, *calls, *successes], consumed);
+    }
+    takes.write(conn).await?;
+    let balances = users.write(conn, now).await?;
+    keys.write(conn, now).await?;
     // Request ids repeated within the batch are told apart here; one already in the ledger (a
     // library caller reusing ids) is found by the insert's conflict below. (Looking them up first
     // cost a scan of every consume row per batch whenever the planner's statistics lagged behind
@@ -172,57 +326,9 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
     let mut taken = std::collections::HashSet::new();
     let mut rows = Vec::new();
     for (user_id, total) in user_totals {
-        // What the lease still holds pays first; the rest (overage) comes from the balance alone.
-        let lease = leases.iter().find(|l| l.key_id.is_none() && l.user_id == user_id);
-        let consumed = lease.map_or(0, |l| l.amount.min(total));
-        if let Some(lease) = lease {
-            diesel::sql_query("UPDATE credit_leases SET amount = amount - $2 WHERE id = $1")
-                .bind::<BigInt, _>(lease.id)
-                .bind::<BigInt, _>(consumed)
-                .execute(conn)
-                .await?;
-        }
-        let balance: Vec<Balance> = diesel::sql_query(
-            "UPDATE users SET token_balance = token_balance - $2, reserved = reserved - $3, \
-             total_consumed = CASE WHEN total_consumed <= 9223372036854775807 - $2 THEN total_consumed + $2 \
-             ELSE 9223372036854775807 END, updated_at = $4 WHERE id = $1 RETURNING token_balance",
-        )
-        .bind::<BigInt, _>(user_id)
-        .bind::<BigInt, _>(total)
-        .bind::<BigInt, _>(consumed)
-        .bind::<BigInt, _>(now)
-        .load(conn)
-        .await?;
-        let Some(Balance { token_balance }) = balance.into_iter().next() else { continue };
-        rows.extend(consume_rows(batch, user_id, token_balance, total, &mut taken, now));
-    }
-    for (key_id, [quota, tokens, calls, successes]) in key_totals {
-        let lease = leases.iter().find(|l| l.key_id == Some(key_id));
-        let consumed = lease.map_or([0; 3], |l| [l.amount.min(quota), l.tokens.min(tokens), l.calls.min(successes)]);
-        if let Some(lease) = lease {
-            consume_lease(conn, "credit_leases", lease.id, consumed).await?;
-        }
-        // Successes use up remaining calls, stopping at zero; NULL, no limit, stays NULL.
-        diesel::sql_query(
-            "UPDATE api_keys SET \
-             quota_used = CASE WHEN quota_used <= 9223372036854775807 - $2 THEN quota_used + $2 ELSE 9223372036854775807 END, \
-             tokens_used = CASE WHEN tokens_used <= 9223372036854775807 - $3 THEN tokens_used + $3 ELSE 9223372036854775807 END, \
-             calls_total = calls_total + $4, calls_succeeded = calls_succeeded + $5, \
-             remaining_calls = CASE WHEN remaining_calls IS NULL THEN NULL ELSE GREATEST(remaining_calls - $5, 0) END, \
-             quota_reserved = quota_reserved - $6, tokens_reserved = tokens_reserved - $7, calls_reserved = calls_reserved - $8, \
-             updated_at = $9 WHERE id = $1",
-        )
-        .bind::<BigInt, _>(key_id)
-        .bind::<BigInt, _>(quota.max(0))
-        .bind::<BigInt, _>(tokens.max(0))
-        .bind::<BigInt, _>(calls)
-        .bind::<BigInt, _>(successes)
-        .bind::<BigInt, _>(consumed[0])
-        .bind::<BigInt, _>(consumed[1])
-        .bind::<BigInt, _>(consumed[2])
-        .bind::<BigInt, _>(now)
-        .execute(conn)
-        .await?;
+        // A user deleted meanwhile has no balance to run down (nor consume rows).
+        let Some(balance) = balances.iter().find(|b| b.id == user_id) else { continue };
+        rows.extend(consume_rows(batch, user_id, balance.token_balance, total, &mut taken, now));
     }
     write_meters(conn, node_id, batch).await?;
     insert_consume_rows(conn, batch, &rows).await?;

@@ -69,7 +69,7 @@ impl LeaseEngine {
             Ordered::Grow(order) => order,
             Ordered::Held(id) => return Ok(Some(id)),
         };
-        self.write_queued().await.map_err(BillingError::Store)?;
+        self.settle_doubt().await.map_err(BillingError::Store)?;
         // The first window short of this hold, and by how much (on first use: the whole hold).
         let short = self.book().meter_shortfall(meters, &new.hold);
         let Some((id, template, min)) = short else { return self.hold_now(new, &ids) };

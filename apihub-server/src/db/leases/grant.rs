@@ -13,6 +13,7 @@ use diesel_async::RunQueryDsl;
 
 use super::hold::Ordered;
 use super::{DB_NOW, GROWTH, Lease, LeaseEngine, Nudge, ttl_millis};
+use crate::db::cached::Cached;
 
 #[derive(QueryableByName)]
 struct UserGrant {
@@ -82,14 +83,15 @@ impl LeaseEngine {
             Ordered::Grow(order) => order,
             Ordered::Held(id) => return Ok(Some(id)),
         };
-        self.write_queued().await.map_err(BillingError::Store)?;
-        // What the hold lacks now (other requests took or freed credit while this one waited).
+        self.settle_doubt().await.map_err(BillingError::Store)?;
+        // What the hold lacks now (other requests took or freed credit while this one waited),
+        // what queued settlements charged beyond the lease included.
         let leased = self.book().funds(user_id);
-        let available = leased.map_or(Money::ZERO, |funds| funds.available());
-        if leased.is_some() && available >= required {
+        let available = leased.map_or(0, |funds| funds.balance.micros().saturating_sub(funds.reserved.micros()));
+        if leased.is_some() && available >= required.micros() {
             return Ok(self.hold_now(new, meters)?);
         }
-        let min = required.micros().saturating_sub(available.micros()).max(0);
+        let min = required.micros().saturating_sub(available).max(0);
         if min == 0 {
             self.book().grant_user(user_id, Money::ZERO);
             return Ok(self.hold_now(new, meters)?);
@@ -100,8 +102,9 @@ impl LeaseEngine {
         let node_id = self.node_id();
         let grant: Vec<UserGrant> = self
             .run(async |conn| {
-                Ok(diesel::sql_query(format!(
-                    "WITH u AS (SELECT id, token_balance - reserved AS free FROM users WHERE id = $1 FOR UPDATE), \
+                Ok(Cached(
+                    diesel::sql_query(format!(
+                        "WITH u AS (SELECT id, token_balance - reserved AS free FROM users WHERE id = $1 FOR UPDATE), \
                      g AS (UPDATE users SET reserved = users.reserved + GREATEST($2, LEAST($3, u.free / 2)) \
                            FROM u WHERE users.id = u.id AND u.free >= $2 \
                            RETURNING users.id, GREATEST($2, LEAST($3, u.free / 2)) AS granted), \
@@ -112,12 +115,13 @@ impl LeaseEngine {
                      SELECT u.free, (SELECT granted FROM g) AS granted, \
                             (SELECT COALESCE(SUM(amount), 0) FROM credit_leases \
                              WHERE user_id = $1 AND key_id IS NULL AND node_id <> $4)::BIGINT AS others FROM u"
-                ))
-                .bind::<BigInt, _>(user_id)
-                .bind::<BigInt, _>(min)
-                .bind::<BigInt, _>(want)
-                .bind::<Text, _>(&node_id)
-                .bind::<BigInt, _>(ttl_millis())
+                    ))
+                    .bind::<BigInt, _>(user_id)
+                    .bind::<BigInt, _>(min)
+                    .bind::<BigInt, _>(want)
+                    .bind::<Text, _>(&node_id)
+                    .bind::<BigInt, _>(ttl_millis()),
+                )
                 .load(conn)
                 .await?)
             })
@@ -134,7 +138,7 @@ impl LeaseEngine {
                 Ok(self.hold_now(new, meters)?)
             }
             None => {
-                let here = available.micros().saturating_add(grant.free.max(0));
+                let here = available.max(0).saturating_add(grant.free.max(0));
                 let error = BillingError::InsufficientBalance { available: Money::from_micros(here), required };
                 if grant.others > 0
                     && here.saturating_add(grant.others) >= required.micros()
@@ -161,7 +165,7 @@ impl LeaseEngine {
             Ordered::Grow(order) => order,
             Ordered::Held(id) => return Ok(Some(id)),
         };
-        self.write_queued().await.map_err(BillingError::Store)?;
+        self.settle_doubt().await.map_err(BillingError::Store)?;
         let loaded = self.book().key_counters(key_id);
         let unlimited = UserFunds { balance: Money::from_micros(i64::MAX), reserved: Money::ZERO };
         let min = match loaded {
@@ -181,7 +185,7 @@ impl LeaseEngine {
             .run(async |conn| {
                 // A limit the key does not have grants nothing and needs nothing (`free` NULL: not through
                 // GREATEST and LEAST, which skip a NULL).
-                Ok(diesel::sql_query(format!(
+                let statement = diesel::sql_query(format!(
                     "WITH k AS (SELECT id, user_id, public_id, \
                                 quota_limit - quota_used - quota_reserved AS quota_free, \
                                 token_limit - tokens_used - tokens_reserved AS tokens_free, \
@@ -218,9 +222,8 @@ impl LeaseEngine {
                 .bind::<BigInt, _>(want[1])
                 .bind::<BigInt, _>(want[2])
                 .bind::<Text, _>(&node_id)
-                .bind::<BigInt, _>(ttl_millis())
-                .load(conn)
-                .await?)
+                .bind::<BigInt, _>(ttl_millis());
+                Ok(Cached(statement).load(conn).await?)
             })
             .await
             .map_err(BillingError::Store)?;

@@ -80,8 +80,7 @@ impl LeaseEngine {
 
     /// Waits for the order lock, to grow a lease. When the hold fits once the lock is had
     /// (another request's growth made room meanwhile), it is taken at once: requests refused
-    /// together wait for one growth, not for one each (nor for the queued settlements each
-    /// growth writes first).
+    /// together wait for one growth, not for one each.
     pub(super) async fn order_to_grow(
         &self,
         new: &NewReservation,

@@ -80,6 +80,9 @@ pub const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// Most debits written in one transaction.
 const MAX_BATCH: usize = 4_096;
+/// Most debits the writing task writes in one transaction: it lets the order lock go between
+/// two, so that a lease's growth waits for one such batch at most.
+const WRITER_BATCH: usize = 512;
 /// Longest a read waits for the settlements before it to be written.
 const READ_WAIT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts at a batch that failed.
@@ -132,6 +135,8 @@ pub struct LeaseEngine {
     wake: Arc<Notify>,
     /// A reader waits: write now, without waiting for the window.
     urgent: AtomicBool,
+    /// The last write of a batch failed: it may have committed ([`Self::settle_doubt`]).
+    unsure: AtomicBool,
     /// The newest debit written.
     written: watch::Sender<u64>,
     /// When each lease of this node was last asked for (granted or renewed), by this process's
@@ -194,6 +199,7 @@ impl LeaseEngine {
             order: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
             urgent: AtomicBool::new(false),
+            unsure: AtomicBool::new(false),
             written: watch::Sender::new(0),
             asked: Mutex::default(),
             nudge: std::sync::OnceLock::new(),

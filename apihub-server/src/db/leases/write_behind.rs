@@ -4,12 +4,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
 
-use apihub_core::credit::CreditBook;
+use apihub_core::credit::{CreditBook, Debit};
 use apihub_core::store::StoreError;
 use diesel_async::AsyncConnection;
 use tokio::sync::Notify;
 
-use super::{LeaseEngine, MAX_BATCH, MAX_PAUSE, READ_WAIT};
+use super::{LeaseEngine, MAX_BATCH, MAX_PAUSE, READ_WAIT, WRITER_BATCH};
 use crate::db::engine::WINDOW;
 use crate::db::lease_writes::write_debits;
 
@@ -31,6 +31,16 @@ impl LeaseEngine {
         self.write_queued().await
     }
 
+    /// After a batch's write failed (it may have committed, its acknowledgement lost), writes
+    /// the queue before a lease grows (the caller holds the order lock): the book then learns
+    /// what that batch consumed of the lease before the growth enters it, in the order the
+    /// database applied the two. Otherwise a growth does not wait for the queue: the debits
+    /// consume the lease whenever they are written, so what they charged beyond it (overage)
+    /// counts as lacking, and the growth covers it.
+    pub(super) async fn settle_doubt(&self) -> Result<(), StoreError> {
+        if self.unsure.load(Ordering::Acquire) { self.write_queued().await } else { Ok(()) }
+    }
+
     pub(super) fn wake_now(&self) {
         self.urgent.store(true, Ordering::Release);
         self.wake.notify_one();
@@ -39,14 +49,33 @@ impl LeaseEngine {
     /// Writes the debits queued when it is called, retired books' first (the caller holds the
     /// order lock); a retired book with nothing open or queued goes.
     pub(super) async fn write_queued(&self) -> Result<(), StoreError> {
-        let retired: Vec<(String, u64)> =
+        let marks = self.queued_marks();
+        while self.write_batch(&marks, MAX_BATCH).await? {}
+        Ok(())
+    }
+
+    /// What is queued now: each book's node id (retired books' first) and its newest debit.
+    fn queued_marks(&self) -> Vec<(String, u64)> {
+        let mut marks: Vec<(String, u64)> =
             self.retired().iter().map(|(node_id, old)| (node_id.clone(), old.last_seq())).collect();
-        for (node_id, last) in retired {
-            self.write_book(&node_id, last).await?;
+        marks.push((self.node_id(), self.book().last_seq()));
+        marks
+    }
+
+    /// Writes one batch of at most `max` debits, the oldest of the first book among `marks` with
+    /// debits queued up to its mark (the caller holds the order lock). `false`: none was left
+    /// (and a retired book with nothing open or queued went).
+    async fn write_batch(&self, marks: &[(String, u64)], max: usize) -> Result<bool, StoreError> {
+        for (node_id, last) in marks {
+            let mut batch = self.book_under(node_id, |book| book.to_write(max)).unwrap_or_default();
+            batch.retain(|debit| debit.seq <= *last);
+            if !batch.is_empty() {
+                self.write_book(node_id, batch).await?;
+                return Ok(true);
+            }
         }
         self.retired().retain(|(_, old)| old.open_holds() > 0 || old.unwritten() > 0);
-        let (node_id, last) = (self.node_id(), self.book().last_seq());
-        self.write_book(&node_id, last).await
+        Ok(false)
     }
 
     /// Runs `f` on the book whose leases carry `node_id`: this one, or a retired one (the node
@@ -58,40 +87,37 @@ impl LeaseEngine {
         self.retired().iter_mut().find(|(id, _)| id == node_id).map(|(_, old)| f(old))
     }
 
-    /// Writes the debits of the book under `node_id` queued up to `last`, in batches. A batch is
-    /// recorded by its node id and first sequence number in its own transaction: one whose
-    /// commit's acknowledgement was lost, written again, is found written and counts as such.
-    async fn write_book(&self, node_id: &str, last: u64) -> Result<(), StoreError> {
-        loop {
-            let mut batch = self.book_under(node_id, |book| book.to_write(MAX_BATCH)).unwrap_or_default();
-            batch.retain(|debit| debit.seq <= last);
-            if batch.is_empty() {
-                return Ok(());
+    /// Writes `batch`, debits of the book under `node_id`. A batch is recorded by its node id and
+    /// first sequence number in its own transaction: one whose commit's acknowledgement was lost,
+    /// written again, is found written and counts as such.
+    async fn write_book(&self, node_id: &str, mut batch: Vec<Debit>) -> Result<(), StoreError> {
+        let rows = batch.clone();
+        let written =
+            self.run(async |conn| conn.transaction(async |conn| write_debits(conn, node_id, &rows).await).await).await;
+        #[cfg(test)]
+        let written = match written {
+            Ok(_) if self.lose_commit_ack.swap(false, Ordering::AcqRel) => {
+                Err(StoreError::Unavailable("the commit's acknowledgement was lost (test)".into()))
             }
-            let rows = batch.clone();
-            let done = self
-                .run(async |conn| conn.transaction(async |conn| write_debits(conn, node_id, &rows).await).await)
-                .await
-                .inspect_err(|error| {
-                    tracing::error!(%error, debits = batch.len(), "writing settlements failed; they stay queued");
-                })?;
-            #[cfg(test)]
-            if self.lose_commit_ack.swap(false, Ordering::AcqRel) {
-                return Err(StoreError::Unavailable("the commit's acknowledgement was lost (test)".into()));
-            }
-            batch.retain(|debit| debit.seq <= done);
-            self.book_under(node_id, |book| {
-                book.written(&batch);
-                book.clamp_leases(&batch);
+            written => written,
+        };
+        self.unsure.store(written.is_err(), Ordering::Release);
+        let done = written.inspect_err(|error| {
+            tracing::error!(%error, debits = batch.len(), "writing settlements failed; they stay queued");
+        })?;
+        batch.retain(|debit| debit.seq <= done);
+        self.book_under(node_id, |book| {
+            book.written(&batch);
+            book.clamp_leases(&batch);
+        });
+        if let Some(last) = batch.last() {
+            self.written.send_if_modified(|written| {
+                let newer = *written < last.seq;
+                *written = (*written).max(last.seq);
+                newer
             });
-            if let Some(last) = batch.last() {
-                self.written.send_if_modified(|written| {
-                    let newer = *written < last.seq;
-                    *written = (*written).max(last.seq);
-                    newer
-                });
-            }
         }
+        Ok(())
     }
 }
 
@@ -114,10 +140,18 @@ pub(super) async fn write_behind(engine: Weak<LeaseEngine>, wake: Arc<Notify>) {
         }
         let Some(engine) = engine.upgrade() else { return };
         engine.urgent.store(false, Ordering::Release);
-        let written = {
-            let _order = engine.order.lock().await;
-            engine.write_queued().await
-        };
+        // One batch at a time, the order lock let go between them: a lease's growth waits for
+        // one batch at most, not for the whole queue.
+        let written = async {
+            let marks = engine.queued_marks();
+            loop {
+                let _order = engine.order.lock().await;
+                if !engine.write_batch(&marks, WRITER_BATCH).await? {
+                    return Ok::<(), StoreError>(());
+                }
+            }
+        }
+        .await;
         match written {
             Ok(()) => pause = WINDOW,
             Err(_) => pause = (pause * 2).min(MAX_PAUSE),
