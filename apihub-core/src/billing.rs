@@ -68,6 +68,12 @@ impl UserFunds {
     pub fn available(&self) -> Money {
         self.balance.checked_sub(self.reserved).unwrap_or(Money::ZERO).max(Money::ZERO)
     }
+
+    /// The balance less open holds, in micros, below zero when settled charges went beyond what
+    /// was held (what a lease must grow by before a new hold fits, beyond the hold itself).
+    pub fn margin(&self) -> i64 {
+        self.balance.micros().saturating_sub(self.reserved.micros())
+    }
 }
 
 /// A key's limits and counters, including open holds.

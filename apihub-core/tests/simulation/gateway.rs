@@ -319,7 +319,7 @@ impl Gateway {
         let (user, required) = (new.user_id, new.hold.amount);
         self.settle_doubt(db)?;
         let leased = self.book.funds(user);
-        let available = leased.map_or(0, |funds| funds.balance.micros().saturating_sub(funds.reserved.micros()));
+        let available = leased.map_or(0, |funds| funds.margin());
         if leased.is_some() && available >= required.micros() {
             return self.hold_now(new, meters);
         }

@@ -87,7 +87,7 @@ impl LeaseEngine {
         // What the hold lacks now (other requests took or freed credit while this one waited),
         // what queued settlements charged beyond the lease included.
         let leased = self.book().funds(user_id);
-        let available = leased.map_or(0, |funds| funds.balance.micros().saturating_sub(funds.reserved.micros()));
+        let available = leased.map_or(0, |funds| funds.margin());
         if leased.is_some() && available >= required.micros() {
             return Ok(self.hold_now(new, meters)?);
         }
