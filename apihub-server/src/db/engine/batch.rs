@@ -159,6 +159,37 @@ impl ConsumeRow {
     }
 }
 
+/// Consume rows as columns, each bound as one array of PostgreSQL's plain insert
+/// (`INSERT … SELECT … FROM unnest(…)`, in `lease_writes`), the texts borrowed from the rows.
+#[derive(Default)]
+pub(in crate::db) struct ConsumeColumns<'a> {
+    pub(in crate::db) user_id: Vec<i64>,
+    pub(in crate::db) tx_type: Vec<&'a str>,
+    pub(in crate::db) amount: Vec<i64>,
+    pub(in crate::db) balance_before: Vec<i64>,
+    pub(in crate::db) balance_after: Vec<i64>,
+    pub(in crate::db) order_no: Vec<&'a str>,
+    pub(in crate::db) description: Vec<&'a str>,
+    pub(in crate::db) created_at: Vec<i64>,
+}
+
+impl<'a> ConsumeColumns<'a> {
+    pub(in crate::db) fn of(rows: &'a [ConsumeRow]) -> Self {
+        let mut columns = ConsumeColumns::default();
+        for row in rows {
+            columns.user_id.push(row.user_id);
+            columns.tx_type.push(row.tx_type);
+            columns.amount.push(row.amount);
+            columns.balance_before.push(row.balance_before);
+            columns.balance_after.push(row.balance_after);
+            columns.order_no.push(&row.order_no);
+            columns.description.push(&row.description);
+            columns.created_at.push(row.created_at);
+        }
+        columns
+    }
+}
+
 /// A key's totals in a batch: charge (micros), tokens, calls, successful calls.
 pub(in crate::db) type KeyTotal = (KeyId, [i64; 4]);
 

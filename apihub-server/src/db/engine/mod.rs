@@ -51,7 +51,9 @@ use super::writer::SqliteWriter;
 use write_behind::write_behind;
 
 pub(crate) use account::{Debiting, Touched};
-pub(super) use batch::{ConsumeChunkInsert, ConsumeRow, ConsumeRows, batch_totals, consume_rows, meter_totals};
+pub(super) use batch::{
+    ConsumeChunkInsert, ConsumeColumns, ConsumeRow, ConsumeRows, batch_totals, consume_rows, meter_totals,
+};
 
 /// How long a settlement may wait before it is written with the others of its window.
 pub const WINDOW: Duration = Duration::from_millis(50);

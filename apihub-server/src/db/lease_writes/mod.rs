@@ -18,7 +18,9 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::cached::{Cached, Prepared};
-use super::engine::{ConsumeChunkInsert, ConsumeRow, ConsumeRows, batch_totals, consume_rows, meter_totals};
+use super::engine::{
+    ConsumeChunkInsert, ConsumeColumns, ConsumeRow, ConsumeRows, batch_totals, consume_rows, meter_totals,
+};
 use super::leases::DB_NOW;
 use super::multi_row::{slices, with_slice_marker};
 use super::schema::transactions;
@@ -335,10 +337,60 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
     Ok(batch.last().map_or(0, |debit| debit.seq))
 }
 
-/// Inserts a batch's consume rows, up to 64 to a statement kept prepared (see
-/// [`multi_row`](crate::db::multi_row)); a row whose order number the ledger already has (its
-/// request id was used before) is inserted again renumbered ([`ConsumeRow::renumber`]).
+/// Inserts a batch's consume rows. Their order numbers are request ids the gateway made, so they
+/// are new to the ledger: all go in with one plain `INSERT … SELECT … FROM unnest(…)`, inside a
+/// savepoint. Only when one was there already (a library caller reusing request ids) does that
+/// insert fail, and then the rows go in again by [`insert_consume_rows_checked`].
+///
+/// Why not always the checked insert: on PostgreSQL `ON CONFLICT` makes every row a speculative
+/// insertion, and a multi-row `VALUES` sets up every row's expressions anew. Measured apart (512
+/// rows a transaction, the ledger's three indexes), the backend spent 5.3–5.7 µs a row on the
+/// checked insert and 3.4 µs on the plain one: the ledger's rows were the larger part of
+/// PostgreSQL's CPU time per proxied request.
 async fn insert_consume_rows(
+    conn: &mut AsyncPgConnection,
+    batch: &[Debit],
+    rows: &[ConsumeRow],
+) -> Result<(), diesel::result::Error> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    use diesel_async::SimpleAsyncConnection;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Released with the transaction: nothing else in it needs one.
+    conn.batch_execute("SAVEPOINT consume_rows").await?;
+    let columns = ConsumeColumns::of(rows);
+    let plain = Cached(
+        diesel::sql_query(
+            "INSERT INTO transactions (user_id, tx_type, amount, balance_before, balance_after, order_no, \
+             description, created_at) SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], \
+             $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[])",
+        )
+        .bind::<Array<BigInt>, _>(&columns.user_id)
+        .bind::<Array<Text>, _>(&columns.tx_type)
+        .bind::<Array<BigInt>, _>(&columns.amount)
+        .bind::<Array<BigInt>, _>(&columns.balance_before)
+        .bind::<Array<BigInt>, _>(&columns.balance_after)
+        .bind::<Array<Text>, _>(&columns.order_no)
+        .bind::<Array<Text>, _>(&columns.description)
+        .bind::<Array<BigInt>, _>(&columns.created_at),
+    )
+    .execute(conn)
+    .await;
+    match plain {
+        Ok(_) => Ok(()),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            conn.batch_execute("ROLLBACK TO SAVEPOINT consume_rows").await?;
+            insert_consume_rows_checked(conn, batch, rows).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Inserts consume rows up to 64 to a statement kept prepared (see
+/// [`multi_row`](crate::db::multi_row)), skipping those whose order number the ledger already
+/// has; those are inserted again renumbered ([`ConsumeRow::renumber`]).
+async fn insert_consume_rows_checked(
     conn: &mut AsyncPgConnection,
     batch: &[Debit],
     rows: &[ConsumeRow],

@@ -574,6 +574,34 @@ async fn a_growth_after_a_lost_acknowledgement_leaves_the_book_and_the_lease_equ
     assert_eq!(db.reserved(one).await, 0);
 }
 
+/// A batch's consume rows go in with one plain insert; a request id the ledger already has (a
+/// library caller reusing ids) makes it fail, and then every row of the batch goes in by the
+/// checked insert, that one renumbered: charged once each, the balance and the ledger equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_request_id_the_ledger_has_is_written_whole_with_that_row_renumbered() {
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    let (a, _) = db.gateway(4);
+    let id = reserve(&a, &hold(one, key, "used", 1_000)).await.expect("held");
+    a.settle(id, &charge(1_000)).expect("settled");
+    a.flush().await.expect("written");
+
+    for request_id in ["fresh-1", "used", "fresh-2"] {
+        let id = reserve(&a, &hold(one, key, request_id, 1_000)).await.expect("held");
+        a.settle(id, &charge(1_000)).expect("settled");
+    }
+    a.flush().await.expect("written, the plain insert's conflict notwithstanding");
+    assert_eq!(a.book().unwritten(), 0);
+    assert_eq!(db.balance(one).await, 996_000, "charged once each");
+    assert_eq!(db.consume_rows(one).await, 4);
+    let ledger = "SELECT COALESCE(SUM(amount), 0)::BIGINT AS n FROM transactions WHERE user_id = $1 AND $2 = $2";
+    assert_eq!(db.number(ledger, one, None).await, -4_000, "the ledger adds up to the balance's fall");
+    let renumbered = "SELECT COUNT(*) AS n FROM transactions WHERE user_id = $1 AND order_no LIKE $2";
+    assert_eq!(db.number(renumbered, one, Some("used#%")).await, 1, "the repeated id renumbered");
+    a.give_back_all().await.expect("given back");
+    assert_eq!(db.reserved(one).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_records_older_than_a_day_are_pruned() {
     let Some(db) = TestDb::create().await else { return };
