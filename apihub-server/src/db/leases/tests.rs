@@ -253,6 +253,12 @@ async fn reserve(engine: &LeaseEngine, new: &NewReservation) -> Result<Reservati
     engine.reserve(new).await
 }
 
+/// A request of `micros` held and settled at exactly that (queued, not yet written).
+async fn spend(engine: &LeaseEngine, user: UserId, key: KeyId, request_id: &str, micros: i64) {
+    let id = reserve(engine, &hold(user, key, request_id, micros)).await.expect("held");
+    engine.settle(id, &charge(micros)).expect("settled");
+}
+
 /// Bug A: a grant renews only its own lease, and a renewal that touches any of this gateway's
 /// leases used to vouch for every lease in its book. Here the lease of user 1 is not renewed
 /// for 21 s while a grant for user 2 succeeds in between; another gateway reclaims the expired
@@ -536,8 +542,7 @@ async fn a_batch_whose_commit_acknowledgement_was_lost_is_charged_once() {
     let (one, key) = db.customer("one", 1_000_000).await;
     let (a, _) = db.gateway(4);
 
-    let id = reserve(&a, &hold(one, key, "r1", 100_000)).await.expect("a leases");
-    a.settle(id, &charge(100_000)).expect("settled");
+    spend(&a, one, key, "r1", 100_000).await;
     a.lose_commit_ack.store(true, Ordering::Release);
     a.flush().await.expect_err("the acknowledgement is lost");
     a.flush().await.expect("written (again?)");
@@ -582,13 +587,11 @@ async fn a_batch_with_a_request_id_the_ledger_has_is_written_whole_with_that_row
     let Some(db) = TestDb::create().await else { return };
     let (one, key) = db.customer("one", 1_000_000).await;
     let (a, _) = db.gateway(4);
-    let id = reserve(&a, &hold(one, key, "used", 1_000)).await.expect("held");
-    a.settle(id, &charge(1_000)).expect("settled");
+    spend(&a, one, key, "used", 1_000).await;
     a.flush().await.expect("written");
 
     for request_id in ["fresh-1", "used", "fresh-2"] {
-        let id = reserve(&a, &hold(one, key, request_id, 1_000)).await.expect("held");
-        a.settle(id, &charge(1_000)).expect("settled");
+        spend(&a, one, key, request_id, 1_000).await;
     }
     a.flush().await.expect("written, the plain insert's conflict notwithstanding");
     assert_eq!(a.book().unwritten(), 0);
@@ -608,8 +611,7 @@ async fn batch_records_older_than_a_day_are_pruned() {
     let (one, key) = db.customer("one", 1_000_000).await;
     let (a, _) = db.gateway(4);
     for n in 0..2 {
-        let id = reserve(&a, &hold(one, key, &format!("r{n}"), 1_000)).await.expect("held");
-        a.settle(id, &charge(1_000)).expect("settled");
+        spend(&a, one, key, &format!("r{n}"), 1_000).await;
         a.flush().await.expect("written");
     }
     let count = "SELECT COUNT(*) AS n FROM credit_batches WHERE $1 = $1 AND node_id = $2";
