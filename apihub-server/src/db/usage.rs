@@ -11,7 +11,7 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
-use super::cached::Prepared;
+use super::cached::{Cached, Prepared};
 use super::multi_row::{push_insert, slices, with_slice_marker};
 use super::schema::usage_logs;
 use super::writer::{self, Answer};
@@ -240,6 +240,122 @@ impl UsageRow {
     }
 }
 
+/// Usage rows as columns, for PostgreSQL's one `INSERT … SELECT … FROM unnest(…)` a batch: there a
+/// multi-row `VALUES` sets up each row's 23 expressions anew, a cost per row the database's CPU
+/// shares with the gateway's (see `lease_writes` for the ledger's rows, measured).
+#[derive(Default)]
+struct UsageColumns<'a> {
+    request_id: Vec<&'a str>,
+    user_id: Vec<i64>,
+    key_id: Vec<i64>,
+    model: Vec<&'a str>,
+    endpoint: Vec<&'a str>,
+    stream: Vec<bool>,
+    prompt_tokens: Vec<i64>,
+    completion_tokens: Vec<i64>,
+    cached_tokens: Vec<i64>,
+    raw_cost: Vec<i64>,
+    user_discount_ppm: Vec<i32>,
+    key_discount_ppm: Vec<i32>,
+    charged: Vec<i64>,
+    status: Vec<i32>,
+    upstream_latency_ms: Vec<i64>,
+    usage_source: Vec<&'a str>,
+    created_at: Vec<i64>,
+    overage: Vec<i64>,
+    route_id: Vec<Option<i64>>,
+    channel: Vec<Option<&'a str>>,
+    attempts: Vec<i32>,
+    cost: Vec<Option<i64>>,
+    first_byte_ms: Vec<Option<i64>>,
+}
+
+impl<'a> UsageColumns<'a> {
+    fn of(rows: &'a [UsageRow]) -> Self {
+        let mut c = UsageColumns::default();
+        for row in rows {
+            c.request_id.push(&row.request_id);
+            c.user_id.push(row.user_id);
+            c.key_id.push(row.key_id);
+            c.model.push(&row.model);
+            c.endpoint.push(&row.endpoint);
+            c.stream.push(row.stream);
+            c.prompt_tokens.push(row.prompt_tokens);
+            c.completion_tokens.push(row.completion_tokens);
+            c.cached_tokens.push(row.cached_tokens);
+            c.raw_cost.push(row.raw_cost);
+            c.user_discount_ppm.push(row.user_discount_ppm);
+            c.key_discount_ppm.push(row.key_discount_ppm);
+            c.charged.push(row.charged);
+            c.status.push(row.status);
+            c.upstream_latency_ms.push(row.upstream_latency_ms);
+            c.usage_source.push(&row.usage_source);
+            c.created_at.push(row.created_at);
+            c.overage.push(row.overage);
+            c.route_id.push(row.route_id);
+            c.channel.push(row.channel.as_deref());
+            c.attempts.push(row.attempts);
+            c.cost.push(row.cost);
+            c.first_byte_ms.push(row.first_byte_ms);
+        }
+        c
+    }
+
+    /// One statement for the batch, kept prepared; the rows take their ids in the batch's order
+    /// (`ORDER BY` the arrays' ordinality: rows of one millisecond are listed by id).
+    async fn insert(&self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), diesel::result::Error> {
+        use diesel::sql_types::Array;
+        if self.request_id.is_empty() {
+            return Ok(());
+        }
+        Cached(
+            diesel::sql_query(
+                "INSERT INTO usage_logs (request_id, user_id, key_id, model, endpoint, stream, prompt_tokens, \
+                 completion_tokens, cached_tokens, raw_cost, user_discount_ppm, key_discount_ppm, charged, status, \
+                 upstream_latency_ms, usage_source, created_at, overage, route_id, channel, attempts, cost, \
+                 first_byte_ms) \
+                 SELECT request_id, user_id, key_id, model, endpoint, stream, prompt_tokens, completion_tokens, \
+                 cached_tokens, raw_cost, user_discount_ppm, key_discount_ppm, charged, status, upstream_latency_ms, \
+                 usage_source, created_at, overage, route_id, channel, attempts, cost, first_byte_ms \
+                 FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BOOLEAN[], \
+                 $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::INTEGER[], $12::INTEGER[], \
+                 $13::BIGINT[], $14::INTEGER[], $15::BIGINT[], $16::TEXT[], $17::BIGINT[], $18::BIGINT[], \
+                 $19::BIGINT[], $20::TEXT[], $21::INTEGER[], $22::BIGINT[], $23::BIGINT[]) WITH ORDINALITY \
+                 AS v(request_id, user_id, key_id, model, endpoint, stream, prompt_tokens, completion_tokens, \
+                 cached_tokens, raw_cost, user_discount_ppm, key_discount_ppm, charged, status, upstream_latency_ms, \
+                 usage_source, created_at, overage, route_id, channel, attempts, cost, first_byte_ms, ord) \
+                 ORDER BY ord",
+            )
+            .bind::<Array<Text>, _>(&self.request_id)
+            .bind::<Array<BigInt>, _>(&self.user_id)
+            .bind::<Array<BigInt>, _>(&self.key_id)
+            .bind::<Array<Text>, _>(&self.model)
+            .bind::<Array<Text>, _>(&self.endpoint)
+            .bind::<Array<Bool>, _>(&self.stream)
+            .bind::<Array<BigInt>, _>(&self.prompt_tokens)
+            .bind::<Array<BigInt>, _>(&self.completion_tokens)
+            .bind::<Array<BigInt>, _>(&self.cached_tokens)
+            .bind::<Array<BigInt>, _>(&self.raw_cost)
+            .bind::<Array<Integer>, _>(&self.user_discount_ppm)
+            .bind::<Array<Integer>, _>(&self.key_discount_ppm)
+            .bind::<Array<BigInt>, _>(&self.charged)
+            .bind::<Array<Integer>, _>(&self.status)
+            .bind::<Array<BigInt>, _>(&self.upstream_latency_ms)
+            .bind::<Array<Text>, _>(&self.usage_source)
+            .bind::<Array<BigInt>, _>(&self.created_at)
+            .bind::<Array<BigInt>, _>(&self.overage)
+            .bind::<Array<Nullable<BigInt>>, _>(&self.route_id)
+            .bind::<Array<Nullable<Text>>, _>(&self.channel)
+            .bind::<Array<Integer>, _>(&self.attempts)
+            .bind::<Array<Nullable<BigInt>>, _>(&self.cost)
+            .bind::<Array<Nullable<BigInt>>, _>(&self.first_byte_ms),
+        )
+        .execute(conn)
+        .await
+        .map(|_| ())
+    }
+}
+
 #[async_trait]
 impl UsageStore for SqlStore {
     async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
@@ -264,11 +380,7 @@ impl UsageStore for SqlStore {
             Db::Postgres { pool, .. } => {
                 async {
                     pg_tx!(pool, TxError, |conn| {
-                        for slice in slices(&rows) {
-                            with_slice_marker!(UsageChunkInsert, slice.len(), |Marker| {
-                                Prepared::<Marker, _>::new(UsageRows(slice)).execute(conn).await.map(|_| ())
-                            })?;
-                        }
+                        UsageColumns::of(&rows).insert(conn).await?;
                         Ok(())
                     })
                 }

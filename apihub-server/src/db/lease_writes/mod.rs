@@ -357,14 +357,17 @@ async fn insert_consume_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    // Released with the transaction: nothing else in it needs one.
+    // Released with the transaction: nothing else in it needs one. The rows take their ids in the
+    // batch's order (`ORDER BY` the arrays' ordinality), so running balances read in id order.
     conn.batch_execute("SAVEPOINT consume_rows").await?;
     let columns = ConsumeColumns::of(rows);
     let plain = Cached(
         diesel::sql_query(
             "INSERT INTO transactions (user_id, tx_type, amount, balance_before, balance_after, order_no, \
-             description, created_at) SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], \
-             $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[])",
+             description, created_at) SELECT user_id, tx_type, amount, balance_before, balance_after, order_no, \
+             description, created_at FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], \
+             $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[]) WITH ORDINALITY AS v(user_id, tx_type, amount, \
+             balance_before, balance_after, order_no, description, created_at, ord) ORDER BY ord",
         )
         .bind::<Array<BigInt>, _>(&columns.user_id)
         .bind::<Array<Text>, _>(&columns.tx_type)
