@@ -8,8 +8,6 @@ use apihub_tower::body::{BoxError, ForwardedBody};
 use axum::body::Body;
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Request, Response};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
 
 use crate::proxy::UpstreamBody;
@@ -17,7 +15,7 @@ use crate::proxy::rename::Renamed;
 use crate::proxy::upstream::{Target, forward};
 
 /// The pooled client every route shares.
-pub(crate) type RouteClient = Client<HttpConnector, Body>;
+pub(crate) type RouteClient = crate::proxy::upstream::UpstreamClient;
 
 /// Forwards one route's calls.
 #[derive(Clone)]

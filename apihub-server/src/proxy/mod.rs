@@ -9,6 +9,7 @@
 //! the shape of the route's vendor ([`dialect`]).
 
 pub mod channels;
+mod connector;
 pub mod dialect;
 mod idle;
 mod models;

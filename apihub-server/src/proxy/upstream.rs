@@ -14,6 +14,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::connector::PlainConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
@@ -115,8 +117,11 @@ impl Target {
     }
 }
 
+/// The pooled client every upstream is reached through.
+pub(crate) type UpstreamClient = Client<PlainConnector, Body>;
+
 /// A pooled keep-alive HTTP/1 client, as every upstream uses.
-pub(crate) fn pooled_client(connect_timeout: Duration) -> Client<HttpConnector, Body> {
+pub(crate) fn pooled_client(connect_timeout: Duration) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_keepalive(Some(Duration::from_secs(60)));
@@ -124,13 +129,13 @@ pub(crate) fn pooled_client(connect_timeout: Duration) -> Client<HttpConnector, 
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .build(PlainConnector(connector))
 }
 
 /// Sends `request` and returns the response with hop-by-hop headers dropped and a body that ends
 /// when the upstream stalls for `idle_timeout`.
 pub(crate) async fn forward(
-    client: &Client<HttpConnector, Body>,
+    client: &UpstreamClient,
     request: Request<Body>,
     idle_timeout: Duration,
 ) -> Result<Response<IdleTimeout<Incoming>>, BoxError> {
@@ -142,7 +147,7 @@ pub(crate) async fn forward(
 /// Forwards gateway requests to the upstream.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
     target: Target,
     api_key: Option<HeaderValue>,
     bearer: Option<HeaderValue>,
