@@ -173,6 +173,8 @@ fn costs_nothing(
 /// Reads `body` to its end, when it ends within `limit` bytes; otherwise (or when it fails) the
 /// bytes read so far followed by the rest of it, to send on as it comes.
 async fn read_whole(mut body: GatewayBody, limit: usize) -> Result<Bytes, Prefixed<GatewayBody>> {
+    // The usual body comes in one frame: it is copied once, with no list to gather frames in.
+    let mut first: Option<Bytes> = None;
     let mut read: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
     loop {
@@ -180,17 +182,21 @@ async fn read_whole(mut body: GatewayBody, limit: usize) -> Result<Bytes, Prefix
             // Copied into one buffer even when it came in one frame: a frame is a slice of the
             // upstream connection's read buffer, which hyper can reuse for the connection's next
             // response only once no such slice is alive; the client may take a while to read it.
+            None if read.is_empty() => return Ok(first.map(|only| Bytes::copy_from_slice(&only)).unwrap_or_default()),
             None => return Ok(read.concat().into()),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     size = size.saturating_add(data.len());
-                    read.push(data);
+                    match first.take() {
+                        None if read.is_empty() => first = Some(data),
+                        earlier => read.extend(earlier.into_iter().chain([data])),
+                    }
                 }
                 if size > limit {
-                    return Err(Prefixed::new(read, Ok(body)));
+                    return Err(Prefixed::new(first.into_iter().chain(read).collect(), Ok(body)));
                 }
             }
-            Some(Err(error)) => return Err(Prefixed::new(read, Err(error))),
+            Some(Err(error)) => return Err(Prefixed::new(first.into_iter().chain(read).collect(), Err(error))),
         }
     }
 }
