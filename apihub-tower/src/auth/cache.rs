@@ -94,17 +94,13 @@ impl KeyCache {
             Ok(mut pending) => Some(pending.entry(lookup_id.to_owned()).or_default().clone()),
             Err(_) => None,
         };
-        let Some(lookup) = joined else {
-            return self.fetch(lookup_id, now).await;
+        // The guard holds the only reference this request has, so that it can count who waits.
+        let waiting = Waiting { cache: self, lookup_id, lookup: joined };
+        let found = match waiting.lookup.as_deref() {
+            Some(lookup) => lookup.get_or_try_init(|| self.fetch(lookup_id, now)).await.cloned(),
+            None => self.fetch(lookup_id, now).await,
         };
-        let found = lookup.get_or_try_init(|| self.fetch(lookup_id, now)).await.cloned();
-        // The first to finish retires it (unless an invalidation already has): later misses
-        // start a lookup of their own.
-        if let Ok(mut pending) = self.pending.lock()
-            && pending.get(lookup_id).is_some_and(|under_way| Arc::ptr_eq(under_way, &lookup))
-        {
-            pending.remove(lookup_id);
-        }
+        drop(waiting);
         found
     }
 
@@ -160,6 +156,31 @@ impl KeyCache {
     fn forget_pending(&self) {
         if let Ok(mut pending) = self.pending.lock() {
             pending.clear();
+        }
+    }
+}
+
+/// One request waiting for a lookup under way. Whoever leaves it last, or first once it
+/// succeeded (done, or dropped with its request), retires it from the lookups under way: later
+/// misses then start their own, and no entry outlives the requests waiting on it (a flood of
+/// unknown keys whose clients hang up leaves nothing behind).
+struct Waiting<'a> {
+    cache: &'a KeyCache,
+    lookup_id: &'a str,
+    lookup: Option<Arc<Pending>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some(lookup) = self.lookup.take() else { return };
+        if let Ok(mut pending) = self.cache.pending.lock() {
+            let ours = pending.get(self.lookup_id).is_some_and(|under_way| Arc::ptr_eq(under_way, &lookup));
+            // Joining and leaving both happen under this lock, so the count is exact: the map's
+            // reference and this one mean nobody else waits.
+            if ours && (lookup.initialized() || Arc::strong_count(&lookup) <= 2) {
+                pending.remove(self.lookup_id);
+            }
+            drop(lookup);
         }
     }
 }
@@ -295,6 +316,26 @@ mod tests {
         assert_eq!(answers.iter().filter(|a| a.is_none()).count(), 1);
         assert_eq!(answers.iter().filter(|a| **a == Some(7)).count(), 7);
         assert_eq!(store.started.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_whose_requests_all_went_away_leaves_nothing_behind() {
+        let store = Gated::new(0);
+        let cache = cache(&store);
+        let waiting = misses(&cache, "unknown", 8);
+        joined(&cache, "unknown", 8).await;
+        for miss in &waiting {
+            miss.abort();
+        }
+        for miss in waiting {
+            assert!(miss.await.unwrap_err().is_cancelled());
+        }
+        assert!(cache.pending.lock().unwrap().is_empty());
+        // The next miss starts afresh (as the waiters did in turn while the first ones left).
+        let before = store.started.load(Ordering::SeqCst);
+        store.gate.add_permits(1);
+        assert!(cache.get("unknown").await.unwrap().is_none());
+        assert_eq!(store.started.load(Ordering::SeqCst), before + 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
