@@ -14,11 +14,10 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-
-use super::connector::PlainConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
+use super::connector::PlainConnector;
 use super::idle::IdleTimeout;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), the client's credentials,

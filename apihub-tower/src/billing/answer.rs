@@ -173,7 +173,8 @@ fn costs_nothing(
 /// Reads `body` to its end, when it ends within `limit` bytes; otherwise (or when it fails) the
 /// bytes read so far followed by the rest of it, to send on as it comes.
 async fn read_whole(mut body: GatewayBody, limit: usize) -> Result<Bytes, Prefixed<GatewayBody>> {
-    // The usual body comes in one frame: it is copied once, with no list to gather frames in.
+    // The usual body comes in one frame, kept apart: it is copied once, with no list to gather
+    // frames in. `first` is set only while `read` is empty.
     let mut first: Option<Bytes> = None;
     let mut read: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
@@ -182,14 +183,20 @@ async fn read_whole(mut body: GatewayBody, limit: usize) -> Result<Bytes, Prefix
             // Copied into one buffer even when it came in one frame: a frame is a slice of the
             // upstream connection's read buffer, which hyper can reuse for the connection's next
             // response only once no such slice is alive; the client may take a while to read it.
-            None if read.is_empty() => return Ok(first.map(|only| Bytes::copy_from_slice(&only)).unwrap_or_default()),
-            None => return Ok(read.concat().into()),
+            None => {
+                return Ok(match first {
+                    Some(only) => Bytes::copy_from_slice(&only),
+                    None => read.concat().into(),
+                });
+            }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     size = size.saturating_add(data.len());
-                    match first.take() {
-                        None if read.is_empty() => first = Some(data),
-                        earlier => read.extend(earlier.into_iter().chain([data])),
+                    if first.is_none() && read.is_empty() {
+                        first = Some(data);
+                    } else {
+                        read.extend(first.take());
+                        read.push(data);
                     }
                 }
                 if size > limit {
