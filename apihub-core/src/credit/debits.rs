@@ -38,7 +38,15 @@ pub struct Debit {
 impl CreditBook {
     /// The oldest `max` queued debits, to write; they stay queued until [`Self::written`].
     pub fn to_write(&self, max: usize) -> Vec<Debit> {
-        self.queue.iter().take(max).cloned().collect()
+        let mut batch = Vec::new();
+        self.to_write_into(max, &mut batch);
+        batch
+    }
+
+    /// [`Self::to_write`] into `batch`, emptied first: a writer keeps one buffer for every batch.
+    pub fn to_write_into(&self, max: usize, batch: &mut Vec<Debit>) {
+        batch.clear();
+        batch.extend(self.queue.iter().take(max).cloned());
     }
 
     /// The writer persisted `debits` (the oldest queued, in order): they move from unwritten to

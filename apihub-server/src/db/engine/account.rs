@@ -56,8 +56,8 @@ impl Engine {
         if let Some(Debiting { user_id, .. }) = debiting {
             self.load(&[user_id], &[]).await.map_err(billing_to_store)?;
         }
-        let _order = self.order.lock().await;
-        self.write_queued().await?;
+        let mut order = self.order.lock().await;
+        self.write_queued(&mut order).await?;
         if let Some(Debiting { user_id, amount }) = debiting {
             match self.book().hold_funds(user_id, amount) {
                 Ok(()) => {}

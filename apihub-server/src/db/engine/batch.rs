@@ -212,19 +212,18 @@ pub(in crate::db) fn batch_totals(batch: &[Debit]) -> (Vec<(UserId, i64)>, Vec<K
     (user_totals, key_totals)
 }
 
-/// A user's consume rows for a batch, with running balances ending at `balance` (the balance
-/// after the batch's `total`). A request id repeated within the batch (`taken`: those seen so far;
-/// a library caller reusing ids) gets the debit's sequence number appended.
+/// Appends to `rows` a user's consume rows for a batch, with running balances ending at `balance`
+/// (the balance after the batch's `total`). A request id repeated within the batch (`taken`: those
+/// seen so far; a library caller reusing ids) gets the debit's sequence number appended.
 pub(in crate::db) fn consume_rows<'a>(
     batch: &'a [Debit],
     user_id: UserId,
-    balance: i64,
-    total: i64,
+    (balance, total): (i64, i64),
     taken: &mut std::collections::HashSet<&'a str>,
     now: i64,
-) -> Vec<ConsumeRow> {
+    rows: &mut Vec<ConsumeRow>,
+) {
     let mut running = balance.saturating_add(total);
-    let mut rows = Vec::new();
     for debit in batch.iter().filter(|d| d.user_id == user_id && d.charge.is_positive()) {
         let charge = debit.charge.micros();
         let order_no = if taken.insert(&debit.request_id) {
@@ -244,7 +243,6 @@ pub(in crate::db) fn consume_rows<'a>(
         });
         running = running.saturating_sub(charge);
     }
-    rows
 }
 
 /// `description` cut to the longest a ledger row keeps ([`MAX_DESCRIPTION_LEN`] characters); the
@@ -260,16 +258,21 @@ fn truncated(description: &Arc<str>) -> Arc<str> {
 }
 
 /// One batch's statements: per user one `UPDATE` (its consume rows' running balances follow from
-/// the balance it returns), per key one `UPDATE`, and the consume rows in multi-row `INSERT`s.
-pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch: &[Debit]) -> Result<(), TxError> {
+/// the balance it returns), per key one `UPDATE`, and the consume rows in multi-row `INSERT`s,
+/// built in `rows` (the caller's buffer, left empty).
+pub(super) async fn write_debits(
+    conn: &mut crate::db::writer::WriteConn,
+    batch: &[Debit],
+    rows: &mut Vec<ConsumeRow>,
+) -> Result<(), TxError> {
     let now = now_millis();
     let (user_totals, key_totals) = batch_totals(batch);
     // A request id is the consume row's order number, unique per kind: one repeated within the
     // batch is told apart here, one already in the ledger (a library caller reusing ids) by the
     // insert's conflict below; either gets the debit's sequence number appended rather than stop
     // the batch, which would never be written.
-    let mut taken = std::collections::HashSet::new();
-    let mut rows = Vec::new();
+    let mut taken = std::collections::HashSet::with_capacity(batch.len());
+    rows.clear();
     for (user_id, total) in user_totals {
         let balance: Option<i64> = diesel::update(users::table.find(user_id))
             .set((
@@ -282,7 +285,7 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
             .await
             .optional()?;
         let Some(balance) = balance else { continue };
-        rows.extend(consume_rows(batch, user_id, balance, total, &mut taken, now));
+        consume_rows(batch, user_id, (balance, total), &mut taken, now, rows);
     }
     for (key_id, [quota, tokens, calls, successes]) in key_totals {
         // Successes use up remaining calls, stopping at zero (an administrator may have lowered the
@@ -312,7 +315,9 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
     // no optional column, so each size has one text). A row whose request id is in the ledger
     // already is skipped there (the insert counts fewer rows than it was given), then inserted
     // again renumbered.
-    let (mut rows, skipped) = crate::db::writer::direct(conn, move |conn| {
+    let built = std::mem::take(rows);
+    let (built, skipped) = crate::db::writer::direct(conn, move |conn| {
+        let rows = built;
         let mut skipped = Vec::new();
         let mut first = 0;
         for slice in slices(&rows) {
@@ -339,11 +344,13 @@ pub(super) async fn write_debits(conn: &mut crate::db::writer::WriteConn, batch:
         }
         Ok((rows, skipped))
     })?;
+    *rows = built;
     for at in skipped {
         let Some(row) = rows.get_mut(at) else { continue };
         row.renumber(batch);
         Cached(diesel::insert_into(transactions::table).values(row.values())).execute(conn).await?;
     }
+    rows.clear();
     let meters = meter_totals(batch);
     if !meters.is_empty() {
         let ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();

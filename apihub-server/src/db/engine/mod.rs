@@ -48,7 +48,7 @@ use super::TxError;
 use super::budgets::BudgetDefs;
 use super::schema::{api_keys, users};
 use super::writer::SqliteWriter;
-use write_behind::write_behind;
+use write_behind::{Scratch, write_behind};
 
 pub(crate) use account::{Debiting, Touched};
 pub(super) use batch::{
@@ -73,8 +73,8 @@ pub struct Engine {
     budgets: Arc<BudgetDefs>,
     writer: Arc<SqliteWriter>,
     /// Held while a batch is written, a row is loaded, or an account write is applied and read
-    /// back: stored values and unwritten debits never overlap.
-    order: tokio::sync::Mutex<()>,
+    /// back: stored values and unwritten debits never overlap. It keeps the batch writer's buffers.
+    order: tokio::sync::Mutex<Scratch>,
     /// Wakes the writing task: a first debit queued, or a reader waiting.
     wake: Arc<Notify>,
     /// A reader waits: write now, without waiting for the window.
@@ -121,7 +121,7 @@ impl Engine {
             book: Mutex::new(CreditBook::default()),
             budgets,
             writer,
-            order: tokio::sync::Mutex::new(()),
+            order: tokio::sync::Mutex::new(Scratch::default()),
             wake: Arc::new(Notify::new()),
             urgent: AtomicBool::new(false),
             written: watch::Sender::new(0),

@@ -7,7 +7,7 @@ use apihub_core::credit::Debit;
 use apihub_core::store::StoreError;
 use tokio::sync::Notify;
 
-use super::batch::write_debits;
+use super::batch::{ConsumeRow, write_debits};
 use super::{Engine, MAX_BATCH, MAX_PAUSE, READ_WAIT, WINDOW};
 use crate::db::TxError;
 
@@ -27,22 +27,24 @@ impl Engine {
 
     /// Writes every debit queued so far (shutdown, tests).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let _order = self.order.lock().await;
-        self.write_queued().await
+        let mut order = self.order.lock().await;
+        self.write_queued(&mut order).await
     }
 
     /// Writes the debits queued when it is called, not those settled meanwhile (under load the
-    /// queue never empties, and the order lock must not be held for ever). The caller holds the
-    /// order lock.
-    pub(super) async fn write_queued(&self) -> Result<(), StoreError> {
+    /// queue never empties, and the order lock must not be held for ever), through the buffers
+    /// kept under the order lock, which the caller holds.
+    pub(super) async fn write_queued(&self, scratch: &mut Scratch) -> Result<(), StoreError> {
         let last = self.book().last_seq();
         loop {
-            let mut batch = self.book().to_write(MAX_BATCH);
-            batch.retain(|debit| debit.seq <= last);
-            if batch.is_empty() {
+            self.book().to_write_into(MAX_BATCH, &mut scratch.batch);
+            scratch.batch.retain(|debit| debit.seq <= last);
+            if scratch.batch.is_empty() {
                 return Ok(());
             }
-            self.write(&batch).await?;
+            let written = self.write(&scratch.batch, &mut scratch.rows).await;
+            scratch.batch.clear();
+            written?;
         }
     }
 
@@ -56,9 +58,9 @@ impl Engine {
     /// no batch record: the transaction commits in this process, on the calling thread, and a
     /// failed `COMMIT` is rolled back before it is reported, so a batch reported failed was
     /// never written, and nothing awaits between the commit and marking the batch written.
-    async fn write(&self, batch: &[Debit]) -> Result<(), StoreError> {
+    async fn write(&self, batch: &[Debit], rows: &mut Vec<ConsumeRow>) -> Result<(), StoreError> {
         self.writer
-            .transaction(async |conn| -> Result<(), TxError> { write_debits(conn, batch).await })
+            .transaction(async |conn| -> Result<(), TxError> { write_debits(conn, batch, rows).await })
             .await
             .map_err(|e| {
                 tracing::error!(error = %e.0, debits = batch.len(), "writing settlements failed; they stay queued");
@@ -74,6 +76,16 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The batch writer's buffers, kept under the order lock from one batch to the next. A window's
+/// thousands of debits and ledger rows, allocated anew for each batch, were handed back to the
+/// system when freed and faulted in again by the next batch. Emptied after every batch, so they
+/// keep no request's text; what stays is their capacity, at most [`MAX_BATCH`] debits and rows.
+#[derive(Default)]
+pub(super) struct Scratch {
+    batch: Vec<Debit>,
+    rows: Vec<ConsumeRow>,
 }
 
 /// The writing task: waits for a first debit, lets the window fill (unless a reader waits), writes

@@ -330,7 +330,7 @@ pub(super) async fn write_debits(conn: &mut AsyncPgConnection, node_id: &str, ba
     for (user_id, total) in user_totals {
         // A user deleted meanwhile has no balance to run down (nor consume rows).
         let Some(balance) = balances.iter().find(|b| b.id == user_id) else { continue };
-        rows.extend(consume_rows(batch, user_id, balance.token_balance, total, &mut taken, now));
+        consume_rows(batch, user_id, (balance.token_balance, total), &mut taken, now, &mut rows);
     }
     write_meters(conn, node_id, batch).await?;
     insert_consume_rows(conn, batch, &rows).await?;
