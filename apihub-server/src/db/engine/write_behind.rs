@@ -43,7 +43,9 @@ impl Engine {
                 return Ok(());
             }
             let written = self.write(&scratch.batch, &mut scratch.rows).await;
+            // Also after a failed batch, which may leave rows behind.
             scratch.batch.clear();
+            scratch.rows.clear();
             written?;
         }
     }
