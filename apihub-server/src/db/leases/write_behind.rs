@@ -91,9 +91,8 @@ impl LeaseEngine {
     /// first sequence number in its own transaction: one whose commit's acknowledgement was lost,
     /// written again, is found written and counts as such.
     async fn write_book(&self, node_id: &str, mut batch: Vec<Debit>) -> Result<(), StoreError> {
-        let rows = batch.clone();
         let written =
-            self.run(async |conn| conn.transaction(async |conn| write_debits(conn, node_id, &rows).await).await).await;
+            self.run(async |conn| conn.transaction(async |conn| write_debits(conn, node_id, &batch).await).await).await;
         #[cfg(test)]
         let written = match written {
             Ok(_) if self.lose_commit_ack.swap(false, Ordering::AcqRel) => {
