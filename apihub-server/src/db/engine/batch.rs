@@ -259,7 +259,8 @@ fn truncated(description: &Arc<str>) -> Arc<str> {
 
 /// One batch's statements: per user one `UPDATE` (its consume rows' running balances follow from
 /// the balance it returns), per key one `UPDATE`, and the consume rows in multi-row `INSERT`s,
-/// built in `rows` (the caller's buffer, left empty).
+/// built in `rows` (the caller's buffer, emptied first; the caller empties it again once the batch
+/// is written, so that it keeps no request's text).
 pub(super) async fn write_debits(
     conn: &mut crate::db::writer::WriteConn,
     batch: &[Debit],
@@ -350,7 +351,6 @@ pub(super) async fn write_debits(
         row.renumber(batch);
         Cached(diesel::insert_into(transactions::table).values(row.values())).execute(conn).await?;
     }
-    rows.clear();
     let meters = meter_totals(batch);
     if !meters.is_empty() {
         let ids: Vec<i64> = meters.iter().map(|(id, _)| id.budget).collect();

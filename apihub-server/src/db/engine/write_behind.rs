@@ -43,7 +43,7 @@ impl Engine {
                 return Ok(());
             }
             let written = self.write(&scratch.batch, &mut scratch.rows).await;
-            // Also after a failed batch, which may leave rows behind.
+            // After every batch, failed ones included: the buffers keep no request's text.
             scratch.batch.clear();
             scratch.rows.clear();
             written?;
