@@ -1,6 +1,7 @@
 //! The APIHub gateway server: axum routes, diesel storage (SQLite or PostgreSQL), session tokens
 //! and the account, key and credit API. `main.rs` is a thin command line over [`app`].
 
+pub mod allocator;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -21,13 +21,14 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the proxy allocates and frees small buffers on every request, from every worker
 /// thread, and glibc's allocator spent a fifth of the gateway's CPU time on them (perf, at 64
-/// connections). With the `count-allocations` feature, every allocation is counted too.
+/// connections). [`apihub_server::allocator`] says how it is called. With the `count-allocations`
+/// feature, every allocation is counted too.
 #[cfg(feature = "count-allocations")]
 #[global_allocator]
 static ALLOCATOR: apihub_server::metrics::allocations::Counting = apihub_server::metrics::allocations::Counting;
 #[cfg(not(feature = "count-allocations"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: apihub_server::allocator::Mimalloc = apihub_server::allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(name = "apihub", version, about = "API-key gateway for LLM APIs")]

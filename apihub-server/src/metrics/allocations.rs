@@ -4,9 +4,9 @@
 #[cfg(feature = "count-allocations")]
 mod counting {
     use std::alloc::{GlobalAlloc, Layout};
-
-    use mimalloc::MiMalloc;
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::allocator::Mimalloc;
 
     /// Allocations (and reallocations) made so far.
     pub(super) static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -18,25 +18,25 @@ mod counting {
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract for `alloc` is `MiMalloc.alloc`'s.
-            unsafe { MiMalloc.alloc(layout) }
+            // SAFETY: the caller's contract for `alloc` is `Mimalloc.alloc`'s.
+            unsafe { Mimalloc.alloc(layout) }
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: the caller's contract for `dealloc` is `MiMalloc.dealloc`'s.
-            unsafe { MiMalloc.dealloc(ptr, layout) }
+            // SAFETY: the caller's contract for `dealloc` is `Mimalloc.dealloc`'s.
+            unsafe { Mimalloc.dealloc(ptr, layout) }
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: as for `alloc`.
-            unsafe { MiMalloc.alloc_zeroed(layout) }
+            unsafe { Mimalloc.alloc_zeroed(layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract for `realloc` is `MiMalloc.realloc`'s.
-            unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+            // SAFETY: the caller's contract for `realloc` is `Mimalloc.realloc`'s.
+            unsafe { Mimalloc.realloc(ptr, layout, new_size) }
         }
     }
 }
