@@ -624,3 +624,58 @@ async fn batch_records_older_than_a_day_are_pruned() {
     assert_eq!(a.prune_batch_ids().await.expect("pruned"), 1);
     assert_eq!(db.number(count, one, Some(&a.node_id())).await, 1, "the newer record stays");
 }
+
+/// The ledger has no foreign key to `users` on PostgreSQL (its migration 000016 says why): a
+/// batch writes a user's consume rows only when its update of that user's balance found the user,
+/// so a debit of a user the database lacks leaves no row and the rest of its batch is written; and
+/// a trigger still refuses to delete a user who has ledger rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_foreign_key_the_ledger_still_names_only_users_that_exist_and_keeps_them() {
+    use apihub_core::Money;
+    use apihub_core::credit::Debit;
+    use diesel::result::DatabaseErrorKind;
+
+    let Some(db) = TestDb::create().await else { return };
+    let (one, key) = db.customer("one", 1_000_000).await;
+    let nobody = one + 1_000;
+    let foreign_keys = "SELECT COUNT(*) AS n FROM pg_constraint \
+                        WHERE conrelid = 'transactions'::regclass AND contype = 'f' AND $1 = $1 AND $2 = $2";
+    assert_eq!(db.number(foreign_keys, one, None).await, 0, "the ledger's rows name their user unchecked");
+
+    let debit = |seq, user_id, request_id: &str| Debit {
+        seq,
+        user_id,
+        key_id: key,
+        request_id: request_id.into(),
+        charge: Money::from_micros(1_000),
+        tokens: 10,
+        success: true,
+        description: "t".into(),
+        overage: Money::ZERO,
+        meters: Vec::new(),
+    };
+    let batch = [debit(1, one, "known"), debit(2, nobody, "unknown")];
+    let mut conn = db.conn().await;
+    let written = conn
+        .transaction(async |conn| crate::db::lease_writes::write_debits(conn, "node-a", &batch).await)
+        .await
+        .map_err(|error| error.0)
+        .expect("the batch written");
+    assert_eq!(written, 2, "written whole");
+    assert_eq!(db.balance(one).await, 999_000);
+    assert_eq!(db.consume_rows(one).await, 1);
+    assert_eq!(db.consume_rows(nobody).await, 0, "no row for a user the database lacks");
+    let rows = "SELECT COUNT(*) AS n FROM transactions WHERE $1 = $1 AND $2 = $2";
+    assert_eq!(db.number(rows, one, None).await, 1, "the known user's row alone");
+
+    // What the key also did: a user with ledger rows cannot be deleted; one without can.
+    let (two, _) = db.customer("two", 0).await;
+    let delete = |user| diesel::sql_query("DELETE FROM users WHERE id = $1").bind::<BigInt, _>(user);
+    let refused = delete(one).execute(&mut conn).await;
+    assert!(
+        matches!(refused, Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _))),
+        "{refused:?}"
+    );
+    assert_eq!(db.consume_rows(one).await, 1, "the ledger kept");
+    assert_eq!(delete(two).execute(&mut conn).await.expect("deleted"), 1);
+}
