@@ -353,4 +353,42 @@ impl DbTransactions {
             }
         }
     }
+
+    /// The PostgreSQL server's CPU time so far, in ticks by process id: every process
+    /// `pg_stat_activity` lists (backends and background processes alike) that runs on this
+    /// machine as `postgres` (`/proc/PID/comm`). `None` for SQLite, and when the server is
+    /// elsewhere (none of its processes found here).
+    pub async fn server_cpu_ticks(&self) -> Option<std::collections::BTreeMap<i32, u64>> {
+        use diesel::QueryableByName;
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        #[derive(QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            pid: i32,
+        }
+        let DbTransactions::Postgres(url) = self else { return None };
+        let mut conn = AsyncPgConnection::establish(url).await.ok()?;
+        let pids: Vec<Pid> = diesel::sql_query("SELECT pid FROM pg_stat_activity").load(&mut conn).await.ok()?;
+        let local = |pid: i32| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            if comm.trim_end() != "postgres" {
+                return None;
+            }
+            crate::procs::cpu_ticks(&pid.to_string())
+        };
+        let ticks: std::collections::BTreeMap<i32, u64> =
+            pids.into_iter().filter_map(|Pid { pid }| Some((pid, local(pid)?))).collect();
+        (!ticks.is_empty()).then_some(ticks)
+    }
+}
+
+/// The server's CPU time between two [`DbTransactions::server_cpu_ticks`], in seconds: per
+/// process there at the end, what it spent since the start (all of it for a process started
+/// since; one that ended meanwhile is not counted).
+pub fn server_cpu_seconds(
+    before: &std::collections::BTreeMap<i32, u64>,
+    after: &std::collections::BTreeMap<i32, u64>,
+) -> f64 {
+    let ticks: u64 = after.iter().map(|(pid, now)| now.saturating_sub(before.get(pid).copied().unwrap_or(0))).sum();
+    ticks as f64 / 100.0
 }

@@ -442,8 +442,18 @@ async fn measure(
         None => None,
     };
     let threads_before = proc.map(Proc::cpu_seconds_by_thread);
+    let server_before = match db {
+        Some(db) => db.server_cpu_ticks().await,
+        None => None,
+    };
     let mut c64 = load::closed_loop(&spec, plan.concurrency, plan.many_warmup, plan.many_window).await;
     cpu_per_request(proc, cpu, &mut c64);
+    let db_server_cpu_us_per_request = match (db, server_before) {
+        (Some(db), Some(before)) if c64.sent > 0 => {
+            db.server_cpu_ticks().await.map(|after| api::server_cpu_seconds(&before, &after) * 1e6 / c64.sent as f64)
+        }
+        _ => None,
+    };
     let cpu_us_per_request_by_thread = match (proc, threads_before) {
         (Some(proc), Some(before)) if c64.sent > 0 => proc
             .cpu_seconds_by_thread()
@@ -494,5 +504,6 @@ async fn measure(
         db_transactions_per_request,
         allocations_per_request,
         cpu_us_per_request_by_thread,
+        db_server_cpu_us_per_request,
     }
 }

@@ -147,7 +147,7 @@ fn vm_hwm_kib(pid: &str) -> Option<u64> {
 
 /// `utime + stime` of one process, in ticks: fields 14 and 15 of its `stat`, counted after the
 /// command name (which may hold spaces, so the split starts after its closing parenthesis).
-fn cpu_ticks(pid: &str) -> Option<u64> {
+pub fn cpu_ticks(pid: &str) -> Option<u64> {
     stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 

@@ -41,6 +41,10 @@ pub struct TargetResult {
     /// (warm-up included, as `c64.cpu_us_per_request`): the runtime's workers apart from the
     /// gateway's writer threads. Empty for `direct` and for a proxy with several processes.
     pub cpu_us_per_request_by_thread: std::collections::BTreeMap<String, f64>,
+    /// The PostgreSQL server's CPU time per request during the high-concurrency phase (its
+    /// processes on this machine, from `/proc`; warm-up included): what the database costs
+    /// besides the gateway. `None` for other targets and for a server elsewhere.
+    pub db_server_cpu_us_per_request: Option<f64>,
 }
 
 impl TargetResult {
@@ -299,6 +303,9 @@ impl Run {
                 threads.iter().filter(|(_, us)| **us >= 0.05).map(|(name, us)| format!("{name} {us:.1} µs")).collect();
             if !shown.is_empty() {
                 println!("\n{} CPU per request by thread: {}", t.name, shown.join(", "));
+            }
+            if let Some(server) = t.db_server_cpu_us_per_request {
+                println!("\n{} CPU per request of the PostgreSQL server besides: {server:.1} µs", t.name);
             }
         }
         println!("\n### Fixed rate {} req/s (open loop, latency from the intended send time)\n", self.rate_per_second);
